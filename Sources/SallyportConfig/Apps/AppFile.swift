@@ -1,0 +1,123 @@
+internal import Yams
+
+/// Reads one app file.
+enum AppFile {
+    static let topLevelKeys = [
+        "name", "externalURL", "internalURL", "connectorGroup", "preAuthentication", "sso", "timeouts", "backendTLS", "preserveHost",
+    ]
+
+    /// The app, or every problem in the file in file order.
+    static func parse(yaml: String, file: String) -> Result<AppConfig, FileProblems> {
+        let diagnostics = Diagnostics(file: file)
+        var reader: MappingReader
+        do throws(ConfigError) {
+            let root = try Document.root(yaml: yaml, file: file, kind: "app file", expectedKeys: topLevelKeys)
+            reader = try MappingReader(ValueNode(node: root, keyPath: "", diagnostics: diagnostics))
+        } catch {
+            return .failure(FileProblems(errors: [error]))
+        }
+
+        let name = reader.required("name") { value throws(ConfigError) in try value.name() }
+        let externalURL = reader.required("externalURL") { value throws(ConfigError) in try value.externalURL() }
+        let internalURL = reader.required("internalURL") { value throws(ConfigError) in try value.internalURL() }
+        let connectorGroup = reader.required("connectorGroup") { value throws(ConfigError) in try value.name() }
+        let preAuthentication = reader.required("preAuthentication", preAuthentication)
+        let sso = reader.optional("sso", default: SSOConfig(), ssoConfig)
+        let timeouts = reader.optional("timeouts", default: AppTimeouts(), appTimeouts)
+        let backendTLS = reader.optional("backendTLS", backendTLS)
+        let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
+        reader.finish()
+
+        if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
+            diagnostics.report(
+                reader.errorAtKey(
+                    "backendTLS",
+                    "only applies to an https:// internalURL (this app's is \(internalURL.string)); remove it or use https://"
+                )
+            )
+        }
+
+        guard diagnostics.errors.isEmpty, let name, let externalURL, let internalURL, let connectorGroup, let preAuthentication else {
+            return .failure(FileProblems(errors: diagnostics.sortedErrors))
+        }
+        var app = AppConfig(
+            name: name,
+            externalURL: externalURL,
+            internalURL: internalURL,
+            connectorGroup: connectorGroup,
+            preAuthentication: preAuthentication,
+            sso: sso,
+            timeouts: timeouts,
+            backendTLS: backendTLS,
+            preserveHost: preserveHost,
+            sourceFile: file
+        )
+        for key in topLevelKeys {
+            if let mark = reader.keyMark(key) { app.keyLines.positions[key] = .init(line: mark.line, column: mark.column) }
+        }
+        return .success(app)
+    }
+
+    private static func preAuthentication(_ value: ValueNode) throws(ConfigError) -> PreAuthentication {
+        let allowed = PreAuthentication.configNames.joined(separator: ", ")
+        guard value.node.scalar != nil, let text = try? value.string() else {
+            throw value.error("must be one of: \(allowed) (got \(ValueNode.describe(value.node)))")
+        }
+        guard let method = PreAuthentication(configName: text) else {
+            throw value.error("must be one of: \(allowed) (got \(quoted(text)))")
+        }
+        return method
+    }
+
+    private static func ssoConfig(_ value: ValueNode) throws(ConfigError) -> SSOConfig {
+        var reader = try value.mapping()
+        let handler = reader.required("handler") { value throws(ConfigError) in try value.nonEmptyString() }
+        var settings: [String: ConfigValue] = [:]
+        var settingLines: [String: Int] = [:]
+        for entry in reader.takeRemaining() {
+            do throws(ConfigError) {
+                settings[entry.key] = try entry.value.configValue()
+                settingLines[entry.key] = entry.keyMark?.line
+            } catch {
+                value.diagnostics.report(error)
+            }
+        }
+        return SSOConfig(handler: handler ?? "passthrough", settings: settings, settingLines: settingLines)
+    }
+
+    private static func appTimeouts(_ value: ValueNode) throws(ConfigError) -> AppTimeouts {
+        var reader = try value.mapping()
+        let defaults = AppTimeouts()
+        let timeouts = AppTimeouts(
+            connect: reader.optional("connect", default: defaults.connect) { value throws(ConfigError) in try value.duration() },
+            response: reader.optional("response", default: defaults.response) { value throws(ConfigError) in try value.duration() },
+            idle: reader.optional("idle", default: defaults.idle) { value throws(ConfigError) in try value.duration() }
+        )
+        reader.finish()
+        return timeouts
+    }
+
+    private static func backendTLS(_ value: ValueNode) throws(ConfigError) -> BackendTLS {
+        var reader = try value.mapping()
+        let caFile = reader.optional("caFile") { value throws(ConfigError) in
+            let path = try value.nonEmptyString()
+            guard path.hasPrefix("/") else {
+                throw value.error("must be an absolute path on the connector host (got \(quoted(path)))")
+            }
+            return path
+        }
+        let caPEM = reader.optional("caPEM") { value throws(ConfigError) in
+            let pem = try value.nonEmptyString()
+            guard pem.contains("-----BEGIN CERTIFICATE-----") else {
+                throw value.error("must be a PEM bundle of CA certificates (\"-----BEGIN CERTIFICATE-----\" ...)")
+            }
+            return pem
+        }
+        let serverName = reader.optional("serverName") { value throws(ConfigError) in try value.serverName() }
+        reader.finish()
+        if caFile != nil, caPEM != nil {
+            throw reader.errorAtKey("caPEM", "set either caFile or caPEM, not both")
+        }
+        return BackendTLS(caFile: caFile, caPEM: caPEM, serverName: serverName)
+    }
+}

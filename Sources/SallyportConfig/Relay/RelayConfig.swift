@@ -1,0 +1,247 @@
+/// The relay's own configuration: its public listener, the tunnel listener and where the app files are.
+public struct RelayConfig: Sendable, Hashable {
+    /// The config file's path as given.
+    public var file: String
+    /// `public.listen`: where users connect over HTTPS.
+    public var publicListen: HostPort
+    /// `public.certificates`: the certificates served to users, chosen by SNI.
+    public var publicCertificates: [CertificateConfig]
+    /// `public.limits`: request limits at the public edge.
+    public var limits: EdgeLimits
+    /// `tunnel.listen`: where connectors connect.
+    public var tunnelListen: HostPort
+    /// `tunnel.certificate`: the relay's server certificate (PEM chain) for the tunnel.
+    public var tunnelCertificate: String
+    /// `tunnel.key`: its private key (PEM).
+    public var tunnelKey: String
+    /// `tunnel.clientCA`: the CA bundle that connector certificates must chain to.
+    public var tunnelClientCA: String
+    /// `apps`: the directory of app files.
+    public var appsDirectory: String
+    /// `reloadInterval`: how often the apps directory is checked for changes. Default 2s.
+    public var reloadInterval: Duration
+    /// `drainTimeout`: on SIGTERM, how long in-flight requests may take to finish. Default 30s.
+    public var drainTimeout: Duration
+
+    /// Creates a relay configuration in code (tests, the demo); paths are used as given.
+    public init(
+        file: String = "",
+        publicListen: HostPort,
+        publicCertificates: [CertificateConfig],
+        limits: EdgeLimits = EdgeLimits(),
+        tunnelListen: HostPort,
+        tunnelCertificate: String,
+        tunnelKey: String,
+        tunnelClientCA: String,
+        appsDirectory: String,
+        reloadInterval: Duration = .seconds(2),
+        drainTimeout: Duration = .seconds(30)
+    ) {
+        self.file = file
+        self.publicListen = publicListen
+        self.publicCertificates = publicCertificates
+        self.limits = limits
+        self.tunnelListen = tunnelListen
+        self.tunnelCertificate = tunnelCertificate
+        self.tunnelKey = tunnelKey
+        self.tunnelClientCA = tunnelClientCA
+        self.appsDirectory = appsDirectory
+        self.reloadInterval = reloadInterval
+        self.drainTimeout = drainTimeout
+    }
+}
+
+/// One certificate the relay serves on its public listener.
+public struct CertificateConfig: Sendable, Codable, Hashable {
+    /// SNI names this certificate serves, lowercased; may contain wildcards like "*.example.com".
+    /// Empty: the default certificate, for names no other certificate lists.
+    public var hosts: [String]
+    /// PEM certificate chain file.
+    public var certificate: String
+    /// PEM private key file.
+    public var key: String
+
+    /// Creates a certificate entry.
+    public init(hosts: [String] = [], certificate: String, key: String) {
+        self.hosts = hosts
+        self.certificate = certificate
+        self.key = key
+    }
+}
+
+/// Limits the relay enforces on requests from the internet, before anything reaches the tunnel.
+public struct EdgeLimits: Sendable, Codable, Hashable {
+    /// Total bytes of all header names and values. Default 32768.
+    public var maxHeaderBytes: Int
+    /// Number of header fields. Default 100.
+    public var maxHeaderCount: Int
+    /// Bytes in the request target (path and query). Default 8192.
+    public var maxRequestLineBytes: Int
+    /// Time allowed to receive a request's headers. Default 10s.
+    public var headerReadTimeout: Duration
+    /// How long an idle keep-alive connection is kept. Default 75s.
+    public var idleTimeout: Duration
+
+    /// Creates limits; each defaults to the documented value.
+    public init(
+        maxHeaderBytes: Int = 32768,
+        maxHeaderCount: Int = 100,
+        maxRequestLineBytes: Int = 8192,
+        headerReadTimeout: Duration = .seconds(10),
+        idleTimeout: Duration = .seconds(75)
+    ) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.maxRequestLineBytes = maxRequestLineBytes
+        self.headerReadTimeout = headerReadTimeout
+        self.idleTimeout = idleTimeout
+    }
+}
+
+/// Reads the relay's config file.
+enum RelayFile {
+    static let topLevelKeys = ["public", "tunnel", "apps", "reloadInterval", "drainTimeout"]
+
+    static func parse(yaml: String, file: String) -> Result<RelayConfig, FileProblems> {
+        let diagnostics = Diagnostics(file: file)
+        let directory = ConfigPaths.directory(of: file)
+        var reader: MappingReader
+        do throws(ConfigError) {
+            let root = try Document.root(yaml: yaml, file: file, kind: "relay config", expectedKeys: topLevelKeys)
+            reader = try MappingReader(ValueNode(node: root, keyPath: "", diagnostics: diagnostics))
+        } catch {
+            return .failure(FileProblems(errors: [error]))
+        }
+
+        // A section with a missing or invalid key comes back as nil (the problem is already reported).
+        let edge = reader.required("public") { value throws(ConfigError) in try publicSection(value, directory: directory) } ?? nil
+        let tunnel = reader.required("tunnel") { value throws(ConfigError) in try tunnelSection(value, directory: directory) } ?? nil
+        let apps = reader.required("apps") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let reloadInterval = reader.optional("reloadInterval", default: .seconds(2)) { value throws(ConfigError) in
+            try value.duration()
+        }
+        let drainTimeout = reader.optional("drainTimeout", default: .seconds(30)) { value throws(ConfigError) in
+            try value.duration(allowZero: true)
+        }
+        reader.finish()
+
+        guard diagnostics.errors.isEmpty, let edge, let tunnel, let apps else {
+            return .failure(FileProblems(errors: diagnostics.sortedErrors))
+        }
+        return .success(
+            RelayConfig(
+                file: file,
+                publicListen: edge.listen,
+                publicCertificates: edge.certificates,
+                limits: edge.limits,
+                tunnelListen: tunnel.listen,
+                tunnelCertificate: tunnel.certificate,
+                tunnelKey: tunnel.key,
+                tunnelClientCA: tunnel.clientCA,
+                appsDirectory: apps,
+                reloadInterval: reloadInterval,
+                drainTimeout: drainTimeout
+            )
+        )
+    }
+
+    private struct PublicSection {
+        var listen: HostPort
+        var certificates: [CertificateConfig]
+        var limits: EdgeLimits
+    }
+
+    private static func publicSection(_ value: ValueNode, directory: String) throws(ConfigError) -> PublicSection? {
+        var reader = try value.mapping()
+        let listen = reader.required("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
+        let certificates = reader.required("certificates") { value throws(ConfigError) in
+            try certificateList(value, directory: directory)
+        }
+        let limits = reader.optional("limits", default: EdgeLimits(), edgeLimits)
+        reader.finish()
+        guard let listen, let certificates else { return nil }
+        return PublicSection(listen: listen, certificates: certificates, limits: limits)
+    }
+
+    private static func certificateList(_ value: ValueNode, directory: String) throws(ConfigError) -> [CertificateConfig] {
+        var hostOwners: [String: String] = [:]  // host → key path of the entry that lists it
+        var defaultEntry: String?
+        let entries = try value.list { item throws(ConfigError) -> CertificateConfig? in
+            var reader = try item.mapping()
+            let hosts: [String] = reader.optional("hosts", default: []) { value throws(ConfigError) in
+                try value.list { host throws(ConfigError) in
+                    let name = try host.nonEmptyString().lowercased()
+                    let bare = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
+                    guard Names.isValidDNSName(bare) else {
+                        throw host.error("must be a host name like \"apps.example.com\" or \"*.apps.example.com\" (got \(quoted(name)))")
+                    }
+                    if let owner = hostOwners[name] {
+                        throw host.error("\(quoted(name)) is already listed in \(owner); each host may have one certificate")
+                    }
+                    hostOwners[name] = item.keyPath
+                    return name
+                }
+            }
+            let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            reader.finish()
+            let listsHosts = (reader.entry("hosts")?.value.listCount ?? 0) > 0
+            if !listsHosts {
+                if let defaultEntry {
+                    throw item.error(
+                        "only one certificate may leave out hosts (the default certificate), and \(defaultEntry) already does"
+                    )
+                }
+                defaultEntry = item.keyPath
+            }
+            guard let certificate, let key else { return nil }
+            return CertificateConfig(hosts: hosts, certificate: certificate, key: key)
+        }
+        guard value.listCount ?? 0 > 0 else {
+            throw value.error("must list at least one certificate")
+        }
+        return entries.compactMap { $0 }
+    }
+
+    private static func edgeLimits(_ value: ValueNode) throws(ConfigError) -> EdgeLimits {
+        var reader = try value.mapping()
+        let defaults = EdgeLimits()
+        let limits = EdgeLimits(
+            maxHeaderBytes: reader.optional("maxHeaderBytes", default: defaults.maxHeaderBytes) { value throws(ConfigError) in
+                try value.int(in: 1024...1_048_576)
+            },
+            maxHeaderCount: reader.optional("maxHeaderCount", default: defaults.maxHeaderCount) { value throws(ConfigError) in
+                try value.int(in: 8...10_000)
+            },
+            maxRequestLineBytes: reader.optional("maxRequestLineBytes", default: defaults.maxRequestLineBytes) { value throws(ConfigError) in
+                try value.int(in: 256...1_048_576)
+            },
+            headerReadTimeout: reader.optional("headerReadTimeout", default: defaults.headerReadTimeout) { value throws(ConfigError) in
+                try value.duration()
+            },
+            idleTimeout: reader.optional("idleTimeout", default: defaults.idleTimeout) { value throws(ConfigError) in
+                try value.duration()
+            }
+        )
+        reader.finish()
+        return limits
+    }
+
+    private struct TunnelSection {
+        var listen: HostPort
+        var certificate: String
+        var key: String
+        var clientCA: String
+    }
+
+    private static func tunnelSection(_ value: ValueNode, directory: String) throws(ConfigError) -> TunnelSection? {
+        var reader = try value.mapping()
+        let listen = reader.required("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
+        let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let clientCA = reader.required("clientCA") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        reader.finish()
+        guard let listen, let certificate, let key, let clientCA else { return nil }
+        return TunnelSection(listen: listen, certificate: certificate, key: key, clientCA: clientCA)
+    }
+}

@@ -1,0 +1,117 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOPosix
+import NIOSSL
+import SallyportHTTP
+
+/// One HTTP/1.1 connection to a backend.
+///
+/// Owned by exactly one request at a time: the pool hands it out and takes it back, so its single inbound
+/// iterator is never used by two tasks at once.
+final class BackendConnection: @unchecked Sendable {
+    typealias Iterator = NIOAsyncChannelInboundStream<HTTPResponsePart>.AsyncIterator
+    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPRequestPart>
+
+    let key: BackendKey
+    let channel: any Channel
+    let writer: Writer
+    var iterator: Iterator
+    var lastUsed: ContinuousClock.Instant
+    /// Requests served, for logs and tests.
+    var requests = 0
+
+    private init(key: BackendKey, channel: any Channel, inbound: NIOAsyncChannelInboundStream<HTTPResponsePart>, writer: Writer) {
+        self.key = key
+        self.channel = channel
+        self.iterator = inbound.makeAsyncIterator()
+        self.writer = writer
+        self.lastUsed = .now
+    }
+
+    var isUsable: Bool { self.channel.isActive }
+
+    func close() { self.channel.close(promise: nil) }
+
+    /// Connects (TCP, then TLS for https) within `timeout`.
+    static func connect(
+        key: BackendKey,
+        tls: NIOSSLContext?,
+        serverName: String?,
+        timeout: Duration,
+        idleTimeout: Duration,
+        group: any EventLoopGroup
+    ) async throws -> BackendConnection {
+        let asyncChannel = try await ClientBootstrap(group: group)
+            .connectTimeout(TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: key.host, port: key.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        let name = serverName.flatMap { Self.isIPAddress($0) ? nil : $0 }
+                        try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                    }
+                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount.nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000)))
+                    try sync.addHandler(BackendIdleCloser())
+                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try sync.addHandler(HTTP1ToHTTPClientCodec())
+                    return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        // Keep the channel's scoped owner alive for as long as the connection lives; it closes the channel
+        // at the end, whatever happens to the pool.
+        return try await withCheckedThrowingContinuation { continuation in
+            Task {
+                do {
+                    try await asyncChannel.executeThenClose { inbound, outbound in
+                        continuation.resume(returning: BackendConnection(key: key, channel: asyncChannel.channel, inbound: inbound, writer: outbound))
+                        try await asyncChannel.channel.closeFuture.get()
+                    }
+                } catch {}
+            }
+        }
+    }
+
+    /// After a 101 from the backend: raw bytes from here on.
+    func switchToRawBytes() async throws {
+        try await self.channel.eventLoop.submit { [channel] in
+            let sync = channel.pipeline.syncOperations
+            let codec = try sync.handler(type: HTTP1ToHTTPClientCodec.self)
+            try sync.addHandler(RawBytesClientAdapter(), position: .after(codec))
+            _ = sync.removeHandler(codec)
+            if let validator = try? sync.handler(type: NIOHTTPRequestHeadersValidator.self) { _ = sync.removeHandler(validator) }
+            _ = sync.removeHandler(try sync.handler(type: HTTPRequestEncoder.self))
+            _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+        }.get()
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// Closes a backend connection on which nothing arrived for the app's idle timeout.
+final class BackendIdleCloser: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+/// Which connections may be shared: same scheme, host, port and TLS settings.
+struct BackendKey: Hashable, Sendable, CustomStringConvertible {
+    var scheme: String
+    var host: String
+    var port: Int
+    var tlsIdentity: String
+
+    var description: String { "\(self.scheme)://\(self.host):\(self.port)" }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SallyportConfig
+import SallyportTunnel
+import ServiceLifecycle
+
+/// The connector: keeps `connections` tunnel connections to the relay and forwards their requests to
+/// backends. Stateless: it holds only the relay address and its certificate; apps come from the relay.
+public struct ConnectorService: Service {
+    let config: ConnectorConfig
+    let logger: Logger
+    let group: any EventLoopGroup
+
+    /// The apps pushed by the relay (for status and tests).
+    public let apps = AppTable()
+
+    /// Creates a connector.
+    public init(config: ConnectorConfig, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.config = config
+        self.logger = logger
+        self.group = group
+    }
+
+    public func run() async throws {
+        let tls = try TunnelTLS.connectorContext(certificate: self.config.certificate, key: self.config.key, relayCA: self.config.relayCA)
+        let name = self.config.name ?? ProcessInfo.processInfo.hostName
+        let pool = BackendPool(
+            maxIdlePerKey: self.config.maxIdleBackendConnections,
+            idleTimeout: self.config.backendIdleTimeout,
+            group: self.group
+        )
+        defer { pool.closeAll() }
+        var logger = self.logger
+        logger[metadataKey: "connector"] = "\(name)"
+        let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger)
+        logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "group": "\(self.config.group)", "connections": "\(self.config.connections)"])
+        await withDiscardingTaskGroup { group in
+            for index in 0..<self.config.connections {
+                let session = TunnelSession(
+                    index: index,
+                    config: self.config,
+                    connectorName: name,
+                    tls: tls,
+                    apps: self.apps,
+                    forwarder: forwarder,
+                    group: self.group,
+                    logger: logger
+                )
+                group.addTask { await session.run() }
+            }
+        }
+        logger.info("connector stopped")
+    }
+}

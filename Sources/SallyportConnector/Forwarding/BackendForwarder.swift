@@ -1,0 +1,222 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import NIOPosix
+import SallyportConfig
+import SallyportHTTP
+import SallyportTunnel
+import Synchronization
+
+/// Forwards one tunnelled request to the app's backend and streams the answer back into the tunnel stream.
+struct BackendForwarder: Sendable {
+    typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
+    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+
+    let apps: AppTable
+    let pool: BackendPool
+    let logger: Logger
+
+    func handle(head: HTTPRequest, iterator: inout Iterator, writer: Writer) async {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(head.headerFields[TunnelProtocol.Field.requestID] ?? "-")"
+        let appName = head.headerFields[TunnelProtocol.Field.app] ?? ""
+        logger[metadataKey: "app"] = "\(appName)"
+        guard let app = self.apps.app(named: appName) else {
+            logger.error("request for an app this connector does not know; is its configuration still arriving?")
+            await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
+            return
+        }
+        let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
+        let request = Self.backendRequest(head, app: app, upgrade: upgrade)
+
+        let connection: BackendConnection
+        do {
+            (connection, _) = try await self.pool.lease(for: app)
+        } catch {
+            let (page, reason) = Self.classify(connectError: error)
+            logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
+            await Self.answer(page, reason: reason, head: head, writer: writer)
+            return
+        }
+        connection.requests += 1
+
+        let timedOut = Flag()
+        let channel = connection.channel
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(app.timeouts.response.components.seconds) * 1_000_000_000 + app.timeouts.response.components.attoseconds / 1_000_000_000)) {
+            timedOut.set()
+            channel.close(promise: nil)
+        }
+        var reusable = false
+        defer {
+            timer.cancel()
+            if reusable { self.pool.release(connection) } else { connection.close() }
+        }
+        do {
+            try await connection.writer.write(.head(request))
+            let result = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
+                group.addTask {
+                    try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer)
+                }
+                let requestResult = await Self.pumpRequest(from: &iterator, to: connection.writer, upgrading: upgrade != nil)
+                let response = try await group.next()!
+                return (requestResult, response)
+            }
+            switch result.1 {
+            case .complete(let keepAlive):
+                reusable = keepAlive && result.0 == .complete && upgrade == nil
+            case .upgradeEnded:
+                break
+            case .noResponse:
+                let page: ErrorPage = timedOut.isSet ? .gatewayTimeout : .badGateway
+                logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
+                await Self.answer(page, reason: timedOut.isSet ? "backend-timeout" : "backend-closed", head: head, writer: writer)
+            case .truncated:
+                logger.warning("backend response ended early")
+            }
+        } catch {
+            logger.debug("exchange aborted", metadata: ["error": "\(error)"])
+        }
+    }
+
+    enum RequestResult: Equatable { case complete, aborted }
+
+    enum ResponseResult {
+        case complete(keepAlive: Bool)
+        case upgradeEnded
+        case noResponse
+        case truncated
+    }
+
+    static func pumpRequest(from iterator: inout Iterator, to backend: BackendConnection.Writer, upgrading: Bool) async -> RequestResult {
+        do {
+            while let part = try await iterator.next() {
+                switch part {
+                case .head:
+                    return .aborted
+                case .body(let buffer):
+                    try await backend.write(.body(buffer))
+                case .end(let trailers):
+                    if upgrading { continue }
+                    try await backend.write(.end(trailers))
+                    return .complete
+                }
+            }
+        } catch {}
+        return .aborted
+    }
+
+    static func pumpResponse(connection: BackendConnection, to writer: Writer, upgrade: String?, timer: Scheduled<Void>) async throws -> ResponseResult {
+        var headSent = false
+        var upgraded = false
+        var keepAlive = true
+        do {
+            while let part = try await connection.iterator.next() {
+                switch part {
+                case .head(var response):
+                    if let upgrade, response.status == .switchingProtocols {
+                        timer.cancel()
+                        try await connection.switchToRawBytes()
+                        HopByHop.strip(&response.headerFields)
+                        response.status = .ok
+                        response.headerFields[TunnelProtocol.Field.upgraded] = upgrade
+                        try await writer.write(.head(response))
+                        headSent = true
+                        upgraded = true
+                        continue
+                    }
+                    if response.status.kind == .informational { continue }
+                    timer.cancel()
+                    keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
+                    HopByHop.strip(&response.headerFields)
+                    if response.headerFields.contains(where: { TunnelProtocol.isReserved($0.name) }) {
+                        response.headerFields = HTTPFields(response.headerFields.filter { !TunnelProtocol.isReserved($0.name) })
+                    }
+                    try await writer.write(.head(response))
+                    headSent = true
+                case .body(let buffer):
+                    guard headSent else { return .noResponse }
+                    try await writer.write(.body(buffer))
+                case .end(let trailers):
+                    if upgraded { continue }
+                    guard headSent else { return .noResponse }
+                    try await writer.write(.end(trailers))
+                    return .complete(keepAlive: keepAlive)
+                }
+            }
+        } catch where !headSent {
+            return .noResponse
+        }
+        if upgraded { return .upgradeEnded }
+        return headSent ? .truncated : .noResponse
+    }
+
+    /// The request the backend sees: internal host and path, forwarding headers from tunnel metadata,
+    /// no tunnel-private fields.
+    static func backendRequest(_ head: HTTPRequest, app: AppConfig, upgrade: String?) -> HTTPRequest {
+        var request = head
+        let clientAddress = head.headerFields[TunnelProtocol.Field.clientAddress]
+        request.headerFields = HTTPFields(head.headerFields.filter { !TunnelProtocol.isReserved($0.name) })
+        request.scheme = app.internalURL.scheme
+        request.path = self.mapPath(head.path ?? "/", from: app.externalURL.pathPrefix, to: app.internalURL.path)
+        if !app.preserveHost { request.authority = self.internalAuthority(app.internalURL) }
+        if let clientAddress { request.headerFields[HTTPField.Name("X-Forwarded-For")!] = clientAddress }
+        request.headerFields[HTTPField.Name("X-Forwarded-Proto")!] = "https"
+        if let host = head.authority { request.headerFields[HTTPField.Name("X-Forwarded-Host")!] = host }
+        if let upgrade {
+            request.headerFields[.connection] = "Upgrade"
+            request.headerFields[.upgrade] = upgrade
+        }
+        return request
+    }
+
+    /// Maps an external request path (with query) onto the internal path prefix.
+    static func mapPath(_ path: String, from externalPrefix: String, to internalPrefix: String) -> String {
+        let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let pathPart = parts[0]
+        let query = parts.count > 1 ? "?" + parts[1] : ""
+        let mapped: String
+        if pathPart.hasPrefix(externalPrefix) {
+            mapped = internalPrefix + pathPart.dropFirst(externalPrefix.count)
+        } else if pathPart + "/" == externalPrefix {
+            mapped = internalPrefix
+        } else {
+            mapped = String(pathPart)
+        }
+        return mapped + query
+    }
+
+    static func internalAuthority(_ url: InternalURL) -> String {
+        let host = url.host.contains(":") ? "[\(url.host)]" : url.host
+        let defaultPort = url.scheme == "https" ? 443 : 80
+        return url.port == defaultPort ? host : "\(host):\(url.port)"
+    }
+
+    /// Maps a connect failure to the page the user sees and a reason code for the relay's log.
+    static func classify(connectError error: any Error) -> (ErrorPage, String) {
+        if let error = error as? ChannelError, case .connectTimeout = error { return (.gatewayTimeout, "backend-connect-timeout") }
+        if let error = error as? NIOConnectionError {
+            if error.connectionErrors.contains(where: { ($0.error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false }) {
+                return (.gatewayTimeout, "backend-connect-timeout")
+            }
+            return (.badGateway, error.dnsAError != nil && error.connectionErrors.isEmpty ? "backend-dns" : "backend-refused")
+        }
+        if case BackendError.tlsConfiguration = error { return (.badGateway, "backend-tls-configuration") }
+        return (.badGateway, "backend-refused")
+    }
+
+    /// Answers into the tunnel stream with one of Sallyport's pages.
+    static func answer(_ page: ErrorPage, reason: String, head: HTTPRequest, writer: Writer) async {
+        let requestID = head.headerFields[TunnelProtocol.Field.requestID] ?? "-"
+        var (response, body) = page.render(requestID: requestID, allocator: ByteBufferAllocator())
+        response.headerFields[TunnelProtocol.Field.error] = reason
+        try? await writer.write(contentsOf: [.head(response), .body(body), .end(nil)])
+    }
+}
+
+/// A one-way flag set from an event loop and read by the request's task.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { self.value.store(true, ordering: .releasing) }
+    var isSet: Bool { self.value.load(ordering: .acquiring) }
+}

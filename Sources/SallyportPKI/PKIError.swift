@@ -1,0 +1,28 @@
+/// An error from building or writing the throwaway PKI.
+public struct PKIError: Error, Hashable, CustomStringConvertible {
+    /// What went wrong, stable across releases; new codes may be added.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+
+        /// An IP address for a subject alternative name could not be parsed.
+        public static let invalidIPAddress = Code(name: "invalidIPAddress")
+        /// A file name or common name is unusable (empty, or contains a path separator).
+        public static let invalidName = Code(name: "invalidName")
+        /// A file or directory could not be written.
+        public static let writeFailed = Code(name: "writeFailed")
+
+        public var description: String { name }
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What failed and, where it helps, what to do about it.
+    public var message: String
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}

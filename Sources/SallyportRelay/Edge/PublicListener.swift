@@ -1,0 +1,134 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP2
+import NIOPosix
+import NIOSSL
+import SallyportConfig
+
+/// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and hands each request to the forwarder.
+struct PublicListener {
+    typealias StreamChannel = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+    typealias Negotiated = NIONegotiatedHTTPVersion<EdgePipeline.Connection, (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>)>
+
+    let forwarder: RequestForwarder
+    let logger: Logger
+
+    static func bind(
+        host: String,
+        port: Int,
+        tls: NIOSSLContext,
+        limits: EdgeLimits,
+        drainTimeout: Duration,
+        tracker: ChannelTracker,
+        group: any EventLoopGroup
+    ) async throws -> NIOAsyncChannel<EventLoopFuture<Negotiated>, Never> {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                tracker.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                }.flatMap {
+                    channel.configureHTTP2AsyncSecureUpgrade(
+                        http1ConnectionInitializer: { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try EdgePipeline.configureHTTP1(channel, limits: limits)
+                            }
+                        },
+                        http2ConnectionInitializer: { channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+                                    mode: .server,
+                                    connectionManagerConfiguration: .init(
+                                        maxIdleTime: TimeAmount(limits.idleTimeout),
+                                        maxAge: nil,
+                                        maxGraceTime: TimeAmount(drainTimeout),
+                                        keepalive: nil
+                                    ),
+                                    http2HandlerConfiguration: Self.http2Configuration(limits)
+                                ) { stream in
+                                    stream.eventLoop.makeCompletedFuture {
+                                        try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                                        return try StreamChannel(wrappingChannelSynchronously: stream)
+                                    }
+                                }
+                                return (channel, multiplexer)
+                            }
+                        }
+                    )
+                }
+            }
+    }
+
+    static func http2Configuration(_ limits: EdgeLimits) -> NIOHTTP2Handler.Configuration {
+        var configuration = NIOHTTP2Handler.Configuration()
+        configuration.connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 128),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
+        ]
+        configuration.connection.targetWindowSize = 4 << 20
+        configuration.stream.targetWindowSize = 1 << 20
+        return configuration
+    }
+
+    /// Serves one accepted connection until it closes.
+    func serve(_ negotiation: EventLoopFuture<Negotiated>) async {
+        do {
+            switch try await negotiation.get() {
+            case .http1_1(let connection):
+                await self.serveHTTP1(connection)
+            case .http2(let (channel, multiplexer)):
+                await self.serveHTTP2(channel: channel, multiplexer: multiplexer)
+            }
+        } catch {
+            self.logger.debug("public connection failed before a request", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serveHTTP1(_ connection: EdgePipeline.Connection) async {
+        let context = EdgeRequestContext(
+            channel: connection.channel,
+            clientAddress: connection.channel.remoteAddress?.ipAddress ?? "unknown",
+            isHTTP1: true
+        )
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                while let part = try await iterator.next() {
+                    guard case .head(let head) = part else { continue }
+                    let outcome = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
+                    if case .close = outcome { break }
+                }
+            }
+        } catch {
+            self.logger.debug("HTTP/1.1 connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serveHTTP2(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>) async {
+        let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await stream in multiplexer.inbound {
+                    group.addTask {
+                        let context = EdgeRequestContext(channel: stream.channel, clientAddress: clientAddress, isHTTP1: false)
+                        try? await stream.executeThenClose { inbound, outbound in
+                            var iterator = inbound.makeAsyncIterator()
+                            if case .head(let head) = try await iterator.next() {
+                                _ = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
+                            }
+                        }
+                    }
+                }
+            }
+        } catch {
+            self.logger.debug("HTTP/2 connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}

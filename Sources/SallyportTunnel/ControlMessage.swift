@@ -1,0 +1,155 @@
+import Foundation
+import NIOCore
+import SallyportConfig
+
+/// A message on the control stream. Each is sent as a 4-byte big-endian length followed by that many bytes
+/// of JSON: `{"type": "hello", "hello": {...}}`.
+public enum ControlMessage: Sendable, Equatable {
+    /// Connector → relay, first message: who is connecting and for which group.
+    case hello(Hello)
+    /// Relay → connector: the complete set of apps of the connector's group.
+    case config(AppSet)
+    /// Connector → relay: the config of this generation is in use.
+    case configApplied(generation: UInt64)
+    /// Connector → relay: send the config again (the periodic refresh).
+    case refresh
+    /// Connector → relay: shutting down; send no new requests on this connection.
+    case draining
+    /// Either way: a fatal problem; the sender closes the connection after it.
+    case error(String)
+
+    /// The connector's introduction.
+    public struct Hello: Sendable, Codable, Equatable {
+        /// Tunnel protocol version the connector speaks.
+        public var protocolVersion: Int
+        /// The connector's name (for logs and `sallyport status`).
+        public var connector: String
+        /// The connector group it serves.
+        public var group: String
+        /// The software version, for logs.
+        public var software: String
+
+        /// Creates a hello.
+        public init(protocolVersion: Int = TunnelProtocol.version, connector: String, group: String, software: String) {
+            self.protocolVersion = protocolVersion
+            self.connector = connector
+            self.group = group
+            self.software = software
+        }
+    }
+
+    /// The apps of one group at one configuration generation.
+    public struct AppSet: Sendable, Codable, Equatable {
+        /// Increases with every relay configuration change.
+        public var generation: UInt64
+        /// The apps.
+        public var apps: [AppConfig]
+
+        /// Creates an app set.
+        public init(generation: UInt64, apps: [AppConfig]) {
+            self.generation = generation
+            self.apps = apps
+        }
+    }
+}
+
+extension ControlMessage: Codable {
+    private enum CodingKeys: String, CodingKey { case type, hello, config, generation, message }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let type = try container.decode(String.self, forKey: .type)
+        switch type {
+        case "hello": self = .hello(try container.decode(Hello.self, forKey: .hello))
+        case "config": self = .config(try container.decode(AppSet.self, forKey: .config))
+        case "configApplied": self = .configApplied(generation: try container.decode(UInt64.self, forKey: .generation))
+        case "refresh": self = .refresh
+        case "draining": self = .draining
+        case "error": self = .error(try container.decode(String.self, forKey: .message))
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type \(type)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .hello(let hello):
+            try container.encode("hello", forKey: .type)
+            try container.encode(hello, forKey: .hello)
+        case .config(let set):
+            try container.encode("config", forKey: .type)
+            try container.encode(set, forKey: .config)
+        case .configApplied(let generation):
+            try container.encode("configApplied", forKey: .type)
+            try container.encode(generation, forKey: .generation)
+        case .refresh:
+            try container.encode("refresh", forKey: .type)
+        case .draining:
+            try container.encode("draining", forKey: .type)
+        case .error(let message):
+            try container.encode("error", forKey: .type)
+            try container.encode(message, forKey: .message)
+        }
+    }
+}
+
+/// A malformed control stream. The receiver closes the tunnel connection and logs this.
+public struct ControlProtocolError: Error, CustomStringConvertible, Sendable {
+    /// What was wrong.
+    public var description: String
+    /// Creates an error.
+    public init(description: String) { self.description = description }
+}
+
+/// Frames control messages: a 4-byte big-endian length, then JSON.
+public enum ControlFraming {
+    /// The largest control message accepted (a config push of thousands of apps fits easily).
+    public static let maxMessageSize = 16 * 1024 * 1024
+
+    /// Encodes one message into a frame.
+    public static func encode(_ message: ControlMessage, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        let json = try JSONEncoder().encode(message)
+        var buffer = allocator.buffer(capacity: json.count + 4)
+        buffer.writeInteger(UInt32(json.count))
+        buffer.writeBytes(json)
+        return buffer
+    }
+}
+
+/// Accumulates bytes of the control stream and yields complete messages.
+public struct ControlFrameDecoder: Sendable {
+    private var buffer: ByteBuffer?
+
+    /// Creates an empty decoder.
+    public init() {}
+
+    /// Adds received bytes.
+    public mutating func append(_ bytes: ByteBuffer) {
+        if self.buffer == nil {
+            self.buffer = bytes
+        } else {
+            var bytes = bytes
+            self.buffer!.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next complete message, or nil when more bytes are needed.
+    public mutating func next() throws(ControlProtocolError) -> ControlMessage? {
+        guard var buffer = self.buffer, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else {
+            return nil
+        }
+        guard Int(length) <= ControlFraming.maxMessageSize else {
+            throw ControlProtocolError(description: "control message of \(length) bytes exceeds the \(ControlFraming.maxMessageSize)-byte limit")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let slice = buffer.readSlice(length: Int(length))!
+        self.buffer = buffer.readableBytes == 0 ? nil : buffer
+        do {
+            return try JSONDecoder().decode(ControlMessage.self, from: Data(slice.readableBytesView))
+        } catch {
+            throw ControlProtocolError(description: "malformed control message: \(error)")
+        }
+    }
+}

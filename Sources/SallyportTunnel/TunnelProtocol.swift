@@ -1,0 +1,65 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTP2
+
+/// The tunnel wire protocol between relay and connector. See docs/tunnel-protocol.md.
+///
+/// The connector dials the relay's tunnel listener over mutually authenticated TLS (ALPN ``alpn``) and then
+/// speaks HTTP/2 as the *server*: the relay is the HTTP/2 client and opens one stream per user request, plus
+/// one long-lived control stream (``controlPath``) right after the connection is up.
+public enum TunnelProtocol {
+    /// The ALPN identifier both sides require.
+    public static let alpn = "sallyport/1"
+    /// The version announced in ``ControlMessage/Hello``.
+    public static let version = 1
+    /// Path of the control stream the relay opens on every tunnel connection.
+    public static let controlPath = "/.sallyport/v1/control"
+    /// Every tunnel-private header starts with this prefix; the relay removes any such header a client sends.
+    public static let reservedPrefix = "sallyport-"
+
+    /// Tunnel-private request and response fields.
+    public enum Field {
+        /// Request: name of the published app.
+        public static let app = HTTPField.Name("sallyport-app")!
+        /// Request: the user's address as the relay saw it.
+        public static let clientAddress = HTTPField.Name("sallyport-client-address")!
+        /// Request: the request id the relay logs; the connector logs it too.
+        public static let requestID = HTTPField.Name("sallyport-request-id")!
+        /// Request: the protocol the client asked to switch to (`websocket`). HTTP/2 cannot carry `Upgrade`.
+        public static let upgrade = HTTPField.Name("sallyport-upgrade")!
+        /// Response: the backend switched protocols; the stream now carries raw bytes both ways.
+        public static let upgraded = HTTPField.Name("sallyport-upgraded")!
+        /// Response: Sallyport (not the backend) produced this answer; the value is a short reason code.
+        public static let error = HTTPField.Name("sallyport-error")!
+    }
+
+    /// Whether a header name is tunnel-private (case-insensitive).
+    public static func isReserved(_ name: HTTPField.Name) -> Bool {
+        name.canonicalName.hasPrefix(reservedPrefix)
+    }
+
+    /// HTTP/2 settings for the tunnel: large windows so one stream is not capped at 64 KiB per round trip,
+    /// room for 64 KiB `Authorization: Negotiate` headers, and many concurrent streams.
+    public static func http2Configuration() -> NIOHTTP2Handler.Configuration {
+        var configuration = NIOHTTP2Handler.Configuration()
+        configuration.connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 16),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderListSize),
+        ]
+        configuration.connection.targetWindowSize = connectionWindow
+        configuration.connection.maximumSequentialEmptyDataFrames = 64
+        configuration.stream.targetWindowSize = streamWindow
+        configuration.stream.outboundBufferSizeHighWatermark = 256 * 1024
+        configuration.stream.outboundBufferSizeLowWatermark = 64 * 1024
+        return configuration
+    }
+
+    /// Per-stream flow-control window.
+    public static let streamWindow = 4 * 1024 * 1024
+    /// Connection-wide flow-control window.
+    public static let connectionWindow = 32 * 1024 * 1024
+    /// Largest header block the tunnel accepts (Negotiate tokens can reach 64 KiB).
+    public static let maxHeaderListSize = 256 * 1024
+}

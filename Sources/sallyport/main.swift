@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SallyportConfig
+import SallyportConnector
+import SallyportDemo
+import SallyportRelay
+import SallyportTunnel
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct Sallyport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sallyport",
+        abstract: "Publish internal web apps through an outbound-only tunnel.",
+        version: SallyportVersion.current,
+        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self]
+    )
+}
+
+struct LoggingOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func makeLogger(_ label: String) -> Logger {
+        let level = self.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Loads a config file or exits with the error in `file:line:column: key: message` form.
+func loadOrExit<T>(_ load: () throws(ConfigError) -> T) -> T {
+    do {
+        return try load()
+    } catch {
+        FileHandle.standardError.write(Data("sallyport: \(error)\n".utf8))
+        Foundation.exit(2)
+    }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "relay", abstract: "Run the relay: the public HTTPS edge and the tunnel listener.")
+
+    @Option(name: .long, help: "The relay's configuration file.")
+    var config: String
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadRelay(file: self.config) }
+        let logger = self.logging.makeLogger("sallyport.relay")
+        let relay = RelayService(config: config, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: relay), .init(service: HangupReload(catalog: relay.catalog, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+/// Reloads the app directory on SIGHUP.
+struct HangupReload: Service {
+    let catalog: AppCatalog
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            self.logger.info("SIGHUP: reloading apps")
+            self.catalog.reload()
+        }
+    }
+}
+
+struct ConnectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "connector", abstract: "Run a connector: dial the relay and forward requests to internal apps.")
+
+    @Option(name: .long, help: "The connector's configuration file.")
+    var config: String
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: self.config) }
+        let logger = self.logging.makeLogger("sallyport.connector")
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: ConnectorService(config: config, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run a relay, a connector and a sample app in one process, with throwaway certificates."
+    )
+
+    @Option(name: .long, help: "The relay's public HTTPS port.")
+    var port: Int = 8443
+
+    @Option(name: .long, help: "Directory for the throwaway certificates and config (default: a new temporary directory).")
+    var directory: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = self.logging.makeLogger("sallyport.demo")
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: Demo(publicPort: self.port, directory: self.directory, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+}
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Work with configuration files.",
+        subcommands: [Validate.self]
+    )
+
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a directory of app files (and optionally relay/connector files); exit non-zero on any error."
+        )
+
+        @Argument(help: "Directory of per-app YAML files.")
+        var directory: String
+
+        @Option(name: .long, help: "Also check this relay configuration file.")
+        var relay: String?
+
+        @Option(name: .long, help: "Also check this connector configuration file.")
+        var connector: String?
+
+        func run() async throws {
+            var errors: [ConfigError] = []
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: self.directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                errors.append(ConfigError(file: self.directory, message: "not a directory of app files"))
+            }
+            let load = ConfigLoader.loadApps(directory: self.directory)
+            errors += load.errors
+            if let relay = self.relay {
+                do { _ = try ConfigLoader.loadRelay(file: relay) } catch { errors.append(error) }
+            }
+            if let connector = self.connector {
+                do { _ = try ConfigLoader.loadConnector(file: connector) } catch { errors.append(error) }
+            }
+            for error in errors { print(error) }
+            if errors.isEmpty {
+                print("ok: \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid (\(load.apps.map(\.name).joined(separator: ", ")))")
+            } else {
+                print("\(errors.count) error\(errors.count == 1 ? "" : "s"); \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid")
+                throw ExitCode(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import SallyportConfig
+import Testing
+
+@Suite("Connector config")
+struct ConnectorConfigTests {
+    private func withFile<T>(_ yaml: String, _ body: (String, String) throws -> T) throws -> T {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("connector.yaml", yaml)
+        return try body(file, directory.path)
+    }
+
+    private func connectorError(_ yaml: String) throws -> ConfigError? {
+        try withFile(yaml) { file, _ in
+            do {
+                _ = try ConfigLoader.loadConnector(file: file)
+                return nil
+            } catch {
+                return error
+            }
+        }
+    }
+
+    @Test func minimalConfigGetsDefaults() throws {
+        let yaml = "relay: relay.example.com:8443\ncertificate: tls/connector.pem\nkey: tls/connector.key\n"
+        try withFile(yaml) { file, base in
+            let connector = try ConfigLoader.loadConnector(file: file)
+            #expect(
+                connector
+                    == ConnectorConfig(
+                        file: file,
+                        relay: HostPort(host: "relay.example.com", port: 8443),
+                        relayServerName: nil,
+                        name: nil,
+                        group: "default",
+                        certificate: "\(base)/tls/connector.pem",
+                        key: "\(base)/tls/connector.key",
+                        relayCA: nil,
+                        connections: 2,
+                        configRefreshInterval: .seconds(120),
+                        maxIdleBackendConnections: 32,
+                        backendIdleTimeout: .seconds(60)
+                    )
+            )
+        }
+    }
+
+    @Test func everyKey() throws {
+        let yaml = """
+            relay: "[2001:db8::1]:443"
+            relayServerName: Relay.Example.com
+            name: branch-office-1.corp
+            group: branch-office
+            certificate: /etc/sallyport/connector.pem
+            key: /etc/sallyport/connector.key
+            relayCA: ca/relay.pem
+            connections: 4
+            configRefreshInterval: 30s
+            backend:
+              maxIdleConnectionsPerHost: 0
+              idleTimeout: 90s
+
+            """
+        try withFile(yaml) { file, base in
+            let connector = try ConfigLoader.loadConnector(file: file)
+            #expect(connector.relay == HostPort(host: "2001:db8::1", port: 443))
+            #expect(connector.relayServerName == "relay.example.com")
+            #expect(connector.name == "branch-office-1.corp")
+            #expect(connector.group == "branch-office")
+            #expect(connector.certificate == "/etc/sallyport/connector.pem")
+            #expect(connector.relayCA == "\(base)/ca/relay.pem")
+            #expect(connector.connections == 4)
+            #expect(connector.configRefreshInterval == .seconds(30))
+            #expect(connector.maxIdleBackendConnections == 0)
+            #expect(connector.backendIdleTimeout == .seconds(90))
+        }
+    }
+
+    @Test func connectionsOutOfRange() throws {
+        let error = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nconnections: 17\n"))
+        #expect(error.line == 4)
+        #expect(error.column == 1)
+        #expect(error.key == "connections")
+        #expect(error.message == "must be from 1 to 16 (got 17)")
+
+        let text = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nconnections: two\n"))
+        #expect(text.message == #"must be a whole number from 1 to 16 (got "two")"#)
+    }
+
+    @Test func relayNeedsANonZeroPort() throws {
+        let error = try #require(try connectorError("relay: relay.example.com:0\ncertificate: c.pem\nkey: k.pem\n"))
+        #expect(error.line == 1)
+        #expect(error.key == "relay")
+        #expect(error.message == #"has an invalid port "0" (expected 1 to 65535)"#)
+    }
+
+    @Test func missingRequiredKey() throws {
+        let error = try #require(try connectorError("# connector\nrelay: relay.example.com:8443\ncertificate: c.pem\n"))
+        #expect(error.line == 2)
+        #expect(error.key == "key")
+        #expect(error.message == "required key is missing")
+    }
+
+    @Test func nestedBackendErrors() throws {
+        let error = try #require(
+            try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nbackend:\n  maxIdleConnections: 4\n")
+        )
+        #expect(error.line == 5)
+        #expect(error.column == 3)
+        #expect(error.key == "backend.maxIdleConnections")
+        #expect(error.message == #"unknown key (did you mean "maxIdleConnectionsPerHost"?)"#)
+    }
+
+    @Test func groupUsesTheNameRule() throws {
+        let error = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\ngroup: Branch Office\n"))
+        #expect(error.line == 4)
+        #expect(error.key == "group")
+    }
+}

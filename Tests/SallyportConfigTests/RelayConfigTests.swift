@@ -1,0 +1,216 @@
+import SallyportConfig
+import Testing
+
+/// A relay config with relative and absolute paths. Lines: public 1, listen 2, certificates 3, first entry 4–6,
+/// tunnel 7, listen 8, certificate 9, key 10, clientCA 11, apps 12.
+private let minimalRelay = """
+    public:
+      listen: 0.0.0.0:443
+      certificates:
+        - hosts: ["*.Apps.Example.com", apps.example.com]
+          certificate: tls/apps.pem
+          key: /etc/sallyport/apps.key
+    tunnel:
+      listen: "[::]:8443"
+      certificate: tls/tunnel.pem
+      key: ./tls/tunnel.key
+      clientCA: tls/connectors-ca.pem
+    apps: apps
+
+    """
+
+@Suite("Relay config")
+struct RelayConfigTests {
+    private func load(_ yaml: String) throws -> (RelayConfig, TemporaryDirectory) {
+        let directory = try TemporaryDirectory()
+        let file = try directory.write("relay.yaml", yaml)
+        do {
+            return (try ConfigLoader.loadRelay(file: file), directory)
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    private func relayError(_ yaml: String) throws -> ConfigError? {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let file = try directory.write("relay.yaml", yaml)
+        do {
+            _ = try ConfigLoader.loadRelay(file: file)
+            return nil
+        } catch {
+            #expect(error.file == file)
+            return error
+        }
+    }
+
+    @Test func relativePathsResolveAgainstTheFileAndDefaultsApply() throws {
+        let (relay, directory) = try load(minimalRelay)
+        defer { directory.remove() }
+        let base = directory.path
+        #expect(relay.file == "\(base)/relay.yaml")
+        #expect(relay.publicListen == HostPort(host: "0.0.0.0", port: 443))
+        #expect(
+            relay.publicCertificates == [
+                CertificateConfig(
+                    hosts: ["*.apps.example.com", "apps.example.com"],
+                    certificate: "\(base)/tls/apps.pem",
+                    key: "/etc/sallyport/apps.key"
+                )
+            ]
+        )
+        #expect(relay.limits == EdgeLimits(maxHeaderBytes: 32768, maxHeaderCount: 100, maxRequestLineBytes: 8192, headerReadTimeout: .seconds(10), idleTimeout: .seconds(75)))
+        #expect(relay.tunnelListen == HostPort(host: "::", port: 8443))
+        #expect(relay.tunnelCertificate == "\(base)/tls/tunnel.pem")
+        #expect(relay.tunnelKey == "\(base)/tls/tunnel.key")
+        #expect(relay.tunnelClientCA == "\(base)/tls/connectors-ca.pem")
+        #expect(relay.appsDirectory == "\(base)/apps")
+        #expect(relay.reloadInterval == .seconds(2))
+        #expect(relay.drainTimeout == .seconds(30))
+    }
+
+    @Test func everyOptionalKey() throws {
+        let yaml = """
+            public:
+              listen: 127.0.0.1:0
+              certificates:
+                - hosts: [apps.example.com]
+                  certificate: apps.pem
+                  key: apps.key
+                - certificate: /etc/default.pem
+                  key: /etc/default.key
+              limits:
+                maxHeaderBytes: 65536
+                maxHeaderCount: 50
+                maxRequestLineBytes: 4096
+                headerReadTimeout: 5s
+                idleTimeout: 2m
+            tunnel:
+              listen: 127.0.0.1:0
+              certificate: /etc/tunnel.pem
+              key: /etc/tunnel.key
+              clientCA: /etc/ca.pem
+            apps: /srv/sallyport/apps
+            reloadInterval: 500ms
+            drainTimeout: 0s
+
+            """
+        let (relay, directory) = try load(yaml)
+        defer { directory.remove() }
+        #expect(relay.publicListen == HostPort(host: "127.0.0.1", port: 0))
+        #expect(relay.tunnelListen == HostPort(host: "127.0.0.1", port: 0))
+        #expect(
+            relay.limits
+                == EdgeLimits(
+                    maxHeaderBytes: 65536,
+                    maxHeaderCount: 50,
+                    maxRequestLineBytes: 4096,
+                    headerReadTimeout: .seconds(5),
+                    idleTimeout: .seconds(120)
+                )
+        )
+        #expect(
+            relay.publicCertificates == [
+                CertificateConfig(hosts: ["apps.example.com"], certificate: "\(directory.path)/apps.pem", key: "\(directory.path)/apps.key"),
+                CertificateConfig(hosts: [], certificate: "/etc/default.pem", key: "/etc/default.key"),
+            ]
+        )
+        #expect(relay.appsDirectory == "/srv/sallyport/apps")
+        #expect(relay.reloadInterval == .milliseconds(500))
+        #expect(relay.drainTimeout == .zero)
+    }
+
+    @Test func missingFileIsReported() {
+        #expect(throws: ConfigError(file: "/nonexistent/relay.yaml", message: "file not found")) {
+            try ConfigLoader.loadRelay(file: "/nonexistent/relay.yaml")
+        }
+    }
+
+    @Test func missingSectionKeyIsReportedAtTheSection() throws {
+        let yaml = minimalRelay.replacingOccurrences(of: "      clientCA: tls/connectors-ca.pem\n", with: "")
+        let error = try #require(try relayError(yaml))
+        #expect(error.line == 7)
+        #expect(error.column == 1)
+        #expect(error.key == "tunnel.clientCA")
+        #expect(error.message == "required key is missing")
+    }
+
+    @Test func unknownKeyInLimits() throws {
+        let yaml = minimalRelay.replacingOccurrences(of: "  listen: 0.0.0.0:443\n", with: "  listen: 0.0.0.0:443\n  limits:\n    maxHeaderByte: 1\n")
+        let error = try #require(try relayError(yaml))
+        #expect(error.line == 4)
+        #expect(error.column == 5)
+        #expect(error.key == "public.limits.maxHeaderByte")
+        #expect(error.message == #"unknown key (did you mean "maxHeaderBytes"?)"#)
+    }
+
+    @Test func limitOutOfRange() throws {
+        let yaml = minimalRelay.replacingOccurrences(of: "  listen: 0.0.0.0:443\n", with: "  listen: 0.0.0.0:443\n  limits:\n    maxHeaderCount: 0\n")
+        let error = try #require(try relayError(yaml))
+        #expect(error.line == 4)
+        #expect(error.key == "public.limits.maxHeaderCount")
+        #expect(error.message == "must be from 8 to 10000 (got 0)")
+    }
+
+    @Test func certificateErrorsNameTheListItem() throws {
+        let badHost = minimalRelay.replacingOccurrences(of: "apps.example.com]", with: "apps example]")
+        let hostError = try #require(try relayError(badHost))
+        #expect(hostError.line == 4)
+        #expect(hostError.key == "public.certificates[0].hosts[1]")
+        #expect(hostError.message == #"must be a host name like "apps.example.com" or "*.apps.example.com" (got "apps example")"#)
+
+        let missingKey = minimalRelay.replacingOccurrences(of: "      key: /etc/sallyport/apps.key\n", with: "")
+        let keyError = try #require(try relayError(missingKey))
+        #expect(keyError == ConfigError(file: keyError.file, line: 4, column: 7, key: "public.certificates[0].key", message: "required key is missing"))
+    }
+
+    @Test func certificatesMustNotBeEmptyOrClash() throws {
+        let empty = minimalRelay.replacingOccurrences(
+            of: "  certificates:\n    - hosts: [\"*.Apps.Example.com\", apps.example.com]\n      certificate: tls/apps.pem\n      key: /etc/sallyport/apps.key\n",
+            with: "  certificates: []\n"
+        )
+        let emptyError = try #require(try relayError(empty))
+        #expect(emptyError.line == 3)
+        #expect(emptyError.key == "public.certificates")
+        #expect(emptyError.message == "must list at least one certificate")
+
+        let sameHost = minimalRelay.replacingOccurrences(
+            of: "      key: /etc/sallyport/apps.key\n",
+            with: "      key: /etc/sallyport/apps.key\n    - hosts: [APPS.example.com]\n      certificate: b.pem\n      key: b.key\n"
+        )
+        let hostError = try #require(try relayError(sameHost))
+        #expect(hostError.line == 7)
+        #expect(hostError.key == "public.certificates[1].hosts[0]")
+        #expect(hostError.message == #""apps.example.com" is already listed in public.certificates[0]; each host may have one certificate"#)
+
+        let twoDefaults = minimalRelay.replacingOccurrences(
+            of: "      key: /etc/sallyport/apps.key\n",
+            with: "      key: /etc/sallyport/apps.key\n    - certificate: a.pem\n      key: a.key\n    - certificate: b.pem\n      key: b.key\n"
+        )
+        let defaultError = try #require(try relayError(twoDefaults))
+        #expect(defaultError.line == 9)
+        #expect(defaultError.key == "public.certificates[2]")
+        #expect(defaultError.message.hasPrefix("only one certificate may leave out hosts"))
+    }
+
+    @Test func listenAddressErrors() throws {
+        let noPort = minimalRelay.replacingOccurrences(of: "listen: 0.0.0.0:443", with: "listen: 0.0.0.0")
+        let error = try #require(try relayError(noPort))
+        #expect(error.line == 2)
+        #expect(error.column == 3)
+        #expect(error.key == "public.listen")
+        #expect(error.message.contains("the port is missing"))
+
+        let number = minimalRelay.replacingOccurrences(of: "listen: 0.0.0.0:443", with: "listen: 443")
+        let numberError = try #require(try relayError(number))
+        #expect(numberError.message.hasPrefix("must be a string"))
+    }
+
+    @Test func reloadIntervalMustBePositive() throws {
+        let error = try #require(try relayError(minimalRelay + "reloadInterval: 0\n"))
+        #expect(error.line == 13)
+        #expect(error.key == "reloadInterval")
+        #expect(error.message == #"must be longer than zero (got "0")"#)
+    }
+}

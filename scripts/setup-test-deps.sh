@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need: nginx with the DAV and echo modules, curl, openssl, procps,
+# and the Python `websockets` package for the WebSocket echo server and client.
+# Idempotent and non-interactive; runs `apt-get update` only when a package is missing.
+# Run as root (or with sudo available) on Debian 12.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+# nginx: Debian 12's `nginx` package carries the DAV module (PUT uploads) built in.
+# libnginx-mod-http-echo: `echo_request_body` for POST /echo, `$echo_client_request_headers` for GET /headers.
+apt_packages=(nginx libnginx-mod-http-echo curl openssl procps)
+python_packages=(websockets)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo --preserve-env=DEBIAN_FRONTEND "$@"
+    else
+        echo "setup-test-deps: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+missing=()
+for package in "${apt_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup-test-deps: installing Debian packages: ${missing[*]}"
+    as_root apt-get update -q
+    # Keep apt from starting the system nginx on port 80: the tests run their own nginx instances.
+    added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod 0755 /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    status=0
+    as_root apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+    if [ "$added_policy" -eq 1 ]; then
+        as_root rm -f /usr/sbin/policy-rc.d
+    fi
+    if [ "$status" -ne 0 ]; then
+        echo "setup-test-deps: apt-get install failed with status $status" >&2
+        exit "$status"
+    fi
+else
+    echo "setup-test-deps: Debian packages already installed: ${apt_packages[*]}"
+fi
+
+# The tests start nginx themselves; the Debian package's copy may not be running or enabled.
+if [ ! -x /usr/sbin/nginx ]; then
+    echo "setup-test-deps: /usr/sbin/nginx is missing after installation" >&2
+    exit 1
+fi
+if [ ! -e /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
+    echo "setup-test-deps: /usr/lib/nginx/modules/ngx_http_echo_module.so is missing (libnginx-mod-http-echo)" >&2
+    exit 1
+fi
+
+python_bin="${PYTHON:-python3}"
+for package in "${python_packages[@]}"; do
+    if "$python_bin" -c "import $package" 2>/dev/null; then
+        echo "setup-test-deps: Python package already installed: $package"
+    else
+        echo "setup-test-deps: installing Python package: $package"
+        "$python_bin" -m pip install --quiet --disable-pip-version-check "$package"
+    fi
+done
+
+echo "setup-test-deps: ready (nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*nginx\///'), curl $(curl --version | head -n1 | cut -d' ' -f2))"
