@@ -128,6 +128,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // C at the edge: process-level tuning glibc only offers through macros.
+        .target(name: "CSallyportSystem"),
         // The one executable: parses arguments and assembles services.
         .executableTarget(
             name: "sallyport",
@@ -137,6 +139,7 @@ let package = Package(
                 "SallyportConnector",
                 "SallyportDemo",
                 "SallyportTunnel",
+                "CSallyportSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,27 +160,36 @@ let package = Package(
         .testTarget(name: "SallyportConfigTests", dependencies: ["SallyportConfig"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SallyportHTTPTests",
-            dependencies: ["SallyportHTTP", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: [
+                "SallyportHTTP",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SallyportTunnelTests",
-            dependencies: ["SallyportTunnel", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "SallyportTunnel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SallyportRelayTests",
-            dependencies: ["SallyportRelay", "SallyportConfig"],
+            dependencies: ["SallyportRelay", "SallyportConfig", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SallyportConnectorTests",
-            dependencies: ["SallyportConnector", "SallyportConfig"],
+            dependencies: ["SallyportConnector", "SallyportConfig", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SallyportTesting", "SallyportPKI", "sallyport"],
+            exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),
     ]

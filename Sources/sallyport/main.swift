@@ -9,8 +9,26 @@ import SallyportTunnel
 import ServiceLifecycle
 import UnixSignals
 
+import CSallyportSystem
+
 @main
 struct Sallyport: AsyncParsableCommand {
+    static func main() async {
+        // A proxy allocates and frees buffers on several threads; glibc's default of up to 8 arenas per core
+        // keeps freed buffers resident. Two arenas keep memory flat under streaming load.
+        if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = csallyport_set_malloc_arena_max(2) }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "sallyport",
         abstract: "Publish internal web apps through an outbound-only tunnel.",

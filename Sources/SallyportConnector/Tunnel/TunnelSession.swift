@@ -7,6 +7,7 @@ import NIOHTTPTypesHTTP2
 import NIOPosix
 import NIOSSL
 import SallyportConfig
+import SallyportHTTP
 import SallyportTunnel
 import ServiceLifecycle
 
@@ -66,6 +67,7 @@ struct TunnelSession: Sendable {
                     ) { stream in
                         stream.eventLoop.makeCompletedFuture {
                             try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                            try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
                             return try StreamChannel(wrappingChannelSynchronously: stream)
                         }
                     }
@@ -90,6 +92,7 @@ struct TunnelSession: Sendable {
                 try await self.control(iterator: iterator, writer: outbound, connection: connection, logger: logger)
             } else {
                 await self.forwarder.handle(head: head, iterator: &iterator, writer: outbound)
+                await GracefulClose.waitForEnd(of: stream.channel, part: HTTPResponsePart.self)
             }
         }
     }

@@ -30,6 +30,7 @@ enum EdgePipeline {
         )
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true, splitCookie: false))
         try sync.addHandler(timeouts)
+        try sync.addHandler(EndWriteTracker<HTTPResponsePart>())
         return try Connection(wrappingChannelSynchronously: channel)
     }
 

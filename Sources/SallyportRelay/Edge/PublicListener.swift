@@ -7,6 +7,7 @@ import NIOHTTPTypesHTTP2
 import NIOPosix
 import NIOSSL
 import SallyportConfig
+import SallyportHTTP
 
 /// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and hands each request to the forwarder.
 struct PublicListener {
@@ -54,6 +55,7 @@ struct PublicListener {
                                 ) { stream in
                                     stream.eventLoop.makeCompletedFuture {
                                         try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                                        try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
                                         return try StreamChannel(wrappingChannelSynchronously: stream)
                                     }
                                 }
@@ -105,6 +107,7 @@ struct PublicListener {
                     let outcome = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
                     if case .close = outcome { break }
                 }
+                await GracefulClose.waitForEnd(of: connection.channel, part: HTTPResponsePart.self)
             }
         } catch {
             self.logger.debug("HTTP/1.1 connection ended", metadata: ["error": "\(error)"])
@@ -123,6 +126,7 @@ struct PublicListener {
                             if case .head(let head) = try await iterator.next() {
                                 _ = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
                             }
+                            await GracefulClose.waitForEnd(of: stream.channel, part: HTTPResponsePart.self)
                         }
                     }
                 }

@@ -128,6 +128,9 @@ struct RequestForwarder: Sendable {
                     let response = try await group.next()!
                     switch response {
                     case .completed(let upgraded):
+                        if requestResult == .complete {
+                            await GracefulClose.waitForEnd(of: stream.channel, part: HTTPRequestPart.self)
+                        }
                         if upgraded || requestResult != .complete || upgradeProtocol != nil { return .close }
                         return .keepAlive
                     case .truncated:

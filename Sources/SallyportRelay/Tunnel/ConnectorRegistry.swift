@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP2
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
+import SallyportHTTP
 import Synchronization
 
 /// One connector's tunnel connection as the relay sees it.
@@ -59,6 +60,7 @@ public final class TunnelConnection: Sendable {
             return try await self.multiplexer.openStream { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPClientCodec())
+                    try channel.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPRequestPart>())
                     return try Stream(wrappingChannelSynchronously: channel)
                 }
             }
