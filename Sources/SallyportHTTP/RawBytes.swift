@@ -22,7 +22,10 @@ public final class RawBytesServerAdapter: ChannelDuplexHandler, RemovableChannel
         switch self.unwrapOutboundIn(data) {
         case .body(let buffer):
             context.write(self.wrapOutboundOut(buffer), promise: promise)
-        case .head, .end:
+        case .end:
+            // Nothing to send, but the promise must complete only after the bytes before it are out.
+            context.write(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        case .head:
             promise?.succeed(())
         }
     }
@@ -45,7 +48,10 @@ public final class RawBytesClientAdapter: ChannelDuplexHandler, RemovableChannel
         switch self.unwrapOutboundIn(data) {
         case .body(let buffer):
             context.write(self.wrapOutboundOut(buffer), promise: promise)
-        case .head, .end:
+        case .end:
+            // Nothing to send, but the promise must complete only after the bytes before it are out.
+            context.write(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        case .head:
             promise?.succeed(())
         }
     }

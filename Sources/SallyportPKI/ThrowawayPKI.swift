@@ -1,11 +1,11 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A complete throwaway PKI for one relay and its connectors, written to a directory.
@@ -19,6 +19,9 @@ import Darwin
 /// - `connector.pem`, `connector.key`: chain of a client certificate whose subject CN is the connector's name.
 ///
 /// Key files are written with mode 0600. The CA keys stay in memory only.
+///
+/// curl, OpenSSL and Python refuse a wildcard directly under a single-label name, so `*.localhost` does not
+/// make them accept `hello.localhost`: pass the app host names a client will use in `extraPublicNames`.
 public struct ThrowawayPKI: Sendable {
     /// The directory holding the files.
     public var directory: String

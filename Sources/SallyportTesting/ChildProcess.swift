@@ -1,11 +1,11 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A child process with its standard output and error captured to a log file.
@@ -18,21 +18,18 @@ public final class ChildProcess: @unchecked Sendable {
     public let pid: Int32
     /// The file that receives the child's output.
     public let logFile: String
-    /// Whether the child leads its own process group (see `signalGroup`).
-    let ownsProcessGroup: Bool
 
     private let lock = NSLock()
     private var exitStatus: Int32?
 
-    private init(pid: Int32, logFile: String, ownsProcessGroup: Bool) {
+    private init(pid: Int32, logFile: String) {
         self.pid = pid
         self.logFile = logFile
-        self.ownsProcessGroup = ownsProcessGroup
     }
 
     deinit {
         if isRunning {
-            kill(ownsProcessGroup ? -pid : pid, SIGKILL)
+            kill(pid, SIGKILL)
             _ = reap(blocking: true)
         }
     }
@@ -56,20 +53,18 @@ public final class ChildProcess: @unchecked Sendable {
             environment: environment,
             stdout: logFile,
             stderr: logFile,
-            currentDirectory: currentDirectory,
-            newProcessGroup: false
+            currentDirectory: currentDirectory
         )
     }
 
-    /// Like the public `launch`, with separate stdout and stderr files and an optional own process group.
+    /// Like the public `launch`, with separate stdout and stderr files.
     static func launch(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String]?,
         stdout: String,
         stderr: String,
-        currentDirectory: String?,
-        newProcessGroup: Bool
+        currentDirectory: String?
     ) throws -> ChildProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -100,12 +95,8 @@ public final class ChildProcess: @unchecked Sendable {
         var allSignals = sigset_t()
         sigfillset(&allSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        var flags = Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)
-        if newProcessGroup {
-            flags |= Int32(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attributes, 0)
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
+        // Same process group as the test runner, so Ctrl-C on `swift test` reaches the children too.
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         var variables = ProcessInfo.processInfo.environment
         for (name, value) in environment ?? [:] {
@@ -133,18 +124,18 @@ public final class ChildProcess: @unchecked Sendable {
         guard result == 0 else {
             throw HarnessError(.launchFailed, "cannot start \(executable): \(String(cString: strerror(result)))")
         }
-        return ChildProcess(pid: pid, logFile: stdout, ownsProcessGroup: newProcessGroup)
+        return ChildProcess(pid: pid, logFile: stdout)
     }
 
     /// `posix_spawn_file_actions_addchdir_np`, which glibc (2.29+) has but Swift's Glibc module does not import.
     private static func addChangeDirectory(_ actions: inout posix_spawn_file_actions_t, _ directory: String) -> Int32 {
         #if canImport(Darwin)
-        return posix_spawn_file_actions_addchdir_np(&actions, directory)
+            return posix_spawn_file_actions_addchdir_np(&actions, directory)
         #else
-        typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addchdir_np") else { return ENOSYS }
-        let function = unsafeBitCast(symbol, to: AddChdir.self)
-        return withUnsafeMutablePointer(to: &actions) { function($0, directory) }
+            typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+            guard let symbol = dlsym(nil, "posix_spawn_file_actions_addchdir_np") else { return ENOSYS }
+            let function = unsafeBitCast(symbol, to: AddChdir.self)
+            return withUnsafeMutablePointer(to: &actions) { function($0, directory) }
         #endif
     }
 
@@ -159,11 +150,19 @@ public final class ChildProcess: @unchecked Sendable {
         kill(pid, signal)
     }
 
-    /// Sends `signal` to the child's whole process group if it leads one, else to the child alone.
-    func signalGroup(_ signal: Int32) {
-        guard ownsProcessGroup else { return self.signal(signal) }
-        // Members of the group may outlive the leader (nginx workers after a SIGKILLed master).
-        kill(-pid, signal)
+    /// The ids of the child's own children, from `/proc` (Linux only; empty elsewhere).
+    func childPIDs() -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry in
+            guard let candidate = Int32(entry),
+                let data = FileManager.default.contents(atPath: "/proc/\(entry)/stat")
+            else { return nil }
+            // Fields after the parenthesised command name: state, ppid, ...
+            let stat = String(decoding: data, as: UTF8.self)
+            guard let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid ? candidate : nil
+        }
     }
 
     /// Waits for the child to exit and returns its exit status, or `nil` if it is still running after `timeout`.
@@ -190,7 +189,7 @@ public final class ChildProcess: @unchecked Sendable {
         guard isRunning else { return }
         signal(SIGTERM)
         if await waitForExit(timeout: timeout) == nil {
-            signalGroup(SIGKILL)
+            signal(SIGKILL)
             _ = await waitForExit(timeout: .seconds(30))
         }
     }

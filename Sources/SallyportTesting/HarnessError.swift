@@ -35,7 +35,7 @@ public struct HarnessError: Error, Hashable, CustomStringConvertible {
 
 /// The last `lines` lines of `text`, for error messages.
 func tail(_ text: String, lines: Int = 40) -> String {
-    let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+    let all = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
     return all.suffix(lines).joined(separator: "\n")
 }
 

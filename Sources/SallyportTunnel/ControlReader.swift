@@ -7,6 +7,7 @@ public struct ControlReader<Part: Sendable> {
     private var iterator: NIOAsyncChannelInboundStream<Part>.AsyncIterator
     private var decoder = ControlFrameDecoder()
     private let body: (Part) -> ByteBuffer?
+    private let isEnd: (Part) -> Bool
 
     /// Reads the response body of a control stream (the relay's side).
     public init(inbound: NIOAsyncChannelInboundStream<Part>) where Part == HTTPResponsePart {
@@ -14,6 +15,10 @@ public struct ControlReader<Part: Sendable> {
         self.body = { part in
             if case .body(let buffer) = part { return buffer }
             return nil
+        }
+        self.isEnd = { part in
+            if case .end = part { return true }
+            return false
         }
     }
 
@@ -24,13 +29,17 @@ public struct ControlReader<Part: Sendable> {
             if case .body(let buffer) = part { return buffer }
             return nil
         }
+        self.isEnd = { part in
+            if case .end = part { return true }
+            return false
+        }
     }
 
-    /// The next message, or nil when the stream ended.
+    /// The next message, or nil when the peer ended the stream.
     public mutating func next() async throws -> ControlMessage? {
         while true {
             if let message = try self.decoder.next() { return message }
-            guard let part = try await self.iterator.next() else { return nil }
+            guard let part = try await self.iterator.next(), !self.isEnd(part) else { return nil }
             if let buffer = self.body(part) { self.decoder.append(buffer) }
         }
     }

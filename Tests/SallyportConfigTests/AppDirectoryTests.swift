@@ -1,3 +1,4 @@
+import Foundation
 import SallyportConfig
 import Testing
 
@@ -168,14 +169,15 @@ struct CheckConflictsTests {
 
         let result = ConfigLoader.checkConflicts([second, first])
         #expect(result.apps == [first])
-        #expect(result.errors == [
-            ConfigError(
-                file: "two.yaml",
-                key: "externalURL",
-                message: "https://wiki.apps.example.com/ is already served by app \"wiki\" in one.yaml; "
-                    + "each externalURL (host, port and path) must be unique"
-            )
-        ])
+        #expect(
+            result.errors == [
+                ConfigError(
+                    file: "two.yaml",
+                    key: "externalURL",
+                    message: "https://wiki.apps.example.com/ is already served by app \"wiki\" in one.yaml; "
+                        + "each externalURL (host, port and path) must be unique"
+                )
+            ])
     }
 
     @Test func noAppsNoErrors() {

@@ -1,3 +1,4 @@
+import Foundation
 import SallyportConfig
 import Testing
 
@@ -29,7 +30,10 @@ struct AppFileTests {
 
     @Test func unknownKeySuggestsTheClosestKey() throws {
         let error = try #require(appError(minimalApp + "timeout:\n  connect: 5s\n", file: "config/apps/wiki.yaml"))
-        #expect(error == ConfigError(file: "config/apps/wiki.yaml", line: 6, column: 1, key: "timeout", message: #"unknown key (did you mean "timeouts"?)"#))
+        #expect(
+            error
+                == ConfigError(file: "config/apps/wiki.yaml", line: 6, column: 1, key: "timeout", message: #"unknown key (did you mean "timeouts"?)"#)
+        )
         #expect(error.description == #"config/apps/wiki.yaml:6:1: timeout: unknown key (did you mean "timeouts"?)"#)
     }
 
@@ -42,7 +46,9 @@ struct AppFileTests {
         #expect(error.message == "required key is missing")
 
         let all = ConfigLoaderTestHooks.allAppErrors(yaml)
-        #expect(all.contains(ConfigError(file: "apps/wiki.yaml", line: 2, column: 1, key: "externalUrl", message: #"unknown key (did you mean "externalURL"?)"#)))
+        #expect(
+            all.contains(
+                ConfigError(file: "apps/wiki.yaml", line: 2, column: 1, key: "externalUrl", message: #"unknown key (did you mean "externalURL"?)"#)))
     }
 
     @Test func unknownKeyWithoutSuggestionListsAllowedKeys() throws {
@@ -51,13 +57,17 @@ struct AppFileTests {
         #expect(error.key == "colour")
         #expect(
             error.message
-                == "unknown key; allowed keys here: name, externalURL, internalURL, connectorGroup, preAuthentication, sso, timeouts, backendTLS, preserveHost"
+                == "unknown key; allowed keys here: name, externalURL, internalURL, connectorGroup, preAuthentication, sso, timeouts, "
+                + "backendTLS, preserveHost"
         )
     }
 
     @Test func unknownNestedKeyNamesTheDottedPathAndItsOwnLine() throws {
         let error = try #require(appError(minimalApp + "timeouts:\n  connect: 5s\n  respose: 10s\n"))
-        #expect(error == ConfigError(file: "apps/wiki.yaml", line: 8, column: 3, key: "timeouts.respose", message: #"unknown key (did you mean "response"?)"#))
+        #expect(
+            error
+                == ConfigError(
+                    file: "apps/wiki.yaml", line: 8, column: 3, key: "timeouts.respose", message: #"unknown key (did you mean "response"?)"#))
     }
 
     @Test func badDurationNamesKeyLineAndValue() throws {
@@ -77,10 +87,15 @@ struct AppFileTests {
         #expect(number.message == #"must be a string (got the number 42; put it in quotes if you mean the text "42")"#)
 
         let mapping = try #require(appError(minimalApp + "timeouts: 5s\n"))
-        #expect(mapping == ConfigError(file: "apps/wiki.yaml", line: 6, column: 1, key: "timeouts", message: #"must be a mapping of keys to values (got "5s")"#))
+        #expect(
+            mapping
+                == ConfigError(
+                    file: "apps/wiki.yaml", line: 6, column: 1, key: "timeouts", message: #"must be a mapping of keys to values (got "5s")"#))
 
         let bool = try #require(appError(minimalApp + "preserveHost: sometimes\n"))
-        #expect(bool == ConfigError(file: "apps/wiki.yaml", line: 6, column: 1, key: "preserveHost", message: #"must be true or false (got "sometimes")"#))
+        #expect(
+            bool == ConfigError(file: "apps/wiki.yaml", line: 6, column: 1, key: "preserveHost", message: #"must be true or false (got "sometimes")"#)
+        )
     }
 
     @Test func missingKeyIsReportedAtTheMapping() throws {
@@ -105,12 +120,15 @@ struct AppFileTests {
     @Test func invalidYAMLKeepsItsPosition() throws {
         let error = try #require(appError("name: wiki\nexternalURL: [https://a.example.com/\ninternalURL: x\n"))
         #expect(error.key == nil)
-        #expect(error.line == 4)
-        #expect(error.message.hasPrefix("invalid YAML: "))
+        #expect(error.line == 3)
+        #expect(error.column == 12)
+        #expect(error.message == "invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence at line 2, column 14)")
 
         let tab = try #require(appError("name: wiki\nsso:\n\thandler: passthrough\n"))
         #expect(tab.line == 3)
+        #expect(tab.column == 1)
         #expect(tab.message.hasPrefix("invalid YAML: "))
+        #expect(tab.message.hasSuffix("; YAML does not allow tabs for indentation, use spaces"))
     }
 
     @Test func duplicateKeyPointsAtTheSecondOccurrence() throws {
@@ -119,6 +137,20 @@ struct AppFileTests {
         #expect(error.column == 1)
         #expect(error.key == "name")
         #expect(error.message == "duplicate key: it already appears at line 1; each key may appear only once in a mapping")
+    }
+
+    @Test func nestedDuplicateKeyNamesItsPath() throws {
+        let error = try #require(appError(minimalApp + "timeouts:  # backend\n  connect: 5s\n\n  connect: 6s\n"))
+        #expect(
+            error
+                == ConfigError(
+                    file: "apps/wiki.yaml",
+                    line: 9,
+                    column: 3,
+                    key: "timeouts.connect",
+                    message: "duplicate key: it already appears at line 7; each key may appear only once in a mapping"
+                )
+        )
     }
 
     @Test func emptyFileSaysSo() throws {
@@ -135,7 +167,7 @@ struct AppFileTests {
         let list = try #require(appError("# apps\n- name: wiki\n- name: payroll\n"))
         #expect(list.line == 2)
         #expect(list.column == 1)
-        #expect(list.message == "the top level must be a mapping of keys to values, like `name: wiki` (got a list)")
+        #expect(list.message == "the top level must be a mapping of keys to values, like `key: value` lines (got a list)")
 
         let scalar = try #require(appError("wiki\n"))
         #expect(scalar.line == 1)
@@ -144,7 +176,10 @@ struct AppFileTests {
 
     @Test func preAuthenticationMustBeNamedAndKnown() throws {
         let unknown = try #require(appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: oidc")))
-        #expect(unknown == ConfigError(file: "apps/wiki.yaml", line: 5, column: 1, key: "preAuthentication", message: #"must be one of: passthrough (got "oidc")"#))
+        #expect(
+            unknown
+                == ConfigError(
+                    file: "apps/wiki.yaml", line: 5, column: 1, key: "preAuthentication", message: #"must be one of: passthrough (got "oidc")"#))
 
         let missing = try #require(appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough\n", with: "")))
         #expect(missing.key == "preAuthentication")
@@ -164,19 +199,20 @@ struct AppFileTests {
     }
 
     @Test func ssoSettingsAreKeptWithTheirLines() throws {
-        let yaml = minimalApp + """
-            sso:
-              handler: kerberos
-              realm: CORP.EXAMPLE.COM
-              spns:
-                - HTTP/wiki.corp.internal
-              ticketLifetime: 600
-              delegate: true
-              ratio: 0.5
-              extra: ~
-              options: {a: b}
+        let yaml =
+            minimalApp + """
+                sso:
+                  handler: kerberos
+                  realm: CORP.EXAMPLE.COM
+                  spns:
+                    - HTTP/wiki.corp.internal
+                  ticketLifetime: 600
+                  delegate: true
+                  ratio: 0.5
+                  extra: ~
+                  options: {a: b}
 
-            """
+                """
         let app = try ConfigLoader.parseApp(yaml: yaml, file: "apps/wiki.yaml")
         #expect(app.sso.handler == "kerberos")
         #expect(
@@ -218,15 +254,16 @@ struct AppFileTests {
     }
 
     @Test func backendTLSWithHTTPSInternalURL() throws {
-        let yaml = minimalApp.replacingOccurrences(of: "http://wiki.corp.internal:8080/", with: "https://wiki.corp.internal/") + """
-            backendTLS:
-              caPEM: |
-                -----BEGIN CERTIFICATE-----
-                MIIB
-                -----END CERTIFICATE-----
-              serverName: Wiki.Corp.Internal
+        let yaml =
+            minimalApp.replacingOccurrences(of: "http://wiki.corp.internal:8080/", with: "https://wiki.corp.internal/") + """
+                backendTLS:
+                  caPEM: |
+                    -----BEGIN CERTIFICATE-----
+                    MIIB
+                    -----END CERTIFICATE-----
+                  serverName: Wiki.Corp.Internal
 
-            """
+                """
         let app = try ConfigLoader.parseApp(yaml: yaml, file: "a.yaml")
         let tls = try #require(app.backendTLS)
         #expect(tls.caFile == nil)
@@ -239,7 +276,8 @@ struct AppFileTests {
         let both = try #require(
             appError(https + "backendTLS:\n  caFile: /etc/ca.pem\n  caPEM: \"-----BEGIN CERTIFICATE-----\"\n")
         )
-        #expect(both == ConfigError(file: "apps/wiki.yaml", line: 8, column: 3, key: "backendTLS.caPEM", message: "set either caFile or caPEM, not both"))
+        #expect(
+            both == ConfigError(file: "apps/wiki.yaml", line: 8, column: 3, key: "backendTLS.caPEM", message: "set either caFile or caPEM, not both"))
 
         let relative = try #require(appError(https + "backendTLS:\n  caFile: ca.pem\n"))
         #expect(relative.line == 7)

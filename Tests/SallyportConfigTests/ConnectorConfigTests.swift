@@ -1,3 +1,4 @@
+import Foundation
 import SallyportConfig
 import Testing
 
@@ -11,8 +12,8 @@ struct ConnectorConfigTests {
     }
 
     private func connectorError(_ yaml: String) throws -> ConfigError? {
-        try withFile(yaml) { file, _ in
-            do {
+        try withFile(yaml) { file, _ -> ConfigError? in
+            do throws(ConfigError) {
                 _ = try ConfigLoader.loadConnector(file: file)
                 return nil
             } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import SallyportConfig
 import Testing
 
@@ -60,7 +61,11 @@ struct RelayConfigTests {
                 )
             ]
         )
-        #expect(relay.limits == EdgeLimits(maxHeaderBytes: 32768, maxHeaderCount: 100, maxRequestLineBytes: 8192, headerReadTimeout: .seconds(10), idleTimeout: .seconds(75)))
+        #expect(
+            relay.limits
+                == EdgeLimits(
+                    maxHeaderBytes: 32768, maxHeaderCount: 100, maxRequestLineBytes: 8192, headerReadTimeout: .seconds(10), idleTimeout: .seconds(75))
+        )
         #expect(relay.tunnelListen == HostPort(host: "::", port: 8443))
         #expect(relay.tunnelCertificate == "\(base)/tls/tunnel.pem")
         #expect(relay.tunnelKey == "\(base)/tls/tunnel.key")
@@ -128,7 +133,7 @@ struct RelayConfigTests {
     }
 
     @Test func missingSectionKeyIsReportedAtTheSection() throws {
-        let yaml = minimalRelay.replacingOccurrences(of: "      clientCA: tls/connectors-ca.pem\n", with: "")
+        let yaml = minimalRelay.replacingOccurrences(of: "  clientCA: tls/connectors-ca.pem\n", with: "")
         let error = try #require(try relayError(yaml))
         #expect(error.line == 7)
         #expect(error.column == 1)
@@ -162,12 +167,14 @@ struct RelayConfigTests {
 
         let missingKey = minimalRelay.replacingOccurrences(of: "      key: /etc/sallyport/apps.key\n", with: "")
         let keyError = try #require(try relayError(missingKey))
-        #expect(keyError == ConfigError(file: keyError.file, line: 4, column: 7, key: "public.certificates[0].key", message: "required key is missing"))
+        #expect(
+            keyError == ConfigError(file: keyError.file, line: 4, column: 7, key: "public.certificates[0].key", message: "required key is missing"))
     }
 
     @Test func certificatesMustNotBeEmptyOrClash() throws {
         let empty = minimalRelay.replacingOccurrences(
-            of: "  certificates:\n    - hosts: [\"*.Apps.Example.com\", apps.example.com]\n      certificate: tls/apps.pem\n      key: /etc/sallyport/apps.key\n",
+            of: "  certificates:\n    - hosts: [\"*.Apps.Example.com\", apps.example.com]\n"
+                + "      certificate: tls/apps.pem\n      key: /etc/sallyport/apps.key\n",
             with: "  certificates: []\n"
         )
         let emptyError = try #require(try relayError(empty))

@@ -1,3 +1,4 @@
+import Foundation
 import SallyportConfig
 import Testing
 
@@ -92,7 +93,7 @@ struct URLTests {
         ("ftp://wiki.apps.example.com/", "must be an https:// URL"),
         ("wiki.apps.example.com", "must be an absolute URL like https://wiki.example.com/"),
         ("https://wiki.apps.example.com/?a=b", #"must not contain a query ("?...")"#),
-        ("https://wiki.apps.example.com/#top", #"must not contain a fragment ("#...")"#),
+        ("https://wiki.apps.example.com/#top", ##"must not contain a fragment ("#...")"##),
         ("https://user:pw@wiki.apps.example.com/", #"must not contain a user name or password ("user@")"#),
         ("https://wiki..example.com/", #""wiki..example.com" is not a valid host name or IP address"#),
         ("https:///path", "the host is missing"),

@@ -23,7 +23,7 @@ public struct AppConfig: Sendable, Codable, Hashable {
 
     /// Where each top-level key was in `sourceFile`, for errors found after parsing (cross-file conflicts).
     /// Not part of equality, hashing or coding.
-    var keyLines = KeyLines()
+    var keyPositions = KeyPositions()
 
     /// Creates an app in code (tests, the demo); the loaders build it from YAML.
     public init(
@@ -57,7 +57,7 @@ public struct AppConfig: Sendable, Codable, Hashable {
 
 /// Source positions carried beside a parsed value; every instance compares equal so they never make two
 /// otherwise identical configs differ.
-struct KeyLines: Sendable, Hashable {
+struct KeyPositions: Sendable, Hashable {
     struct Position: Sendable {
         var line: Int
         var column: Int
@@ -65,7 +65,7 @@ struct KeyLines: Sendable, Hashable {
 
     var positions: [String: Position] = [:]
 
-    static func == (lhs: KeyLines, rhs: KeyLines) -> Bool { true }
+    static func == (lhs: KeyPositions, rhs: KeyPositions) -> Bool { true }
     func hash(into hasher: inout Hasher) {}
 
     subscript(key: String) -> Position? { positions[key] }

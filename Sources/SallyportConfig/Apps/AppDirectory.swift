@@ -122,7 +122,7 @@ enum Conflicts {
     }
 
     private static func error(in app: AppConfig, key: String, _ message: String) -> ConfigError {
-        let position = app.keyLines[key]
+        let position = app.keyPositions[key]
         return ConfigError(file: app.sourceFile, line: position?.line, column: position?.column, key: key, message: message)
     }
 

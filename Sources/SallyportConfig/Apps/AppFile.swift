@@ -11,7 +11,7 @@ enum AppFile {
         let diagnostics = Diagnostics(file: file)
         var reader: MappingReader
         do throws(ConfigError) {
-            let root = try Document.root(yaml: yaml, file: file, kind: "app file", expectedKeys: topLevelKeys)
+            let root = try Document.root(yaml: yaml, file: file, kind: "an app file", expectedKeys: topLevelKeys)
             reader = try MappingReader(ValueNode(node: root, keyPath: "", diagnostics: diagnostics))
         } catch {
             return .failure(FileProblems(errors: [error]))
@@ -53,7 +53,7 @@ enum AppFile {
             sourceFile: file
         )
         for key in topLevelKeys {
-            if let mark = reader.keyMark(key) { app.keyLines.positions[key] = .init(line: mark.line, column: mark.column) }
+            if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }
         return .success(app)
     }

@@ -66,7 +66,7 @@ enum ConnectorFile {
         let directory = ConfigPaths.directory(of: file)
         var reader: MappingReader
         do throws(ConfigError) {
-            let root = try Document.root(yaml: yaml, file: file, kind: "connector config", expectedKeys: topLevelKeys)
+            let root = try Document.root(yaml: yaml, file: file, kind: "a connector config", expectedKeys: topLevelKeys)
             reader = try MappingReader(ValueNode(node: root, keyPath: "", diagnostics: diagnostics))
         } catch {
             return .failure(FileProblems(errors: [error]))

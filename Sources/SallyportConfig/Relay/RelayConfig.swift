@@ -107,7 +107,7 @@ enum RelayFile {
         let directory = ConfigPaths.directory(of: file)
         var reader: MappingReader
         do throws(ConfigError) {
-            let root = try Document.root(yaml: yaml, file: file, kind: "relay config", expectedKeys: topLevelKeys)
+            let root = try Document.root(yaml: yaml, file: file, kind: "a relay config", expectedKeys: topLevelKeys)
             reader = try MappingReader(ValueNode(node: root, keyPath: "", diagnostics: diagnostics))
         } catch {
             return .failure(FileProblems(errors: [error]))

@@ -26,9 +26,10 @@ enum Names {
     /// Dotted-quad IPv4 address.
     static func isIPv4(_ text: String) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in
-            !part.isEmpty && part.count <= 3 && part.utf8.allSatisfy(isDigit) && Int(part)! <= 255
-        }
+        return parts.count == 4
+            && parts.allSatisfy { part in
+                !part.isEmpty && part.count <= 3 && part.utf8.allSatisfy(isDigit) && Int(part)! <= 255
+            }
     }
 
     /// IPv6 address text (without brackets): hex groups, "::" at most once, optional trailing IPv4.

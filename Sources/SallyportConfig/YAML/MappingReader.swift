@@ -17,6 +17,8 @@ struct MappingReader {
     let diagnostics: Diagnostics
     private let entries: [Entry]
     private var taken: Set<String> = []
+    /// Every key this reader knows, in the order they were asked for: the candidates for "did you mean".
+    private var knownKeys: [String] = []
 
     /// Reads `value` as a mapping with string keys.
     init(_ value: ValueNode) throws(ConfigError) {
@@ -37,9 +39,6 @@ struct MappingReader {
         }
         self.entries = entries
     }
-
-    /// Every key this reader knows, in the order they were asked for: the candidates for "did you mean".
-    private(set) var knownKeys: [String] = []
 
     static func join(_ parent: String, _ key: String) -> String {
         parent.isEmpty ? key : "\(parent).\(key)"
@@ -129,7 +128,8 @@ enum KeySuggestion {
         }
         guard let best else { return nil }
         let limit = min(key.count, best.key.count) <= 4 ? 1 : 2
-        return best.distance <= limit || best.key.lowercased().hasPrefix(lowered) && lowered.count >= 4 ? best.key : nil
+        let isTruncation = lowered.count >= 4 && best.key.lowercased().hasPrefix(lowered)
+        return best.distance <= limit || isTruncation ? best.key : nil
     }
 
     private static func editDistance(_ a: [Character], _ b: [Character]) -> Int {

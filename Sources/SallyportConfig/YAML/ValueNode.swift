@@ -1,4 +1,3 @@
-internal import Foundation
 internal import Yams
 
 /// One YAML value with its dotted key path: typed conversions that fail with a located `ConfigError`.
@@ -18,8 +17,6 @@ struct ValueNode {
         self.diagnostics = diagnostics
         self.mark = mark ?? node.mark
     }
-
-    var file: String { diagnostics.file }
 
     /// An error at this value naming its key path.
     func error(_ message: String) -> ConfigError {
@@ -50,7 +47,11 @@ struct ValueNode {
             case Tag.Name.bool.rawValue: return "the boolean \(scalar.string)"
             case Tag.Name.int.rawValue, Tag.Name.float.rawValue: return "the number \(scalar.string)"
             case Tag.Name.str.rawValue: return quoted(scalar.string)
-            default: return "\(quoted(scalar.string)), which YAML reads as \(node.tag.rawValue)"
+            default:
+                let prefix = "tag:yaml.org,2002:"
+                let tag = node.tag.rawValue
+                let type = tag.hasPrefix(prefix) ? String(tag.dropFirst(prefix.count)) : tag
+                return "\(quoted(scalar.string)), which YAML reads as a \(type)"
             }
         }
     }

@@ -59,6 +59,8 @@ struct BackendForwarder: Sendable {
                     try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer)
                 }
                 let requestResult = await Self.pumpRequest(from: &iterator, to: connection.writer, upgrading: upgrade != nil)
+                // The relay reset the stream (user gone): end the backend exchange too.
+                if requestResult == .aborted { connection.close() }
                 let response = try await group.next()!
                 return (requestResult, response)
             }
@@ -147,7 +149,11 @@ struct BackendForwarder: Sendable {
         } catch where !headSent {
             return .noResponse
         }
-        if upgraded { return .upgradeEnded }
+        if upgraded {
+            // The backend closed the upgraded connection: end the stream after the bytes already sent.
+            try? await writer.write(.end(nil))
+            return .upgradeEnded
+        }
         return headSent ? .truncated : .noResponse
     }
 

@@ -124,7 +124,12 @@ struct RequestForwarder: Sendable {
                         )
                     }
                     let requestResult = await Self.pumpRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
-                    if requestResult == .complete { requestDone.set() }
+                    if requestResult == .complete {
+                        requestDone.set()
+                    } else {
+                        // The client or the stream is gone: stop waiting for the rest of the answer.
+                        stream.channel.close(promise: nil)
+                    }
                     let response = try await group.next()!
                     switch response {
                     case .completed(let upgraded):
@@ -223,6 +228,9 @@ struct RequestForwarder: Sendable {
             }
         }
         if upgraded {
+            // The backend side ended: deliver what is left, then close the user's connection.
+            try await writer.write(.end(nil))
+            await GracefulClose.waitForEnd(of: context.channel, part: HTTPResponsePart.self)
             context.channel.close(promise: nil)
             return .completed(upgraded: true)
         }

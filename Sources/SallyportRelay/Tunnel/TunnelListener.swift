@@ -100,6 +100,8 @@ struct TunnelListener {
                         case .draining:
                             connection.markDraining()
                             logger.info("connector is draining")
+                            // End the control stream so the connector can close once its requests finish.
+                            try await outbound.write(.end(nil))
                         case .error(let text):
                             logger.error("connector reported an error", metadata: ["message": "\(text)"])
                         case .hello, .config:
@@ -111,8 +113,12 @@ struct TunnelListener {
             }
         } catch {
             logger.warning("tunnel connection ended", metadata: ["reason": "\(error)"])
+            accepted.channel.close(promise: nil)
         }
-        accepted.channel.close(promise: nil)
+        // After a drain notice the connector closes the connection itself once its streams are done.
+        let timer = accepted.channel.eventLoop.scheduleTask(in: .seconds(120)) { accepted.channel.close(promise: nil) }
+        try? await accepted.channel.closeFuture.get()
+        timer.cancel()
     }
 
     private func appSet(group: String) -> ControlMessage.AppSet {

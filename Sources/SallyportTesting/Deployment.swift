@@ -1,0 +1,139 @@
+import Foundation
+import SallyportPKI
+
+/// A real relay and real connectors, each its own `sallyport` process, with throwaway certificates, on
+/// loopback. The building block of every end-to-end test.
+///
+/// Set `SALLYPORT_BINARY` to test another build (for example a release build) of `sallyport`.
+public final class Deployment: @unchecked Sendable {
+    /// Scratch space: certificates, configs, app files, logs.
+    public let directory: TestDirectory
+    /// The throwaway certificates.
+    public let pki: ThrowawayPKI
+    /// The relay's public HTTPS port.
+    public let publicPort: Int
+    /// The relay's tunnel port.
+    public let tunnelPort: Int
+    /// The relay process, while running.
+    public private(set) var relay: ChildProcess?
+    /// Connector processes by name.
+    public private(set) var connectors: [String: ChildProcess] = [:]
+    /// The `sallyport` executable under test.
+    public let binary: String
+
+    /// The apps directory the relay watches.
+    public var appsDirectory: String { self.directory.file("apps") }
+    /// CA file for curl's `--cacert`.
+    public var caFile: String { self.pki.publicCA }
+
+    /// Prepares a deployment whose public certificate covers `hosts` (short names: "app" means "app.localhost").
+    public init(hosts: [String], relayExtra: String = "") throws {
+        self.directory = try TestDirectory(prefix: "sallyport-e2e")
+        self.pki = try ThrowawayPKI.write(to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" })
+        self.publicPort = try FreePort.next()
+        self.tunnelPort = try FreePort.next()
+        self.binary = try ProcessInfo.processInfo.environment["SALLYPORT_BINARY"] ?? BuiltProduct.path("sallyport")
+        try FileManager.default.createDirectory(atPath: self.appsDirectory, withIntermediateDirectories: true)
+        _ = try self.directory.write(
+            "relay.yaml",
+            """
+            public:
+              listen: 127.0.0.1:\(self.publicPort)
+              certificates:
+                - certificate: \(self.pki.publicCertificate)
+                  key: \(self.pki.publicKey)
+            tunnel:
+              listen: 127.0.0.1:\(self.tunnelPort)
+              certificate: \(self.pki.tunnelCertificate)
+              key: \(self.pki.tunnelKey)
+              clientCA: \(self.pki.tunnelCA)
+            apps: \(self.appsDirectory)
+            reloadInterval: 500ms
+            drainTimeout: 20s
+            \(relayExtra)
+            """
+        )
+    }
+
+    deinit {
+        self.relay?.signal(SIGKILL)
+        for connector in self.connectors.values { connector.signal(SIGKILL) }
+    }
+
+    /// The public URL of `host` ("app" → https://app.localhost:PORT/...).
+    public func url(_ host: String, _ path: String = "/") -> String {
+        "https://\(host).localhost:\(self.publicPort)\(path)"
+    }
+
+    /// Writes (or rewrites) an app file `apps/NAME.yaml`.
+    @discardableResult
+    public func writeApp(name: String, host: String? = nil, internalURL: String, group: String = "default", extra: String = "") throws -> String {
+        try self.directory.write(
+            "apps/\(name).yaml",
+            """
+            name: \(name)
+            externalURL: https://\(host ?? name).localhost/
+            internalURL: \(internalURL)
+            connectorGroup: \(group)
+            preAuthentication: passthrough
+            sso:
+              handler: passthrough
+            \(extra)
+            """
+        )
+    }
+
+    /// Starts the relay and waits until it listens.
+    public func startRelay() async throws {
+        let log = self.directory.file("relay-\(Int(Date().timeIntervalSince1970 * 1000)).log")
+        let process = try ChildProcess.launch(self.binary, ["relay", "--config", self.directory.file("relay.yaml")], logFile: log)
+        self.relay = process
+        try await process.waitForLog(containing: "relay listening", timeout: .seconds(30))
+    }
+
+    /// Stops the relay with SIGTERM and waits for it to exit; returns its exit status.
+    @discardableResult
+    public func stopRelay(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) async -> Int32? {
+        guard let relay = self.relay else { return nil }
+        relay.signal(signal)
+        let status = await relay.waitForExit(timeout: timeout)
+        self.relay = nil
+        return status
+    }
+
+    /// Starts a connector of `group` and waits until it has the relay's configuration.
+    @discardableResult
+    public func startConnector(name: String = "connector-1", group: String = "default", connections: Int = 2) async throws -> ChildProcess {
+        let (certificate, key) = try self.pki.issueConnector(name: name)
+        let file = try self.directory.write(
+            "\(name).yaml",
+            """
+            relay: localhost:\(self.tunnelPort)
+            name: \(name)
+            group: \(group)
+            certificate: \(certificate)
+            key: \(key)
+            relayCA: \(self.pki.tunnelCA)
+            connections: \(connections)
+            """
+        )
+        let process = try ChildProcess.launch(self.binary, ["connector", "--config", file], logFile: self.directory.file("\(name).log"))
+        self.connectors[name] = process
+        try await process.waitForLog(containing: "configuration applied", timeout: .seconds(30))
+        return process
+    }
+
+    /// Stops one connector.
+    public func stopConnector(_ name: String, signal: Int32 = SIGTERM) async {
+        guard let process = self.connectors.removeValue(forKey: name) else { return }
+        process.signal(signal)
+        _ = await process.waitForExit(timeout: .seconds(30))
+    }
+
+    /// Stops everything and removes the scratch directory (kept with SALLYPORT_KEEP_TEST_DIRS=1).
+    public func shutdown() async {
+        for name in Array(self.connectors.keys) { await self.stopConnector(name) }
+        await self.stopRelay()
+        self.directory.remove()
+    }
+}
