@@ -27,7 +27,16 @@ public final class Deployment: @unchecked Sendable {
     public var caFile: String { self.pki.publicCA }
 
     /// Prepares a deployment whose public certificate covers `hosts` (short names: "app" means "app.localhost").
-    public init(hosts: [String], relayExtra: String = "") throws {
+    /// `limits` is YAML placed under `public.limits` (indented by the caller's lines as `key: value`);
+    /// `relayExtra` is appended at the top level of the relay file.
+    /// `extraCertificates` are further public certificates, each served for its `hosts` (full names) by SNI.
+    public init(
+        hosts: [String],
+        limits: [String] = [],
+        reloadInterval: String = "500ms",
+        extraCertificates: [(hosts: [String], certificate: String, key: String)] = [],
+        relayExtra: String = ""
+    ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
         self.pki = try ThrowawayPKI.write(to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" })
         self.publicPort = try FreePort.next()
@@ -42,13 +51,15 @@ public final class Deployment: @unchecked Sendable {
               certificates:
                 - certificate: \(self.pki.publicCertificate)
                   key: \(self.pki.publicKey)
+            \(extraCertificates.map { "    - hosts: [\($0.hosts.map { "\"\($0)\"" }.joined(separator: ", "))]\n      certificate: \($0.certificate)\n      key: \($0.key)" }.joined(separator: "\n"))
+            \(limits.isEmpty ? "" : "  limits:\n" + limits.map { "    " + $0 }.joined(separator: "\n"))
             tunnel:
               listen: 127.0.0.1:\(self.tunnelPort)
               certificate: \(self.pki.tunnelCertificate)
               key: \(self.pki.tunnelKey)
               clientCA: \(self.pki.tunnelCA)
             apps: \(self.appsDirectory)
-            reloadInterval: 500ms
+            reloadInterval: \(reloadInterval)
             drainTimeout: 20s
             \(relayExtra)
             """
@@ -102,9 +113,16 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Starts a connector of `group` and waits until it has the relay's configuration.
+    /// `certificate` overrides the connector's client certificate and key (for negative tests).
     @discardableResult
-    public func startConnector(name: String = "connector-1", group: String = "default", connections: Int = 2) async throws -> ChildProcess {
-        let (certificate, key) = try self.pki.issueConnector(name: name)
+    public func startConnector(
+        name: String = "connector-1",
+        group: String = "default",
+        connections: Int = 2,
+        certificate override: (certificate: String, key: String)? = nil,
+        waitForConfiguration: Bool = true
+    ) async throws -> ChildProcess {
+        let (certificate, key) = try override ?? self.pki.issueConnector(name: name)
         let file = try self.directory.write(
             "\(name).yaml",
             """
@@ -119,7 +137,9 @@ public final class Deployment: @unchecked Sendable {
         )
         let process = try ChildProcess.launch(self.binary, ["connector", "--config", file], logFile: self.directory.file("\(name).log"))
         self.connectors[name] = process
-        try await process.waitForLog(containing: "configuration applied", timeout: .seconds(30))
+        if waitForConfiguration {
+            try await process.waitForLog(containing: "configuration applied", timeout: .seconds(30))
+        }
         return process
     }
 

@@ -19,6 +19,15 @@ struct DataPathTests {
         return (deployment, nginx)
     }
 
+    /// Starts downloading `size` bytes that nginx sends at 1 MiB/s; returns the task and the output path.
+    static func startSlowDownload(size: Int, deployment: Deployment, nginx: Nginx) throws -> (Task<Curl.Result, any Error>, String) {
+        _ = FileManager.default.createFile(atPath: nginx.filesDirectory + "/slow.bin", contents: Data(repeating: 0x5A, count: size))
+        let output = deployment.directory.file("slow.out")
+        let url = deployment.url("app", "/slow/slow.bin")
+        let caFile = deployment.caFile
+        return (Task { try await Curl.run(url, caFile: caFile, outputFile: output, timeout: 60) }, output)
+    }
+
     @Test("GET and POST with bodies, over HTTP/1.1 and HTTP/2")
     func getAndPost() async throws {
         let (deployment, nginx) = try await Self.publishedNginx()
@@ -162,12 +171,7 @@ struct DataPathTests {
     func sigtermDrainsRelay() async throws {
         let (deployment, nginx) = try await Self.publishedNginx()
         let size = 4 * 1024 * 1024
-        _ = FileManager.default.createFile(atPath: nginx.filesDirectory + "/slow.bin", contents: Data(repeating: 0x5A, count: size))
-        let output = deployment.directory.file("slow.out")
-        let url = deployment.url("app", "/slow/slow.bin")
-        let caFile = deployment.caFile
-        // nginx sends this at 1 MiB/s: about 4 s in flight.
-        let download = Task { try await Curl.run(url, caFile: caFile, outputFile: output, timeout: 60) }
+        let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
         try await Task.sleep(for: .seconds(1.5))
         let relay = try #require(deployment.relay)
         relay.signal(SIGTERM)
@@ -189,24 +193,24 @@ struct DataPathTests {
 
     @Test("A connector's SIGTERM moves traffic to the other connector of the group without failing requests")
     func connectorDrainAndFailover() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx(connectors: 2)
-        let size = 3 * 1024 * 1024
-        _ = FileManager.default.createFile(atPath: nginx.filesDirectory + "/slow.bin", contents: Data(repeating: 0x33, count: size))
-        let output = deployment.directory.file("slow.out")
-        let url = deployment.url("app", "/slow/slow.bin")
-        let caFile = deployment.caFile
-        let download = Task { try await Curl.run(url, caFile: caFile, outputFile: output, timeout: 60) }
-        try await Task.sleep(for: .seconds(1))
-        // Whichever connector carries the download, stopping either must not break anything.
-        await deployment.stopConnector("connector-1")
+        let (deployment, nginx) = try await Self.publishedNginx(connectors: 1)
+        let size = 6 * 1024 * 1024
+        // connector-1 is the only one when the download starts, so it carries it.
+        let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
+        try await Task.sleep(for: .seconds(0.5))
+        try await deployment.startConnector(name: "connector-2")
+        let stopping = Task { await deployment.stopConnector("connector-1") }
+        try await Task.sleep(for: .milliseconds(300))
         for _ in 0..<10 {
             let result = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
             #expect(result.status == 200)
         }
         let result = try await download.value
         #expect(result.status == 200)
+        #expect(result.exitCode == 0, "\(result.stderr)")
         let attributes = try FileManager.default.attributesOfItem(atPath: output)
         #expect((attributes[.size] as? Int) == size)
+        await stopping.value
         await nginx.stop()
         await deployment.shutdown()
     }

@@ -55,7 +55,7 @@ final class BackendConnection: @unchecked Sendable {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                     }
                     try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount.nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000)))
-                    try sync.addHandler(BackendIdleCloser())
+                    try sync.addHandler(CloseOnIdleHandler())
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())
                     return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)
@@ -90,19 +90,6 @@ final class BackendConnection: @unchecked Sendable {
 
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
-    }
-}
-
-/// Closes a backend connection on which nothing arrived for the app's idle timeout.
-final class BackendIdleCloser: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
     }
 }
 

@@ -136,6 +136,8 @@ struct TunnelSession: Sendable {
                     throw ControlProtocolError(description: "unexpected control message from the relay")
                 }
             }
+            // The relay ended the control stream (we are draining): end our side too.
+            try? await writer.write(.end(nil))
         }
     }
 

@@ -7,6 +7,7 @@ import NIOHTTPTypesHTTP2
 import NIOPosix
 import NIOSSL
 import SallyportConfig
+import SallyportHTTP
 import SallyportTunnel
 
 /// Accepts connectors' outbound tunnel connections, runs their control streams, and keeps the registry.
@@ -49,6 +50,7 @@ struct TunnelListener {
         let remote = accepted.channel.remoteAddress.map { "\($0)" } ?? "unknown"
         var logger = self.logger
         logger[metadataKey: "tunnel.peer"] = "\(remote)"
+        var draining = false
         do {
             let control = try await accepted.multiplexer.openStream { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -99,6 +101,7 @@ struct TunnelListener {
                             try await Self.send(.config(self.appSet(group: hello.group)), on: outbound)
                         case .draining:
                             connection.markDraining()
+                            draining = true
                             logger.info("connector is draining")
                             // End the control stream so the connector can close once its requests finish.
                             try await outbound.write(.end(nil))
@@ -111,9 +114,11 @@ struct TunnelListener {
                     group.cancelAll()
                 }
             }
-        } catch {
+        } catch where !draining {
             logger.warning("tunnel connection ended", metadata: ["reason": "\(error)"])
             accepted.channel.close(promise: nil)
+        } catch {
+            // A draining connector's control stream may end abruptly; its requests still finish.
         }
         // After a drain notice the connector closes the connection itself once its streams are done.
         let timer = accepted.channel.eventLoop.scheduleTask(in: .seconds(120)) { accepted.channel.close(promise: nil) }
@@ -128,18 +133,5 @@ struct TunnelListener {
 
     static func send(_ message: ControlMessage, on outbound: NIOAsyncChannelOutboundWriter<HTTPRequestPart>) async throws {
         try await outbound.write(.body(ControlFraming.encode(message, allocator: ByteBufferAllocator())))
-    }
-}
-
-/// Closes a channel when `IdleStateHandler` reports it idle.
-final class CloseOnIdleHandler: ChannelInboundHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
     }
 }
