@@ -57,9 +57,9 @@ public enum TunnelProtocol {
     }
 
     /// Per-stream flow-control window.
-    public static let streamWindow = 1024 * 1024
+    public static let streamWindow = 512 * 1024
     /// Connection-wide flow-control window.
-    public static let connectionWindow = 8 * 1024 * 1024
+    public static let connectionWindow = 4 * 1024 * 1024
     /// Largest header block the tunnel accepts (Negotiate tokens can reach 64 KiB).
     public static let maxHeaderListSize = 256 * 1024
 }

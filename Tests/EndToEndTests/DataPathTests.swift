@@ -6,263 +6,269 @@ import Testing
 import Glibc
 #endif
 
-/// End-to-end: real `sallyport relay` and `sallyport connector` processes, real nginx, real curl.
-@Suite("Data path", .serialized)
-struct DataPathTests {
-    /// A deployment with nginx published as `app`, relay and one connector running.
-    static func publishedNginx(hosts: [String] = ["app"], connectors: Int = 1) async throws -> (Deployment, Nginx) {
-        let deployment = try Deployment(hosts: hosts)
-        let nginx = try await Nginx.start(directory: deployment.directory)
-        try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
-        try await deployment.startRelay()
-        for index in 0..<connectors { try await deployment.startConnector(name: "connector-\(index + 1)") }
-        return (deployment, nginx)
-    }
 
-    /// Starts downloading `size` bytes that nginx sends at 1 MiB/s; returns the task and the output path.
-    static func startSlowDownload(size: Int, deployment: Deployment, nginx: Nginx) throws -> (Task<Curl.Result, any Error>, String) {
-        _ = FileManager.default.createFile(atPath: nginx.filesDirectory + "/slow.bin", contents: Data(repeating: 0x5A, count: size))
-        let output = deployment.directory.file("slow.out")
-        let url = deployment.url("app", "/slow/slow.bin")
-        let caFile = deployment.caFile
-        return (Task { try await Curl.run(url, caFile: caFile, outputFile: output, timeout: 60) }, output)
-    }
-
-    @Test("GET and POST with bodies, over HTTP/1.1 and HTTP/2")
-    func getAndPost() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx()
-        for http2 in [false, true] {
-            let get = try await Curl.run(deployment.url("app"), caFile: deployment.caFile, http2: http2)
-            #expect(get.exitCode == 0, "\(get.stderr)")
-            #expect(get.status == 200)
-            #expect(get.httpVersion == (http2 ? "2" : "1.1"))
-            #expect(get.body.contains("nginx backend"))
-
-            let body = "hello through the tunnel \(http2)"
-            let post = try await Curl.run(deployment.url("app", "/echo"), caFile: deployment.caFile, http2: http2, method: "POST", data: body)
-            #expect(post.status == 200)
-            #expect(post.body == body)
+extension EndToEnd {
+    /// End-to-end: real `sallyport relay` and `sallyport connector` processes, real nginx, real curl.
+    @Suite("Data path")
+    struct DataPathTests {
+        /// A deployment with nginx published as `app`, relay and one connector running.
+        static func publishedNginx(hosts: [String] = ["app"], connectors: Int = 1) async throws -> (Deployment, Nginx) {
+            let deployment = try Deployment(hosts: hosts)
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+            try await deployment.startRelay()
+            for index in 0..<connectors { try await deployment.startConnector(name: "connector-\(index + 1)") }
+            return (deployment, nginx)
         }
-        let missing = try await Curl.run(deployment.url("app", "/status/404"), caFile: deployment.caFile)
-        #expect(missing.status == 404, "a backend's own 404 passes through")
-        #expect(nginx.requestCount() == 5)
-        await nginx.stop()
-        await deployment.shutdown()
-    }
 
-    @Test("Forwarding headers are set by Sallyport; client-sent ones and hop-by-hop headers never reach the backend")
-    func forwardingHeaders() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx()
-        let result = try await Curl.run(
-            deployment.url("app", "/headers"),
-            caFile: deployment.caFile,
-            headers: [
-                "X-Forwarded-For: 198.51.100.66",
-                "X-Forwarded-Host: evil.example",
-                "Forwarded: for=198.51.100.67",
-                "Sallyport-App: other",
-                "SALLYPORT-CLIENT-ADDRESS: 198.51.100.68",
-                "Connection: X-Hop-Secret",
-                "X-Hop-Secret: must-not-pass",
-                "X-End-To-End: kept",
-            ]
-        )
-        #expect(result.status == 200)
-        let seen = result.body.lowercased()
-        #expect(seen.contains("x-forwarded-for: 127.0.0.1"))
-        #expect(seen.contains("x-forwarded-proto: https"))
-        #expect(seen.contains("x-forwarded-host: app.localhost:\(deployment.publicPort)"))
-        #expect(seen.contains("x-end-to-end: kept"))
-        for forbidden in ["198.51.100", "evil.example", "sallyport-", "x-hop-secret", "must-not-pass"] {
-            #expect(!seen.contains(forbidden), "backend saw \(forbidden):\n\(result.body)")
+        /// Starts downloading `size` bytes that nginx sends at 1 MiB/s; returns the task and the output path.
+        static func startSlowDownload(size: Int, deployment: Deployment, nginx: Nginx) throws -> (Task<Curl.Result, any Error>, String) {
+            _ = FileManager.default.createFile(atPath: nginx.filesDirectory + "/slow.bin", contents: Data(repeating: 0x5A, count: size))
+            let output = deployment.directory.file("slow.out")
+            let url = deployment.url("app", "/slow/slow.bin")
+            let caFile = deployment.caFile
+            return (Task { try await Curl.run(url, caFile: caFile, outputFile: output, timeout: 60) }, output)
         }
-        #expect(seen.contains("host: 127.0.0.1:\(nginx.port)"), "the backend sees its internal host")
-        await nginx.stop()
-        await deployment.shutdown()
-    }
 
-    @Test("Chunked request and response bodies stream through")
-    func chunkedBodies() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx()
-        let payload = String(repeating: "0123456789abcdef", count: 64 * 1024)  // 1 MiB
-        let file = try deployment.directory.write("payload.txt", payload)
-        for http2 in [false, true] {
+        @Test("GET and POST with bodies, over HTTP/1.1 and HTTP/2")
+        func getAndPost() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
+            for http2 in [false, true] {
+                let get = try await Curl.run(deployment.url("app"), caFile: deployment.caFile, http2: http2)
+                #expect(get.exitCode == 0, "\(get.stderr)")
+                #expect(get.status == 200)
+                #expect(get.httpVersion == (http2 ? "2" : "1.1"))
+                #expect(get.body.contains("nginx backend"))
+
+                let body = "hello through the tunnel \(http2)"
+                let post = try await Curl.run(deployment.url("app", "/echo"), caFile: deployment.caFile, http2: http2, method: "POST", data: body)
+                #expect(post.status == 200)
+                #expect(post.body == body)
+            }
+            let missing = try await Curl.run(deployment.url("app", "/status/404"), caFile: deployment.caFile)
+            #expect(missing.status == 404, "a backend's own 404 passes through")
+            #expect(nginx.requestCount() == 5)
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("Forwarding headers are set by Sallyport; client-sent ones and hop-by-hop headers never reach the backend")
+        func forwardingHeaders() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
             let result = try await Curl.run(
-                deployment.url("app", "/echo"), caFile: deployment.caFile, http2: http2, method: "POST", uploadFile: file, chunked: true
+                deployment.url("app", "/headers"),
+                caFile: deployment.caFile,
+                headers: [
+                    "X-Forwarded-For: 198.51.100.66",
+                    "X-Forwarded-Host: evil.example",
+                    "Forwarded: for=198.51.100.67",
+                    "Sallyport-App: other",
+                    "SALLYPORT-CLIENT-ADDRESS: 198.51.100.68",
+                    "Connection: X-Hop-Secret",
+                    "X-Hop-Secret: must-not-pass",
+                    "X-End-To-End: kept",
+                ]
             )
-            #expect(result.status == 200, "\(result.stderr)")
-            #expect(result.body == payload)
-            if !http2 {
-                // nginx's echo module answers without a length: the relay streams it chunked.
-                #expect(result.header("transfer-encoding") == "chunked")
-            }
-        }
-        await nginx.stop()
-        await deployment.shutdown()
-    }
-
-    @Test("Unknown host gets 404 and an app with no connector gets 503, both without internal names")
-    func notFoundAndNoConnector() async throws {
-        let deployment = try Deployment(hosts: ["orphan", "unknown"])
-        let nginx = try await Nginx.start(directory: deployment.directory)
-        try deployment.writeApp(name: "orphan", internalURL: nginx.baseURL + "/", group: "nobody-home")
-        try await deployment.startRelay()
-
-        let unknown = try await Curl.run(deployment.url("unknown"), caFile: deployment.caFile)
-        #expect(unknown.status == 404)
-        #expect(unknown.body.contains("No application is published at this address"))
-
-        for http2 in [false, true] {
-            let orphan = try await Curl.run(deployment.url("orphan"), caFile: deployment.caFile, http2: http2)
-            #expect(orphan.status == 503)
-            #expect(orphan.body.contains("cannot be reached right now"))
-            for leaked in ["nobody-home", "127.0.0.1", "\(nginx.port)", "orphan.yaml"] {
-                #expect(!orphan.body.contains(leaked), "503 page leaks \(leaked)")
-            }
-        }
-        #expect(nginx.requestCount() == 0)
-        await nginx.stop()
-        await deployment.shutdown()
-    }
-
-    @Test("Backend failures map to 502 (refused) and 504 (timeout)")
-    func backendFailures() async throws {
-        let deployment = try Deployment(hosts: ["refused", "silent"])
-        let closedPort = try FreePort.next()
-        try deployment.writeApp(name: "refused", internalURL: "http://127.0.0.1:\(closedPort)/")
-        // A listener that accepts and never answers.
-        let silent = try SilentListener()
-        try deployment.writeApp(name: "silent", internalURL: "http://127.0.0.1:\(silent.port)/", extra: "timeouts:\n  response: 1s")
-        try await deployment.startRelay()
-        try await deployment.startConnector()
-
-        let refused = try await Curl.run(deployment.url("refused"), caFile: deployment.caFile)
-        #expect(refused.status == 502)
-        #expect(refused.body.contains("did not answer correctly"))
-        let timedOut = try await Curl.run(deployment.url("silent"), caFile: deployment.caFile, timeout: 20)
-        #expect(timedOut.status == 504)
-        #expect(timedOut.body.contains("took too long"))
-        silent.close()
-        await deployment.shutdown()
-    }
-
-    @Test("A connector reconnects by itself after the relay restarts")
-    func reconnectAfterRelayRestart() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx()
-        #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
-        await deployment.stopRelay(signal: SIGKILL)
-        try await Task.sleep(for: .seconds(1))
-        try await deployment.startRelay()
-        var status = 0
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            status = try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status
-            if status == 200 { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        #expect(status == 200, "the connector did not come back")
-        let connectorLog = deployment.connectors["connector-1"]?.log() ?? ""
-        #expect(connectorLog.contains("reconnecting"))
-        await nginx.stop()
-        await deployment.shutdown()
-    }
-
-    @Test("SIGTERM lets in-flight requests finish, then the relay exits")
-    func sigtermDrainsRelay() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx()
-        let size = 4 * 1024 * 1024
-        let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
-        try await Task.sleep(for: .seconds(1.5))
-        let relay = try #require(deployment.relay)
-        relay.signal(SIGTERM)
-        try await Task.sleep(for: .milliseconds(500))
-        let refused = try await Curl.run(deployment.url("app"), caFile: deployment.caFile, timeout: 5)
-        #expect(refused.exitCode != 0, "a draining relay accepts no new connections")
-
-        let result = try await download.value
-        #expect(result.status == 200)
-        #expect(result.exitCode == 0, "\(result.stderr)")
-        let attributes = try FileManager.default.attributesOfItem(atPath: output)
-        #expect((attributes[.size] as? Int) == size)
-        let status = await relay.waitForExit(timeout: .seconds(30))
-        #expect(status == 0)
-        #expect(relay.log().contains("relay draining"))
-        await nginx.stop()
-        await deployment.shutdown()
-    }
-
-    @Test("A connector's SIGTERM moves traffic to the other connector of the group without failing requests")
-    func connectorDrainAndFailover() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx(connectors: 1)
-        let size = 6 * 1024 * 1024
-        // connector-1 is the only one when the download starts, so it carries it.
-        let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
-        try await Task.sleep(for: .seconds(0.5))
-        try await deployment.startConnector(name: "connector-2")
-        let stopping = Task { await deployment.stopConnector("connector-1") }
-        try await Task.sleep(for: .milliseconds(300))
-        for _ in 0..<10 {
-            let result = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
             #expect(result.status == 200)
+            let seen = result.body.lowercased()
+            #expect(seen.contains("x-forwarded-for: 127.0.0.1"))
+            #expect(seen.contains("x-forwarded-proto: https"))
+            #expect(seen.contains("x-forwarded-host: app.localhost:\(deployment.publicPort)"))
+            #expect(seen.contains("x-end-to-end: kept"))
+            for forbidden in ["198.51.100", "evil.example", "sallyport-", "x-hop-secret", "must-not-pass"] {
+                #expect(!seen.contains(forbidden), "backend saw \(forbidden):\n\(result.body)")
+            }
+            #expect(seen.contains("host: 127.0.0.1:\(nginx.port)"), "the backend sees its internal host")
+            await nginx.stop()
+            await deployment.shutdown()
         }
-        let result = try await download.value
-        #expect(result.status == 200)
-        #expect(result.exitCode == 0, "\(result.stderr)")
-        let attributes = try FileManager.default.attributesOfItem(atPath: output)
-        #expect((attributes[.size] as? Int) == size)
-        await stopping.value
-        await nginx.stop()
-        await deployment.shutdown()
-    }
 
-    @Test("A bad edit of an app file keeps the last good version serving; config validate names file, line and key")
-    func badConfigEditKeepsServing() async throws {
-        let (deployment, nginx) = try await Self.publishedNginx(hosts: ["app", "second"])
-        let file = deployment.appsDirectory + "/app.yaml"
-        try "name: app\nexternalURL: https://app.localhost/\ninternalURL: http://127.0.0.1:1/\nconnectorGroup: default\npreAuthentication: passthrough\ntimeouts:\n  conect: 5s\n"
-            .write(toFile: file, atomically: true, encoding: .utf8)
-        try deployment.writeApp(name: "second", internalURL: nginx.baseURL + "/")
-        try await deployment.relay!.waitForLog(containing: "app.yaml:7:3: timeouts.conect", timeout: .seconds(10))
-        // The new, good file went live; the bad one kept its last good version.
-        var second = 0
-        for _ in 0..<50 {
-            second = try await Curl.run(deployment.url("second"), caFile: deployment.caFile).status
-            if second == 200 { break }
-            try await Task.sleep(for: .milliseconds(100))
+        @Test("Chunked request and response bodies stream through")
+        func chunkedBodies() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
+            let payload = String(repeating: "0123456789abcdef", count: 64 * 1024)  // 1 MiB
+            let file = try deployment.directory.write("payload.txt", payload)
+            for http2 in [false, true] {
+                let result = try await Curl.run(
+                    deployment.url("app", "/echo"), caFile: deployment.caFile, http2: http2, method: "POST", uploadFile: file, chunked: true
+                )
+                #expect(result.status == 200, "\(result.stderr)")
+                #expect(result.body == payload)
+                if !http2 {
+                    // nginx's echo module answers without a length: the relay streams it chunked.
+                    #expect(result.header("transfer-encoding") == "chunked")
+                }
+            }
+            await nginx.stop()
+            await deployment.shutdown()
         }
-        #expect(second == 200)
-        let app = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
-        #expect(app.status == 200)
-        #expect(app.body.contains("nginx backend"))
 
-        let validate = try ChildProcess.launch(
-            deployment.binary, ["config", "validate", deployment.appsDirectory], logFile: deployment.directory.file("validate.log")
-        )
-        #expect(await validate.waitForExit(timeout: .seconds(20)) == 1)
-        #expect(validate.log().contains("app.yaml:7:3: timeouts.conect: unknown key"))
-        await nginx.stop()
-        await deployment.shutdown()
-    }
+        @Test("Unknown host gets 404 and an app with no connector gets 503, both without internal names")
+        func notFoundAndNoConnector() async throws {
+            let deployment = try Deployment(hosts: ["orphan", "unknown"])
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            try deployment.writeApp(name: "orphan", internalURL: nginx.baseURL + "/", group: "nobody-home")
+            try await deployment.startRelay()
 
-    @Test("WebSocket upgrade is tunnelled: echo through relay, tunnel and connector")
-    func webSocketEcho() async throws {
-        let deployment = try Deployment(hosts: ["ws"])
-        let port = try FreePort.next()
-        let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
-        let echo = try ChildProcess.launch("python3", [resources + "/ws_echo.py", "\(port)"], logFile: deployment.directory.file("ws.log"))
-        defer { echo.signal(SIGKILL) }
-        try await echo.waitForLog(containing: "listening", timeout: .seconds(20))
-        try deployment.writeApp(name: "ws", internalURL: "http://127.0.0.1:\(port)/")
-        try await deployment.startRelay()
-        try await deployment.startConnector()
-        let client = try ChildProcess.launch(
-            "python3",
-            [resources + "/ws_client.py", "wss://ws.localhost:\(deployment.publicPort)/chat", deployment.caFile, "hello", String(repeating: "x", count: 100_000), "bye"],
-            logFile: deployment.directory.file("ws-client.log")
-        )
-        #expect(await client.waitForExit(timeout: .seconds(30)) == 0, "\(client.log())")
-        #expect(client.log().contains("ok 3"))
-        await deployment.shutdown()
+            let unknown = try await Curl.run(deployment.url("unknown"), caFile: deployment.caFile)
+            #expect(unknown.status == 404)
+            #expect(unknown.body.contains("No application is published at this address"))
+
+            for http2 in [false, true] {
+                let orphan = try await Curl.run(deployment.url("orphan"), caFile: deployment.caFile, http2: http2)
+                #expect(orphan.status == 503)
+                #expect(orphan.body.contains("cannot be reached right now"))
+                for leaked in ["nobody-home", "127.0.0.1", "\(nginx.port)", "orphan.yaml"] {
+                    #expect(!orphan.body.contains(leaked), "503 page leaks \(leaked)")
+                }
+            }
+            #expect(nginx.requestCount() == 0)
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("Backend failures map to 502 (refused) and 504 (timeout)")
+        func backendFailures() async throws {
+            let deployment = try Deployment(hosts: ["refused", "silent"])
+            let closedPort = try FreePort.next()
+            try deployment.writeApp(name: "refused", internalURL: "http://127.0.0.1:\(closedPort)/")
+            // A listener that accepts and never answers.
+            let silent = try SilentListener()
+            try deployment.writeApp(name: "silent", internalURL: "http://127.0.0.1:\(silent.port)/", extra: "timeouts:\n  response: 1s")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+
+            let refused = try await Curl.run(deployment.url("refused"), caFile: deployment.caFile)
+            #expect(refused.status == 502)
+            #expect(refused.body.contains("did not answer correctly"))
+            let timedOut = try await Curl.run(deployment.url("silent"), caFile: deployment.caFile, timeout: 20)
+            #expect(timedOut.status == 504)
+            #expect(timedOut.body.contains("took too long"))
+            silent.close()
+            await deployment.shutdown()
+        }
+
+        @Test("A connector reconnects by itself after the relay restarts")
+        func reconnectAfterRelayRestart() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
+            #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
+            await deployment.stopRelay(signal: SIGKILL)
+            try await Task.sleep(for: .seconds(1))
+            try await deployment.startRelay()
+            var status = 0
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                status = try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status
+                if status == 200 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(status == 200, "the connector did not come back")
+            let connectorLog = deployment.connectors["connector-1"]?.log() ?? ""
+            #expect(connectorLog.contains("reconnecting"))
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("SIGTERM lets in-flight requests finish, then the relay exits")
+        func sigtermDrainsRelay() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
+            let size = 4 * 1024 * 1024
+            let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
+            try await Task.sleep(for: .seconds(1.5))
+            let relay = try #require(deployment.relay)
+            relay.signal(SIGTERM)
+            var refused = false
+            for _ in 0..<30 where !refused {
+                try await Task.sleep(for: .milliseconds(100))
+                refused = try await Curl.run(deployment.url("app"), caFile: deployment.caFile, timeout: 5).exitCode == 7
+            }
+            #expect(refused, "a draining relay accepts no new connections")
+
+            let result = try await download.value
+            #expect(result.status == 200)
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            let attributes = try FileManager.default.attributesOfItem(atPath: output)
+            #expect((attributes[.size] as? Int) == size)
+            let status = await relay.waitForExit(timeout: .seconds(30))
+            #expect(status == 0)
+            #expect(relay.log().contains("relay draining"))
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("A connector's SIGTERM moves traffic to the other connector of the group without failing requests")
+        func connectorDrainAndFailover() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx(connectors: 1)
+            let size = 6 * 1024 * 1024
+            // connector-1 is the only one when the download starts, so it carries it.
+            let (download, output) = try Self.startSlowDownload(size: size, deployment: deployment, nginx: nginx)
+            try await Task.sleep(for: .seconds(0.5))
+            try await deployment.startConnector(name: "connector-2")
+            let stopping = Task { await deployment.stopConnector("connector-1") }
+            try await Task.sleep(for: .milliseconds(300))
+            for _ in 0..<10 {
+                let result = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
+                #expect(result.status == 200)
+            }
+            let result = try await download.value
+            #expect(result.status == 200)
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            let attributes = try FileManager.default.attributesOfItem(atPath: output)
+            #expect((attributes[.size] as? Int) == size)
+            await stopping.value
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("A bad edit of an app file keeps the last good version serving; config validate names file, line and key")
+        func badConfigEditKeepsServing() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx(hosts: ["app", "second"])
+            let file = deployment.appsDirectory + "/app.yaml"
+            try "name: app\nexternalURL: https://app.localhost/\ninternalURL: http://127.0.0.1:1/\nconnectorGroup: default\npreAuthentication: passthrough\ntimeouts:\n  conect: 5s\n"
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            try deployment.writeApp(name: "second", internalURL: nginx.baseURL + "/")
+            try await deployment.relay!.waitForLog(containing: "app.yaml:7:3: timeouts.conect", timeout: .seconds(10))
+            // The new, good file went live; the bad one kept its last good version.
+            var second = 0
+            for _ in 0..<50 {
+                second = try await Curl.run(deployment.url("second"), caFile: deployment.caFile).status
+                if second == 200 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(second == 200)
+            let app = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
+            #expect(app.status == 200)
+            #expect(app.body.contains("nginx backend"))
+
+            let validate = try ChildProcess.launch(
+                deployment.binary, ["config", "validate", deployment.appsDirectory], logFile: deployment.directory.file("validate.log")
+            )
+            #expect(await validate.waitForExit(timeout: .seconds(20)) == 1)
+            #expect(validate.log().contains("app.yaml:7:3: timeouts.conect: unknown key"))
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("WebSocket upgrade is tunnelled: echo through relay, tunnel and connector")
+        func webSocketEcho() async throws {
+            let deployment = try Deployment(hosts: ["ws"])
+            let port = try FreePort.next()
+            let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+            let echo = try ChildProcess.launch("python3", [resources + "/ws_echo.py", "\(port)"], logFile: deployment.directory.file("ws.log"))
+            defer { echo.signal(SIGKILL) }
+            try await echo.waitForLog(containing: "listening", timeout: .seconds(20))
+            try deployment.writeApp(name: "ws", internalURL: "http://127.0.0.1:\(port)/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            let client = try ChildProcess.launch(
+                "python3",
+                [resources + "/ws_client.py", "wss://ws.localhost:\(deployment.publicPort)/chat", deployment.caFile, "hello", String(repeating: "x", count: 100_000), "bye"],
+                logFile: deployment.directory.file("ws-client.log")
+            )
+            #expect(await client.waitForExit(timeout: .seconds(30)) == 0, "\(client.log())")
+            #expect(client.log().contains("ok 3"))
+            await deployment.shutdown()
+        }
     }
 }
 

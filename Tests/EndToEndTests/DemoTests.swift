@@ -2,32 +2,35 @@ import Foundation
 import SallyportTesting
 import Testing
 
-/// `sallyport demo` is the first thing a new user runs: the curl line it prints must work as printed.
-@Suite("Demo", .serialized)
-struct DemoTests {
-    @Test("The demo's printed curl command works as printed, and Ctrl-C stops it cleanly")
-    func printedCurlWorks() async throws {
-        let directory = try TestDirectory(prefix: "sallyport-demo")
-        defer { directory.remove() }
-        let port = try FreePort.next()
-        let demo = try ChildProcess.launch(
-            try BuiltProduct.path("sallyport"),
-            ["demo", "--port", "\(port)", "--directory", directory.file("demo")],
-            logFile: directory.file("demo.log")
-        )
-        try await demo.waitForLog(containing: "Sallyport demo is running", timeout: .seconds(60))
-        let line = try #require(demo.log().split(separator: "\n").first { $0.contains("Try:") })
-        let command = String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
-        #expect(command.hasPrefix("curl "))
-        #expect(command.contains("https://hello.localhost:\(port)/"))
 
-        let shell = try ChildProcess.launch("/bin/sh", ["-c", command], logFile: directory.file("curl.out"))
-        #expect(await shell.waitForExit(timeout: .seconds(30)) == 0)
-        let output = shell.log()
-        #expect(output.contains("Hello from the sample app behind Sallyport."))
-        #expect(output.contains("X-Forwarded-Host: hello.localhost:\(port)"))
+extension EndToEnd {
+    /// `sallyport demo` is the first thing a new user runs: the curl line it prints must work as printed.
+    @Suite("Demo")
+    struct DemoTests {
+        @Test("The demo's printed curl command works as printed, and Ctrl-C stops it cleanly")
+        func printedCurlWorks() async throws {
+            let directory = try TestDirectory(prefix: "sallyport-demo")
+            defer { directory.remove() }
+            let port = try FreePort.next()
+            let demo = try ChildProcess.launch(
+                try BuiltProduct.path("sallyport"),
+                ["demo", "--port", "\(port)", "--directory", directory.file("demo")],
+                logFile: directory.file("demo.log")
+            )
+            try await demo.waitForLog(containing: "Sallyport demo is running", timeout: .seconds(60))
+            let line = try #require(demo.log().split(separator: "\n").first { $0.contains("Try:") })
+            let command = String(line.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
+            #expect(command.hasPrefix("curl "))
+            #expect(command.contains("https://hello.localhost:\(port)/"))
 
-        demo.signal(SIGINT)
-        #expect(await demo.waitForExit(timeout: .seconds(30)) == 0)
+            let shell = try ChildProcess.launch("/bin/sh", ["-c", command], logFile: directory.file("curl.out"))
+            #expect(await shell.waitForExit(timeout: .seconds(30)) == 0)
+            let output = shell.log()
+            #expect(output.contains("Hello from the sample app behind Sallyport."))
+            #expect(output.contains("X-Forwarded-Host: hello.localhost:\(port)"))
+
+            demo.signal(SIGINT)
+            #expect(await demo.waitForExit(timeout: .seconds(30)) == 0)
+        }
     }
 }

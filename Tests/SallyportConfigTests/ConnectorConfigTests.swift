@@ -82,10 +82,13 @@ struct ConnectorConfigTests {
         #expect(error.line == 4)
         #expect(error.column == 1)
         #expect(error.key == "connections")
-        #expect(error.message == "must be from 1 to 16 (got 17)")
+        #expect(error.message == "must be from 2 to 16 (got 17)")
+
+        let one = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nconnections: 1\n"))
+        #expect(one.message == "must be from 2 to 16 (got 1)")
 
         let text = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nconnections: two\n"))
-        #expect(text.message == #"must be a whole number from 1 to 16 (got "two")"#)
+        #expect(text.message == #"must be a whole number from 2 to 16 (got "two")"#)
     }
 
     @Test func relayNeedsANonZeroPort() throws {

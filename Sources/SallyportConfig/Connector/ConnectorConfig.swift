@@ -16,7 +16,7 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var key: String
     /// `relayCA`: CA bundle for the relay's tunnel certificate; nil uses the system trust store.
     public var relayCA: String?
-    /// `connections`: tunnel connections kept open to the relay, 1...16. Default 2.
+    /// `connections`: tunnel connections kept open to the relay, 2...16 (at least two, so one can fail or drain while the other serves). Default 2.
     public var connections: Int
     /// `configRefreshInterval`: how often the connector asks the relay for its apps. Default 120s.
     public var configRefreshInterval: Duration
@@ -79,7 +79,7 @@ enum ConnectorFile {
         let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let relayCA = reader.optional("relayCA") { value throws(ConfigError) in try value.path(relativeTo: directory) }
-        let connections = reader.optional("connections", default: 2) { value throws(ConfigError) in try value.int(in: 1...16) }
+        let connections = reader.optional("connections", default: 2) { value throws(ConfigError) in try value.int(in: 2...16) }
         let configRefreshInterval = reader.optional("configRefreshInterval", default: .seconds(120)) { value throws(ConfigError) in
             try value.duration()
         }

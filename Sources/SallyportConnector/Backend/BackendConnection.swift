@@ -45,7 +45,7 @@ final class BackendConnection: @unchecked Sendable {
         group: any EventLoopGroup
     ) async throws -> BackendConnection {
         let asyncChannel = try await ClientBootstrap(group: group)
-            .connectTimeout(TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: key.host, port: key.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -54,7 +54,7 @@ final class BackendConnection: @unchecked Sendable {
                         let name = serverName.flatMap { Self.isIPAddress($0) ? nil : $0 }
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                     }
-                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount.nanoseconds(Int64(idleTimeout.components.seconds) * 1_000_000_000)))
+                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(idleTimeout)))
                     try sync.addHandler(CloseOnIdleHandler())
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())

@@ -42,8 +42,9 @@ struct BackendForwarder: Sendable {
         connection.requests += 1
 
         let timedOut = Flag()
+        let headWritten = Flag()
         let channel = connection.channel
-        let timer = channel.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(app.timeouts.response.components.seconds) * 1_000_000_000 + app.timeouts.response.components.attoseconds / 1_000_000_000)) {
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(app.timeouts.response)) {
             timedOut.set()
             channel.close(promise: nil)
         }
@@ -56,7 +57,7 @@ struct BackendForwarder: Sendable {
             try await connection.writer.write(.head(request))
             let result = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
                 group.addTask {
-                    try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer)
+                    try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten)
                 }
                 let requestResult = await Self.pumpRequest(from: &iterator, to: connection.writer, upgrading: upgrade != nil)
                 // The relay reset the stream (user gone): end the backend exchange too.
@@ -77,7 +78,13 @@ struct BackendForwarder: Sendable {
                 logger.warning("backend response ended early")
             }
         } catch {
-            logger.debug("exchange aborted", metadata: ["error": "\(error)"])
+            if headWritten.isSet {
+                logger.debug("exchange aborted", metadata: ["error": "\(error)"])
+            } else {
+                // Failed before the backend answered (TLS handshake, reset while sending): say so.
+                logger.warning("backend exchange failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
+                await Self.answer(timedOut.isSet ? .gatewayTimeout : .badGateway, reason: timedOut.isSet ? "backend-timeout" : "backend-failed", head: head, writer: writer)
+            }
         }
     }
 
@@ -108,7 +115,13 @@ struct BackendForwarder: Sendable {
         return .aborted
     }
 
-    static func pumpResponse(connection: BackendConnection, to writer: Writer, upgrade: String?, timer: Scheduled<Void>) async throws -> ResponseResult {
+    static func pumpResponse(
+        connection: BackendConnection,
+        to writer: Writer,
+        upgrade: String?,
+        timer: Scheduled<Void>,
+        headWritten: Flag
+    ) async throws -> ResponseResult {
         var headSent = false
         var upgraded = false
         var keepAlive = true
@@ -122,6 +135,7 @@ struct BackendForwarder: Sendable {
                         HopByHop.strip(&response.headerFields)
                         response.status = .ok
                         response.headerFields[TunnelProtocol.Field.upgraded] = upgrade
+                        headWritten.set()
                         try await writer.write(.head(response))
                         headSent = true
                         upgraded = true
@@ -134,6 +148,7 @@ struct BackendForwarder: Sendable {
                     if response.headerFields.contains(where: { TunnelProtocol.isReserved($0.name) }) {
                         response.headerFields = HTTPFields(response.headerFields.filter { !TunnelProtocol.isReserved($0.name) })
                     }
+                    headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true
                 case .body(let buffer):

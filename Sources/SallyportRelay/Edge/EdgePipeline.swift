@@ -48,12 +48,6 @@ enum EdgePipeline {
     }
 }
 
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
 
 /// Enforces the edge's timeouts on an HTTP/1.1 connection and handles graceful quiescing.
 ///

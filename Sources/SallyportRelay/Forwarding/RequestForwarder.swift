@@ -195,6 +195,7 @@ struct RequestForwarder: Sendable {
     ) async throws -> ResponseResult {
         var headSent = false
         var upgraded = false
+        do {
         for try await part in tunnel {
             switch part {
             case .head(var response):
@@ -222,10 +223,17 @@ struct RequestForwarder: Sendable {
                 if context.isHTTP1, !requestDone.isSet {
                     // The answer is complete but the client is still sending: give it a moment, then close.
                     let channel = context.channel
-                    channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+                    channel.eventLoop.scheduleTask(in: .seconds(5)) {
+                        if !requestDone.isSet { channel.close(promise: nil) }
+                    }
                 }
                 return .completed(upgraded: upgraded)
             }
+        }
+        } catch where !headSent {
+            // The stream was reset before any answer: the user gets a 502 page, not a dropped connection.
+            logger.warning("tunnel stream failed before a response", metadata: ["error": "\(error)"])
+            return .noResponse
         }
         if upgraded {
             // The backend side ended: deliver what is left, then close the user's connection.
