@@ -196,40 +196,41 @@ struct RequestForwarder: Sendable {
         var headSent = false
         var upgraded = false
         do {
-        for try await part in tunnel {
-            switch part {
-            case .head(var response):
-                if response.status.kind == .informational { continue }
-                if let reason = response.headerFields[TunnelProtocol.Field.error] {
-                    logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
-                }
-                if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
-                    removeReserved(&response.headerFields)
-                    try await switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
-                    upgraded = true
-                } else {
-                    removeReserved(&response.headerFields)
-                    HopByHop.strip(&response.headerFields)
-                    if upgradeProtocol != nil { response.headerFields[.connection] = "close" }
-                    try await writer.write(.head(response))
-                }
-                headSent = true
-            case .body(let buffer):
-                guard headSent else { return .noResponse }
-                try await writer.write(.body(buffer))
-            case .end(let trailers):
-                guard headSent else { return .noResponse }
-                if !upgraded { try await writer.write(.end(trailers)) }
-                if context.isHTTP1, !requestDone.isSet {
-                    // The answer is complete but the client is still sending: give it a moment, then close.
-                    let channel = context.channel
-                    channel.eventLoop.scheduleTask(in: .seconds(5)) {
-                        if !requestDone.isSet { channel.close(promise: nil) }
+            for try await part in tunnel {
+                switch part {
+                case .head(var response):
+                    if response.status.kind == .informational { continue }
+                    if let reason = response.headerFields[TunnelProtocol.Field.error] {
+                        logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
                     }
+                    if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
+                        removeReserved(&response.headerFields)
+                        try await switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
+                        upgraded = true
+                    } else {
+                        removeReserved(&response.headerFields)
+                        HopByHop.strip(&response.headerFields)
+                        if upgradeProtocol != nil { response.headerFields[.connection] = "close" }
+                        try await writer.write(.head(response))
+                    }
+                    headSent = true
+                case .body(let buffer):
+                    guard headSent else { return .noResponse }
+                    try await writer.write(.body(buffer))
+                case .end(let trailers):
+                    guard headSent else { return .noResponse }
+                    // After an upgrade the end carries no trailers; it only marks when the last bytes are out.
+                    try await writer.write(.end(upgraded ? nil : trailers))
+                    if context.isHTTP1, !requestDone.isSet {
+                        // The answer is complete but the client is still sending: give it a moment, then close.
+                        let channel = context.channel
+                        channel.eventLoop.scheduleTask(in: .seconds(5)) {
+                            if !requestDone.isSet { channel.close(promise: nil) }
+                        }
+                    }
+                    return .completed(upgraded: upgraded)
                 }
-                return .completed(upgraded: upgraded)
             }
-        }
         } catch where !headSent {
             // The stream was reset before any answer: the user gets a 502 page, not a dropped connection.
             logger.warning("tunnel stream failed before a response", metadata: ["error": "\(error)"])
