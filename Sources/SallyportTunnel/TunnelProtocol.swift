@@ -38,6 +38,13 @@ public enum TunnelProtocol {
         name.canonicalName.hasPrefix(reservedPrefix)
     }
 
+    /// Removes every tunnel-private field, whatever its case (the edge does this to what clients send,
+    /// the connector to what goes to backends and back).
+    public static func removeReserved(_ fields: inout HTTPFields) {
+        guard fields.contains(where: { isReserved($0.name) }) else { return }
+        fields = HTTPFields(fields.filter { !isReserved($0.name) })
+    }
+
     /// HTTP/2 settings for the tunnel: large windows so one stream is not capped at 64 KiB per round trip,
     /// room for 64 KiB `Authorization: Negotiate` headers, and many concurrent streams.
     public static func http2Configuration() -> NIOHTTP2Handler.Configuration {

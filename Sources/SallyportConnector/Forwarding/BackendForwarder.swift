@@ -145,9 +145,7 @@ struct BackendForwarder: Sendable {
                     timer.cancel()
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
                     HopByHop.strip(&response.headerFields)
-                    if response.headerFields.contains(where: { TunnelProtocol.isReserved($0.name) }) {
-                        response.headerFields = HTTPFields(response.headerFields.filter { !TunnelProtocol.isReserved($0.name) })
-                    }
+                    TunnelProtocol.removeReserved(&response.headerFields)
                     headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true
@@ -177,7 +175,7 @@ struct BackendForwarder: Sendable {
     static func backendRequest(_ head: HTTPRequest, app: AppConfig, upgrade: String?) -> HTTPRequest {
         var request = head
         let clientAddress = head.headerFields[TunnelProtocol.Field.clientAddress]
-        request.headerFields = HTTPFields(head.headerFields.filter { !TunnelProtocol.isReserved($0.name) })
+        TunnelProtocol.removeReserved(&request.headerFields)
         request.scheme = app.internalURL.scheme
         request.path = self.mapPath(head.path ?? "/", from: app.externalURL.pathPrefix, to: app.internalURL.path)
         if !app.preserveHost { request.authority = self.internalAuthority(app.internalURL) }

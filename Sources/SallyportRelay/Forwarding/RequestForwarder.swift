@@ -79,7 +79,7 @@ struct RequestForwarder: Sendable {
         let upgradeProtocol = Self.requestedUpgrade(head, isHTTP1: context.isHTTP1)
         let expectsContinue = head.headerFields[.expect]?.lowercased() == "100-continue"
         HopByHop.strip(&tunnelHead.headerFields)
-        Self.removeReserved(&tunnelHead.headerFields)
+        TunnelProtocol.removeReserved(&tunnelHead.headerFields)
         for name in Self.clientForwardingHeaders { tunnelHead.headerFields[values: name] = [] }
         tunnelHead.headerFields[.expect] = nil
         tunnelHead.headerFields[TunnelProtocol.Field.app] = app.name
@@ -204,11 +204,11 @@ struct RequestForwarder: Sendable {
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
                     }
                     if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
-                        removeReserved(&response.headerFields)
+                        TunnelProtocol.removeReserved(&response.headerFields)
                         try await switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
                         upgraded = true
                     } else {
-                        removeReserved(&response.headerFields)
+                        TunnelProtocol.removeReserved(&response.headerFields)
                         HopByHop.strip(&response.headerFields)
                         if upgradeProtocol != nil { response.headerFields[.connection] = "close" }
                         try await writer.write(.head(response))
@@ -266,12 +266,6 @@ struct RequestForwarder: Sendable {
             return nil
         }
         return upgrade
-    }
-
-    /// Removes every tunnel-private field, whatever its case.
-    static func removeReserved(_ fields: inout HTTPFields) {
-        guard fields.contains(where: { TunnelProtocol.isReserved($0.name) }) else { return }
-        fields = HTTPFields(fields.filter { !TunnelProtocol.isReserved($0.name) })
     }
 
     /// Answers from the relay itself. Reads a small request body so the connection can stay open, else closes.
