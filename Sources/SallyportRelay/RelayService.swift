@@ -45,22 +45,26 @@ public struct RelayService: Service {
 
         let publicConnections = ChannelTracker()
         let tunnelConnections = ChannelTracker()
-        let publicServer = try await PublicListener.bind(
-            host: self.config.publicListen.host,
-            port: self.config.publicListen.port,
-            tls: publicTLS,
-            limits: self.config.limits,
-            drainTimeout: self.config.drainTimeout,
-            tracker: publicConnections,
+        let publicServer = try await Self.listening(on: self.config.publicListen, key: "public.listen") {
+            try await PublicListener.bind(
+                host: self.config.publicListen.host,
+                port: self.config.publicListen.port,
+                tls: publicTLS,
+                limits: self.config.limits,
+                drainTimeout: self.config.drainTimeout,
+                tracker: publicConnections,
             group: self.group
-        )
-        let tunnelServer = try await TunnelListener.bind(
-            host: self.config.tunnelListen.host,
-            port: self.config.tunnelListen.port,
-            tls: tunnelTLS,
-            tracker: tunnelConnections,
-            group: self.group
-        )
+            )
+        }
+        let tunnelServer = try await Self.listening(on: self.config.tunnelListen, key: "tunnel.listen") {
+            try await TunnelListener.bind(
+                host: self.config.tunnelListen.host,
+                port: self.config.tunnelListen.port,
+                tls: tunnelTLS,
+                tracker: tunnelConnections,
+                group: self.group
+            )
+        }
         let publicPort = publicServer.channel.localAddress?.port ?? self.config.publicListen.port
         let tunnelPort = tunnelServer.channel.localAddress?.port ?? self.config.tunnelListen.port
         self.logger.info(
@@ -116,4 +120,21 @@ public struct RelayService: Service {
             }
         }
     }
+
+    /// Binds a listener, turning a failure into a message that names the address and the config key.
+    static func listening<T>(on address: HostPort, key: String, _ bind: () async throws -> T) async throws -> T {
+        do {
+            return try await bind()
+        } catch {
+            throw ListenError(
+                description: "\(key): cannot listen on \(address): \(error). Is another process using the port, or is the address not on this machine?"
+            )
+        }
+    }
+}
+
+/// A listener could not be opened; says which one and why.
+public struct ListenError: Error, CustomStringConvertible {
+    /// The message for the operator.
+    public var description: String
 }

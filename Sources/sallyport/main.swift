@@ -145,7 +145,12 @@ struct DemoCommand: AsyncParsableCommand {
                 logger: logger
             )
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as ListenError {
+            FileHandle.standardError.write(Data("sallyport demo: \(error)\nPick another port: sallyport demo --port 9443\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
 

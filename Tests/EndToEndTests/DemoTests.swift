@@ -32,5 +32,21 @@ extension EndToEnd {
             demo.signal(SIGINT)
             #expect(await demo.waitForExit(timeout: .seconds(30)) == 0)
         }
+
+        @Test("A busy port gets a clear message and exit status 1, not a stack of NIO errors")
+        func busyPort() async throws {
+            let directory = try TestDirectory(prefix: "sallyport-demo-busy")
+            defer { directory.remove() }
+            let occupied = try SilentListener()
+            defer { occupied.close() }
+            let demo = try ChildProcess.launch(
+                try BuiltProduct.path("sallyport"),
+                ["demo", "--port", "\(occupied.port)", "--directory", directory.file("demo")],
+                logFile: directory.file("demo.log")
+            )
+            #expect(await demo.waitForExit(timeout: .seconds(30)) == 1)
+            #expect(demo.log().contains("public.listen: cannot listen on 127.0.0.1:\(occupied.port)"))
+            #expect(demo.log().contains("Pick another port"))
+        }
     }
 }
