@@ -148,6 +148,29 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
+        @Test("A body-less request is sent again on a new connection when a reused one closes unanswered; a POST is not")
+        func retryOnStaleBackendConnection() async throws {
+            let deployment = try Deployment(hosts: ["flaky"])
+            let port = try FreePort.next()
+            let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+            let backend = try ChildProcess.launch("python3", [resources + "/closing_backend.py", "\(port)"], logFile: deployment.directory.file("flaky.log"))
+            defer { backend.signal(SIGKILL) }
+            try await backend.waitForLog(containing: "listening", timeout: .seconds(20))
+            try deployment.writeApp(name: "flaky", internalURL: "http://127.0.0.1:\(port)/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            // Each GET after the first lands on a pooled connection that the backend then drops.
+            for _ in 0..<4 {
+                let result = try await Curl.run(deployment.url("flaky"), caFile: deployment.caFile)
+                #expect(result.status == 200)
+                #expect(result.body == "fresh connection answer\n")
+            }
+            // A request with a body is not replayed: the user gets a clear 502 instead.
+            let post = try await Curl.run(deployment.url("flaky"), caFile: deployment.caFile, method: "POST", data: "once")
+            #expect(post.status == 502)
+            await deployment.shutdown()
+        }
+
         @Test("A connector reconnects by itself after the relay restarts")
         func reconnectAfterRelayRestart() async throws {
             let (deployment, nginx) = try await Self.publishedNginx()

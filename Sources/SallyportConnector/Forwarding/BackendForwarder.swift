@@ -30,17 +30,59 @@ struct BackendForwarder: Sendable {
         let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
         let request = Self.backendRequest(head, app: app, upgrade: upgrade)
 
-        let connection: BackendConnection
-        do {
-            (connection, _) = try await self.pool.lease(for: app)
-        } catch {
-            let (page, reason) = Self.classify(connectError: error)
-            logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
-            await Self.answer(page, reason: reason, head: head, writer: writer)
+        // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent
+        // again on a fresh connection if a reused one turns out to have been closed by the backend.
+        var first: HTTPRequestPart?
+        if upgrade == nil {
+            guard let part = try? await iterator.next() else { return }
+            first = part
+        }
+        let bodyless: Bool
+        if case .end = first { bodyless = true } else { bodyless = false }
+
+        for attempt in 1...2 {
+            let connection: BackendConnection
+            let reused: Bool
+            do {
+                (connection, reused) = try await self.pool.lease(for: app)
+            } catch {
+                let (page, reason) = Self.classify(connectError: error)
+                logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
+                await Self.answer(page, reason: reason, head: head, writer: writer)
+                return
+            }
+            let outcome = await self.exchange(
+                request, first: first, iterator: &iterator, writer: writer, connection: connection, app: app, upgrade: upgrade, logger: logger
+            )
+            guard case .failedBeforeAnswer(let timedOut) = outcome else { return }
+            if attempt == 1, reused, bodyless, !timedOut {
+                logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
+                continue
+            }
+            await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
             return
         }
-        connection.requests += 1
+    }
 
+    enum ExchangeOutcome {
+        /// The user got an answer (complete, truncated or upgraded).
+        case done
+        /// Nothing reached the user yet; the caller answers or retries.
+        case failedBeforeAnswer(timedOut: Bool)
+    }
+
+    /// One request/response exchange on one backend connection.
+    private func exchange(
+        _ request: HTTPRequest,
+        first: HTTPRequestPart?,
+        iterator: inout Iterator,
+        writer: Writer,
+        connection: BackendConnection,
+        app: AppConfig,
+        upgrade: String?,
+        logger: Logger
+    ) async -> ExchangeOutcome {
+        connection.requests += 1
         let timedOut = Flag()
         let headWritten = Flag()
         let channel = connection.channel
@@ -59,7 +101,7 @@ struct BackendForwarder: Sendable {
                 group.addTask {
                     try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten)
                 }
-                let requestResult = await Self.pumpRequest(from: &iterator, to: connection.writer, upgrading: upgrade != nil)
+                let requestResult = await Self.pumpRequest(first: first, from: &iterator, to: connection.writer, upgrading: upgrade != nil)
                 // The relay reset the stream (user gone): end the backend exchange too.
                 if requestResult == .aborted { connection.close() }
                 let response = try await group.next()!
@@ -71,21 +113,20 @@ struct BackendForwarder: Sendable {
             case .upgradeEnded:
                 break
             case .noResponse:
-                let page: ErrorPage = timedOut.isSet ? .gatewayTimeout : .badGateway
                 logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
-                await Self.answer(page, reason: timedOut.isSet ? "backend-timeout" : "backend-closed", head: head, writer: writer)
+                return .failedBeforeAnswer(timedOut: timedOut.isSet)
             case .truncated:
                 logger.warning("backend response ended early")
             }
         } catch {
-            if headWritten.isSet {
-                logger.debug("exchange aborted", metadata: ["error": "\(error)"])
-            } else {
-                // Failed before the backend answered (TLS handshake, reset while sending): say so.
+            guard headWritten.isSet else {
+                // Failed before the backend answered (TLS handshake, reset while sending).
                 logger.warning("backend exchange failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
-                await Self.answer(timedOut.isSet ? .gatewayTimeout : .badGateway, reason: timedOut.isSet ? "backend-timeout" : "backend-failed", head: head, writer: writer)
+                return .failedBeforeAnswer(timedOut: timedOut.isSet)
             }
+            logger.debug("exchange aborted", metadata: ["error": "\(error)"])
         }
+        return .done
     }
 
     enum RequestResult: Equatable { case complete, aborted }
@@ -97,9 +138,20 @@ struct BackendForwarder: Sendable {
         case truncated
     }
 
-    static func pumpRequest(from iterator: inout Iterator, to backend: BackendConnection.Writer, upgrading: Bool) async -> RequestResult {
+    /// Copies the request body to the backend, starting with `first` when the caller already read it.
+    static func pumpRequest(first: HTTPRequestPart?, from iterator: inout Iterator, to backend: BackendConnection.Writer, upgrading: Bool) async -> RequestResult {
+        var pending = first
         do {
-            while let part = try await iterator.next() {
+            while true {
+                let part: HTTPRequestPart
+                if let next = pending {
+                    part = next
+                    pending = nil
+                } else if let next = try await iterator.next() {
+                    part = next
+                } else {
+                    break
+                }
                 switch part {
                 case .head:
                     return .aborted
