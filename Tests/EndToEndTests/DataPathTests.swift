@@ -152,10 +152,8 @@ extension EndToEnd {
         func retryOnStaleBackendConnection() async throws {
             let deployment = try Deployment(hosts: ["flaky"])
             let port = try FreePort.next()
-            let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
-            let backend = try ChildProcess.launch("python3", [resources + "/closing_backend.py", "\(port)"], logFile: deployment.directory.file("flaky.log"))
+            let backend = try await EndToEnd.startPythonPeer("closing_backend.py", ["\(port)"], logFile: deployment.directory.file("flaky.log"))
             defer { backend.signal(SIGKILL) }
-            try await backend.waitForLog(containing: "listening", timeout: .seconds(20))
             try deployment.writeApp(name: "flaky", internalURL: "http://127.0.0.1:\(port)/")
             try await deployment.startRelay()
             try await deployment.startConnector()
@@ -276,16 +274,14 @@ extension EndToEnd {
         func webSocketEcho() async throws {
             let deployment = try Deployment(hosts: ["ws"])
             let port = try FreePort.next()
-            let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
-            let echo = try ChildProcess.launch("python3", [resources + "/ws_echo.py", "\(port)"], logFile: deployment.directory.file("ws.log"))
+            let echo = try await EndToEnd.startPythonPeer("ws_echo.py", ["\(port)"], logFile: deployment.directory.file("ws.log"))
             defer { echo.signal(SIGKILL) }
-            try await echo.waitForLog(containing: "listening", timeout: .seconds(20))
             try deployment.writeApp(name: "ws", internalURL: "http://127.0.0.1:\(port)/")
             try await deployment.startRelay()
             try await deployment.startConnector()
             let client = try ChildProcess.launch(
                 "python3",
-                [resources + "/ws_client.py", "wss://ws.localhost:\(deployment.publicPort)/chat", deployment.caFile, "hello", String(repeating: "x", count: 100_000), "bye"],
+                [EndToEnd.resource("ws_client.py"), "wss://ws.localhost:\(deployment.publicPort)/chat", deployment.caFile, "hello", String(repeating: "x", count: 100_000), "bye"],
                 logFile: deployment.directory.file("ws-client.log")
             )
             #expect(await client.waitForExit(timeout: .seconds(30)) == 0, "\(client.log())")

@@ -8,7 +8,6 @@ extension EndToEnd {
     /// The public edge's limits and timeouts, the tunnel's mutual TLS, and reload on SIGHUP.
     @Suite("Edge and tunnel security")
     struct EdgeTests {
-        static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
 
         @Test("Oversized request lines and header sets are refused at the edge and never reach the backend")
         func requestLimits() async throws {
@@ -43,7 +42,7 @@ extension EndToEnd {
             let deployment = try Deployment(hosts: ["app"], limits: ["headerReadTimeout: 1s", "idleTimeout: 3s"])
             try await deployment.startRelay()
             func closeTime(partial: String?) async throws -> Double? {
-                var arguments = [Self.resources + "/slow_client.py", "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile]
+                var arguments = [EndToEnd.resource("slow_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile]
                 if let partial { arguments.append(partial) }
                 let client = try ChildProcess.launch("python3", arguments, logFile: deployment.directory.file("slow-\(UUID()).log"))
                 _ = await client.waitForExit(timeout: .seconds(40))
@@ -118,11 +117,10 @@ extension EndToEnd {
             let key = try deployment.directory.write("backend.key", leaf.privateKeyPEM)
             let caFile = try deployment.directory.write("internal-ca.pem", authority.certificatePEM)
             let port = try FreePort.next()
-            let backend = try ChildProcess.launch(
-                "python3", [EdgeTests.resources + "/https_backend.py", "\(port)", certificate, key], logFile: deployment.directory.file("https.log")
+            let backend = try await EndToEnd.startPythonPeer(
+                "https_backend.py", ["\(port)", certificate, key], logFile: deployment.directory.file("https.log")
             )
             defer { backend.signal(SIGKILL) }
-            try await backend.waitForLog(containing: "listening", timeout: .seconds(20))
 
             try deployment.writeApp(
                 name: "trusted",

@@ -1,6 +1,22 @@
+import Foundation
+import SallyportTesting
 import Testing
 
 /// Every end-to-end suite runs inside this one, one test at a time: they start real processes, measure
 /// time and memory, and must not disturb each other on a small CI machine.
 @Suite("End to end", .serialized)
 enum EndToEnd {}
+
+extension EndToEnd {
+    /// The path of a helper script in `Tests/EndToEndTests/Resources`.
+    static func resource(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").appendingPathComponent(name).path
+    }
+
+    /// Starts a Python peer from `Resources` and waits until it prints "listening".
+    static func startPythonPeer(_ script: String, _ arguments: [String], logFile: String) async throws -> ChildProcess {
+        let peer = try ChildProcess.launch("python3", [resource(script)] + arguments, logFile: logFile)
+        try await peer.waitForLog(containing: "listening", timeout: .seconds(20))
+        return peer
+    }
+}
