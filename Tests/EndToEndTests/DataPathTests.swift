@@ -148,6 +148,26 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
+        @Test("The response timeout starts when the request is sent: an upload slower than it still succeeds")
+        func responseTimeoutAfterUpload() async throws {
+            let deployment = try Deployment(hosts: ["upload"])
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            try deployment.writeApp(name: "upload", internalURL: nginx.baseURL + "/", extra: "timeouts:\n  response: 1s")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            // 192 KiB at 48 KiB/s: about four seconds of upload against a one-second response timeout.
+            let body = deployment.directory.file("slow-upload.bin")
+            #expect(FileManager.default.createFile(atPath: body, contents: Data(repeating: 7, count: 192 * 1024)))
+            let upload = try await Curl.run(
+                deployment.url("upload", "/uploads/slow.bin"), caFile: deployment.caFile, method: "PUT", uploadFile: body,
+                timeout: 30, extraArguments: ["--limit-rate", "48K"]
+            )
+            #expect(upload.status == 201, "\(upload.stderr)")
+            #expect(FileManager.default.contents(atPath: nginx.uploadsDirectory + "/slow.bin")?.count == 192 * 1024)
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
         @Test("A body-less request is sent again on a new connection when a reused one closes unanswered; a POST is not")
         func retryOnStaleBackendConnection() async throws {
             let deployment = try Deployment(hosts: ["flaky"])

@@ -113,9 +113,9 @@ public struct SSOConfig: Sendable, Codable, Hashable {
 public struct AppTimeouts: Sendable, Codable, Hashable {
     /// TCP (and TLS) connect to the backend. Default 10s.
     public var connect: Duration
-    /// From the request being sent to the first byte of the response. Default 60s.
+    /// From the last byte of the request to the response head; a long upload does not count. Default 60s.
     public var response: Duration
-    /// Longest silence while streaming a request or response body. Default 300s.
+    /// Longest silence, in both directions, on a backend connection in use. Default 300s.
     public var idle: Duration
 
     /// Creates timeouts; each defaults to the documented value.

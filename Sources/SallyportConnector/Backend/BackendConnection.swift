@@ -54,7 +54,8 @@ final class BackendConnection: @unchecked Sendable {
                         let name = serverName.flatMap { Self.isIPAddress($0) ? nil : $0 }
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                     }
-                    try sync.addHandler(IdleStateHandler(readTimeout: TimeAmount(idleTimeout)))
+                    // Silence in both directions: a long upload the backend reads without answering is not idle.
+                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(idleTimeout)))
                     try sync.addHandler(CloseOnIdleHandler())
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())

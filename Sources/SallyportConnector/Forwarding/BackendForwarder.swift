@@ -86,13 +86,12 @@ struct BackendForwarder: Sendable {
         let timedOut = Flag()
         let headWritten = Flag()
         let channel = connection.channel
-        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(app.timeouts.response)) {
-            timedOut.set()
-            channel.close(promise: nil)
-        }
+        // The response timeout runs from the end of the request (a long upload is not a slow backend)
+        // to the response head; silence while the body streams is the idle timeout's business.
+        let timer = ResponseTimer(timeout: app.timeouts.response, channel: channel, timedOut: timedOut)
         var reusable = false
         defer {
-            timer.cancel()
+            timer.answered()
             if reusable { self.pool.release(connection) } else { connection.close() }
         }
         do {
@@ -101,7 +100,9 @@ struct BackendForwarder: Sendable {
                 group.addTask {
                     try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten)
                 }
+                if upgrade != nil { timer.arm() }
                 let requestResult = await Self.pumpRequest(first: first, from: &iterator, to: connection.writer, upgrading: upgrade != nil)
+                if requestResult == .complete { timer.arm() }
                 // The relay reset the stream (user gone): end the backend exchange too.
                 if requestResult == .aborted { connection.close() }
                 let response = try await group.next()!
@@ -171,7 +172,7 @@ struct BackendForwarder: Sendable {
         connection: BackendConnection,
         to writer: Writer,
         upgrade: String?,
-        timer: Scheduled<Void>,
+        timer: ResponseTimer,
         headWritten: Flag
     ) async throws -> ResponseResult {
         var headSent = false
@@ -182,7 +183,7 @@ struct BackendForwarder: Sendable {
                 switch part {
                 case .head(var response):
                     if let upgrade, response.status == .switchingProtocols {
-                        timer.cancel()
+                        timer.answered()
                         try await connection.switchToRawBytes()
                         HopByHop.strip(&response.headerFields)
                         response.status = .ok
@@ -194,7 +195,7 @@ struct BackendForwarder: Sendable {
                         continue
                     }
                     if response.status.kind == .informational { continue }
-                    timer.cancel()
+                    timer.answered()
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
                     HopByHop.strip(&response.headerFields)
                     TunnelProtocol.removeReserved(&response.headerFields)
@@ -290,4 +291,45 @@ final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { self.value.store(true, ordering: .releasing) }
     var isSet: Bool { self.value.load(ordering: .acquiring) }
+}
+
+/// The response timeout of one exchange: armed once the request is sent, disarmed by the response head.
+/// A head that comes before the request ends (an early 413, say) disarms it for good.
+final class ResponseTimer: Sendable {
+    private enum State {
+        case waiting
+        case armed(Scheduled<Void>)
+        case answered
+    }
+
+    private let state = Mutex(State.waiting)
+    private let timeout: Duration
+    private let channel: any Channel
+    private let timedOut: Flag
+
+    init(timeout: Duration, channel: any Channel, timedOut: Flag) {
+        self.timeout = timeout
+        self.channel = channel
+        self.timedOut = timedOut
+    }
+
+    func arm() {
+        self.state.withLock { state in
+            guard case .waiting = state else { return }
+            let (channel, timedOut) = (self.channel, self.timedOut)
+            state = .armed(channel.eventLoop.scheduleTask(in: TimeAmount(self.timeout)) {
+                timedOut.set()
+                channel.close(promise: nil)
+            })
+        }
+    }
+
+    func answered() {
+        let scheduled = self.state.withLock { state -> Scheduled<Void>? in
+            defer { state = .answered }
+            if case .armed(let scheduled) = state { return scheduled }
+            return nil
+        }
+        scheduled?.cancel()
+    }
 }
