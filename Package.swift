@@ -25,12 +25,35 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         // Per-app files, relay and connector configuration: parsing and strict validation.
         .target(
             name: "SallyportConfig",
             dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        // The plugin API: the few types a handler sees (the user's identity first). Standard library only.
+        .target(name: "SallyportPluginAPI", swiftSettings: swiftSettings),
+        // Pre-authentication at the relay: OIDC sign-in, trusted JWTs, sessions, access rules.
+        .target(
+            name: "SallyportAuth",
+            dependencies: [
+                "SallyportConfig",
+                "SallyportPluginAPI",
+                "SallyportHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // HTTP pieces shared by the relay's edge and the connector's backend side.
@@ -50,6 +73,7 @@ let package = Package(
             name: "SallyportTunnel",
             dependencies: [
                 "SallyportConfig",
+                "SallyportPluginAPI",
                 "SallyportHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -65,6 +89,8 @@ let package = Package(
             name: "SallyportRelay",
             dependencies: [
                 "SallyportConfig",
+                "SallyportAuth",
+                "SallyportPluginAPI",
                 "SallyportHTTP",
                 "SallyportTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -86,6 +112,7 @@ let package = Package(
             name: "SallyportConnector",
             dependencies: [
                 "SallyportConfig",
+                "SallyportPluginAPI",
                 "SallyportHTTP",
                 "SallyportTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: nginx with the DAV and echo modules, curl, openssl, procps,
-# and the Python `websockets` package for the WebSocket echo server and client.
+# and the Python `websockets` package for the WebSocket echo server and client; for the OIDC sign-in
+# tests, Debian's Chromium with its WebDriver and pinned `oidc-provider-mock` and `selenium`.
 # Idempotent and non-interactive; runs `apt-get update` only when a package is missing.
 # Run as root (or with sudo available) on Debian 12.
 set -euo pipefail
@@ -10,6 +11,9 @@ export DEBIAN_FRONTEND=noninteractive
 # nginx: Debian 12's `nginx` package carries the DAV module (PUT uploads) built in.
 # libnginx-mod-http-echo: `echo_request_body` for POST /echo, `$echo_client_request_headers` for GET /headers.
 apt_packages=(nginx libnginx-mod-http-echo curl openssl procps)
+# OIDC sign-in peers (Resources/oidc_provider.py, browser_signin.py): headless Chromium driven through
+# chromedriver, certutil (libnss3-tools) to trust a test CA in Chromium's NSS database, and a font.
+apt_packages+=(chromium chromium-driver libnss3-tools fonts-dejavu-core)
 python_packages=(websockets)
 
 as_root() {
@@ -70,6 +74,30 @@ for package in "${python_packages[@]}"; do
     else
         echo "setup-test-deps: installing Python package: $package"
         "$python_bin" -m pip install --quiet --disable-pip-version-check "$package"
+    fi
+done
+
+# OIDC sign-in peers, pinned: oidc_provider.py extends internals of oidc-provider-mock 0.3.4, which runs
+# on authlib's deprecated `authlib.jose`. Selenium uses /usr/bin/chromedriver and never downloads one.
+oidc_python_packages=(oidc-provider-mock==0.3.4 authlib==1.9.9 selenium==4.51.0)
+oidc_missing=()
+for requirement in "${oidc_python_packages[@]}"; do
+    if ! "$python_bin" -c "import importlib.metadata as m, sys; n, v = sys.argv[1].split('=='); sys.exit(m.version(n) != v)" \
+        "$requirement" 2>/dev/null; then
+        oidc_missing+=("$requirement")
+    fi
+done
+if [ "${#oidc_missing[@]}" -gt 0 ]; then
+    # All in one pip call, so the pins hold together.
+    echo "setup-test-deps: installing Python packages: ${oidc_python_packages[*]}"
+    "$python_bin" -m pip install --quiet --disable-pip-version-check "${oidc_python_packages[@]}"
+else
+    echo "setup-test-deps: Python packages already installed: ${oidc_python_packages[*]}"
+fi
+for tool in /usr/bin/chromedriver /usr/lib/chromium/chromium /usr/bin/certutil; do
+    if [ ! -x "$tool" ]; then
+        echo "setup-test-deps: $tool is missing after installation" >&2
+        exit 1
     fi
 done
 

@@ -45,3 +45,47 @@ public enum ConfigLoader {
         }
     }
 }
+
+extension ConfigLoader {
+    /// Checks each app's `preAuthentication` against the relay's identity providers and fills in the provider
+    /// an app leaves implicit (the only one of its method). An app that names a missing provider, one of the
+    /// other method, or leaves the choice ambiguous is an error at that key and is left out.
+    public static func resolveProviders(
+        _ apps: [AppConfig], providers: [String: AuthenticationMethod]
+    ) -> (apps: [AppConfig], errors: [ConfigError]) {
+        var kept: [AppConfig] = []
+        var errors: [ConfigError] = []
+        for var app in apps {
+            guard var policy = app.preAuthentication.policy else {
+                kept.append(app)
+                continue
+            }
+            let sameMethod = providers.filter { $0.value == policy.method }.keys.sorted()
+            if let name = policy.provider {
+                guard let method = providers[name] else {
+                    let known = providers.isEmpty ? "the relay config defines none" : "defined: \(providers.keys.sorted().joined(separator: ", "))"
+                    errors.append(Conflicts.error(in: app, key: "preAuthentication.provider", "no identity provider \(quoted(name)) in the relay config (\(known))"))
+                    continue
+                }
+                guard method == policy.method else {
+                    errors.append(
+                        Conflicts.error(in: app, key: "preAuthentication.provider", "provider \(quoted(name)) is \(method.rawValue), but method is \(policy.method.rawValue)")
+                    )
+                    continue
+                }
+            } else {
+                guard sameMethod.count == 1 else {
+                    let message = sameMethod.isEmpty
+                        ? "the relay config has no \(policy.method.rawValue) identity provider; add one under identityProviders"
+                        : "the relay has several \(policy.method.rawValue) providers (\(sameMethod.joined(separator: ", "))); name one with provider:"
+                    errors.append(Conflicts.error(in: app, key: "preAuthentication", message))
+                    continue
+                }
+                policy.provider = sameMethod[0]
+                app.preAuthentication = .authenticated(policy)
+            }
+            kept.append(app)
+        }
+        return (kept, errors)
+    }
+}

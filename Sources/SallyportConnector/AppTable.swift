@@ -6,6 +6,7 @@ public final class AppTable: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var apps: [String: AppConfig] = [:]
+        var sso: [String: SSOStage] = [:]
     }
 
     private let state = Mutex(State())
@@ -20,12 +21,18 @@ public final class AppTable: Sendable {
             guard generation >= state.generation else { return false }
             state.generation = generation
             state.apps = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            state.sso = state.apps.mapValues { SSOStage(app: $0) }
             return true
         }
     }
 
     /// The app of this name, if the relay sent it.
     public func app(named name: String) -> AppConfig? { self.state.withLock { $0.apps[name] } }
+
+    /// The app and its SSO step.
+    func entry(named name: String) -> (AppConfig, SSOStage)? {
+        self.state.withLock { state in state.apps[name].map { ($0, state.sso[name] ?? .passthrough) } }
+    }
 
     /// The generation held.
     public var generation: UInt64 { self.state.withLock { $0.generation } }

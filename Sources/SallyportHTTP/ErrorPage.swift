@@ -12,12 +12,15 @@ public struct ErrorPage: Sendable {
     public var title: String
     /// A sentence for the user: what happened and what to do.
     public var detail: String
+    /// Extra response fields: `Location`, `Set-Cookie`, `WWW-Authenticate`.
+    public var headerFields: HTTPFields
 
     /// Creates a page.
-    public init(status: HTTPResponse.Status, title: String, detail: String) {
+    public init(status: HTTPResponse.Status, title: String, detail: String, headerFields: HTTPFields = [:]) {
         self.status = status
         self.title = title
         self.detail = detail
+        self.headerFields = headerFields
     }
 
     /// No app is published at this address.
@@ -61,7 +64,7 @@ public struct ErrorPage: Sendable {
             """
         var buffer = allocator.buffer(capacity: html.utf8.count)
         buffer.writeString(html)
-        var fields = HTTPFields()
+        var fields = self.headerFields
         fields[.contentType] = "text/html; charset=utf-8"
         fields[.contentLength] = String(buffer.readableBytes)
         fields[.cacheControl] = "no-store"

@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import SallyportAuth
 import SallyportConfig
 import SallyportTunnel
 import ServiceLifecycle
@@ -31,7 +33,7 @@ public struct RelayService: Service {
         self.logger = logger
         self.group = group
         self.onListening = onListening
-        self.catalog = AppCatalog(directory: config.appsDirectory, logger: logger)
+        self.catalog = AppCatalog(directory: config.appsDirectory, providers: config.providerMethods, logger: logger)
     }
 
     public func run() async throws {
@@ -41,6 +43,18 @@ public struct RelayService: Service {
             key: self.config.tunnelKey,
             clientCA: self.config.tunnelClientCA
         )
+        // Reads client secrets and the session key: a problem there stops the relay with a message naming the key.
+        let authenticator = try PreAuthenticator(config: self.config, logger: self.logger)
+        do {
+            try await self.serve(publicTLS: publicTLS, tunnelTLS: tunnelTLS, authenticator: authenticator)
+        } catch {
+            await authenticator.shutdown()
+            throw error
+        }
+        await authenticator.shutdown()
+    }
+
+    private func serve(publicTLS: NIOSSLContext, tunnelTLS: NIOSSLContext, authenticator: PreAuthenticator) async throws {
         self.catalog.reload()
 
         let publicConnections = ChannelTracker()
@@ -73,7 +87,9 @@ public struct RelayService: Service {
         )
         self.onListening?(publicPort, tunnelPort)
 
-        let forwarder = RequestForwarder(catalog: self.catalog, registry: self.registry, limits: self.config.limits, logger: self.logger)
+        let forwarder = RequestForwarder(
+            catalog: self.catalog, registry: self.registry, authenticator: authenticator, limits: self.config.limits, logger: self.logger
+        )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
         let tunnels = TunnelListener(catalog: self.catalog, registry: self.registry, logger: self.logger)
 

@@ -29,13 +29,21 @@ public enum TunnelProtocol {
         public static let upgrade = HTTPField.Name("sallyport-upgrade")!
         /// Response: the backend switched protocols; the stream now carries raw bytes both ways.
         public static let upgraded = HTTPField.Name("sallyport-upgraded")!
+        /// Request: the user the relay authenticated (``IdentityField``); absent for passthrough apps.
+        public static let identity = HTTPField.Name("sallyport-identity")!
         /// Response: Sallyport (not the backend) produced this answer; the value is a short reason code.
         public static let error = HTTPField.Name("sallyport-error")!
     }
 
-    /// Whether a header name is tunnel-private (case-insensitive).
+    /// Whether a header name is tunnel-private: case-insensitive, and `_` counts as `-` (some servers and
+    /// frameworks treat `Sallyport_Identity` as `sallyport-identity`).
     public static func isReserved(_ name: HTTPField.Name) -> Bool {
-        name.canonicalName.hasPrefix(reservedPrefix)
+        let canonical = name.canonicalName.utf8
+        guard canonical.count >= reservedPrefix.utf8.count else { return false }
+        for (byte, expected) in zip(canonical, reservedPrefix.utf8) where byte != expected {
+            guard byte == UInt8(ascii: "_"), expected == UInt8(ascii: "-") else { return false }
+        }
+        return true
     }
 
     /// Removes every tunnel-private field, whatever its case (the edge does this to what clients send,

@@ -181,10 +181,20 @@ struct ConfigCommand: AsyncParsableCommand {
             if !FileManager.default.fileExists(atPath: self.directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
                 errors.append(ConfigError(file: self.directory, message: "not a directory of app files"))
             }
-            let load = ConfigLoader.loadApps(directory: self.directory)
+            var load = ConfigLoader.loadApps(directory: self.directory)
             errors += load.errors
             if let relay = self.relay {
-                do { _ = try ConfigLoader.loadRelay(file: relay) } catch { errors.append(error) }
+                do {
+                    // With the relay file, apps are checked against its identity providers too.
+                    let config = try ConfigLoader.loadRelay(file: relay)
+                    let resolved = ConfigLoader.resolveProviders(load.apps, providers: config.providerMethods)
+                    errors += resolved.errors
+                    load.apps = resolved.apps
+                } catch {
+                    errors.append(error)
+                }
+            } else if load.apps.contains(where: { $0.preAuthentication.policy != nil }) {
+                print("note: apps use oidc or jwt; pass --relay FILE to check their identity providers too")
             }
             if let connector = self.connector {
                 do { _ = try ConfigLoader.loadConnector(file: connector) } catch { errors.append(error) }

@@ -175,15 +175,116 @@ struct AppFileTests {
     }
 
     @Test func preAuthenticationMustBeNamedAndKnown() throws {
-        let unknown = try #require(appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: oidc")))
+        let unknown = try #require(appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: saml")))
         #expect(
             unknown
                 == ConfigError(
-                    file: "apps/wiki.yaml", line: 5, column: 1, key: "preAuthentication", message: #"must be one of: passthrough (got "oidc")"#))
+                    file: "apps/wiki.yaml", line: 5, column: 1, key: "preAuthentication", message: #"must be one of: passthrough, oidc, jwt (got "saml")"#))
 
         let missing = try #require(appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough\n", with: "")))
         #expect(missing.key == "preAuthentication")
         #expect(missing.message == "required key is missing")
+    }
+
+    @Test func preAuthenticationForms() throws {
+        let short = try ConfigLoader.parseApp(
+            yaml: minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: oidc"), file: "apps/wiki.yaml"
+        )
+        #expect(short.preAuthentication == .authenticated(AccessPolicy(method: .oidc)))
+
+        let long = try ConfigLoader.parseApp(
+            yaml: minimalApp.replacingOccurrences(
+                of: "preAuthentication: passthrough",
+                with: "preAuthentication:\n  method: jwt\n  provider: partners\n  allowedUsers: [alice@corp.example.test]\n  allowedGroups: [payroll]"
+            ),
+            file: "apps/wiki.yaml"
+        )
+        let policy = AccessPolicy(method: .jwt, provider: "partners", allowedUsers: ["alice@corp.example.test"], allowedGroups: ["payroll"])
+        #expect(long.preAuthentication == .authenticated(policy))
+
+        let rulesOnPassthrough = try #require(
+            appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication:\n  method: passthrough\n  allowedUsers: [bob]"))
+        )
+        #expect(rulesOnPassthrough.key == "preAuthentication.allowedUsers")
+        #expect(rulesOnPassthrough.line == 7)
+
+        let typo = try #require(
+            appError(minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication:\n  method: oidc\n  allowedGroup: [x]"))
+        )
+        #expect(typo.key == "preAuthentication.allowedGroup")
+        #expect(typo.message == #"unknown key (did you mean "allowedGroups"?)"#)
+    }
+
+    @Test func accessRulesMatchUsersWithoutCaseAndGroupsExactly() {
+        let policy = AccessPolicy(method: .oidc, allowedUsers: ["Alice@Corp.Example.Test"], allowedGroups: ["payroll"])
+        #expect(policy.allows(userPrincipalName: "alice@corp.example.test", groups: []))
+        #expect(policy.allows(userPrincipalName: "bob@corp.example.test", groups: ["staff", "payroll"]))
+        #expect(!policy.allows(userPrincipalName: "bob@corp.example.test", groups: ["Payroll"]))
+        #expect(AccessPolicy(method: .jwt).allows(userPrincipalName: "anyone", groups: []))
+    }
+
+    @Test func preAuthenticationCrossesTheTunnelInAStableForm() throws {
+        let policy = PreAuthentication.authenticated(AccessPolicy(method: .oidc, provider: "corp", allowedGroups: ["g"]))
+        let json = String(decoding: try JSONEncoder.sorted.encode(policy), as: UTF8.self)
+        #expect(json == #"{"allowedGroups":["g"],"allowedUsers":[],"method":"oidc","provider":"corp"}"#)
+        #expect(try JSONDecoder().decode(PreAuthentication.self, from: Data(json.utf8)) == policy)
+        let passthrough = String(decoding: try JSONEncoder.sorted.encode(PreAuthentication.passthrough), as: UTF8.self)
+        #expect(passthrough == #"{"method":"passthrough"}"#)
+    }
+
+    @Test func providersAreResolvedAgainstTheRelay() throws {
+        func app(_ preAuthentication: String, file: String = "apps/wiki.yaml") throws -> AppConfig {
+            try ConfigLoader.parseApp(yaml: minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: preAuthentication), file: file)
+        }
+        let providers: [String: AuthenticationMethod] = ["corp": .oidc, "partners": .jwt, "gateway": .jwt]
+        let implicit = ConfigLoader.resolveProviders([try app("preAuthentication: oidc")], providers: providers)
+        #expect(implicit.errors.isEmpty)
+        #expect(implicit.apps.first?.preAuthentication.policy?.provider == "corp")
+
+        let ambiguous = ConfigLoader.resolveProviders([try app("preAuthentication: jwt")], providers: providers)
+        #expect(ambiguous.apps.isEmpty)
+        #expect(ambiguous.errors.first?.key == "preAuthentication")
+        #expect(ambiguous.errors.first?.line == 5)
+        #expect(ambiguous.errors.first?.message.contains("gateway, partners") == true)
+
+        let missing = ConfigLoader.resolveProviders([try app("preAuthentication:\n  method: oidc\n  provider: okta")], providers: providers)
+        #expect(missing.apps.isEmpty)
+        #expect(missing.errors.first == ConfigError(
+            file: "apps/wiki.yaml", line: 7, column: 3, key: "preAuthentication.provider",
+            message: #"no identity provider "okta" in the relay config (defined: corp, gateway, partners)"#
+        ))
+
+        let wrongKind = ConfigLoader.resolveProviders([try app("preAuthentication:\n  method: oidc\n  provider: partners")], providers: providers)
+        #expect(wrongKind.errors.first?.message == #"provider "partners" is jwt, but method is oidc"#)
+
+        let none = ConfigLoader.resolveProviders([try app("preAuthentication: oidc")], providers: [:])
+        #expect(none.errors.first?.message.contains("no oidc identity provider") == true)
+    }
+
+    @Test func headerHandlerSettingsAreChecked() throws {
+        let oidcApp = minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: oidc")
+        let good = try ConfigLoader.parseApp(
+            yaml: oidcApp + "sso:\n  handler: header\n  headers:\n    X-Remote-User: \"{upn}\"\n    X-Remote-Groups: \"{groups}\"\n  groupSeparator: \";\"\n",
+            file: "apps/wiki.yaml"
+        )
+        let settings = try HeaderSSOSettings(good.sso, file: good.sourceFile)
+        #expect(settings.separator == ";")
+        #expect(settings.headers.map(\.name) == ["X-Remote-Groups", "X-Remote-User"])
+        #expect(settings.headers.last?.parts == [.attribute("upn")])
+
+        let hopByHop = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    Connection: \"{upn}\"\n"))
+        #expect(hopByHop.key == "sso.headers.Connection")
+        #expect(hopByHop.line == 8)
+
+        let reserved = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    Sallyport-Identity: \"{upn}\"\n"))
+        #expect(reserved.key == "sso.headers.Sallyport-Identity")
+
+        let unclosed = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn\"\n"))
+        #expect(unclosed.message == #"has a "{" without a closing "}""#)
+
+        let passthrough = try #require(appError(minimalApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n"))
+        #expect(passthrough.key == "sso")
+        #expect(passthrough.message.contains("needs the user's identity"))
     }
 
     @Test(arguments: ["Wiki", "-wiki", "wiki_app", "", String(repeating: "a", count: 64)])
@@ -228,7 +329,7 @@ struct AppFileTests {
         )
         #expect(app.sso.settingLines == ["realm": 8, "spns": 9, "ticketLifetime": 11, "delegate": 12, "ratio": 13, "extra": 14, "options": 15])
         #expect(!SSOConfig.builtInHandlers.contains(app.sso.handler))
-        #expect(SSOConfig.builtInHandlers == ["passthrough"])
+        #expect(SSOConfig.builtInHandlers == ["passthrough", "header"])
     }
 
     @Test func ssoHandlerMustBeANonEmptyString() throws {
@@ -307,5 +408,13 @@ enum ConfigLoaderTestHooks {
             error.file = "apps/wiki.yaml"
             return error
         }
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
     }
 }

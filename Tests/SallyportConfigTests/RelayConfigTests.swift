@@ -46,6 +46,70 @@ struct RelayConfigTests {
         }
     }
 
+    @Test func identityProvidersAndSessions() throws {
+        let yaml = minimalRelay + """
+            identityProviders:
+              corp:
+                type: oidc
+                issuer: https://login.example.com/tenant/v2.0
+                clientID: sallyport
+                clientSecretFile: secrets/oidc
+                claims:
+                  userPrincipalName: preferred_username
+                  keep: [department]
+              gateway:
+                type: jwt
+                issuers:
+                  - issuer: https://cloud.google.com/iap
+                    jwksURL: https://www.gstatic.com/iap/verify/public_key-jwk
+                audiences: ["/projects/1/apps/2"]
+                token:
+                  header: X-Goog-IAP-JWT-Assertion
+            sessions:
+              lifetime: 4h
+              idleTimeout: 30m
+
+            """
+        let (relay, directory) = try load(yaml)
+        defer { directory.remove() }
+        #expect(relay.providerMethods == ["corp": .oidc, "gateway": .jwt])
+        let corp = try #require(relay.identityProviders.first)
+        guard case .oidc(let oidc) = corp.kind else { Issue.record("corp is not oidc"); return }
+        #expect(oidc.clientSecretFile == "\(directory.path)/secrets/oidc")
+        #expect(oidc.scopes == ["openid", "profile", "email"])
+        #expect(corp.claims.userPrincipalName == ["preferred_username"])
+        #expect(corp.claims.keep == ["department"])
+        guard case .jwt(let jwt) = relay.identityProviders[1].kind else { Issue.record("gateway is not jwt"); return }
+        #expect(jwt.token == .header("X-Goog-IAP-JWT-Assertion"))
+        #expect(jwt.issuers.first?.keys == .url("https://www.gstatic.com/iap/verify/public_key-jwk"))
+        #expect(relay.sessions.lifetime == .seconds(4 * 3600))
+        #expect(relay.sessions.idleTimeout == .seconds(1800))
+    }
+
+    @Test func identityProviderMistakesNameTheirKey() throws {
+        let plainHTTP = try #require(
+            try relayError(minimalRelay + "identityProviders:\n  corp:\n    type: oidc\n    issuer: http://login.example.com\n    clientID: x\n    clientSecretFile: s\n")
+        )
+        #expect(plainHTTP.key == "identityProviders.corp.issuer")
+        #expect(plainHTTP.line == 16)
+        #expect(plainHTTP.message.contains("must use https://"))
+
+        let jwtKeyOnOIDC = try #require(
+            try relayError(minimalRelay + "identityProviders:\n  corp:\n    type: oidc\n    issuer: https://l.example.com\n    clientID: x\n    clientSecretFile: s\n    audiences: [a]\n")
+        )
+        #expect(jwtKeyOnOIDC.key == "identityProviders.corp.audiences")
+        #expect(jwtKeyOnOIDC.message.hasPrefix("unknown key"))
+
+        let noKeys = try #require(
+            try relayError(minimalRelay + "identityProviders:\n  api:\n    type: jwt\n    issuers:\n      - issuer: https://i.example.com\n    audiences: [a]\n")
+        )
+        #expect(noKeys.key == "identityProviders.api.issuers[0].jwksURL")
+        #expect(noKeys.message.contains("set jwksURL"))
+
+        let badType = try #require(try relayError(minimalRelay + "identityProviders:\n  corp:\n    type: saml\n"))
+        #expect(badType.key == "identityProviders.corp.type")
+    }
+
     @Test func relativePathsResolveAgainstTheFileAndDefaultsApply() throws {
         let (relay, directory) = try load(minimalRelay)
         defer { directory.remove() }

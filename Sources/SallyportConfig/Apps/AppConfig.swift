@@ -73,18 +73,86 @@ struct KeyPositions: Sendable, Hashable {
 
 /// How the relay authenticates a user before forwarding a request into the tunnel.
 ///
-/// In YAML: `preAuthentication: passthrough`. More methods (OIDC, JWT) will be added as cases.
-public enum PreAuthentication: Sendable, Codable, Hashable {
+/// In YAML: `preAuthentication: passthrough`, `oidc` or `jwt`, or a mapping with `method`, `provider`,
+/// `allowedUsers` and `allowedGroups`.
+public enum PreAuthentication: Sendable, Hashable {
     /// No authentication at the relay: the backend (or SSO handler) authenticates the user.
     case passthrough
+    /// The relay signs the user in (or checks their token) and applies the access rules.
+    case authenticated(AccessPolicy)
 
-    /// The values accepted in YAML, in the order shown in errors.
-    static let configNames = ["passthrough"]
+    /// The values accepted for `method`, in the order shown in errors.
+    static let configNames = ["passthrough", "oidc", "jwt"]
 
-    init?(configName: String) {
-        switch configName {
-        case "passthrough": self = .passthrough
-        default: return nil
+    /// The access policy, unless the app is passthrough.
+    public var policy: AccessPolicy? {
+        if case .authenticated(let policy) = self { return policy }
+        return nil
+    }
+}
+
+/// How users prove who they are at the relay.
+public enum AuthenticationMethod: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Browser sign-in at an OpenID Connect provider; the relay keeps a session cookie.
+    case oidc
+    /// A signed JWT on each request, from an API client or an identity-aware gateway in front of the relay.
+    case jwt
+}
+
+/// Who may use an authenticated app.
+public struct AccessPolicy: Sendable, Hashable, Codable {
+    /// OIDC or JWT.
+    public var method: AuthenticationMethod
+    /// The relay's provider by name; nil in a file means "the relay's only provider of this method", and the
+    /// relay fills it in when it loads the app.
+    public var provider: String?
+    /// User principal names allowed in (compared without regard to case). Empty: no user rule.
+    public var allowedUsers: [String]
+    /// Groups allowed in (exact names or ids as the provider sends them). Empty: no group rule.
+    public var allowedGroups: [String]
+
+    /// Creates a policy; with no users and no groups, every authenticated user is allowed.
+    public init(method: AuthenticationMethod, provider: String? = nil, allowedUsers: [String] = [], allowedGroups: [String] = []) {
+        self.method = method
+        self.provider = provider
+        self.allowedUsers = allowedUsers
+        self.allowedGroups = allowedGroups
+    }
+
+    /// Whether rules restrict the app to some users or groups.
+    public var isRestricted: Bool { !allowedUsers.isEmpty || !allowedGroups.isEmpty }
+
+    /// Whether a user with this principal name and these groups may use the app: listed by name, or in a
+    /// listed group; anyone when no rule is set.
+    public func allows(userPrincipalName: String, groups: [String]) -> Bool {
+        guard isRestricted else { return true }
+        let name = userPrincipalName.lowercased()
+        if allowedUsers.contains(where: { $0.lowercased() == name }) { return true }
+        return groups.contains { allowedGroups.contains($0) }
+    }
+}
+
+/// A stable wire form (it crosses the tunnel): `{"method": "passthrough"}` or the policy's fields.
+extension PreAuthentication: Codable {
+    private enum CodingKeys: String, CodingKey { case method }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let method = try container.decode(String.self, forKey: .method)
+        if method == "passthrough" {
+            self = .passthrough
+        } else {
+            self = .authenticated(try AccessPolicy(from: decoder))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .passthrough:
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode("passthrough", forKey: .method)
+        case .authenticated(let policy):
+            try policy.encode(to: encoder)
         }
     }
 }
@@ -92,7 +160,9 @@ public enum PreAuthentication: Sendable, Codable, Hashable {
 /// The single-sign-on handler the connector runs for an app, with its handler-specific settings.
 public struct SSOConfig: Sendable, Codable, Hashable {
     /// Handlers that ship with Sallyport; others may be registered by plugins, so the loader does not reject them.
-    public static let builtInHandlers: Set<String> = ["passthrough"]
+    public static let builtInHandlers: Set<String> = ["passthrough", "header"]
+    /// Built-in handlers that need the user's identity, so the app cannot be passthrough at the relay.
+    public static let identityHandlers: Set<String> = ["header"]
 
     /// Handler name, e.g. "passthrough".
     public var handler: String

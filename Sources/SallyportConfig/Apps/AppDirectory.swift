@@ -121,8 +121,8 @@ enum Conflicts {
         return (kept.sorted { ($0.name, $0.sourceFile) < ($1.name, $1.sourceFile) }, errors)
     }
 
-    private static func error(in app: AppConfig, key: String, _ message: String) -> ConfigError {
-        let position = app.keyPositions[key]
+    static func error(in app: AppConfig, key: String, _ message: String) -> ConfigError {
+        let position = app.keyPositions[key] ?? app.keyPositions[String(key.prefix { $0 != "." })]
         return ConfigError(file: app.sourceFile, line: position?.line, column: position?.column, key: key, message: message)
     }
 

@@ -28,6 +28,17 @@ enum AppFile {
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
         reader.finish()
 
+        if sso.handler == "header", reader.keyMark("sso") != nil, case .failure(let error) = HeaderSSOSettings.parse(sso, file: file) {
+            diagnostics.report(error)
+        }
+        if SSOConfig.identityHandlers.contains(sso.handler), preAuthentication == .passthrough {
+            diagnostics.report(
+                reader.errorAtKey(
+                    "sso",
+                    "the \(sso.handler) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt"
+                )
+            )
+        }
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
             diagnostics.report(
                 reader.errorAtKey(
@@ -55,17 +66,43 @@ enum AppFile {
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }
+        if let section = reader.entry("preAuthentication")?.value, section.node.mapping != nil,
+            let mark = (try? MappingReader(section))?.keyMark("provider")
+        {
+            app.keyPositions.positions["preAuthentication.provider"] = .init(line: mark.line, column: mark.column)
+        }
         return .success(app)
     }
 
     private static func preAuthentication(_ value: ValueNode) throws(ConfigError) -> PreAuthentication {
         let allowed = PreAuthentication.configNames.joined(separator: ", ")
-        guard value.node.scalar != nil, let text = try? value.string() else {
-            throw value.error("must be one of: \(allowed) (got \(ValueNode.describe(value.node)))")
+        if value.node.scalar != nil {
+            return try authenticationMethod(value, allowed: allowed).map { .authenticated(AccessPolicy(method: $0)) } ?? .passthrough
         }
-        guard let method = PreAuthentication(configName: text) else {
-            throw value.error("must be one of: \(allowed) (got \(quoted(text)))")
+        guard value.node.mapping != nil else {
+            throw value.error("must be one of \(allowed), or a mapping with method, provider, allowedUsers and allowedGroups (got \(ValueNode.describe(value.node)))")
         }
+        var reader = try value.mapping()
+        let parsed = reader.required("method") { value throws(ConfigError) in try authenticationMethod(value, allowed: allowed) }
+        let provider = reader.optional("provider") { value throws(ConfigError) in try value.name() }
+        let users = reader.optional("allowedUsers", default: []) { value throws(ConfigError) in try value.list { item throws(ConfigError) in try item.nonEmptyString() } }
+        let groups = reader.optional("allowedGroups", default: []) { value throws(ConfigError) in try value.list { item throws(ConfigError) in try item.nonEmptyString() } }
+        reader.finish()
+        guard let parsed else { return .passthrough }  // missing or invalid: reported already, the file is rejected
+        guard let method = parsed else {
+            for key in ["provider", "allowedUsers", "allowedGroups"] where reader.keyMark(key) != nil {
+                throw reader.errorAtKey(key, "only applies when the relay authenticates users (method oidc or jwt); this app is passthrough")
+            }
+            return .passthrough
+        }
+        return .authenticated(AccessPolicy(method: method, provider: provider, allowedUsers: users, allowedGroups: groups))
+    }
+
+    /// `passthrough` (nil), `oidc` or `jwt`.
+    private static func authenticationMethod(_ value: ValueNode, allowed: String) throws(ConfigError) -> AuthenticationMethod? {
+        let text = try value.string()
+        if text == "passthrough" { return nil }
+        guard let method = AuthenticationMethod(rawValue: text) else { throw value.error("must be one of: \(allowed) (got \(quoted(text)))") }
         return method
     }
 

@@ -22,6 +22,10 @@ public struct RelayConfig: Sendable, Hashable {
     public var reloadInterval: Duration
     /// `drainTimeout`: on SIGTERM, how long in-flight requests may take to finish. Default 30s.
     public var drainTimeout: Duration
+    /// `identityProviders`: the OIDC and JWT providers apps may name in `preAuthentication`.
+    public var identityProviders: [IdentityProviderConfig]
+    /// `sessions`: sign-in cookie settings.
+    public var sessions: SessionConfig
 
     /// Creates a relay configuration in code (tests, the demo); paths are used as given.
     public init(
@@ -35,7 +39,9 @@ public struct RelayConfig: Sendable, Hashable {
         tunnelClientCA: String,
         appsDirectory: String,
         reloadInterval: Duration = .seconds(2),
-        drainTimeout: Duration = .seconds(30)
+        drainTimeout: Duration = .seconds(30),
+        identityProviders: [IdentityProviderConfig] = [],
+        sessions: SessionConfig = SessionConfig()
     ) {
         self.file = file
         self.publicListen = publicListen
@@ -48,6 +54,13 @@ public struct RelayConfig: Sendable, Hashable {
         self.appsDirectory = appsDirectory
         self.reloadInterval = reloadInterval
         self.drainTimeout = drainTimeout
+        self.identityProviders = identityProviders
+        self.sessions = sessions
+    }
+
+    /// The authentication method of each provider, by name: what app files are checked against.
+    public var providerMethods: [String: AuthenticationMethod] {
+        Dictionary(identityProviders.map { ($0.name, $0.method) }, uniquingKeysWith: { a, _ in a })
     }
 }
 
@@ -100,7 +113,7 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
 
 /// Reads the relay's config file.
 enum RelayFile {
-    static let topLevelKeys = ["public", "tunnel", "apps", "reloadInterval", "drainTimeout"]
+    static let topLevelKeys = ["public", "tunnel", "apps", "reloadInterval", "drainTimeout", "identityProviders", "sessions"]
 
     static func parse(yaml: String, file: String) -> Result<RelayConfig, FileProblems> {
         let diagnostics = Diagnostics(file: file)
@@ -123,6 +136,12 @@ enum RelayFile {
         let drainTimeout = reader.optional("drainTimeout", default: .seconds(30)) { value throws(ConfigError) in
             try value.duration(allowZero: true)
         }
+        let providers = reader.optional("identityProviders", default: []) { value throws(ConfigError) in
+            try IdentityProviderSection.providers(value, directory: directory)
+        }
+        let sessions = reader.optional("sessions", default: SessionConfig()) { value throws(ConfigError) in
+            try IdentityProviderSection.sessions(value, directory: directory)
+        }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let edge, let tunnel, let apps else {
@@ -140,7 +159,9 @@ enum RelayFile {
                 tunnelClientCA: tunnel.clientCA,
                 appsDirectory: apps,
                 reloadInterval: reloadInterval,
-                drainTimeout: drainTimeout
+                drainTimeout: drainTimeout,
+                identityProviders: providers,
+                sessions: sessions
             )
         )
     }

@@ -22,13 +22,27 @@ struct BackendForwarder: Sendable {
         logger[metadataKey: "request.id"] = "\(head.headerFields[TunnelProtocol.Field.requestID] ?? "-")"
         let appName = head.headerFields[TunnelProtocol.Field.app] ?? ""
         logger[metadataKey: "app"] = "\(appName)"
-        guard let app = self.apps.app(named: appName) else {
+        guard let (app, sso) = self.apps.entry(named: appName) else {
             logger.error("request for an app this connector does not know; is its configuration still arriving?")
             await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
             return
         }
         let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
-        let request = Self.backendRequest(head, app: app, upgrade: upgrade)
+        var request = Self.backendRequest(head, app: app, upgrade: upgrade)
+        let identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
+        do {
+            try sso.apply(to: &request, identity: identity)
+        } catch {
+            switch error {
+            case .unavailable(let reason):
+                logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["handler": "\(app.sso.handler)", "reason": "\(reason)"])
+                await Self.answer(.badGateway, reason: "sso-unavailable", head: head, writer: writer)
+            case .noIdentity:
+                logger.error("request without an identity for an app whose SSO handler needs one; is the relay older than this connector?")
+                await Self.answer(.badGateway, reason: "sso-no-identity", head: head, writer: writer)
+            }
+            return
+        }
 
         // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent
         // again on a fresh connection if a reused one turns out to have been closed by the backend.

@@ -4,8 +4,10 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import SallyportAuth
 import SallyportConfig
 import SallyportHTTP
+import SallyportPluginAPI
 import SallyportTunnel
 import Synchronization
 
@@ -35,6 +37,7 @@ struct RequestForwarder: Sendable {
 
     let catalog: AppCatalog
     let registry: ConnectorRegistry
+    let authenticator: PreAuthenticator
     let limits: EdgeLimits
     let logger: Logger
 
@@ -67,11 +70,31 @@ struct RequestForwarder: Sendable {
             return await self.answerLocally(.badRequest("The request has no Host header or no path."), requestID: requestID, iterator: &iterator, writer: writer, context: context)
         }
         let snapshot = self.catalog.snapshot
+        if path.hasPrefix(PreAuthenticator.reservedPathPrefix) {
+            // The relay's own paths (sign-in callback, sign-out) on every published host; never forwarded.
+            guard let providers = snapshot.routes.providers(onHost: authority) else {
+                return await self.answerLocally(.notFound, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            }
+            let page = await self.authenticator.handleReserved(head, authority: authority, providers: providers)
+            return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+        }
         guard let app = snapshot.routes.route(authority: authority, path: path) else {
             logger.debug("no app for request", metadata: ["host": "\(authority)"])
             return await self.answerLocally(.notFound, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         }
         logger[metadataKey: "app"] = "\(app.name)"
+
+        // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
+        let identity: Identity?
+        let setCookies: [String]
+        switch await self.authenticator.authenticate(head, app: app, authority: authority) {
+        case .answer(let page):
+            return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+        case .forward(let user, let cookies):
+            identity = user
+            setCookies = cookies
+            if let user { logger[metadataKey: "user"] = "\(user.userPrincipalName)" }
+        }
 
         // The request as it crosses the tunnel: end-to-end headers only, plus tunnel metadata.
         var tunnelHead = head
@@ -86,6 +109,7 @@ struct RequestForwarder: Sendable {
         tunnelHead.headerFields[TunnelProtocol.Field.clientAddress] = context.clientAddress
         tunnelHead.headerFields[TunnelProtocol.Field.requestID] = requestID
         if let upgradeProtocol { tunnelHead.headerFields[TunnelProtocol.Field.upgrade] = upgradeProtocol }
+        if let identity { tunnelHead.headerFields[TunnelProtocol.Field.identity] = IdentityField.encode(identity) }
 
         // A connector of the app's group that has this app's configuration; another one if opening fails.
         let generation = snapshot.appGeneration[app.name] ?? 0
@@ -120,7 +144,7 @@ struct RequestForwarder: Sendable {
                     group.addTask {
                         try await Self.pumpResponse(
                             from: tunnelIn, to: writer, context: context, upgradeProtocol: upgradeProtocol,
-                            requestDone: requestDone, logger: streamLogger
+                            setCookies: setCookies, requestDone: requestDone, logger: streamLogger
                         )
                     }
                     let requestResult = await Self.pumpRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
@@ -190,6 +214,7 @@ struct RequestForwarder: Sendable {
         to writer: Writer,
         context: EdgeRequestContext,
         upgradeProtocol: String?,
+        setCookies: [String],
         requestDone: DoneFlag,
         logger: Logger
     ) async throws -> ResponseResult {
@@ -200,6 +225,7 @@ struct RequestForwarder: Sendable {
                 switch part {
                 case .head(var response):
                     if response.status.kind == .informational { continue }
+                    for cookie in setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
                     }

@@ -31,12 +31,15 @@ public final class AppCatalog: Sendable {
     }
 
     private let directory: String
+    private let providers: [String: AuthenticationMethod]
     private let logger: Logger
     private let state: Mutex<State>
 
-    /// Creates an empty catalog for `directory`; call ``reload()`` to load it.
-    public init(directory: String, logger: Logger) {
+    /// Creates an empty catalog for `directory`; call ``reload()`` to load it. Apps are checked against
+    /// `providers` (the relay's identity providers and their methods).
+    public init(directory: String, providers: [String: AuthenticationMethod] = [:], logger: Logger) {
         self.directory = directory
+        self.providers = providers
         self.logger = logger
         self.state = Mutex(State(snapshot: Snapshot(generation: 0, apps: [], routes: RoutingTable(apps: []), appGeneration: [:])))
     }
@@ -50,7 +53,16 @@ public final class AppCatalog: Sendable {
     /// Re-reads the directory. Returns true when the apps in service changed.
     @discardableResult
     public func reload() -> Bool {
-        let load = ConfigLoader.loadApps(directory: self.directory)
+        var load = ConfigLoader.loadApps(directory: self.directory)
+        // An app that names a provider the relay lacks is a bad file like any other: its last good version stays.
+        let resolved = ConfigLoader.resolveProviders(Array(load.appsByFile.values), providers: self.providers)
+        let resolvedFiles = Set(resolved.apps.map(\.sourceFile))
+        for (file, _) in load.appsByFile where !resolvedFiles.contains(file) {
+            load.appsByFile[file] = nil
+            load.errorFiles.insert(file)
+        }
+        for app in resolved.apps { load.appsByFile[app.sourceFile] = app }
+        load.errors += resolved.errors
         let (changed, errors, snapshot, continuations) = self.state.withLock { state -> (Bool, [ConfigError], Snapshot, [AsyncStream<Snapshot>.Continuation]) in
             var byFile = load.appsByFile
             for file in load.errorFiles {

@@ -33,6 +33,12 @@ public struct RoutingTable: Sendable {
         return nil
     }
 
+    /// The identity providers used by the apps on `authority`'s host; nil when no app is published there.
+    public func providers(onHost authority: String) -> Set<String>? {
+        guard let entries = self.byHost[Self.hostname(authority)] else { return nil }
+        return Set(entries.compactMap { $0.app.preAuthentication.policy?.provider })
+    }
+
     /// Lowercased host without port; handles `[v6]:port`.
     static func hostname(_ authority: String) -> String {
         var host = Substring(authority)

@@ -1,0 +1,71 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Logging
+import SallyportConfig
+import SallyportHTTP
+import SallyportPluginAPI
+
+/// Trusted JWTs: from `Authorization: Bearer` or a gateway's assertion header, checked against each
+/// trusted issuer's keys.
+struct JWTProvider: Sendable {
+    let name: String
+    let settings: JWTSettings
+    let keysByIssuer: [String: KeySet]
+    let verifier: TokenVerifier
+
+    init(name: String, settings: JWTSettings, claims: ClaimMapping, clockSkew: Duration, client: HTTPClient, logger: Logger) {
+        self.name = name
+        self.settings = settings
+        var keys: [String: KeySet] = [:]
+        for issuer in settings.issuers {
+            keys[issuer.issuer] = KeySet(source: issuer.keys, client: client, logger: logger)
+        }
+        self.keysByIssuer = keys
+        self.verifier = TokenVerifier(
+            issuers: Set(settings.issuers.map(\.issuer)), audiences: settings.audiences, clockSkew: clockSkew, mapping: claims, provider: name
+        )
+    }
+
+    /// The field the token is read from.
+    var fieldName: HTTPField.Name {
+        switch settings.token {
+        case .authorizationBearer: .authorization
+        case .header(let name): HTTPField.Name(name) ?? .authorization
+        }
+    }
+
+    /// The token in the request, if any: nil when the field is absent (or not a Bearer credential).
+    func token(in fields: HTTPFields) -> String? {
+        let values = fields[values: fieldName]
+        guard values.count == 1, let value = values.first else { return nil }
+        switch settings.token {
+        case .authorizationBearer:
+            let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+            return parts[1].trimmingCharacters(in: .whitespaces)
+        case .header:
+            return value.trimmingCharacters(in: .whitespaces)
+        }
+    }
+
+    /// Verifies the token and returns the user's identity.
+    func authenticate(token: String) async throws(AuthFailure) -> Identity {
+        // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
+        let issuer = Self.unverifiedIssuer(token)
+        guard let issuer else { throw .malformed }
+        guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
+        let claims = try await keys.verify(token)
+        try verifier.check(claims)
+        return try verifier.identity(from: claims)
+    }
+
+    /// The `iss` of a token whose signature is not checked yet.
+    static func unverifiedIssuer(_ token: String) -> String? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
+            let claims = try? JSONDecoder().decode(TokenClaims.self, from: payload)
+        else { return nil }
+        return claims.string("iss")
+    }
+}

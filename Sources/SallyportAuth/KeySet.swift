@@ -1,0 +1,148 @@
+import AsyncHTTPClient
+import Foundation
+import JWTKit
+import Logging
+import NIOCore
+import NIOHTTP1
+import SallyportConfig
+
+/// An issuer's signing keys (JWKS), fetched over HTTPS or read from a file, cached, and fetched again when a
+/// token names a key the cache does not have (key rotation) or the cache is old.
+actor KeySet {
+    private let source: JWTSettings.KeySource
+    private let client: HTTPClient
+    private let logger: Logger
+    private var keys: JWTKeyCollection?
+    private var fetchedAt: ContinuousClock.Instant?
+    private var inflight: Task<JWTKeyCollection, any Error>?
+
+    /// A token with an unknown key id causes a refetch at most this often (so garbage cannot hammer the issuer).
+    static let minimumRefetchInterval: Duration = .seconds(5)
+    /// Keys are fetched again after this long even when every token's key is known (revoked keys go away).
+    static let maximumAge: Duration = .seconds(3600)
+
+    init(source: JWTSettings.KeySource, client: HTTPClient, logger: Logger) {
+        self.source = source
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Verifies the token's signature and returns its claims (not yet checked).
+    func verify(_ token: String) async throws(AuthFailure) -> TokenClaims {
+        var refetched = false
+        var collection = try await self.current()
+        while true {
+            do {
+                return try await collection.verify(token, as: TokenClaims.self)
+            } catch let error as JWTError where error.errorType == .unknownKID || error.errorType == .noKeyProvided {
+                guard !refetched, self.mayRefetch else { throw .unknownKey }
+                refetched = true
+                self.logger.info("a token names an unknown key; fetching the issuer's keys again")
+                collection = try await self.refresh()
+            } catch let error as JWTError where error.errorType == .malformedToken || error.errorType == .missingKIDHeader {
+                throw .malformed
+            } catch is DecodingError {
+                throw .malformed
+            } catch {
+                throw .badSignature
+            }
+        }
+    }
+
+    private var mayRefetch: Bool {
+        guard let fetchedAt else { return true }
+        return ContinuousClock.now - fetchedAt >= Self.minimumRefetchInterval
+    }
+
+    /// The cached keys, or freshly fetched ones when there are none or they are old.
+    private func current() async throws(AuthFailure) -> JWTKeyCollection {
+        if let keys, let fetchedAt, ContinuousClock.now - fetchedAt < Self.maximumAge { return keys }
+        do {
+            return try await self.refresh()
+        } catch {
+            // Old keys are better than none while the issuer is unreachable.
+            if let keys {
+                self.logger.warning("could not refresh the issuer's keys; using the cached ones", metadata: ["error": "\(error)"])
+                return keys
+            }
+            throw error
+        }
+    }
+
+    /// Fetches the keys; concurrent callers share one fetch.
+    private func refresh() async throws(AuthFailure) -> JWTKeyCollection {
+        let task: Task<JWTKeyCollection, any Error>
+        if let inflight {
+            task = inflight
+        } else {
+            let (source, client) = (self.source, self.client)
+            task = Task { try await Self.load(source, client: client) }
+            self.inflight = task
+        }
+        defer { if self.inflight == task { self.inflight = nil } }
+        do {
+            let collection = try await task.value
+            self.keys = collection
+            self.fetchedAt = .now
+            return collection
+        } catch let failure as AuthFailure {
+            self.fetchedAt = .now  // rate-limit retries against a failing issuer too
+            throw failure
+        } catch {
+            self.fetchedAt = .now
+            throw .providerUnavailable("\(error)")
+        }
+    }
+
+    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> JWTKeyCollection {
+        let json: String
+        switch source {
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw AuthFailure.providerUnavailable("cannot read the JWKS file \(path)")
+            }
+            json = String(decoding: data, as: UTF8.self)
+        case .url(let url):
+            json = try await HTTPFetch.get(url, client: client, what: "JWKS")
+        }
+        do {
+            return try await JWTKeyCollection().add(jwksJSON: json)
+        } catch {
+            throw AuthFailure.providerUnavailable("the JWKS at \(source) is not a valid key set: \(error)")
+        }
+    }
+}
+
+/// Small GET/POST helpers over AsyncHTTPClient with bounded bodies and timeouts.
+enum HTTPFetch {
+    static let timeout: TimeAmount = .seconds(10)
+    static let maxBody = 1 << 20
+
+    static func get(_ url: String, client: HTTPClient, what: String) async throws -> String {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Accept", value: "application/json")
+        return try await self.execute(request, client: client, what: what).body
+    }
+
+    /// Executes a request; any status other than 200 throws ``AuthFailure/providerUnavailable``, except that
+    /// `acceptErrors` returns 4xx bodies (token endpoint errors are JSON the caller reads).
+    static func execute(_ request: HTTPClientRequest, client: HTTPClient, what: String, acceptErrors: Bool = false) async throws -> (status: Int, body: String) {
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: timeout)
+        } catch {
+            throw AuthFailure.providerUnavailable("\(what) request to \(request.url) failed: \(error)")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await response.body.collect(upTo: maxBody)
+        } catch {
+            throw AuthFailure.providerUnavailable("\(what) response from \(request.url) could not be read: \(error)")
+        }
+        let status = Int(response.status.code)
+        guard status == 200 || (acceptErrors && (400..<500).contains(status)) else {
+            throw AuthFailure.providerUnavailable("\(what) request to \(request.url) answered \(status)")
+        }
+        return (status, String(buffer: body))
+    }
+}

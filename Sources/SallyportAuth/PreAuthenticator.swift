@@ -1,0 +1,344 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOSSL
+import SallyportConfig
+import SallyportHTTP
+import SallyportPluginAPI
+import Synchronization
+
+/// What the relay does with a request after pre-authentication.
+public enum AuthDecision: Sendable {
+    /// Send it on, with the user's identity (nil for passthrough apps); add these `Set-Cookie` values to the
+    /// response.
+    case forward(identity: Identity?, setCookies: [String])
+    /// Answer from the relay: a sign-in redirect, 401, 403, 400 or 503. Nothing reaches a connector.
+    case answer(ErrorPage)
+}
+
+/// Pre-authentication at the relay: OIDC sign-in with sessions in sealed cookies, trusted JWTs, and the
+/// apps' access rules. Handles the relay's own paths under `/.sallyport/auth/` on every app host.
+public final class PreAuthenticator: Sendable {
+    /// Paths under this prefix belong to the relay on every published host; they never reach an app.
+    public static let reservedPathPrefix = "/.sallyport/"
+    /// Where the provider sends the browser back; register `https://APP-HOST/.sallyport/auth/callback`.
+    public static let callbackPath = "/.sallyport/auth/callback"
+    /// Ends the sessions on this host.
+    public static let signOutPath = "/.sallyport/auth/sign-out"
+
+    /// A sign-in must come back within this time.
+    static let signInLifetime: TimeInterval = 600
+
+    private let oidc: [String: OIDCClient]
+    private let jwt: [String: JWTProvider]
+    private let clients: [HTTPClient]
+    private let sealer: CookieSealer
+    private let sessions: SessionConfig
+    private let usedStates = Mutex<[String: Date]>([:])
+    private let logger: Logger
+
+    /// Reads client secrets and the session key; fails with a message naming the setting when one is unreadable.
+    public init(config: RelayConfig, logger: Logger) throws {
+        self.logger = logger
+        self.sessions = config.sessions
+        self.sealer = CookieSealer(key: try CookieSealer.key(fromFile: config.sessions.keyFile))
+        var oidc: [String: OIDCClient] = [:]
+        var jwt: [String: JWTProvider] = [:]
+        var clients: [HTTPClient] = []
+        do {
+            for provider in config.identityProviders {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.minimumTLSVersion = .tlsv12
+                if let caFile = provider.caFile { tls.trustRoots = .file(caFile) }
+                var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
+                configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+                let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+                clients.append(client)
+                var providerLogger = logger
+                providerLogger[metadataKey: "provider"] = "\(provider.name)"
+                switch provider.kind {
+                case .oidc(let settings):
+                    oidc[provider.name] = try OIDCClient(
+                        name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
+                    )
+                case .jwt(let settings):
+                    jwt[provider.name] = JWTProvider(
+                        name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
+                    )
+                }
+            }
+        } catch {
+            for client in clients { try? client.syncShutdown() }
+            throw error
+        }
+        self.oidc = oidc
+        self.jwt = jwt
+        self.clients = clients
+        if config.sessions.keyFile == nil, !oidc.isEmpty {
+            logger.notice("sessions.keyFile is not set: sign-in sessions use a random key and end when the relay restarts")
+        }
+    }
+
+    /// Closes the HTTP clients.
+    public func shutdown() async {
+        for client in clients { try? await client.shutdown() }
+    }
+
+    // MARK: - Requests for apps
+
+    /// Decides whether a request for `app` goes on, and with which identity.
+    public func authenticate(_ request: HTTPRequest, app: AppConfig, authority: String) async -> AuthDecision {
+        guard let policy = app.preAuthentication.policy else { return .forward(identity: nil, setCookies: []) }
+        let providerName = policy.provider ?? ""
+        if let provider = jwt[providerName] {
+            return await self.authenticateJWT(request, provider: provider, policy: policy, authority: authority)
+        }
+        if let provider = oidc[providerName] {
+            return await self.authenticateSession(request, provider: provider, policy: policy, app: app, authority: authority)
+        }
+        // The catalog only admits apps whose provider exists; this is a relay restarted with fewer providers.
+        logger.error("app names an identity provider the relay does not have", metadata: ["app": "\(app.name)", "provider": "\(providerName)"])
+        return .answer(Pages.signInUnavailable)
+    }
+
+    private func authenticateJWT(_ request: HTTPRequest, provider: JWTProvider, policy: AccessPolicy, authority: String) async -> AuthDecision {
+        guard let token = provider.token(in: request.headerFields) else {
+            return .answer(Pages.unauthorized(realm: authority, error: nil))
+        }
+        do {
+            let identity = try await provider.authenticate(token: token)
+            return self.admit(identity, policy: policy, setCookies: [])
+        } catch {
+            if case .providerUnavailable = error {
+                logger.error("cannot check a token: the issuer's keys are unavailable", metadata: ["provider": "\(provider.name)", "error": "\(error)"])
+                return .answer(Pages.signInUnavailable)
+            }
+            logger.info("token refused", metadata: ["provider": "\(provider.name)", "reason": "\(error)"])
+            return .answer(Pages.unauthorized(realm: authority, error: error.description))
+        }
+    }
+
+    struct Session: Codable {
+        var identity: Identity
+        var issued: Double
+        var seen: Double
+    }
+
+    static func sessionCookie(_ provider: String) -> String { "__Host-sallyport-\(provider)" }
+
+    private func authenticateSession(_ request: HTTPRequest, provider: OIDCClient, policy: AccessPolicy, app: AppConfig, authority: String) async -> AuthDecision {
+        let name = Self.sessionCookie(provider.name)
+        let context = "session|\(name)|\(authority.lowercased())"
+        let now = Date().timeIntervalSince1970
+        if let sealed = Cookies.value(name, in: request.headerFields) {
+            if var session = sealer.open(sealed, as: Session.self, context: context),
+                now - session.issued < Double(sessions.lifetime.components.seconds),
+                now - session.seen < Double(sessions.idleTimeout.components.seconds)
+            {
+                var setCookies: [String] = []
+                // Keep the idle clock going without rewriting the cookie on every request.
+                if now - session.seen > min(60, Double(sessions.idleTimeout.components.seconds) / 4) {
+                    session.seen = now
+                    if let value = sealer.seal(session, context: context) {
+                        setCookies.append(Cookies.set(name, value: value, maxAge: Int(session.issued + Double(sessions.lifetime.components.seconds) - now)))
+                    }
+                }
+                return self.admit(session.identity, policy: policy, setCookies: setCookies)
+            }
+            logger.debug("session cookie expired, tampered with or from another key; signing in again")
+        }
+        guard Self.isBrowserNavigation(request) else {
+            return .answer(Pages.unauthorized(realm: authority, error: nil))
+        }
+        return await self.startSignIn(request, provider: provider, app: app, authority: authority)
+    }
+
+    private func admit(_ identity: Identity, policy: AccessPolicy, setCookies: [String]) -> AuthDecision {
+        guard policy.allows(userPrincipalName: identity.userPrincipalName, groups: identity.groups) else {
+            logger.info("access denied by the app's rules", metadata: ["user": "\(identity.userPrincipalName)"])
+            var page = Pages.forbidden(user: identity.userPrincipalName)
+            for cookie in setCookies { page.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
+            return .answer(page)
+        }
+        return .forward(identity: identity, setCookies: setCookies)
+    }
+
+    /// A top-level browser visit that can be redirected to sign in, rather than an API or script call.
+    static func isBrowserNavigation(_ request: HTTPRequest) -> Bool {
+        guard request.method == .get || request.method == .head else { return false }
+        let fields = request.headerFields
+        if fields[.authorization] != nil || fields[HTTPField.Name("X-Requested-With")!] != nil { return false }
+        let accept = (fields[.accept] ?? "").lowercased()
+        if accept.contains("text/html") { return true }
+        return !accept.contains("json")
+    }
+
+    struct PendingSignIn: Codable {
+        var state: String
+        var nonce: String
+        var verifier: String
+        var returnTo: String
+        var provider: String
+        var issued: Double
+    }
+
+    static func loginCookie(state: String) -> String { "__Host-sallyport-login-\(state.prefix(16))" }
+
+    private func startSignIn(_ request: HTTPRequest, provider: OIDCClient, app: AppConfig, authority: String) async -> AuthDecision {
+        let state = Base64URL.random()
+        let nonce = Base64URL.random()
+        let pkce = OIDCClient.pkce()
+        let returnTo = Self.safeReturnPath(request.path ?? "/")
+        let url: String
+        do {
+            url = try await provider.authorizationURL(redirectURI: Self.redirectURI(authority), state: state, nonce: nonce, challenge: pkce.challenge)
+        } catch {
+            logger.error("cannot start sign-in: the identity provider is unavailable", metadata: ["provider": "\(provider.name)", "error": "\(error)"])
+            return .answer(Pages.signInUnavailable)
+        }
+        let pending = PendingSignIn(
+            state: state, nonce: nonce, verifier: pkce.verifier, returnTo: returnTo, provider: provider.name, issued: Date().timeIntervalSince1970
+        )
+        let cookie = Self.loginCookie(state: state)
+        guard let sealed = sealer.seal(pending, context: "login|\(cookie)|\(authority.lowercased())") else {
+            return .answer(Pages.signInUnavailable)
+        }
+        var fields = HTTPFields()
+        fields[.location] = url
+        fields.append(HTTPField(name: .setCookie, value: Cookies.set(cookie, value: sealed, maxAge: Int(Self.signInLifetime))))
+        return .answer(ErrorPage(status: .found, title: "Signing in", detail: "Continue to your organisation's sign-in page.", headerFields: fields))
+    }
+
+    static func redirectURI(_ authority: String) -> String { "https://\(authority.lowercased())\(callbackPath)" }
+
+    /// A path on this host to come back to: never another host (`//evil`, `/\evil`), never the relay's own paths.
+    static func safeReturnPath(_ path: String) -> String {
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasPrefix("/\\"), !path.hasPrefix(reservedPathPrefix) else { return "/" }
+        return path
+    }
+
+    // MARK: - The relay's own paths
+
+    /// Answers a request under ``reservedPathPrefix``. `providers` are those of the apps on this host.
+    public func handleReserved(_ request: HTTPRequest, authority: String, providers: Set<String>) async -> ErrorPage {
+        let path = request.path ?? "/"
+        let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
+        switch route {
+        case Self.callbackPath where request.method == .get:
+            return await self.callback(request, authority: authority, providers: providers)
+        case Self.signOutPath where request.method == .get || request.method == .post:
+            var fields = HTTPFields()
+            for provider in providers.sorted() where oidc[provider] != nil {
+                fields.append(HTTPField(name: .setCookie, value: Cookies.clear(Self.sessionCookie(provider))))
+            }
+            return ErrorPage(status: .ok, title: "Signed out", detail: "You are signed out of the applications at this address.", headerFields: fields)
+        default:
+            return .notFound
+        }
+    }
+
+    private func callback(_ request: HTTPRequest, authority: String, providers: Set<String>) async -> ErrorPage {
+        let items = URLComponents(string: "https://relay" + (request.path ?? "/"))?.queryItems ?? []
+        func item(_ name: String) -> String? { items.first { $0.name == name }?.value }
+        guard let state = item("state"), !state.isEmpty else {
+            return .badRequest("This sign-in response has no state. Open the application again to sign in.")
+        }
+        let cookie = Self.loginCookie(state: state)
+        guard let sealed = Cookies.value(cookie, in: request.headerFields),
+            let pending = sealer.open(sealed, as: PendingSignIn.self, context: "login|\(cookie)|\(authority.lowercased())"),
+            pending.state == state, Date().timeIntervalSince1970 - pending.issued < Self.signInLifetime,
+            providers.contains(pending.provider), let provider = oidc[pending.provider]
+        else {
+            return .badRequest("This sign-in has expired or was started in another browser. Open the application again to sign in.")
+        }
+        guard self.consume(state: state) else {
+            logger.warning("a sign-in response was replayed")
+            return .badRequest("This sign-in response was already used. Open the application again to sign in.")
+        }
+        var clearLogin = HTTPFields()
+        clearLogin.append(HTTPField(name: .setCookie, value: Cookies.clear(cookie)))
+        if let error = item("error") {
+            logger.info("the identity provider ended the sign-in with an error", metadata: ["error": "\(error)"])
+            var page = ErrorPage.badRequest("Sign-in was not completed (the identity provider said \(error)). Open the application again to retry.")
+            page.headerFields = clearLogin
+            return page
+        }
+        guard let code = item("code"), !code.isEmpty else {
+            return .badRequest("This sign-in response has no authorization code. Open the application again to sign in.")
+        }
+        let identity: Identity
+        do {
+            let claims = try await provider.exchange(code: code, redirectURI: Self.redirectURI(authority), verifier: pending.verifier, nonce: pending.nonce)
+            identity = try provider.identity(from: claims)
+        } catch let error as OIDCClient.ExchangeError {
+            switch error {
+            case .rejected(let reason):
+                logger.warning("the identity provider refused the authorization code", metadata: ["reason": "\(reason)"])
+                return .badRequest("The identity provider did not accept this sign-in. Open the application again to sign in.")
+            case .failed(.providerUnavailable(let what)):
+                logger.error("sign-in failed: the identity provider is unavailable", metadata: ["error": "\(what)"])
+                return Pages.signInUnavailable
+            case .failed(let failure):
+                logger.warning("sign-in failed: the ID token was not accepted", metadata: ["reason": "\(failure)"])
+                return ErrorPage(status: .unauthorized, title: "Sign-in failed", detail: "The sign-in could not be verified. Open the application again to retry.")
+            }
+        } catch {
+            logger.warning("sign-in failed", metadata: ["reason": "\(error)"])
+            return ErrorPage(status: .unauthorized, title: "Sign-in failed", detail: "The sign-in could not be verified. Open the application again to retry.")
+        }
+        let now = Date().timeIntervalSince1970
+        let name = Self.sessionCookie(provider.name)
+        let session = Session(identity: identity, issued: now, seen: now)
+        guard let value = sealer.seal(session, context: "session|\(name)|\(authority.lowercased())") else { return Pages.signInUnavailable }
+        logger.info("user signed in", metadata: ["user": "\(identity.userPrincipalName)", "provider": "\(provider.name)"])
+        var fields = clearLogin
+        fields.append(HTTPField(name: .setCookie, value: Cookies.set(name, value: value, maxAge: Int(sessions.lifetime.components.seconds))))
+        fields[.location] = Self.safeReturnPath(pending.returnTo)
+        return ErrorPage(status: .seeOther, title: "Signed in", detail: "Continue to the application.", headerFields: fields)
+    }
+
+    /// Marks a sign-in state as used; false when it already was (a replay).
+    private func consume(state: String) -> Bool {
+        let now = Date()
+        return usedStates.withLock { used in
+            if used.count > 10_000 || used.count % 256 == 0 {
+                used = used.filter { now.timeIntervalSince($0.value) < Self.signInLifetime }
+            }
+            guard used[state] == nil else { return false }
+            used[state] = now
+            return true
+        }
+    }
+}
+
+/// The relay's authentication pages.
+enum Pages {
+    static let signInUnavailable = ErrorPage(
+        status: .serviceUnavailable,
+        title: "Sign-in unavailable",
+        detail: "The identity provider cannot be reached right now. Try again in a few minutes; if it persists, contact your administrator."
+    )
+
+    static func unauthorized(realm: String, error: String?) -> ErrorPage {
+        var challenge = "Bearer realm=\"\(realm.replacingOccurrences(of: "\"", with: ""))\""
+        if let error { challenge += ", error=\"invalid_token\", error_description=\"\(error.replacingOccurrences(of: "\"", with: "'"))\"" }
+        var fields = HTTPFields()
+        fields[.wwwAuthenticate] = challenge
+        return ErrorPage(
+            status: .unauthorized,
+            title: "Sign-in required",
+            detail: error.map { "The credentials sent were not accepted: \($0)." } ?? "This application requires you to sign in.",
+            headerFields: fields
+        )
+    }
+
+    static func forbidden(user: String) -> ErrorPage {
+        ErrorPage(
+            status: .forbidden,
+            title: "Access denied",
+            detail: "You are signed in as \(user), who is not allowed to use this application. Ask your administrator for access."
+        )
+    }
+}
