@@ -215,7 +215,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SallyportTesting", "SallyportPKI", "sallyport"],
+            dependencies: ["SallyportTesting", "SallyportPKI", "sallyport", .product(name: "JWTKit", package: "jwt-kit")],
             exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),

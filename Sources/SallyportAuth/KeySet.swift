@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SallyportConfig
+import SallyportHTTP
 
 /// An issuer's signing keys (JWKS), fetched over HTTPS or read from a file, cached, and fetched again when a
 /// token names a key the cache does not have (key rotation) or the cache is old.
@@ -12,9 +13,9 @@ actor KeySet {
     private let source: JWTSettings.KeySource
     private let client: HTTPClient
     private let logger: Logger
-    private var keys: JWTKeyCollection?
+    private var keys: (JWTKeyCollection, Set<String>)?
     private var fetchedAt: ContinuousClock.Instant?
-    private var inflight: Task<JWTKeyCollection, any Error>?
+    private var inflight: Task<(JWTKeyCollection, Set<String>), any Error>?
 
     /// A token with an unknown key id causes a refetch at most this often (so garbage cannot hammer the issuer).
     static let minimumRefetchInterval: Duration = .seconds(5)
@@ -28,25 +29,34 @@ actor KeySet {
     }
 
     /// Verifies the token's signature and returns its claims (not yet checked).
+    ///
+    /// A token whose `kid` the cached set lacks makes the set be fetched again (at most every
+    /// ``minimumRefetchInterval``): that is how rotated keys arrive. jwt-kit would otherwise try its default key.
     func verify(_ token: String) async throws(AuthFailure) -> TokenClaims {
-        var refetched = false
-        var collection = try await self.current()
-        while true {
-            do {
-                return try await collection.verify(token, as: TokenClaims.self)
-            } catch let error as JWTError where error.errorType == .unknownKID || error.errorType == .noKeyProvided {
-                guard !refetched, self.mayRefetch else { throw .unknownKey }
-                refetched = true
-                self.logger.info("a token names an unknown key; fetching the issuer's keys again")
-                collection = try await self.refresh()
-            } catch let error as JWTError where error.errorType == .malformedToken || error.errorType == .missingKIDHeader {
-                throw .malformed
-            } catch is DecodingError {
-                throw .malformed
-            } catch {
-                throw .badSignature
-            }
+        let kid = Self.keyID(of: token)
+        var (collection, kids) = try await self.current()
+        if let kid, !kids.contains(kid) {
+            guard self.mayRefetch else { throw .unknownKey }
+            self.logger.info("a token names an unknown key; fetching the issuer's keys again", metadata: ["kid": "\(kid)"])
+            (collection, kids) = try await self.refresh()
+            guard kids.contains(kid) else { throw .unknownKey }
         }
+        do {
+            return try await collection.verify(token, as: TokenClaims.self)
+        } catch let error as JWTError where error.errorType == .malformedToken || error.errorType == .missingKIDHeader {
+            throw .malformed
+        } catch is DecodingError {
+            throw .malformed
+        } catch {
+            throw .badSignature
+        }
+    }
+
+    /// The `kid` of a token's header, read without trusting it (it only picks the key).
+    static func keyID(of token: String) -> String? {
+        struct Header: Decodable { var kid: String? }
+        guard let dot = token.firstIndex(of: "."), let data = Base64URL.decode(String(token[..<dot])) else { return nil }
+        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
     }
 
     private var mayRefetch: Bool {
@@ -55,7 +65,7 @@ actor KeySet {
     }
 
     /// The cached keys, or freshly fetched ones when there are none or they are old.
-    private func current() async throws(AuthFailure) -> JWTKeyCollection {
+    private func current() async throws(AuthFailure) -> (JWTKeyCollection, Set<String>) {
         if let keys, let fetchedAt, ContinuousClock.now - fetchedAt < Self.maximumAge { return keys }
         do {
             return try await self.refresh()
@@ -70,8 +80,8 @@ actor KeySet {
     }
 
     /// Fetches the keys; concurrent callers share one fetch.
-    private func refresh() async throws(AuthFailure) -> JWTKeyCollection {
-        let task: Task<JWTKeyCollection, any Error>
+    private func refresh() async throws(AuthFailure) -> (JWTKeyCollection, Set<String>) {
+        let task: Task<(JWTKeyCollection, Set<String>), any Error>
         if let inflight {
             task = inflight
         } else {
@@ -94,7 +104,7 @@ actor KeySet {
         }
     }
 
-    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> JWTKeyCollection {
+    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> (JWTKeyCollection, Set<String>) {
         let json: String
         switch source {
         case .file(let path):
@@ -106,7 +116,9 @@ actor KeySet {
             json = try await HTTPFetch.get(url, client: client, what: "JWKS")
         }
         do {
-            return try await JWTKeyCollection().add(jwksJSON: json)
+            let jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
+            let collection = try await JWTKeyCollection().add(jwks: jwks)
+            return (collection, Set(jwks.keys.compactMap { $0.keyIdentifier?.string }))
         } catch {
             throw AuthFailure.providerUnavailable("the JWKS at \(source) is not a valid key set: \(error)")
         }

@@ -77,8 +77,16 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Writes (or rewrites) an app file `apps/NAME.yaml`.
+    /// `auth` is the app's `preAuthentication` and `sso` keys as YAML lines (default: passthrough both).
     @discardableResult
-    public func writeApp(name: String, host: String? = nil, internalURL: String, group: String = "default", extra: String = "") throws -> String {
+    public func writeApp(
+        name: String,
+        host: String? = nil,
+        internalURL: String,
+        group: String = "default",
+        auth: [String] = ["preAuthentication: passthrough", "sso:", "  handler: passthrough"],
+        extra: String = ""
+    ) throws -> String {
         try self.directory.write(
             "apps/\(name).yaml",
             """
@@ -86,9 +94,7 @@ public final class Deployment: @unchecked Sendable {
             externalURL: https://\(host ?? name).localhost/
             internalURL: \(internalURL)
             connectorGroup: \(group)
-            preAuthentication: passthrough
-            sso:
-              handler: passthrough
+            \(auth.joined(separator: "\n"))
             \(extra)
             """
         )
