@@ -170,7 +170,7 @@ def main():
                 sign_in(driver, arguments, deadline)
             finally:
                 try:
-                    print(json.dumps(page_report(driver), indent=2), flush=True)
+                    print(json.dumps(page_report(driver)), flush=True)
                 except WebDriverException:
                     pass
             error = chromium_error(driver)
