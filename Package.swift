@@ -214,6 +214,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "SallyportAuthTests",
+            dependencies: [
+                "SallyportAuth",
+                "SallyportConfig",
+                "SallyportPluginAPI",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["SallyportTesting", "SallyportPKI", "sallyport", .product(name: "JWTKit", package: "jwt-kit")],
             exclude: ["Resources"],

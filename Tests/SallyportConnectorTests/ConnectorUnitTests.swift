@@ -1,5 +1,6 @@
 import HTTPTypes
 import SallyportConfig
+import SallyportPluginAPI
 import Testing
 
 @testable import SallyportConnector
@@ -83,5 +84,44 @@ import Testing
         #expect(table.app(named: "wiki") != nil)
         #expect(table.apply(generation: 4, apps: []))
         #expect(table.app(named: "wiki") == nil)
+    }
+}
+
+@Suite struct HeaderSSOTests {
+    let alice = Identity(
+        userPrincipalName: "alice@corp.example", subject: "s-1", issuer: "https://i", provider: "corp",
+        displayName: "Alice\nInjected: yes", groups: ["staff", "payroll"], claims: ["department": ["finance"]]
+    )
+
+    func stage(_ headers: [String: String], separator: String? = nil) throws -> SSOStage {
+        var settings: [String: ConfigValue] = ["headers": .map(headers.mapValues { .string($0) })]
+        if let separator { settings["groupSeparator"] = .string(separator) }
+        let app = AppConfig(
+            name: "app", externalURL: try ExternalURL(parsing: "https://app.example/"), internalURL: try InternalURL(parsing: "http://backend/"),
+            preAuthentication: .authenticated(AccessPolicy(method: .oidc, provider: "corp")),
+            sso: SSOConfig(handler: "header", settings: settings)
+        )
+        return SSOStage(app: app)
+    }
+
+    @Test func setHeadersReplaceEveryClientSpelling() throws {
+        var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/")
+        for (name, value) in [("X-Remote-User", "mallory"), ("x-remote-user", "m2"), ("X_Remote_User", "m3"), ("X-REMOTE-GROUPS", "admins"), ("X-Other", "kept")] {
+            request.headerFields.append(HTTPField(name: HTTPField.Name(name)!, value: value))
+        }
+        try stage(["X-Remote-User": "{upn}", "X-Remote-Groups": "{groups}", "X-Remote-Who": "{name} <{email}> {department}"], separator: ";")
+            .apply(to: &request, identity: alice)
+        #expect(request.headerFields[values: HTTPField.Name("X-Remote-User")!] == ["alice@corp.example"])
+        #expect(!request.headerFields.contains { $0.name.canonicalName == "x_remote_user" })
+        #expect(request.headerFields[values: HTTPField.Name("X-Remote-Groups")!] == ["staff;payroll"])
+        #expect(request.headerFields[HTTPField.Name("X-Remote-Who")!] == "Alice Injected: yes <> finance", "control characters become spaces")
+        #expect(request.headerFields[HTTPField.Name("X-Other")!] == "kept")
+    }
+
+    @Test func missingIdentityAndUnknownHandlersRefuse() throws {
+        var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/")
+        #expect(throws: SSOStage.Refusal.self) { try stage(["X-User": "{upn}"]).apply(to: &request, identity: nil) }
+        #expect(throws: SSOStage.Refusal.self) { try SSOStage.unavailable(reason: "x").apply(to: &request, identity: alice) }
+        try SSOStage.passthrough.apply(to: &request, identity: nil)
     }
 }

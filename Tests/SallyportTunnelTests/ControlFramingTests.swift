@@ -1,6 +1,9 @@
+import Foundation
 import HTTPTypes
 import NIOCore
 import SallyportConfig
+import SallyportHTTP
+import SallyportPluginAPI
 import Testing
 
 @testable import SallyportTunnel
@@ -57,5 +60,21 @@ import Testing
         #expect(TunnelProtocol.isReserved(.init("Sallyport-App")!))
         #expect(TunnelProtocol.isReserved(.init("SALLYPORT-IDENTITY")!))
         #expect(!TunnelProtocol.isReserved(.init("X-Sallyport")!))
+        #expect(TunnelProtocol.isReserved(.init("sallyport_identity")!), "underscore spellings are reserved too")
+        #expect(TunnelProtocol.isReserved(.init("Sallyport_App")!))
+        #expect(!TunnelProtocol.isReserved(.init("sallyport")!))
+        #expect(!TunnelProtocol.isReserved(.init("sallyportx-app")!))
+    }
+
+    @Test func identityCrossesAsOneOpaqueField() throws {
+        let identity = Identity(
+            userPrincipalName: "zoë@corp.example", subject: "s", issuer: "https://i", provider: "corp",
+            email: "z@corp.example", displayName: "Zoë \"Z\" Ünlü", groups: ["a,b", "ç"], claims: ["dept": ["x"]]
+        )
+        let value = IdentityField.encode(identity)
+        #expect(value.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        #expect(IdentityField.decode(value) == identity)
+        #expect(IdentityField.decode("not base64 json!") == nil)
+        #expect(IdentityField.decode(Base64URL.encode(Data("{}".utf8))) == nil)
     }
 }

@@ -1,0 +1,154 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import JWTKit
+import SallyportConfig
+import SallyportPluginAPI
+import Testing
+
+@testable import SallyportAuth
+
+@Suite("Sealed cookies")
+struct SealedCookieTests {
+    let sealer = CookieSealer(key: .init(size: .bits256))
+
+    struct Value: Codable, Equatable { var user: String }
+
+    @Test func roundTripsOnlyInItsOwnContext() throws {
+        let sealed = try #require(sealer.seal(Value(user: "alice"), context: "session|a|host.example"))
+        #expect(sealer.open(sealed, as: Value.self, context: "session|a|host.example") == Value(user: "alice"))
+        #expect(sealer.open(sealed, as: Value.self, context: "session|a|other.example") == nil, "moved to another host")
+        #expect(CookieSealer(key: .init(size: .bits256)).open(sealed, as: Value.self, context: "session|a|host.example") == nil, "another key")
+        #expect(!sealed.contains("alice"), "the value is encrypted, not just signed")
+    }
+
+    @Test func anyChangeFailsToOpen() throws {
+        let sealed = try #require(sealer.seal(Value(user: "alice"), context: "c"))
+        for index in [0, sealed.count / 2, sealed.count - 1] {
+            var bytes = Array(sealed)
+            bytes[index] = bytes[index] == "A" ? "B" : "A"
+            #expect(sealer.open(String(bytes), as: Value.self, context: "c") == nil, "changed at \(index)")
+        }
+        #expect(sealer.open(String(sealed.dropLast()), as: Value.self, context: "c") == nil)
+        #expect(sealer.open("", as: Value.self, context: "c") == nil)
+        #expect(sealer.open("%%%", as: Value.self, context: "c") == nil)
+    }
+
+    @Test func keyFileMustHoldThirtyTwoBytes() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sallyport-key-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let good = directory.appendingPathComponent("good").path
+        try Data((0..<32).map { UInt8($0) }).base64EncodedString().write(toFile: good, atomically: true, encoding: .utf8)
+        _ = try CookieSealer.key(fromFile: good)
+        let short = directory.appendingPathComponent("short").path
+        try Data([1, 2, 3]).base64EncodedString().write(toFile: short, atomically: true, encoding: .utf8)
+        #expect(throws: AuthSetupError.self) { try CookieSealer.key(fromFile: short) }
+        #expect(throws: AuthSetupError.self) { try CookieSealer.key(fromFile: directory.appendingPathComponent("missing").path) }
+    }
+
+    @Test func requestCookiesAreFoundByExactName() {
+        var fields = HTTPFields()
+        fields.append(HTTPField(name: .cookie, value: "a=1; __Host-sallyport-corp=xyz; b=2"))
+        fields.append(HTTPField(name: .cookie, value: "c=3"))
+        #expect(Cookies.value("__Host-sallyport-corp", in: fields) == "xyz")
+        #expect(Cookies.value("c", in: fields) == "3")
+        #expect(Cookies.value("__Host-sallyport", in: fields) == nil)
+        #expect(Cookies.set("n", value: "v", maxAge: 60) == "n=v; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=60")
+        #expect(Cookies.clear("n").hasSuffix("Max-Age=0"))
+    }
+}
+
+@Suite("Token claims")
+struct TokenVerifierTests {
+    let verifier = TokenVerifier(
+        issuers: ["https://issuer.test"], audiences: ["relay"], clockSkew: .seconds(60),
+        mapping: ClaimMapping(keep: ["department", "level"]), provider: "corp"
+    )
+
+    func claims(_ extra: [String: JSONValue] = [:], expiresIn: Double = 300) -> TokenClaims {
+        let now = Date().timeIntervalSince1970
+        var all: [String: JSONValue] = [
+            "iss": .string("https://issuer.test"), "sub": .string("s-1"), "aud": .array([.string("relay")]),
+            "exp": .number(now + expiresIn), "iat": .number(now), "preferred_username": .string("alice@corp.test"),
+            "groups": .array([.string("staff"), .string("payroll")]), "department": .string("finance"), "level": .number(3),
+        ]
+        for (key, value) in extra { all[key] = value }
+        return TokenClaims(all: all)
+    }
+
+    @Test func acceptsAGoodTokenAndMapsTheIdentity() throws {
+        try verifier.check(claims())
+        let identity = try verifier.identity(from: claims())
+        #expect(identity.userPrincipalName == "alice@corp.test", "upn missing: preferred_username is next")
+        #expect(identity.groups == ["staff", "payroll"])
+        #expect(identity.claims == ["department": ["finance"], "level": ["3"]])
+        #expect(identity.provider == "corp")
+        #expect(try verifier.identity(from: claims(["upn": .string("a@corp.example")])).userPrincipalName == "a@corp.example")
+    }
+
+    @Test func refusesWrongIssuerAudienceLifetimeAndNonce() {
+        #expect(throws: AuthFailure.wrongIssuer("https://evil.test")) { try verifier.check(claims(["iss": .string("https://evil.test")])) }
+        #expect(throws: AuthFailure.wrongAudience) { try verifier.check(claims(["aud": .string("other")])) }
+        #expect(throws: AuthFailure.expired) { try verifier.check(claims(expiresIn: -61)) }
+        #expect(throws: Never.self) { try verifier.check(claims(expiresIn: -30)) }  // within the clock skew
+        #expect(throws: AuthFailure.notYetValid) { try verifier.check(claims(["nbf": .number(Date().timeIntervalSince1970 + 600)])) }
+        #expect(throws: AuthFailure.missingClaim("exp")) { try verifier.check(TokenClaims(all: claims().all.filter { $0.key != "exp" })) }
+        #expect(throws: AuthFailure.nonceMismatch) { try verifier.check(claims(["nonce": .string("a")]), nonce: "b") }
+        #expect(throws: AuthFailure.nonceMismatch) { try verifier.check(claims(), nonce: "b") }
+        #expect(throws: AuthFailure.missingClaim("upn or preferred_username or email")) {
+            try verifier.identity(from: TokenClaims(all: claims().all.filter { $0.key != "preferred_username" }))
+        }
+    }
+}
+
+@Suite("Sign-in decisions")
+struct SignInDecisionTests {
+    func request(_ method: HTTPRequest.Method = .get, _ fields: [(HTTPField.Name, String)] = []) -> HTTPRequest {
+        var request = HTTPRequest(method: method, scheme: "https", authority: "app.example", path: "/")
+        for (name, value) in fields { request.headerFields.append(HTTPField(name: name, value: value)) }
+        return request
+    }
+
+    @Test func browsersAreRedirectedAndAPIClientsAreNot() {
+        #expect(PreAuthenticator.isBrowserNavigation(request(.get, [(.accept, "text/html,application/xhtml+xml")])))
+        #expect(PreAuthenticator.isBrowserNavigation(request(.get, [(.accept, "*/*")])))
+        #expect(!PreAuthenticator.isBrowserNavigation(request(.get, [(.accept, "application/json")])))
+        #expect(!PreAuthenticator.isBrowserNavigation(request(.get, [(.authorization, "Bearer x")])))
+        #expect(!PreAuthenticator.isBrowserNavigation(request(.get, [(HTTPField.Name("X-Requested-With")!, "XMLHttpRequest")])))
+        #expect(!PreAuthenticator.isBrowserNavigation(request(.post, [(.accept, "text/html")])))
+    }
+
+    @Test func returnPathsStayOnTheHost() {
+        #expect(PreAuthenticator.safeReturnPath("/reports?q=1") == "/reports?q=1")
+        #expect(PreAuthenticator.safeReturnPath("//evil.example/") == "/")
+        #expect(PreAuthenticator.safeReturnPath("/\\evil.example/") == "/")
+        #expect(PreAuthenticator.safeReturnPath("https://evil.example/") == "/")
+        #expect(PreAuthenticator.safeReturnPath("/.sallyport/auth/callback?code=x") == "/")
+    }
+
+    @Test func pkceChallengeIsTheSHA256OfTheVerifier() {
+        let (verifier, challenge) = OIDCClient.pkce()
+        #expect(verifier.count == 43)
+        #expect(challenge.count == 43)
+        #expect(challenge != verifier)
+        #expect(OIDCClient.pkce().verifier != verifier)
+    }
+
+    @Test func formEncodingEscapesEverythingButUnreserved() {
+        #expect(FormEncoding.encode([URLQueryItem(name: "scope", value: "openid email"), URLQueryItem(name: "s", value: "a+b/c=d&e")])
+            == "scope=openid%20email&s=a%2Bb%2Fc%3Dd%26e")
+    }
+
+    @Test func tokenKeyIDIsReadFromTheHeader() async throws {
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: ES256PrivateKey(), kid: "k1")
+        struct Payload: JWTPayload {
+            var sub: String
+            func verify(using algorithm: some JWTAlgorithm) async throws {}
+        }
+        let token = try await keys.sign(Payload(sub: "x"), kid: "k1")
+        #expect(KeySet.keyID(of: token) == "k1")
+        #expect(KeySet.keyID(of: "garbage") == nil)
+    }
+}
