@@ -132,7 +132,7 @@ public final class PreAuthenticator: Sendable {
         let name = Self.sessionCookie(provider.name)
         let context = "session|\(name)|\(authority.lowercased())"
         let now = Date().timeIntervalSince1970
-        if let sealed = Cookies.value(name, in: request.headerFields) {
+        if let sealed = Cookies.chunkedValue(name, in: request.headerFields) {
             if var session = sealer.open(sealed, as: Session.self, context: context),
                 now - session.issued < Double(sessions.lifetime.components.seconds),
                 now - session.seen < Double(sessions.idleTimeout.components.seconds)
@@ -141,8 +141,12 @@ public final class PreAuthenticator: Sendable {
                 // Keep the idle clock going without rewriting the cookie on every request.
                 if now - session.seen > min(60, Double(sessions.idleTimeout.components.seconds) / 4) {
                     session.seen = now
-                    if let value = sealer.seal(session, context: context) {
-                        setCookies.append(Cookies.set(name, value: value, maxAge: Int(session.issued + Double(sessions.lifetime.components.seconds) - now)))
+                    if let value = sealer.seal(session, context: context),
+                        let cookies = Cookies.setChunked(
+                            name, value: value, maxAge: Int(session.issued + Double(sessions.lifetime.components.seconds) - now), replacing: request.headerFields
+                        )
+                    {
+                        setCookies += cookies
                     }
                 }
                 return self.admit(session.identity, policy: policy, setCookies: setCookies)
@@ -231,7 +235,7 @@ public final class PreAuthenticator: Sendable {
         case Self.signOutPath where request.method == .get || request.method == .post:
             var fields = HTTPFields()
             for provider in providers.sorted() where oidc[provider] != nil {
-                fields.append(HTTPField(name: .setCookie, value: Cookies.clear(Self.sessionCookie(provider))))
+                for cookie in Cookies.clearChunked(Self.sessionCookie(provider)) { fields.append(HTTPField(name: .setCookie, value: cookie)) }
             }
             return ErrorPage(status: .ok, title: "Signed out", detail: "You are signed out of the applications at this address.", headerFields: fields)
         default:
@@ -292,9 +296,19 @@ public final class PreAuthenticator: Sendable {
         let name = Self.sessionCookie(provider.name)
         let session = Session(identity: identity, issued: now, seen: now)
         guard let value = sealer.seal(session, context: "session|\(name)|\(authority.lowercased())") else { return Pages.signInUnavailable }
+        guard let cookies = Cookies.setChunked(name, value: value, maxAge: Int(sessions.lifetime.components.seconds), replacing: request.headerFields) else {
+            logger.error(
+                "the user's identity is too large for a session cookie; keep fewer claims or have the provider send fewer groups",
+                metadata: ["user": "\(identity.userPrincipalName)", "groups": "\(identity.groups.count)", "bytes": "\(value.utf8.count)"]
+            )
+            return ErrorPage(
+                status: .internalServerError, title: "Sign-in failed",
+                detail: "Your account carries more information than a sign-in session can hold. Contact your administrator."
+            )
+        }
         logger.info("user signed in", metadata: ["user": "\(identity.userPrincipalName)", "provider": "\(provider.name)"])
         var fields = clearLogin
-        fields.append(HTTPField(name: .setCookie, value: Cookies.set(name, value: value, maxAge: Int(sessions.lifetime.components.seconds))))
+        for cookie in cookies { fields.append(HTTPField(name: .setCookie, value: cookie)) }
         fields[.location] = Self.safeReturnPath(pending.returnTo)
         return ErrorPage(status: .seeOther, title: "Signed in", detail: "Continue to the application.", headerFields: fields)
     }

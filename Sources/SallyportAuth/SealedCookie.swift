@@ -68,6 +68,52 @@ enum Cookies {
     }
 
     static func clear(_ name: String) -> String { set(name, value: "", maxAge: 0) }
+
+    /// Browsers keep about 4 KB per cookie; a session with many groups is split over `name`, `name-1`, …
+    static let chunkSize = 3800
+    /// At most this many cookies per value (about 30 KB, within the edge's default header limit).
+    static let maxChunks = 8
+
+    /// `Set-Cookie` values for a value that may need several cookies; nil when it is too big even then.
+    /// Chunks left over from a longer value in `request` are cleared.
+    /// The first cookie starts with the count (`3~…`), so stale extra chunks are never read.
+    static func setChunked(_ name: String, value: String, maxAge: Int, replacing request: HTTPFields = [:]) -> [String]? {
+        let count = (value.utf8.count + chunkSize - 1) / chunkSize
+        guard count <= maxChunks else { return nil }
+        var chunks: [Substring] = []
+        var rest = Substring(value)
+        while !rest.isEmpty {
+            chunks.append(rest.prefix(chunkSize))
+            rest = rest.dropFirst(chunkSize)
+        }
+        var cookies = [set(name, value: "\(chunks.count)~" + chunks[0], maxAge: maxAge)]
+        for index in 1..<max(1, chunks.count) {
+            cookies.append(set("\(name)-\(index)", value: String(chunks[index]), maxAge: maxAge))
+        }
+        // Remove the tail of a longer earlier value the browser still sends.
+        for index in chunks.count..<maxChunks where Self.value("\(name)-\(index)", in: request) != nil {
+            cookies.append(clear("\(name)-\(index)"))
+        }
+        return cookies
+    }
+
+    /// A value written by ``setChunked(_:value:maxAge:)``, joined again; nil when a part is missing.
+    static func chunkedValue(_ name: String, in fields: HTTPFields) -> String? {
+        guard let first = value(name, in: fields), let tilde = first.firstIndex(of: "~"),
+            let count = Int(first[..<tilde]), (1...maxChunks).contains(count)
+        else { return nil }
+        var joined = String(first[first.index(after: tilde)...])
+        for index in 1..<count {
+            guard let part = value("\(name)-\(index)", in: fields) else { return nil }
+            joined += part
+        }
+        return joined
+    }
+
+    /// `Set-Cookie` values that remove a chunked value.
+    static func clearChunked(_ name: String) -> [String] {
+        [clear(name)] + (1..<maxChunks).map { clear("\(name)-\($0)") }
+    }
 }
 
 /// A problem in the relay's authentication settings found at start (secret or key file unreadable).

@@ -27,7 +27,7 @@ extension EndToEnd {
             }
         }
 
-        static func start() async throws -> Setup {
+        static func start(lifetime: String = "1h", idleTimeout: String = "10m") async throws -> Setup {
             let providerPort = try FreePort.next()
             let closedPort = try FreePort.next()
             let providerURL = "http://127.0.0.1:\(providerPort)"
@@ -52,8 +52,8 @@ extension EndToEnd {
                         clientID: sallyport-test
                         clientSecretFile: oidc-secret
                     sessions:
-                      lifetime: 1h
-                      idleTimeout: 10m
+                      lifetime: \(lifetime)
+                      idleTimeout: \(idleTimeout)
                     """
             )
             _ = try deployment.directory.write("oidc-secret", "s3cret-with+and/\n")
@@ -221,6 +221,41 @@ extension EndToEnd {
             let log = deployment.relay?.log() ?? ""
             #expect(!log.contains(session))
             #expect(!log.contains("s3cret"))
+            await setup.stop()
+        }
+
+        @Test("A session ends after its idle timeout, and after its absolute lifetime however busy it is")
+        func sessionLifetimes() async throws {
+            let setup = try await Self.start(lifetime: "6s", idleTimeout: "2s")
+            let deployment = setup.deployment
+            func get(_ cookie: String) async throws -> Curl.Result {
+                try await Curl.run(deployment.url("portal", "/headers"), caFile: deployment.caFile, headers: ["Cookie: __Host-sallyport-corp=\(cookie)"])
+            }
+
+            let first = try await Self.curlSignIn(setup, host: "portal", sub: "alice")
+            let idle = try #require(Self.cookies(first.answer)["__Host-sallyport-corp"])
+            #expect(try await get(idle).status == 200)
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await get(idle).status == 302, "idle for longer than idleTimeout")
+
+            // Busy: a request every second keeps the idle clock fresh (the relay re-issues the cookie), but
+            // the absolute lifetime still ends the session.
+            let second = try await Self.curlSignIn(setup, host: "portal", sub: "alice")
+            var cookie = try #require(Self.cookies(second.answer)["__Host-sallyport-corp"])
+            let signedInAt = ContinuousClock.now
+            var refreshed = 0
+            while ContinuousClock.now - signedInAt < .seconds(4) {
+                try await Task.sleep(for: .seconds(1))
+                let result = try await get(cookie)
+                #expect(result.status == 200)
+                if let renewed = Self.cookies(result)["__Host-sallyport-corp"] {
+                    cookie = renewed
+                    refreshed += 1
+                }
+            }
+            #expect(refreshed > 0, "the relay renews the cookie to keep the idle clock going")
+            try await Task.sleep(until: signedInAt + .seconds(7))
+            #expect(try await get(cookie).status == 302, "past the absolute lifetime")
             await setup.stop()
         }
     }

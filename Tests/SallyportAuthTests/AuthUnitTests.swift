@@ -59,6 +59,33 @@ struct SealedCookieTests {
     }
 }
 
+@Suite("Chunked session cookies")
+struct ChunkedCookieTests {
+    func request(from setCookies: [String]) -> HTTPFields {
+        let pairs = setCookies.map { String($0.split(separator: ";")[0]) }.filter { !$0.hasSuffix("=") }
+        var fields = HTTPFields()
+        fields.append(HTTPField(name: .cookie, value: pairs.joined(separator: "; ")))
+        return fields
+    }
+
+    @Test func aLargeValueSpreadsOverSeveralCookiesAndJoinsAgain() throws {
+        let value = String(repeating: "abcdefghij", count: 1000)  // 10 000 bytes: three cookies
+        let cookies = try #require(Cookies.setChunked("s", value: value, maxAge: 60))
+        #expect(cookies.count == 3)
+        #expect(cookies.allSatisfy { $0.split(separator: ";")[0].utf8.count < 4000 })
+        #expect(Cookies.chunkedValue("s", in: request(from: cookies)) == value)
+        #expect(Cookies.chunkedValue("s", in: request(from: Array(cookies.dropLast()))) == nil, "a missing part is no session")
+    }
+
+    @Test func aShorterValueClearsTheOldTail() throws {
+        let long = try #require(Cookies.setChunked("s", value: String(repeating: "x", count: 9000), maxAge: 60))
+        let short = try #require(Cookies.setChunked("s", value: "tiny", maxAge: 60, replacing: request(from: long)))
+        #expect(short.first == Cookies.set("s", value: "1~tiny", maxAge: 60))
+        #expect(short.dropFirst().sorted() == [Cookies.clear("s-1"), Cookies.clear("s-2")])
+        #expect(Cookies.setChunked("s", value: String(repeating: "x", count: 40_000), maxAge: 60) == nil)
+    }
+}
+
 @Suite("Token claims")
 struct TokenVerifierTests {
     let verifier = TokenVerifier(
