@@ -107,7 +107,7 @@ extension EndToEnd {
             let nginx = try await Nginx.start(directory: nginxDirectory)
             let issuer = try TestIssuer(issuer: Self.issuer, jwksFile: nginx.filesDirectory + "/jwks.json")
             let deployment = try Deployment(
-                hosts: ["api", "payroll", "gated"],
+                hosts: ["api", "payroll", "gated", "typo"],
                 relayExtra: Self.relayConfig(
                     jwksURL: nginx.baseURL + "/files/jwks.json", unreachableJWKS: "http://127.0.0.1:\(closedPort)/jwks.json"
                 )
@@ -203,6 +203,21 @@ extension EndToEnd {
             #expect(gated.body.contains("identity provider cannot be reached"))
             let stillFine = try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(rotated)"])
             #expect(stillFine.status == 200)
+
+            // An app naming a provider the relay does not have is refused with file, line and key; the others serve.
+            try deployment.writeApp(
+                name: "typo", internalURL: nginx.baseURL + "/", auth: ["preAuthentication:", "  method: jwt", "  provider: apii"] + Self.headerSSO
+            )
+            try await deployment.relay!.waitForLog(containing: "typo.yaml:7:3: preAuthentication.provider: no identity provider \"apii\"", timeout: .seconds(10))
+            let typo = try await Curl.run(deployment.url("typo", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(rotated)"])
+            #expect(typo.status == 404)
+            #expect(try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(rotated)"]).status == 200)
+            let validate = try ChildProcess.launch(
+                deployment.binary, ["config", "validate", deployment.appsDirectory, "--relay", deployment.directory.file("relay.yaml")],
+                logFile: deployment.directory.file("validate.log")
+            )
+            #expect(await validate.waitForExit(timeout: .seconds(20)) == 1)
+            #expect(validate.log().contains("typo.yaml:7:3: preAuthentication.provider: no identity provider \"apii\" in the relay config (defined: api, broken)"))
 
             // Tokens never appear in the relay's log.
             let relayLog = deployment.relay?.log() ?? ""
