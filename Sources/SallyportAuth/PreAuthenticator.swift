@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import HTTPTypes
 import Logging
@@ -39,39 +40,49 @@ public final class PreAuthenticator: Sendable {
     private let usedStates = Mutex<[String: Date]>([:])
     private let logger: Logger
 
-    /// Reads client secrets and the session key; fails with a message naming the setting when one is unreadable.
-    public init(config: RelayConfig, logger: Logger) throws {
+    /// Reads client secrets and the session key. A provider whose secret (or, for OIDC, the session key) cannot
+    /// be read is logged and left out: its apps answer 503, every other app keeps working.
+    public init(config: RelayConfig, logger: Logger) {
         self.logger = logger
         self.sessions = config.sessions
-        self.sealer = CookieSealer(key: try CookieSealer.key(fromFile: config.sessions.keyFile))
+        var sealer: CookieSealer?
+        do {
+            sealer = CookieSealer(key: try CookieSealer.key(fromFile: config.sessions.keyFile))
+        } catch {
+            logger.error("sign-in sessions are unavailable; apps using OIDC answer 503 until this is fixed and the relay restarts", metadata: ["error": "\(error)"])
+        }
+        self.sealer = sealer ?? CookieSealer(key: SymmetricKey(size: .bits256))
         var oidc: [String: OIDCClient] = [:]
         var jwt: [String: JWTProvider] = [:]
         var clients: [HTTPClient] = []
-        do {
-            for provider in config.identityProviders {
-                var tls = TLSConfiguration.makeClientConfiguration()
-                tls.minimumTLSVersion = .tlsv12
-                if let caFile = provider.caFile { tls.trustRoots = .file(caFile) }
-                var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
-                configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        for provider in config.identityProviders {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if let caFile = provider.caFile { tls.trustRoots = .file(caFile) }
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
+            configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+            var providerLogger = logger
+            providerLogger[metadataKey: "provider"] = "\(provider.name)"
+            switch provider.kind {
+            case .oidc(let settings):
+                guard sealer != nil else { continue }
                 let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-                clients.append(client)
-                var providerLogger = logger
-                providerLogger[metadataKey: "provider"] = "\(provider.name)"
-                switch provider.kind {
-                case .oidc(let settings):
+                do {
                     oidc[provider.name] = try OIDCClient(
                         name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
                     )
-                case .jwt(let settings):
-                    jwt[provider.name] = JWTProvider(
-                        name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
-                    )
+                    clients.append(client)
+                } catch {
+                    try? client.syncShutdown()
+                    logger.error("identity provider unavailable; its apps answer 503 until this is fixed and the relay restarts", metadata: ["error": "\(error)"])
                 }
+            case .jwt(let settings):
+                let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+                clients.append(client)
+                jwt[provider.name] = JWTProvider(
+                    name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
+                )
             }
-        } catch {
-            for client in clients { try? client.syncShutdown() }
-            throw error
         }
         self.oidc = oidc
         self.jwt = jwt
@@ -98,8 +109,8 @@ public final class PreAuthenticator: Sendable {
         if let provider = oidc[providerName] {
             return await self.authenticateSession(request, provider: provider, policy: policy, app: app, authority: authority)
         }
-        // The catalog only admits apps whose provider exists; this is a relay restarted with fewer providers.
-        logger.error("app names an identity provider the relay does not have", metadata: ["app": "\(app.name)", "provider": "\(providerName)"])
+        // The catalog only admits apps whose provider exists: this one could not be set up (logged at start).
+        logger.error("the app's identity provider is unavailable; see the error logged at start", metadata: ["app": "\(app.name)", "provider": "\(providerName)"])
         return .answer(Pages.signInUnavailable)
     }
 

@@ -43,8 +43,8 @@ public struct RelayService: Service {
             key: self.config.tunnelKey,
             clientCA: self.config.tunnelClientCA
         )
-        // Reads client secrets and the session key: a problem there stops the relay with a message naming the key.
-        let authenticator = try PreAuthenticator(config: self.config, logger: self.logger)
+        // Reads client secrets and the session key; a provider that cannot be set up only affects its own apps.
+        let authenticator = PreAuthenticator(config: self.config, logger: self.logger)
         do {
             try await self.serve(publicTLS: publicTLS, tunnelTLS: tunnelTLS, authenticator: authenticator)
         } catch {

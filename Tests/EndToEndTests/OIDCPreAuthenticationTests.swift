@@ -31,7 +31,7 @@ extension EndToEnd {
             let providerPort = try FreePort.next()
             let closedPort = try FreePort.next()
             let providerURL = "http://127.0.0.1:\(providerPort)"
-            let deploymentHosts = ["portal", "payroll", "down"]
+            let deploymentHosts = ["portal", "payroll", "down", "nosecret"]
             let nginxDirectory = try TestDirectory(prefix: "sallyport-oidc-backend")
             let nginx = try await Nginx.start(directory: nginxDirectory)
             var deployment: Deployment!
@@ -51,6 +51,11 @@ extension EndToEnd {
                         issuer: http://127.0.0.1:\(closedPort)
                         clientID: sallyport-test
                         clientSecretFile: oidc-secret
+                      nosecret:
+                        type: oidc
+                        issuer: \(providerURL)
+                        clientID: sallyport-test
+                        clientSecretFile: missing-secret
                     sessions:
                       lifetime: \(lifetime)
                       idleTimeout: \(idleTimeout)
@@ -70,6 +75,9 @@ extension EndToEnd {
                 auth: ["preAuthentication:", "  method: oidc", "  provider: corp", "  allowedGroups: [payroll]"] + sso
             )
             try deployment.writeApp(name: "down", internalURL: nginx.baseURL + "/", auth: ["preAuthentication:", "  method: oidc", "  provider: down"] + sso)
+            try deployment.writeApp(
+                name: "nosecret", internalURL: nginx.baseURL + "/", auth: ["preAuthentication:", "  method: oidc", "  provider: nosecret"] + sso
+            )
             try await deployment.startRelay()
             try await deployment.startConnector()
             return Setup(deployment: deployment, nginx: nginx, provider: provider, providerURL: providerURL, nginxDirectory: nginxDirectory)
@@ -209,6 +217,10 @@ extension EndToEnd {
             let down = try await Curl.run(deployment.url("down", "/headers"), caFile: deployment.caFile)
             #expect(down.status == 503)
             #expect(down.body.contains("identity provider cannot be reached"))
+            // A provider whose client secret cannot be read: its app answers 503 (the relay said why at start).
+            let noSecret = try await Curl.run(deployment.url("nosecret", "/headers"), caFile: deployment.caFile)
+            #expect(noSecret.status == 503)
+            #expect(deployment.relay?.log().contains("identityProviders.nosecret.clientSecretFile: cannot read") == true)
             let stillUp = try await Curl.run(deployment.url("portal", "/headers"), caFile: deployment.caFile, headers: ["Cookie: __Host-sallyport-corp=\(session)"])
             #expect(stillUp.status == 200)
 
