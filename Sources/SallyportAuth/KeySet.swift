@@ -115,13 +115,23 @@ actor KeySet {
         case .url(let url):
             json = try await HTTPFetch.get(url, client: client, what: "JWKS")
         }
+        let jwks: JWKS
         do {
-            let jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
-            let collection = try await JWTKeyCollection().add(jwks: jwks)
-            return (collection, Set(jwks.keys.compactMap { $0.keyIdentifier?.string }))
+            jwks = try JSONDecoder().decode(JWKS.self, from: Data(json.utf8))
         } catch {
             throw AuthFailure.providerUnavailable("the JWKS at \(source) is not a valid key set: \(error)")
         }
+        // Keys this relay cannot use (no kid, a symmetric or unknown type) are skipped, not fatal to the rest.
+        let collection = JWTKeyCollection()
+        var kids: Set<String> = []
+        for jwk in jwks.keys {
+            guard let kid = jwk.keyIdentifier?.string, (try? await collection.add(jwk: jwk)) != nil else { continue }
+            kids.insert(kid)
+        }
+        guard !kids.isEmpty else {
+            throw AuthFailure.providerUnavailable("the JWKS at \(source) has no usable signing key (each needs a kid and an RSA, EC or OKP key)")
+        }
+        return (collection, kids)
     }
 }
 

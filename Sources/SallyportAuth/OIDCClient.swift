@@ -33,6 +33,10 @@ final class OIDCClient: Sendable {
     private let verifier: TokenVerifier
     private let logger: Logger
     private let discovered = Mutex<(Discovery, KeySet)?>(nil)
+    /// When discovery last failed: retried at most every ``discoveryRetryInterval`` so a down provider is not
+    /// asked on every visit.
+    private let lastFailure = Mutex<(ContinuousClock.Instant, AuthFailure)?>(nil)
+    static let discoveryRetryInterval: Duration = .seconds(5)
 
     init(name: String, settings: OIDCSettings, claims: ClaimMapping, clockSkew: Duration, client: HTTPClient, logger: Logger) throws {
         guard let data = FileManager.default.contents(atPath: settings.clientSecretFile) else {
@@ -53,6 +57,16 @@ final class OIDCClient: Sendable {
     /// The discovery document and the issuer's keys; fetched once, retried on every call until it works.
     func discovery() async throws(AuthFailure) -> (Discovery, KeySet) {
         if let done = self.discovered.withLock({ $0 }) { return done }
+        if let (at, failure) = self.lastFailure.withLock({ $0 }), ContinuousClock.now - at < Self.discoveryRetryInterval { throw failure }
+        do {
+            return try await self.fetchDiscovery()
+        } catch {
+            self.lastFailure.withLock { $0 = (.now, error) }
+            throw error
+        }
+    }
+
+    private func fetchDiscovery() async throws(AuthFailure) -> (Discovery, KeySet) {
         let url = settings.issuer.hasSuffix("/") ? settings.issuer + ".well-known/openid-configuration" : settings.issuer + "/.well-known/openid-configuration"
         let document: Discovery
         do {

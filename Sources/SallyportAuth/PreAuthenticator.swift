@@ -100,27 +100,27 @@ public final class PreAuthenticator: Sendable {
     // MARK: - Requests for apps
 
     /// Decides whether a request for `app` goes on, and with which identity.
-    public func authenticate(_ request: HTTPRequest, app: AppConfig, authority: String) async -> AuthDecision {
+    public func authenticate(_ request: HTTPRequest, app: AppConfig, authority: String, logger: Logger) async -> AuthDecision {
         guard let policy = app.preAuthentication.policy else { return .forward(identity: nil, setCookies: []) }
         let providerName = policy.provider ?? ""
         if let provider = jwt[providerName] {
-            return await self.authenticateJWT(request, provider: provider, policy: policy, authority: authority)
+            return await self.authenticateJWT(request, provider: provider, policy: policy, authority: authority, logger: logger)
         }
         if let provider = oidc[providerName] {
-            return await self.authenticateSession(request, provider: provider, policy: policy, app: app, authority: authority)
+            return await self.authenticateSession(request, provider: provider, policy: policy, app: app, authority: authority, logger: logger)
         }
         // The catalog only admits apps whose provider exists: this one could not be set up (logged at start).
         logger.error("the app's identity provider is unavailable; see the error logged at start", metadata: ["app": "\(app.name)", "provider": "\(providerName)"])
         return .answer(Pages.signInUnavailable)
     }
 
-    private func authenticateJWT(_ request: HTTPRequest, provider: JWTProvider, policy: AccessPolicy, authority: String) async -> AuthDecision {
+    private func authenticateJWT(_ request: HTTPRequest, provider: JWTProvider, policy: AccessPolicy, authority: String, logger: Logger) async -> AuthDecision {
         guard let token = provider.token(in: request.headerFields) else {
             return .answer(Pages.unauthorized(realm: authority, error: nil))
         }
         do {
             let identity = try await provider.authenticate(token: token)
-            return self.admit(identity, policy: policy, setCookies: [])
+            return self.admit(identity, policy: policy, setCookies: [], logger: logger)
         } catch {
             if case .providerUnavailable = error {
                 logger.error("cannot check a token: the issuer's keys are unavailable", metadata: ["provider": "\(provider.name)", "error": "\(error)"])
@@ -137,9 +137,26 @@ public final class PreAuthenticator: Sendable {
         var seen: Double
     }
 
-    static func sessionCookie(_ provider: String) -> String { "__Host-sallyport-\(provider)" }
+    static func sessionCookie(_ provider: String) -> String { "\(cookiePrefix)\(provider)" }
 
-    private func authenticateSession(_ request: HTTPRequest, provider: OIDCClient, policy: AccessPolicy, app: AppConfig, authority: String) async -> AuthDecision {
+    /// Every cookie the relay sets starts with this.
+    static let cookiePrefix = "__Host-sallyport-"
+
+    /// Removes the relay's cookies (sessions, sign-in state) from the `Cookie` fields of a request that
+    /// goes on to a backend; other cookies stay as they were.
+    public static func removeRelayCookies(from fields: inout HTTPFields) {
+        let values = fields[values: .cookie]
+        guard values.contains(where: { $0.contains(cookiePrefix) }) else { return }
+        let kept = values.compactMap { value -> String? in
+            let pairs = value.split(separator: ";").map { $0.drop { $0 == " " } }.filter { !$0.hasPrefix(cookiePrefix) }
+            return pairs.isEmpty ? nil : pairs.joined(separator: "; ")
+        }
+        fields[values: .cookie] = kept
+    }
+
+    private func authenticateSession(
+        _ request: HTTPRequest, provider: OIDCClient, policy: AccessPolicy, app: AppConfig, authority: String, logger: Logger
+    ) async -> AuthDecision {
         let name = Self.sessionCookie(provider.name)
         let context = "session|\(name)|\(authority.lowercased())"
         let now = Date().timeIntervalSince1970
@@ -160,17 +177,17 @@ public final class PreAuthenticator: Sendable {
                         setCookies += cookies
                     }
                 }
-                return self.admit(session.identity, policy: policy, setCookies: setCookies)
+                return self.admit(session.identity, policy: policy, setCookies: setCookies, logger: logger)
             }
             logger.debug("session cookie expired, tampered with or from another key; signing in again")
         }
         guard Self.isBrowserNavigation(request) else {
             return .answer(Pages.unauthorized(realm: authority, error: nil))
         }
-        return await self.startSignIn(request, provider: provider, app: app, authority: authority)
+        return await self.startSignIn(request, provider: provider, app: app, authority: authority, logger: logger)
     }
 
-    private func admit(_ identity: Identity, policy: AccessPolicy, setCookies: [String]) -> AuthDecision {
+    private func admit(_ identity: Identity, policy: AccessPolicy, setCookies: [String], logger: Logger) -> AuthDecision {
         guard policy.allows(userPrincipalName: identity.userPrincipalName, groups: identity.groups) else {
             logger.info("access denied by the app's rules", metadata: ["user": "\(identity.userPrincipalName)"])
             var page = Pages.forbidden(user: identity.userPrincipalName)
@@ -201,7 +218,7 @@ public final class PreAuthenticator: Sendable {
 
     static func loginCookie(state: String) -> String { "__Host-sallyport-login-\(state.prefix(16))" }
 
-    private func startSignIn(_ request: HTTPRequest, provider: OIDCClient, app: AppConfig, authority: String) async -> AuthDecision {
+    private func startSignIn(_ request: HTTPRequest, provider: OIDCClient, app: AppConfig, authority: String, logger: Logger) async -> AuthDecision {
         let state = Base64URL.random()
         let nonce = Base64URL.random()
         let pkce = OIDCClient.pkce()
@@ -236,25 +253,48 @@ public final class PreAuthenticator: Sendable {
 
     // MARK: - The relay's own paths
 
+    /// Where load balancers check that the relay is up; answered on every host without authentication.
+    public static let healthPath = "/.sallyport/health"
+
     /// Answers a request under ``reservedPathPrefix``. `providers` are those of the apps on this host.
-    public func handleReserved(_ request: HTTPRequest, authority: String, providers: Set<String>) async -> ErrorPage {
+    public func handleReserved(_ request: HTTPRequest, authority: String, providers: Set<String>, logger: Logger) async -> ErrorPage {
         let path = request.path ?? "/"
         let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
         switch route {
         case Self.callbackPath where request.method == .get:
-            return await self.callback(request, authority: authority, providers: providers)
-        case Self.signOutPath where request.method == .get || request.method == .post:
+            let page = await self.callback(request, authority: authority, providers: providers, logger: logger)
+            if page.status.kind == .clientError { logger.info("sign-in response refused", metadata: ["status": "\(page.status.code)", "reason": "\(page.detail)"]) }
+            return page
+        case Self.signOutPath where request.method == .get:
+            // A link (or a page on another site) cannot sign the user out: only this page's button can.
+            return ErrorPage(
+                status: .ok, title: "Sign out", detail: "Sign out of the applications at this address?",
+                action: ErrorPage.Action(label: "Sign out", path: Self.signOutPath)
+            )
+        case Self.signOutPath where request.method == .post:
+            guard Self.isSameOrigin(request, authority: authority) else {
+                logger.info("cross-site sign-out refused")
+                return .badRequest("Sign-out must come from this site's own sign-out page.", status: .forbidden)
+            }
             var fields = HTTPFields()
             for provider in providers.sorted() where oidc[provider] != nil {
                 for cookie in Cookies.clearChunked(Self.sessionCookie(provider)) { fields.append(HTTPField(name: .setCookie, value: cookie)) }
             }
+            logger.info("user signed out")
             return ErrorPage(status: .ok, title: "Signed out", detail: "You are signed out of the applications at this address.", headerFields: fields)
         default:
             return .notFound
         }
     }
 
-    private func callback(_ request: HTTPRequest, authority: String, providers: Set<String>) async -> ErrorPage {
+    /// A POST from a page of this host: `Sec-Fetch-Site: same-origin`, or an `Origin` of this host.
+    static func isSameOrigin(_ request: HTTPRequest, authority: String) -> Bool {
+        if let site = request.headerFields[HTTPField.Name("Sec-Fetch-Site")!] { return site == "same-origin" }
+        guard let origin = request.headerFields[HTTPField.Name("Origin")!] else { return false }
+        return origin.lowercased() == "https://\(authority.lowercased())"
+    }
+
+    private func callback(_ request: HTTPRequest, authority: String, providers: Set<String>, logger: Logger) async -> ErrorPage {
         let items = URLComponents(string: "https://relay" + (request.path ?? "/"))?.queryItems ?? []
         func item(_ name: String) -> String? { items.first { $0.name == name }?.value }
         guard let state = item("state"), !state.isEmpty else {

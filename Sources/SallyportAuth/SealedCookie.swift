@@ -69,10 +69,11 @@ enum Cookies {
 
     static func clear(_ name: String) -> String { set(name, value: "", maxAge: 0) }
 
-    /// Browsers keep about 4 KB per cookie; a session with many groups is split over `name`, `name-1`, …
+    /// Browsers keep about 4 KB per cookie; a session with many groups is split over `name`, `name.1`, …
+    /// (`.` never occurs in provider names, so one provider's chunk is never another provider's cookie).
     static let chunkSize = 3800
-    /// At most this many cookies per value (about 30 KB, within the edge's default header limit).
-    static let maxChunks = 8
+    /// At most this many cookies per value (about 19 KB, well within the edge's default 32 KB of headers).
+    static let maxChunks = 5
 
     /// `Set-Cookie` values for a value that may need several cookies; nil when it is too big even then.
     /// Chunks left over from a longer value in `request` are cleared.
@@ -88,11 +89,11 @@ enum Cookies {
         }
         var cookies = [set(name, value: "\(chunks.count)~" + chunks[0], maxAge: maxAge)]
         for index in 1..<max(1, chunks.count) {
-            cookies.append(set("\(name)-\(index)", value: String(chunks[index]), maxAge: maxAge))
+            cookies.append(set("\(name).\(index)", value: String(chunks[index]), maxAge: maxAge))
         }
         // Remove the tail of a longer earlier value the browser still sends.
-        for index in chunks.count..<maxChunks where Self.value("\(name)-\(index)", in: request) != nil {
-            cookies.append(clear("\(name)-\(index)"))
+        for index in chunks.count..<maxChunks where Self.value("\(name).\(index)", in: request) != nil {
+            cookies.append(clear("\(name).\(index)"))
         }
         return cookies
     }
@@ -104,7 +105,7 @@ enum Cookies {
         else { return nil }
         var joined = String(first[first.index(after: tilde)...])
         for index in 1..<count {
-            guard let part = value("\(name)-\(index)", in: fields) else { return nil }
+            guard let part = value("\(name).\(index)", in: fields) else { return nil }
             joined += part
         }
         return joined
@@ -112,7 +113,7 @@ enum Cookies {
 
     /// `Set-Cookie` values that remove a chunked value.
     static func clearChunked(_ name: String) -> [String] {
-        [clear(name)] + (1..<maxChunks).map { clear("\(name)-\($0)") }
+        [clear(name)] + (1..<maxChunks).map { clear("\(name).\($0)") }
     }
 }
 

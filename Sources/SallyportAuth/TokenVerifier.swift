@@ -30,7 +30,10 @@ struct TokenVerifier: Sendable {
     /// The identity the connector receives.
     func identity(from claims: TokenClaims) throws(AuthFailure) -> Identity {
         guard let subject = claims.string("sub"), !subject.isEmpty else { throw .missingClaim("sub") }
-        guard let upn = mapping.userPrincipalName.lazy.compactMap({ claims.string($0) }).first(where: { !$0.isEmpty }) else {
+        // An email address the provider says it has not verified never names the user (anyone could claim it).
+        let unverifiedEmail = claims["email_verified"] == .bool(false)
+        let usable = mapping.userPrincipalName.filter { !(unverifiedEmail && $0 == mapping.email) }
+        guard let upn = usable.lazy.compactMap({ claims.string($0) }).first(where: { !$0.isEmpty }) else {
             throw .missingClaim(mapping.userPrincipalName.joined(separator: " or "))
         }
         var kept: [String: [String]] = [:]

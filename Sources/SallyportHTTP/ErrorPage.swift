@@ -14,13 +14,30 @@ public struct ErrorPage: Sendable {
     public var detail: String
     /// Extra response fields: `Location`, `Set-Cookie`, `WWW-Authenticate`.
     public var headerFields: HTTPFields
+    /// A button that POSTs to a path on the same host (e.g. "Sign out").
+    public var action: Action?
+
+    /// A same-host POST button on a page.
+    public struct Action: Sendable {
+        /// The button's text.
+        public var label: String
+        /// The path it posts to.
+        public var path: String
+
+        /// Creates an action.
+        public init(label: String, path: String) {
+            self.label = label
+            self.path = path
+        }
+    }
 
     /// Creates a page.
-    public init(status: HTTPResponse.Status, title: String, detail: String, headerFields: HTTPFields = [:]) {
+    public init(status: HTTPResponse.Status, title: String, detail: String, headerFields: HTTPFields = [:], action: Action? = nil) {
         self.status = status
         self.title = title
         self.detail = detail
         self.headerFields = headerFields
+        self.action = action
     }
 
     /// No app is published at this address.
@@ -58,7 +75,7 @@ public struct ErrorPage: Sendable {
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8"><title>\(status.code) \(Self.escape(title))</title>
             <style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222}small{color:#777}</style>
-            </head><body><h1>\(Self.escape(title))</h1><p>\(Self.escape(detail))</p>
+            </head><body><h1>\(Self.escape(title))</h1><p>\(Self.escape(detail))</p>\(actionHTML)
             <p><small>\(status.code) · request \(Self.escape(requestID)) · Sallyport</small></p></body></html>
 
             """
@@ -71,6 +88,11 @@ public struct ErrorPage: Sendable {
         fields[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
         if close { fields[.connection] = "close" }
         return (HTTPResponse(status: status, headerFields: fields), buffer)
+    }
+
+    private var actionHTML: String {
+        guard let action else { return "" }
+        return "<form method=\"post\" action=\"\(Self.escape(action.path))\"><button type=\"submit\">\(Self.escape(action.label))</button></form>"
     }
 
     static func escape(_ text: String) -> String {

@@ -224,8 +224,29 @@ extension EndToEnd {
             let stillUp = try await Curl.run(deployment.url("portal", "/headers"), caFile: deployment.caFile, headers: ["Cookie: __Host-sallyport-corp=\(session)"])
             #expect(stillUp.status == 200)
 
-            // Sign-out clears the session cookie.
-            let signOut = try await Curl.run(deployment.url("portal", "/.sallyport/auth/sign-out"), caFile: deployment.caFile)
+            // The backend never sees the relay's cookies; the app's own cookies pass.
+            let withOwnCookie = try await Curl.run(
+                deployment.url("portal", "/headers"), caFile: deployment.caFile, headers: ["Cookie: theme=dark; __Host-sallyport-corp=\(session); lang=en"]
+            )
+            #expect(withOwnCookie.status == 200)
+            #expect(withOwnCookie.body.contains("theme=dark; lang=en"))
+            #expect(!withOwnCookie.body.contains("sallyport"))
+
+            // Health checks need no sign-in, on any host.
+            #expect(try await Curl.run(deployment.url("down", "/.sallyport/health"), caFile: deployment.caFile).status == 200)
+
+            // Sign-out: a link shows a button; only a same-site POST clears the session cookie.
+            let signOutURL = deployment.url("portal", "/.sallyport/auth/sign-out")
+            let signOutPage = try await Curl.run(signOutURL, caFile: deployment.caFile)
+            #expect(signOutPage.status == 200)
+            #expect(signOutPage.headers(named: "set-cookie").isEmpty)
+            #expect(signOutPage.body.contains("<form method=\"post\""))
+            let crossSite = try await Curl.run(signOutURL, caFile: deployment.caFile, method: "POST", headers: ["Origin: https://evil.example"])
+            #expect(crossSite.status == 403)
+            #expect(crossSite.headers(named: "set-cookie").isEmpty)
+            let signOut = try await Curl.run(
+                signOutURL, caFile: deployment.caFile, method: "POST", headers: ["Origin: https://portal.localhost:\(deployment.publicPort)"]
+            )
             #expect(signOut.status == 200)
             #expect(signOut.headers(named: "set-cookie").contains { $0.hasPrefix("__Host-sallyport-corp=;") && $0.contains("Max-Age=0") })
 

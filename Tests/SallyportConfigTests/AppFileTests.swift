@@ -279,6 +279,9 @@ struct AppFileTests {
         let reserved = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    Sallyport-Identity: \"{upn}\"\n"))
         #expect(reserved.key == "sso.headers.Sallyport-Identity")
 
+        let twice = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-Remote-User: \"{upn}\"\n    x_remote_user: \"{sub}\"\n"))
+        #expect(twice.message.contains("is the same header as"))
+
         let unclosed = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn\"\n"))
         #expect(unclosed.message == #"has a "{" without a closing "}""#)
 

@@ -108,6 +108,26 @@ struct RelayConfigTests {
 
         let badType = try #require(try relayError(minimalRelay + "identityProviders:\n  corp:\n    type: saml\n"))
         #expect(badType.key == "identityProviders.corp.type")
+
+        let twice = try #require(
+            try relayError(
+                minimalRelay
+                    + "identityProviders:\n  api:\n    type: jwt\n    issuers:\n      - issuer: https://i\n        jwksFile: a\n      - issuer: https://i\n        jwksFile: b\n    audiences: [a]\n"
+            )
+        )
+        #expect(twice.key == "identityProviders.api.issuers[1]")
+        #expect(twice.message.contains("listed twice"))
+
+        let noClaims = try #require(
+            try relayError(
+                minimalRelay + "identityProviders:\n  corp:\n    type: oidc\n    issuer: https://l.example.com\n    clientID: x\n    clientSecretFile: s\n    claims:\n      userPrincipalName: []\n"
+            )
+        )
+        #expect(noClaims.key == "identityProviders.corp.claims.userPrincipalName")
+
+        let idleTooLong = try #require(try relayError(minimalRelay + "sessions:\n  lifetime: 1h\n  idleTimeout: 2h\n"))
+        #expect(idleTooLong.key == "sessions.idleTimeout")
+        #expect(idleTooLong.line == 15)
     }
 
     @Test func relativePathsResolveAgainstTheFileAndDefaultsApply() throws {

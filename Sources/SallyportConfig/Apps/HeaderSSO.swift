@@ -24,7 +24,7 @@ public struct HeaderSSOSettings: Sendable, Hashable {
         case attribute(String)
     }
 
-    /// The headers to set, in file order.
+    /// The headers to set, sorted by name.
     public var headers: [Header]
     /// Joins list values such as `groups`. Default ",".
     public var separator: String
@@ -55,15 +55,23 @@ public struct HeaderSSOSettings: Sendable, Hashable {
         }
         var separator = ","
         if let value = sso.settings["groupSeparator"] {
-            guard case .string(let text) = value else { return .failure(error("groupSeparator", "must be a string such as \",\" or \";\"")) }
+            guard case .string(let text) = value, !text.contains(where: { $0.isASCII && ($0.asciiValue! < 0x20 || $0.asciiValue! == 0x7F) }) else {
+                return .failure(error("groupSeparator", "must be a string of visible characters such as \",\" or \"; \""))
+            }
             separator = text
         }
         guard case .map(let map)? = sso.settings["headers"], !map.isEmpty else {
             return .failure(error("headers", "must map header names to templates, e.g. X-Remote-User: \"{upn}\""))
         }
         var headers: [Header] = []
+        var spellings: [String: String] = [:]
         for (name, value) in map.sorted(by: { $0.key < $1.key }) {
             guard isToken(name) else { return .failure(error("headers.\(name)", "is not a valid header name")) }
+            let normalized = String(name.lowercased().map { $0 == "_" ? "-" : $0 })
+            if let other = spellings[normalized] {
+                return .failure(error("headers.\(name)", "is the same header as \(other) (case and _ versus - do not matter); set it once"))
+            }
+            spellings[normalized] = name
             let lowered = name.lowercased()
             if forbiddenHeaders.contains(lowered) || lowered.hasPrefix("sallyport-") || lowered.hasPrefix("sallyport_") {
                 return .failure(error("headers.\(name)", "cannot be set by an SSO handler (hop-by-hop, framing or Sallyport's own header)"))

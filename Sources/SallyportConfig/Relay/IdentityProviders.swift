@@ -183,9 +183,6 @@ enum IdentityProviderSection {
         return providers.sorted { $0.name < $1.name }
     }
 
-    static let oidcKeys = ["issuer", "clientID", "clientSecretFile", "scopes", "tokenEndpointAuth"]
-    static let jwtKeys = ["issuers", "audiences", "token"]
-
     private static func provider(name: String, _ value: ValueNode, directory: String) throws(ConfigError) -> IdentityProviderConfig? {
         var reader = try value.mapping()
         let type = reader.required("type") { value throws(ConfigError) -> String in
@@ -218,7 +215,14 @@ enum IdentityProviderSection {
             }
         case "jwt":
             let issuers = reader.required("issuers") { value throws(ConfigError) in
-                let issuers = try value.list { item throws(ConfigError) in try trustedIssuer(item, directory: directory) }
+                var seen: Set<String> = []
+                let issuers = try value.list { item throws(ConfigError) in
+                    let issuer = try trustedIssuer(item, directory: directory)
+                    if let name = issuer?.issuer, !seen.insert(name).inserted {
+                        throw item.error("the issuer \(quoted(name)) is listed twice; list each issuer once")
+                    }
+                    return issuer
+                }
                 guard value.listCount ?? 0 > 0 else { throw value.error("must list at least one issuer") }
                 return issuers.compactMap { $0 }
             }
@@ -300,8 +304,9 @@ enum IdentityProviderSection {
         let claimName = { (value: ValueNode) throws(ConfigError) -> String in try value.nonEmptyString() }
         let mapping = ClaimMapping(
             userPrincipalName: reader.optional("userPrincipalName", default: defaults.userPrincipalName) { value throws(ConfigError) in
-                if value.listCount != nil { return try value.list(claimName) }
-                return [try value.nonEmptyString()]
+                guard value.listCount != nil else { return [try value.nonEmptyString()] }
+                guard value.listCount! > 0 else { throw value.error("must name at least one claim, e.g. [upn, preferred_username]") }
+                return try value.list(claimName)
             },
             groups: reader.optional("groups", default: defaults.groups, claimName),
             email: reader.optional("email", default: defaults.email, claimName),
@@ -321,6 +326,9 @@ enum IdentityProviderSection {
             idleTimeout: reader.optional("idleTimeout", default: defaults.idleTimeout) { value throws(ConfigError) in try value.duration() }
         )
         reader.finish()
+        if config.idleTimeout > config.lifetime {
+            throw reader.errorAtKey("idleTimeout", "is longer than lifetime (\(config.lifetime)); a session can never be idle that long")
+        }
         return config
     }
 }

@@ -71,11 +71,14 @@ struct RequestForwarder: Sendable {
         }
         let snapshot = self.catalog.snapshot
         if path.hasPrefix(PreAuthenticator.reservedPathPrefix) {
-            // The relay's own paths (sign-in callback, sign-out) on every published host; never forwarded.
+            // The relay's own paths (health, sign-in callback, sign-out); never forwarded.
+            if path == PreAuthenticator.healthPath {
+                return await self.answerLocally(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."), requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            }
             guard let providers = snapshot.routes.providers(onHost: authority) else {
                 return await self.answerLocally(.notFound, requestID: requestID, iterator: &iterator, writer: writer, context: context)
             }
-            let page = await self.authenticator.handleReserved(head, authority: authority, providers: providers)
+            let page = await self.authenticator.handleReserved(head, authority: authority, providers: providers, logger: logger)
             return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         }
         guard let app = snapshot.routes.route(authority: authority, path: path) else {
@@ -87,7 +90,7 @@ struct RequestForwarder: Sendable {
         // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
         let identity: Identity?
         let setCookies: [String]
-        switch await self.authenticator.authenticate(head, app: app, authority: authority) {
+        switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
         case .answer(let page):
             return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .forward(let user, let cookies):
@@ -104,6 +107,8 @@ struct RequestForwarder: Sendable {
         HopByHop.strip(&tunnelHead.headerFields)
         TunnelProtocol.removeReserved(&tunnelHead.headerFields)
         for name in Self.clientForwardingHeaders { tunnelHead.headerFields[values: name] = [] }
+        // The relay's session cookies are credentials for the relay: the backend never sees them.
+        PreAuthenticator.removeRelayCookies(from: &tunnelHead.headerFields)
         tunnelHead.headerFields[.expect] = nil
         tunnelHead.headerFields[TunnelProtocol.Field.app] = app.name
         tunnelHead.headerFields[TunnelProtocol.Field.clientAddress] = context.clientAddress
