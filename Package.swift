@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     ],
     targets: [
         // Per-app files, relay and connector configuration: parsing and strict validation.
@@ -37,6 +38,12 @@ let package = Package(
         ),
         // The plugin API: the few types a handler sees (the user's identity first). Standard library only.
         .target(name: "SallyportPluginAPI", swiftSettings: swiftSettings),
+        // SSO handlers: the built-in ones (passthrough, header) and the catalog that checks an app's settings.
+        .target(
+            name: "SallyportSSO",
+            dependencies: ["SallyportConfig", "SallyportPluginAPI"],
+            swiftSettings: swiftSettings
+        ),
         // Pre-authentication at the relay: OIDC sign-in, trusted JWTs, sessions, access rules.
         .target(
             name: "SallyportAuth",
@@ -89,6 +96,7 @@ let package = Package(
             name: "SallyportRelay",
             dependencies: [
                 "SallyportConfig",
+                "SallyportSSO",
                 "SallyportAuth",
                 "SallyportPluginAPI",
                 "SallyportHTTP",
@@ -112,7 +120,9 @@ let package = Package(
             name: "SallyportConnector",
             dependencies: [
                 "SallyportConfig",
+                "SallyportSSO",
                 "SallyportPluginAPI",
+                .product(name: "Metrics", package: "swift-metrics"),
                 "SallyportHTTP",
                 "SallyportTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -166,6 +176,7 @@ let package = Package(
                 "SallyportConnector",
                 "SallyportDemo",
                 "SallyportTunnel",
+                "SallyportSSO",
                 "CSallyportSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -210,7 +221,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SallyportConnectorTests",
-            dependencies: ["SallyportConnector", "SallyportConfig", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: [
+                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SallyportSSOTests",
+            dependencies: ["SallyportSSO", "SallyportConfig", "SallyportPluginAPI"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,36 +1,63 @@
+import Logging
 import SallyportConfig
+import SallyportSSO
 import Synchronization
 
-/// The apps this connector serves, as last pushed by the relay. Kept only in memory.
+/// The apps this connector serves, as last pushed by the relay, each with its SSO pipeline. Kept only in memory.
 public final class AppTable: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var apps: [String: AppConfig] = [:]
-        var sso: [String: SSOStage] = [:]
+        var sso: [String: SSOPipeline] = [:]
     }
 
     private let state = Mutex(State())
+    private let handlers: HandlerCatalog
+    private let services: HandlerServices
 
-    /// Creates an empty table.
-    public init() {}
+    /// Creates an empty table whose apps get their SSO handlers from `handlers`.
+    public init(handlers: HandlerCatalog = .builtIn, logger: Logger = Logger(label: "sallyport.connector")) {
+        self.handlers = handlers
+        self.services = HandlerServices(logger: logger)
+    }
 
     /// Replaces the apps if `generation` is not older than what is held. Returns whether it was applied.
+    ///
+    /// An app whose configuration did not change keeps its handler (and whatever the handler caches); a new or
+    /// changed app gets a new one. An app whose handler cannot be made is logged with file, line and key and
+    /// answers 502; the other apps are unaffected.
     @discardableResult
     public func apply(generation: UInt64, apps: [AppConfig]) -> Bool {
-        self.state.withLock { state in
-            guard generation >= state.generation else { return false }
+        let (applied, failures) = self.state.withLock { state -> (Bool, [ConfigError]) in
+            guard generation >= state.generation else { return (false, []) }
+            let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            var sso: [String: SSOPipeline] = [:]
+            var failures: [ConfigError] = []
+            for (name, app) in byName {
+                if state.apps[name] == app, let kept = state.sso[name] {
+                    sso[name] = kept
+                    continue
+                }
+                let pipeline = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
+                if case .unavailable(let error) = pipeline { failures.append(error) }
+                sso[name] = pipeline
+            }
             state.generation = generation
-            state.apps = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            state.sso = state.apps.mapValues { SSOStage(app: $0) }
-            return true
+            state.apps = byName
+            state.sso = sso
+            return (true, failures)
         }
+        for error in failures {
+            self.services.logger.error("app cannot be served by this connector; its requests get 502", metadata: ["error": "\(error)"])
+        }
+        return applied
     }
 
     /// The app of this name, if the relay sent it.
     public func app(named name: String) -> AppConfig? { self.state.withLock { $0.apps[name] } }
 
-    /// The app and its SSO step.
-    func entry(named name: String) -> (AppConfig, SSOStage)? {
+    /// The app and its SSO pipeline.
+    func entry(named name: String) -> (AppConfig, SSOPipeline)? {
         self.state.withLock { state in state.apps[name].map { ($0, state.sso[name] ?? .passthrough) } }
     }
 

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SallyportConfig
+import SallyportSSO
 import SallyportTunnel
 import ServiceLifecycle
 
@@ -13,14 +14,17 @@ public struct ConnectorService: Service {
     let logger: Logger
     let group: any EventLoopGroup
 
-    /// The apps pushed by the relay (for status and tests).
-    public let apps = AppTable()
+    /// The apps pushed by the relay, with their SSO pipelines (for status and tests).
+    public let apps: AppTable
 
-    /// Creates a connector.
-    public init(config: ConnectorConfig, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
+    public init(
+        config: ConnectorConfig, logger: Logger, handlers: HandlerCatalog = .builtIn, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.config = config
         self.logger = logger
         self.group = group
+        self.apps = AppTable(handlers: handlers, logger: logger)
     }
 
     public func run() async throws {

@@ -5,6 +5,7 @@ import SallyportConfig
 import SallyportConnector
 import SallyportDemo
 import SallyportRelay
+import SallyportSSO
 import SallyportTunnel
 import ServiceLifecycle
 import UnixSignals
@@ -183,6 +184,9 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             var load = ConfigLoader.loadApps(directory: self.directory)
             errors += load.errors
+            let ssoChecked = HandlerCatalog.builtIn.check(load.apps)
+            errors += ssoChecked.errors
+            load.apps = ssoChecked.apps
             if let relay = self.relay {
                 do {
                     // With the relay file, apps are checked against its identity providers too.

@@ -261,35 +261,6 @@ struct AppFileTests {
         #expect(none.errors.first?.message.contains("no oidc identity provider") == true)
     }
 
-    @Test func headerHandlerSettingsAreChecked() throws {
-        let oidcApp = minimalApp.replacingOccurrences(of: "preAuthentication: passthrough", with: "preAuthentication: oidc")
-        let good = try ConfigLoader.parseApp(
-            yaml: oidcApp + "sso:\n  handler: header\n  headers:\n    X-Remote-User: \"{upn}\"\n    X-Remote-Groups: \"{groups}\"\n  groupSeparator: \";\"\n",
-            file: "apps/wiki.yaml"
-        )
-        let settings = try HeaderSSOSettings(good.sso, file: good.sourceFile)
-        #expect(settings.separator == ";")
-        #expect(settings.headers.map(\.name) == ["X-Remote-Groups", "X-Remote-User"])
-        #expect(settings.headers.last?.parts == [.attribute("upn")])
-
-        let hopByHop = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    Connection: \"{upn}\"\n"))
-        #expect(hopByHop.key == "sso.headers.Connection")
-        #expect(hopByHop.line == 8)
-
-        let reserved = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    Sallyport-Identity: \"{upn}\"\n"))
-        #expect(reserved.key == "sso.headers.Sallyport-Identity")
-
-        let twice = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-Remote-User: \"{upn}\"\n    x_remote_user: \"{sub}\"\n"))
-        #expect(twice.message.contains("is the same header as"))
-
-        let unclosed = try #require(appError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn\"\n"))
-        #expect(unclosed.message == #"has a "{" without a closing "}""#)
-
-        let passthrough = try #require(appError(minimalApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n"))
-        #expect(passthrough.key == "sso")
-        #expect(passthrough.message.contains("needs the user's identity"))
-    }
-
     @Test(arguments: ["Wiki", "-wiki", "wiki_app", "", String(repeating: "a", count: 64)])
     func invalidNamesAreRejected(name: String) throws {
         let error = try #require(appError(minimalApp.replacingOccurrences(of: "name: wiki", with: "name: \"\(name)\"")))
@@ -331,8 +302,6 @@ struct AppFileTests {
             ]
         )
         #expect(app.sso.settingLines == ["realm": 8, "spns": 9, "ticketLifetime": 11, "delegate": 12, "ratio": 13, "extra": 14, "options": 15])
-        #expect(!SSOConfig.builtInHandlers.contains(app.sso.handler))
-        #expect(SSOConfig.builtInHandlers == ["passthrough", "header"])
     }
 
     @Test func ssoHandlerMustBeANonEmptyString() throws {

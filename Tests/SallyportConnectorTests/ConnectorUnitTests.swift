@@ -1,6 +1,7 @@
 import HTTPTypes
 import SallyportConfig
 import SallyportPluginAPI
+import SallyportSSO
 import Testing
 
 @testable import SallyportConnector
@@ -87,41 +88,81 @@ import Testing
     }
 }
 
-@Suite struct HeaderSSOTests {
-    let alice = Identity(
-        userPrincipalName: "alice@corp.example", subject: "s-1", issuer: "https://i", provider: "corp",
-        displayName: "Alice\nInjected: yes", groups: ["staff", "payroll"], claims: ["department": ["finance"]]
-    )
-
-    func stage(_ headers: [String: String], separator: String? = nil) throws -> SSOStage {
-        var settings: [String: ConfigValue] = ["headers": .map(headers.mapValues { .string($0) })]
-        if let separator { settings["groupSeparator"] = .string(separator) }
-        let app = AppConfig(
-            name: "app", externalURL: try ExternalURL(parsing: "https://app.example/"), internalURL: try InternalURL(parsing: "http://backend/"),
-            preAuthentication: .authenticated(AccessPolicy(method: .oidc, provider: "corp")),
-            sso: SSOConfig(handler: "header", settings: settings)
-        )
-        return SSOStage(app: app)
-    }
-
-    @Test func setHeadersReplaceEveryClientSpelling() throws {
-        var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/")
-        for (name, value) in [("X-Remote-User", "mallory"), ("x-remote-user", "m2"), ("X_Remote_User", "m3"), ("X-REMOTE-GROUPS", "admins"), ("X-Other", "kept")] {
-            request.headerFields.append(HTTPField(name: HTTPField.Name(name)!, value: value))
+@Suite struct SSOPipelineTests {
+    /// A handler that says which factory call made it, to tell kept handlers from new ones.
+    struct Numbered: SSOHandler {
+        let number: Int
+        func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
+            request.headers.set("X-Handler", "\(number)")
+            return .proceed
         }
-        try stage(["X-Remote-User": "{upn}", "X-Remote-Groups": "{groups}", "X-Remote-Who": "{name} <{email}> {department}"], separator: ";")
-            .apply(to: &request, identity: alice)
-        #expect(request.headerFields[values: HTTPField.Name("X-Remote-User")!] == ["alice@corp.example"])
-        #expect(!request.headerFields.contains { $0.name.canonicalName == "x_remote_user" })
-        #expect(request.headerFields[values: HTTPField.Name("X-Remote-Groups")!] == ["staff;payroll"])
-        #expect(request.headerFields[HTTPField.Name("X-Remote-Who")!] == "Alice Injected: yes <> finance", "control characters become spaces")
-        #expect(request.headerFields[HTTPField.Name("X-Other")!] == "kept")
     }
 
-    @Test func missingIdentityAndUnknownHandlersRefuse() throws {
-        var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/")
-        #expect(throws: SSOStage.Refusal.self) { try stage(["X-User": "{upn}"]).apply(to: &request, identity: nil) }
-        #expect(throws: SSOStage.Refusal.self) { try SSOStage.unavailable(reason: "x").apply(to: &request, identity: alice) }
-        try SSOStage.passthrough.apply(to: &request, identity: nil)
+    final class CountingFactory: SSOHandlerFactory, @unchecked Sendable {
+        let name = "counting"
+        let requiresIdentity = false
+        var made = 0
+        func makeHandler(context: HandlerContext) throws -> any SSOHandler {
+            if context.settings["fail"] != nil { throw SettingsError(key: "fail", message: "told to fail") }
+            made += 1
+            return Numbered(number: made)
+        }
+    }
+
+    func app(_ name: String, handler: String, settings: [String: ConfigValue] = [:], internalPort: Int = 80) throws -> AppConfig {
+        AppConfig(
+            name: name, externalURL: try ExternalURL(parsing: "https://\(name).example/"), internalURL: try InternalURL(parsing: "http://backend:\(internalPort)/"),
+            sso: SSOConfig(handler: handler, settings: settings, settingLines: settings.isEmpty ? [:] : ["fail": 9]), sourceFile: "apps/\(name).yaml"
+        )
+    }
+
+    @Test func handlersAreKeptForUnchangedAppsAndFailuresStayWithTheirApp() throws {
+        let factory = CountingFactory()
+        var handlers = HandlerCatalog.builtIn
+        let added = handlers.add(factory)
+        let addedAgain = handlers.add(CountingFactory())
+        #expect(added)
+        #expect(!addedAgain, "a second factory of the same name is refused")
+        let table = AppTable(handlers: handlers)
+        table.apply(generation: 1, apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
+        #expect(factory.made == 1)
+        guard case .handler(_, let name, _)? = table.entry(named: "a")?.1 else { Issue.record("a has no handler"); return }
+        #expect(name == "counting")
+        guard case .unavailable(let error)? = table.entry(named: "b")?.1 else { Issue.record("b must be unavailable"); return }
+        #expect(error.key == "sso.handler")
+        guard case .passthrough? = table.entry(named: "c")?.1 else { Issue.record("c is passthrough"); return }
+
+        // The same app again keeps its handler; a changed app gets a new one; bad settings fail only that app.
+        table.apply(generation: 2, apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
+        #expect(factory.made == 1)
+        guard case .unavailable(let failed)? = table.entry(named: "d")?.1 else { Issue.record("d must be unavailable"); return }
+        #expect(failed.key == "sso.fail")
+        #expect(failed.line == 9)
+        table.apply(generation: 3, apps: [try app("a", handler: "counting", internalPort: 81)])
+        #expect(factory.made == 2)
+    }
+
+    @Test func handlerChangesAreCheckedAndCleaned() throws {
+        var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/x")
+        request.headerFields[HTTPField.Name("X-Kept")!] = "1"
+        var changed = PluginRequest.make(request)
+        #expect(changed.headers["x-kept"] == "1")
+        changed.headers.set("Authorization", "Negotiate abc")
+        changed.headers.append("Connection", "close")
+        changed.headers.append("Sallyport-App", "other")
+        changed.headers.append("Host", "evil")
+        changed.path = "/y"
+        let applied = try #require(PluginRequest.apply(changed, to: request))
+        #expect(applied.path == "/y")
+        #expect(applied.headerFields[.authorization] == "Negotiate abc")
+        #expect(applied.headerFields[.connection] == nil)
+        #expect(applied.headerFields[HTTPField.Name("Sallyport-App")!] == nil)
+        #expect(applied.headerFields[HTTPField.Name("Host")!] == nil)
+        #expect(applied.authority == "backend")
+        changed.headers.append("Bad Name", "x")
+        #expect(PluginRequest.apply(changed, to: request) == nil)
+        var badValue = PluginRequest.make(request)
+        badValue.headers.append("X-Injected", "a\r\nEvil: 1")
+        #expect(PluginRequest.apply(badValue, to: request) == nil)
     }
 }

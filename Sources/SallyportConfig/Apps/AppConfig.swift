@@ -50,6 +50,12 @@ public struct AppConfig: Sendable, Codable, Hashable {
         self.sourceFile = sourceFile
     }
 
+    /// An error about this app at `key` (a top-level key, `sso.handler` or `preAuthentication.provider`),
+    /// with the key's line and column when the app came from a file.
+    public func error(at key: String, _ message: String) -> ConfigError {
+        Conflicts.error(in: self, key: key, message)
+    }
+
     private enum CodingKeys: String, CodingKey {
         case name, externalURL, internalURL, connectorGroup, preAuthentication, sso, timeouts, backendTLS, preserveHost, sourceFile
     }
@@ -159,11 +165,6 @@ extension PreAuthentication: Codable {
 
 /// The single-sign-on handler the connector runs for an app, with its handler-specific settings.
 public struct SSOConfig: Sendable, Codable, Hashable {
-    /// Handlers that ship with Sallyport; others may be registered by plugins, so the loader does not reject them.
-    public static let builtInHandlers: Set<String> = ["passthrough", "header"]
-    /// Built-in handlers that need the user's identity, so the app cannot be passthrough at the relay.
-    public static let identityHandlers: Set<String> = ["header"]
-
     /// Handler name, e.g. "passthrough".
     public var handler: String
     /// Every key under `sso:` except `handler`, as written.

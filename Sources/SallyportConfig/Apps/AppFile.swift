@@ -28,17 +28,6 @@ enum AppFile {
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
         reader.finish()
 
-        if sso.handler == "header", reader.keyMark("sso") != nil, case .failure(let error) = HeaderSSOSettings.parse(sso, file: file) {
-            diagnostics.report(error)
-        }
-        if SSOConfig.identityHandlers.contains(sso.handler), preAuthentication == .passthrough {
-            diagnostics.report(
-                reader.errorAtKey(
-                    "sso",
-                    "the \(sso.handler) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt"
-                )
-            )
-        }
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
             diagnostics.report(
                 reader.errorAtKey(
@@ -65,6 +54,9 @@ enum AppFile {
         )
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
+        }
+        if let section = reader.entry("sso")?.value, section.node.mapping != nil, let mark = (try? MappingReader(section))?.keyMark("handler") {
+            app.keyPositions.positions["sso.handler"] = .init(line: mark.line, column: mark.column)
         }
         if let section = reader.entry("preAuthentication")?.value, section.node.mapping != nil,
             let mark = (try? MappingReader(section))?.keyMark("provider")

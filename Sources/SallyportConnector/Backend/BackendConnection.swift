@@ -100,6 +100,8 @@ struct BackendKey: Hashable, Sendable, CustomStringConvertible {
     var host: String
     var port: Int
     var tlsIdentity: String
+    /// Set when the connection is bound to one user (connection-based authentication); nil: shared.
+    var affinity: String? = nil
 
     var description: String { "\(self.scheme)://\(self.host):\(self.port)" }
 }

@@ -25,14 +25,16 @@ final class BackendPool: Sendable {
         self.group = group
     }
 
-    static func key(for app: AppConfig) -> BackendKey {
+    /// Connections are shared by apps with the same backend and TLS settings, and, when an SSO handler binds
+    /// connections to a user (`affinity`), only among that user's requests.
+    static func key(for app: AppConfig, affinity: String? = nil) -> BackendKey {
         let tls = app.backendTLS.map { "\($0.caFile ?? "")|\($0.caPEM?.hashValue ?? 0)|\($0.serverName ?? "")" } ?? ""
-        return BackendKey(scheme: app.internalURL.scheme, host: app.internalURL.host, port: app.internalURL.port, tlsIdentity: tls)
+        return BackendKey(scheme: app.internalURL.scheme, host: app.internalURL.host, port: app.internalURL.port, tlsIdentity: tls, affinity: affinity)
     }
 
     /// An idle connection for `app`'s backend, or a new one. Reports whether it was reused.
-    func lease(for app: AppConfig) async throws -> (BackendConnection, reused: Bool) {
-        let key = Self.key(for: app)
+    func lease(for app: AppConfig, affinity: String? = nil) async throws -> (BackendConnection, reused: Bool) {
+        let key = Self.key(for: app, affinity: affinity)
         let now = ContinuousClock.now
         let (reusable, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
             var stale: [BackendConnection] = []

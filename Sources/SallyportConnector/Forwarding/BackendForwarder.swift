@@ -5,6 +5,7 @@ import NIOHTTPTypes
 import NIOPosix
 import SallyportConfig
 import SallyportHTTP
+import SallyportPluginAPI
 import SallyportTunnel
 import Synchronization
 
@@ -22,30 +23,22 @@ struct BackendForwarder: Sendable {
         logger[metadataKey: "request.id"] = "\(head.headerFields[TunnelProtocol.Field.requestID] ?? "-")"
         let appName = head.headerFields[TunnelProtocol.Field.app] ?? ""
         logger[metadataKey: "app"] = "\(appName)"
-        guard let (app, sso) = self.apps.entry(named: appName) else {
+        guard let (app, pipeline) = self.apps.entry(named: appName) else {
             logger.error("request for an app this connector does not know; is its configuration still arriving?")
             await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
             return
         }
-        let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
-        var request = Self.backendRequest(head, app: app, upgrade: upgrade)
-        let identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
-        do {
-            try sso.apply(to: &request, identity: identity)
-        } catch {
-            switch error {
-            case .unavailable(let reason):
-                logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["handler": "\(app.sso.handler)", "reason": "\(reason)"])
-                await Self.answer(.badGateway, reason: "sso-unavailable", head: head, writer: writer)
-            case .noIdentity:
-                logger.error("request without an identity for an app whose SSO handler needs one; is the relay older than this connector?")
-                await Self.answer(.badGateway, reason: "sso-no-identity", head: head, writer: writer)
-            }
+        if case .unavailable(let error) = pipeline {
+            logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(error)"])
+            await Self.answer(Self.ssoUnavailable, reason: "sso-unavailable", head: head, writer: writer)
             return
         }
+        let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
+        let request = Self.backendRequest(head, app: app, upgrade: upgrade)
+        let identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
 
         // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent
-        // again on a fresh connection if a reused one turns out to have been closed by the backend.
+        // again, on a fresh connection when a reused one turns out closed, or when the SSO handler asks.
         var first: HTTPRequestPart?
         if upgrade == nil {
             guard let part = try? await iterator.next() else { return }
@@ -54,11 +47,45 @@ struct BackendForwarder: Sendable {
         let bodyless: Bool
         if case .end = first { bodyless = true } else { bodyless = false }
 
-        for attempt in 1...2 {
+        var handlerAttempt = 1
+        var resentOnFreshConnection = false
+        while true {
+            var outgoing = request
+            var affinity: String?
+            var inspector: ResponseInspector?
+            if case .handler(let handler, let name, let maximumAttempts) = pipeline {
+                var pluginRequest = PluginRequest.make(request)
+                switch await handler.prepare(&pluginRequest, identity: identity, attempt: handlerAttempt) {
+                case .refuse(let refusal):
+                    logger.warning("the SSO handler refused the request", metadata: ["handler": "\(name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
+                    await Self.answer(Self.page(for: refusal), reason: "sso-refused", head: head, writer: writer)
+                    return
+                case .proceed:
+                    guard let changed = PluginRequest.apply(pluginRequest, to: request) else {
+                        logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(name)"])
+                        await Self.answer(Self.ssoUnavailable, reason: "sso-bad-request", head: head, writer: writer)
+                        return
+                    }
+                    outgoing = changed
+                    if let upgrade {
+                        outgoing.headerFields[.connection] = "Upgrade"
+                        outgoing.headerFields[.upgrade] = upgrade
+                    }
+                    affinity = pluginRequest.connectionAffinity
+                }
+                if bodyless, upgrade == nil, handlerAttempt < maximumAttempts {
+                    let attempt = handlerAttempt
+                    let sent = pluginRequest
+                    inspector = { response in
+                        await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt) == .retry
+                    }
+                }
+            }
+
             let connection: BackendConnection
             let reused: Bool
             do {
-                (connection, reused) = try await self.pool.lease(for: app)
+                (connection, reused) = try await self.pool.lease(for: app, affinity: affinity)
             } catch {
                 let (page, reason) = Self.classify(connectError: error)
                 logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
@@ -66,16 +93,41 @@ struct BackendForwarder: Sendable {
                 return
             }
             let outcome = await self.exchange(
-                request, first: first, iterator: &iterator, writer: writer, connection: connection, app: app, upgrade: upgrade, logger: logger
+                outgoing, first: first, iterator: &iterator, writer: writer, connection: connection, app: app, upgrade: upgrade,
+                inspector: inspector, logger: logger
             )
-            guard case .failedBeforeAnswer(let timedOut) = outcome else { return }
-            if attempt == 1, reused, bodyless, !timedOut {
-                logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
-                continue
+            switch outcome {
+            case .done:
+                return
+            case .retryRequested:
+                logger.debug("the SSO handler asked for the request to be sent again", metadata: ["attempt": "\(handlerAttempt + 1)"])
+                handlerAttempt += 1
+            case .failedBeforeAnswer(let timedOut):
+                if !resentOnFreshConnection, reused, bodyless, !timedOut {
+                    logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
+                    resentOnFreshConnection = true
+                    continue
+                }
+                await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
+                return
             }
-            await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
-            return
         }
+    }
+
+    /// Decides from a response head whether the SSO handler wants the request sent again.
+    typealias ResponseInspector = @Sendable (HTTPResponse) async -> Bool
+
+    /// The app's SSO handler cannot run on this connector.
+    static let ssoUnavailable = ErrorPage(
+        status: .badGateway,
+        title: "Sign-in unavailable",
+        detail: "Single sign-on to this application is not working right now. Contact your administrator."
+    )
+
+    /// The page for a handler's refusal: its status (4xx/5xx only) and message.
+    static func page(for refusal: Refusal) -> ErrorPage {
+        let status = (400...599).contains(refusal.status) ? HTTPResponse.Status(code: refusal.status) : .badGateway
+        return ErrorPage(status: status, title: status.reasonPhrase.isEmpty ? "Refused" : status.reasonPhrase, detail: refusal.message)
     }
 
     enum ExchangeOutcome {
@@ -83,6 +135,8 @@ struct BackendForwarder: Sendable {
         case done
         /// Nothing reached the user yet; the caller answers or retries.
         case failedBeforeAnswer(timedOut: Bool)
+        /// The SSO handler asked for the request to be sent again; the response was discarded.
+        case retryRequested
     }
 
     /// One request/response exchange on one backend connection.
@@ -94,6 +148,7 @@ struct BackendForwarder: Sendable {
         connection: BackendConnection,
         app: AppConfig,
         upgrade: String?,
+        inspector: ResponseInspector?,
         logger: Logger
     ) async -> ExchangeOutcome {
         connection.requests += 1
@@ -112,7 +167,9 @@ struct BackendForwarder: Sendable {
             try await connection.writer.write(.head(request))
             let result = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
                 group.addTask {
-                    try await Self.pumpResponse(connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten)
+                    try await Self.pumpResponse(
+                        connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten, inspector: inspector
+                    )
                 }
                 if upgrade != nil { timer.arm() }
                 let requestResult = await Self.pumpRequest(first: first, from: &iterator, to: connection.writer, upgrading: upgrade != nil)
@@ -127,6 +184,9 @@ struct BackendForwarder: Sendable {
                 reusable = keepAlive && result.0 == .complete && upgrade == nil
             case .upgradeEnded:
                 break
+            case .retryRequested(let keepAlive):
+                reusable = keepAlive && result.0 == .complete
+                return .retryRequested
             case .noResponse:
                 logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
                 return .failedBeforeAnswer(timedOut: timedOut.isSet)
@@ -151,6 +211,8 @@ struct BackendForwarder: Sendable {
         case upgradeEnded
         case noResponse
         case truncated
+        /// The inspector wants the request again; the body was read and dropped.
+        case retryRequested(keepAlive: Bool)
     }
 
     /// Copies the request body to the backend, starting with `first` when the caller already read it.
@@ -187,9 +249,11 @@ struct BackendForwarder: Sendable {
         to writer: Writer,
         upgrade: String?,
         timer: ResponseTimer,
-        headWritten: Flag
+        headWritten: Flag,
+        inspector: ResponseInspector?
     ) async throws -> ResponseResult {
         var headSent = false
+        var discarding = false
         var upgraded = false
         var keepAlive = true
         do {
@@ -211,16 +275,23 @@ struct BackendForwarder: Sendable {
                     if response.status.kind == .informational { continue }
                     timer.answered()
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
+                    if let inspector, await inspector(response) {
+                        // Read this answer to its end (the connection may be reused), but never show it.
+                        discarding = true
+                        continue
+                    }
                     HopByHop.strip(&response.headerFields)
                     TunnelProtocol.removeReserved(&response.headerFields)
                     headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true
                 case .body(let buffer):
+                    if discarding { continue }
                     guard headSent else { return .noResponse }
                     try await writer.write(.body(buffer))
                 case .end(let trailers):
                     if upgraded { continue }
+                    if discarding { return .retryRequested(keepAlive: keepAlive) }
                     guard headSent else { return .noResponse }
                     try await writer.write(.end(trailers))
                     return .complete(keepAlive: keepAlive)

@@ -1,5 +1,6 @@
 import Logging
 import SallyportConfig
+import SallyportSSO
 import Synchronization
 
 /// The relay's published apps: loads the app directory, keeps the last good version of every file, and tells
@@ -54,8 +55,11 @@ public final class AppCatalog: Sendable {
     @discardableResult
     public func reload() -> Bool {
         var load = ConfigLoader.loadApps(directory: self.directory)
-        // An app that names a provider the relay lacks is a bad file like any other: its last good version stays.
-        let resolved = ConfigLoader.resolveProviders(Array(load.appsByFile.values), providers: self.providers)
+        // An app that names a provider the relay lacks, or whose built-in SSO handler refuses its settings, is a
+        // bad file like any other: its last good version stays. (Plugin handlers are checked by the connectors.)
+        let providersResolved = ConfigLoader.resolveProviders(Array(load.appsByFile.values), providers: self.providers)
+        let ssoChecked = HandlerCatalog.builtIn.check(providersResolved.apps)
+        let resolved = (apps: ssoChecked.apps, errors: providersResolved.errors + ssoChecked.errors)
         let resolvedFiles = Set(resolved.apps.map(\.sourceFile))
         for (file, _) in load.appsByFile where !resolvedFiles.contains(file) {
             load.appsByFile[file] = nil

@@ -1,0 +1,102 @@
+import SallyportConfig
+import SallyportPluginAPI
+
+/// The SSO handlers a process knows, by name: the built-in ones, plus plugins on a connector.
+public struct HandlerCatalog: Sendable {
+    /// Factories by handler name.
+    public private(set) var factories: [String: any SSOHandlerFactory]
+
+    /// The handlers that ship with Sallyport.
+    public static let builtIn = HandlerCatalog(factories: [PassthroughHandlerFactory(), HeaderHandlerFactory()])
+
+    /// A catalog of these factories; a later factory of the same name does not replace an earlier one.
+    public init(factories: [any SSOHandlerFactory]) {
+        var byName: [String: any SSOHandlerFactory] = [:]
+        for factory in factories where byName[factory.name] == nil { byName[factory.name] = factory }
+        self.factories = byName
+    }
+
+    /// Adds a factory unless one of that name is already known; returns whether it was added.
+    public mutating func add(_ factory: any SSOHandlerFactory) -> Bool {
+        guard factories[factory.name] == nil else { return false }
+        factories[factory.name] = factory
+        return true
+    }
+
+    /// The app's `sso` settings in the plugin API's form.
+    public static func settings(of app: AppConfig) -> [String: SettingValue] {
+        app.sso.settings.mapValues(Self.convert)
+    }
+
+    static func convert(_ value: ConfigValue) -> SettingValue {
+        switch value {
+        case .string(let text): .string(text)
+        case .int(let number): .int(number)
+        case .double(let number): .double(number)
+        case .bool(let flag): .bool(flag)
+        case .list(let items): .list(items.map(convert))
+        case .map(let entries): .map(entries.mapValues(convert))
+        case .null: .null
+        }
+    }
+
+    /// The outcome of making an app's handler.
+    public enum Made: Sendable {
+        case handler(any SSOHandler, factory: any SSOHandlerFactory)
+        /// The app cannot be served here; the error names its file, line and key.
+        case failed(ConfigError)
+    }
+
+    /// Makes the handler of `app`, checking its settings and that it gets an identity when it needs one.
+    /// `unknownIsError`: whether a handler name this catalog lacks is an error (on a connector) or is left to
+    /// the connectors (on the relay, which loads no plugins).
+    public func make(for app: AppConfig, context: (AppConfig) -> HandlerContext, unknownIsError: Bool = true) -> Made? {
+        guard let factory = factories[app.sso.handler] else {
+            guard unknownIsError else { return nil }
+            let known = factories.keys.sorted().joined(separator: ", ")
+            return .failed(app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?"))
+        }
+        if factory.requiresIdentity, app.preAuthentication == .passthrough {
+            return .failed(Self.error(in: app, key: nil, "the \(factory.name) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt"))
+        }
+        do {
+            return .handler(try factory.makeHandler(context: context(app)), factory: factory)
+        } catch let error as SettingsError {
+            return .failed(Self.error(in: app, key: error.key, error.message))
+        } catch {
+            return .failed(Self.error(in: app, key: nil, "the \(factory.name) handler refused the settings: \(error)"))
+        }
+    }
+
+    /// Checks every app's SSO settings with the handlers known here (the relay's load-time check).
+    public func check(_ apps: [AppConfig]) -> (apps: [AppConfig], errors: [ConfigError]) {
+        var kept: [AppConfig] = []
+        var errors: [ConfigError] = []
+        for app in apps {
+            if case .failed(let error)? = self.make(for: app, context: Self.validationContext, unknownIsError: false) {
+                errors.append(error)
+            } else {
+                kept.append(app)
+            }
+        }
+        return (kept, errors)
+    }
+
+    /// A context whose services do nothing: for checking settings only.
+    public static func validationContext(_ app: AppConfig) -> HandlerContext {
+        HandlerContext(
+            appName: app.name, settings: settings(of: app), logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in },
+            blockingExecutor: { $0() }
+        )
+    }
+
+    /// An error at `sso.<key>` (the line of the key's first part) or at `sso` itself.
+    static func error(in app: AppConfig, key: String?, _ message: String) -> ConfigError {
+        guard let key else { return app.error(at: "sso", message) }
+        let top = String(key.prefix { $0 != "." })
+        guard let line = app.sso.settingLines[top] else { return app.error(at: "sso.\(key)", message) }
+        return ConfigError(file: app.sourceFile, line: line, key: "sso.\(key)", message: message)
+    }
+}
+
+private func quotedName(_ name: String) -> String { "\"\(name)\"" }

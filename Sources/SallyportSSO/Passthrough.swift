@@ -1,0 +1,22 @@
+import SallyportPluginAPI
+
+/// `sso.handler: passthrough`: the request goes as it came; no identity is added.
+public struct PassthroughHandlerFactory: SSOHandlerFactory {
+    public let name = "passthrough"
+    public let requiresIdentity = false
+
+    public init() {}
+
+    public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
+        if let key = context.settings.keys.sorted().first {
+            throw SettingsError(key: key, message: "the passthrough handler has no settings; remove it")
+        }
+        return PassthroughHandler()
+    }
+}
+
+/// Forwards requests unchanged. The connector skips it entirely on the request path.
+public struct PassthroughHandler: SSOHandler {
+    public init() {}
+    public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision { .proceed }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import SallyportConfig
+import SallyportPluginAPI
+import Testing
+
+@testable import SallyportSSO
+
+private let oidcApp = """
+    name: wiki
+    externalURL: https://wiki.apps.example.com/
+    internalURL: http://wiki.corp.internal:8080/
+    connectorGroup: default
+    preAuthentication: oidc
+
+    """
+
+/// The error the built-in catalog reports for this app file, or nil when it is accepted.
+private func ssoError(_ yaml: String) throws -> ConfigError? {
+    let app = try ConfigLoader.parseApp(yaml: yaml, file: "apps/wiki.yaml")
+    return HandlerCatalog.builtIn.check([app]).errors.first
+}
+
+@Suite("Header handler settings")
+struct HeaderSettingsTests {
+    @Test func goodSettingsAreRead() throws {
+        let handler = try HeaderHandler(settings: [
+            "headers": .map(["X-Remote-User": .string("{upn}"), "X-Remote-Groups": .string("{groups}")]), "groupSeparator": .string(";"),
+        ])
+        #expect(handler.separator == ";")
+        #expect(handler.headers.map(\.name) == ["X-Remote-Groups", "X-Remote-User"])
+        #expect(handler.headers.last?.parts == [.attribute("upn")])
+    }
+
+    @Test func mistakesAreConfigErrorsAtTheirLine() throws {
+        let hopByHop = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    Connection: \"{upn}\"\n"))
+        #expect(hopByHop.key == "sso.headers.Connection")
+        #expect(hopByHop.line == 8)
+        #expect(hopByHop.file == "apps/wiki.yaml")
+
+        let reserved = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    Sallyport_Identity: \"{upn}\"\n"))
+        #expect(reserved.key == "sso.headers.Sallyport_Identity")
+
+        let twice = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-Remote-User: \"{upn}\"\n    x_remote_user: \"{sub}\"\n"))
+        #expect(twice.message.contains("is the same header as"))
+
+        let unclosed = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn\"\n"))
+        #expect(unclosed.message == #"has a "{" without a closing "}""#)
+
+        let unknown = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n  separator: \";\"\n"))
+        #expect(unknown.key == "sso.separator")
+        #expect(unknown.line == 10)
+
+        let passthrough = try #require(
+            try ssoError(oidcApp.replacingOccurrences(of: "preAuthentication: oidc", with: "preAuthentication: passthrough") + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n")
+        )
+        #expect(passthrough.key == "sso")
+        #expect(passthrough.line == 6)
+        #expect(passthrough.message.contains("needs the user's identity"))
+
+        #expect(try ssoError(oidcApp + "sso:\n  handler: passthrough\n  extra: 1\n")?.key == "sso.extra")
+    }
+
+    @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() throws {
+        let app = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kerberos-plus\n", file: "apps/wiki.yaml")
+        #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty)
+        guard case .failed(let error)? = HandlerCatalog.builtIn.make(for: app, context: HandlerCatalog.validationContext) else {
+            Issue.record("an unknown handler must fail on a connector")
+            return
+        }
+        #expect(error.key == "sso.handler")
+        #expect(error.line == 7)
+        #expect(error.message.contains("is its plugin installed"))
+    }
+}
+
+@Suite("Header handler at work")
+struct HeaderHandlerTests {
+    let alice = Identity(
+        userPrincipalName: "alice@corp.example", subject: "s-1", issuer: "https://i", provider: "corp",
+        displayName: "Alice\nInjected: yes", groups: ["staff", "payroll"], claims: ["department": ["finance"]]
+    )
+
+    @Test func setHeadersReplaceEveryClientSpelling() async throws {
+        let handler = try HeaderHandler(settings: [
+            "headers": .map(["X-Remote-User": .string("{upn}"), "X-Remote-Groups": .string("{groups}"), "X-Remote-Who": .string("{name} <{email}> {department}")]),
+            "groupSeparator": .string(";"),
+        ])
+        var request = BackendRequest(method: "GET", path: "/")
+        for (name, value) in [("X-Remote-User", "mallory"), ("x-remote-user", "m2"), ("X_Remote_User", "m3"), ("X-REMOTE-GROUPS", "admins"), ("X-Other", "kept")] {
+            request.headers.append(name, value)
+        }
+        #expect(await handler.prepare(&request, identity: alice, attempt: 1) == .proceed)
+        #expect(request.headers.values(named: "x-remote-user") == ["alice@corp.example"])
+        #expect(!request.headers.contains { $0.name == "X_Remote_User" })
+        #expect(request.headers["X-Remote-Groups"] == "staff;payroll")
+        #expect(request.headers["X-Remote-Who"] == "Alice Injected: yes <> finance", "control characters become spaces")
+        #expect(request.headers["X-Other"] == "kept")
+    }
+
+    @Test func noIdentityIsRefused() async throws {
+        let handler = try HeaderHandler(settings: ["headers": .map(["X-User": .string("{upn}")])])
+        var request = BackendRequest(method: "GET", path: "/")
+        guard case .refuse(let refusal) = await handler.prepare(&request, identity: nil, attempt: 1) else {
+            Issue.record("a request without identity must be refused")
+            return
+        }
+        #expect(refusal.status == 502)
+    }
+
+    @Test func headerFieldsIgnoreCaseAndUnderscores() {
+        var fields = HeaderFields()
+        fields.append("Content-Type", "text/plain")
+        fields.append("x_a", "1")
+        fields.append("X-A", "2")
+        #expect(fields["content-type"] == "text/plain")
+        #expect(fields.values(named: "X-A") == ["2"])
+        fields.set("x-a", "3")
+        #expect(fields.count == 2)
+        #expect(fields.values(named: "x-a") == ["3"])
+    }
+}
