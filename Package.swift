@@ -11,6 +11,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sallyport", targets: ["sallyport"]),
+        // What SSO handler plugins link against; installed next to `sallyport`, which exports the same symbols
+        // so host and plugins share one copy of the API's types.
+        .library(name: "SallyportPluginAPI", type: .dynamic, targets: ["SallyportPluginAPI"]),
+        // `swift package scaffold-sso-handler`: a new handler package for an integrator.
+        .plugin(name: "ScaffoldSSOHandler", targets: ["ScaffoldSSOHandler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -177,13 +182,28 @@ let package = Package(
                 "SallyportDemo",
                 "SallyportTunnel",
                 "SallyportSSO",
+                "SallyportScaffold",
+                "SallyportPluginAPI",
                 "CSallyportSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // Plugins bind to this executable's copy of the plugin API (never to a second one): export its symbols.
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--export-dynamic-symbol=$s18SallyportPluginAPI*"], .when(platforms: [.linux]))]
+        ),
+        // Templates for a new SSO handler package (used by the scaffold plugin and `sallyport plugins new`).
+        .target(name: "SallyportScaffold", swiftSettings: swiftSettings),
+        .executableTarget(name: "sallyport-scaffold", dependencies: ["SallyportScaffold"], swiftSettings: swiftSettings),
+        .plugin(
+            name: "ScaffoldSSOHandler",
+            capability: .command(
+                intent: .custom(verb: "scaffold-sso-handler", description: "Create a Sallyport SSO handler plugin package"),
+                permissions: [.writeToPackageDirectory(reason: "writes the new handler package")]
+            ),
+            dependencies: ["sallyport-scaffold"]
         ),
         // Test harness: real processes, nginx, throwaway certificates, free ports.
         .target(

@@ -101,9 +101,18 @@ public struct HandlerContext: Sendable {
 }
 
 /// What a plugin's entry point returns: its name, version and handler factories.
+///
+/// A plugin exports two C functions, which the scaffold writes for you:
+/// ```swift
+/// @_cdecl("sallyport_plugin_abi")
+/// public func sallyportPluginABI() -> Int64 { PluginABI.stamp }
+///
+/// @_cdecl("sallyport_plugin_entry")
+/// public func sallyportPluginEntry() -> UnsafeMutableRawPointer {
+///     PluginRegistration(name: "example", version: "1.0.0", factories: [ExampleFactory()]).retainedPointer()
+/// }
+/// ```
 public final class PluginRegistration: Sendable {
-    /// The ABI version the plugin was built against (``PluginABI/version`` at its compile time).
-    public let abiVersion: Int32
     /// The plugin's name, for `sallyport plugins list` and logs.
     public let name: String
     /// The plugin's own version string.
@@ -111,17 +120,15 @@ public final class PluginRegistration: Sendable {
     /// The handlers it provides.
     public let factories: [any SSOHandlerFactory]
 
-    /// Creates a registration; leave `abiVersion` at its default.
-    @inlinable
-    public convenience init(name: String, version: String, factories: [any SSOHandlerFactory]) {
-        self.init(abiVersion: PluginABI.version, name: name, version: version, factories: factories)
-    }
-
-    /// Creates a registration with an explicit ABI version (tests of the loader use this).
-    public init(abiVersion: Int32, name: String, version: String, factories: [any SSOHandlerFactory]) {
-        self.abiVersion = abiVersion
+    /// Creates a registration.
+    public init(name: String, version: String, factories: [any SSOHandlerFactory]) {
         self.name = name
         self.version = version
         self.factories = factories
+    }
+
+    /// The registration as the raw pointer `sallyport_plugin_entry` returns (the host takes ownership).
+    public func retainedPointer() -> UnsafeMutableRawPointer {
+        Unmanaged.passRetained(self).toOpaque()
     }
 }

@@ -1,10 +1,37 @@
-/// The version of this API's binary interface. A plugin built against another version is refused at load.
+/// The binary interface a plugin was built against: this API's version and the Swift compiler's.
 ///
-/// Raised whenever a public type or protocol here changes in a way that old plugins cannot survive.
+/// Plugins are native code linked against this module's types, and Swift on Linux has no stable ABI: a plugin
+/// loads only into a `sallyport` with the same ``version`` built by the same compiler. Each value is emitted
+/// into the plugin when it is compiled, so a plugin reports what it was built with, not what the host has.
 public enum PluginABI {
-    /// The current ABI version; inlined into a plugin when it is compiled, so a plugin reports the version it
-    /// was built with, not the host's.
-    @inlinable public static var version: Int32 { 1 }
+    /// This API's version; raised on every change to a public type or protocol here.
+    @_alwaysEmitIntoClient public static var version: Int32 { 1 }
+
+    /// The compiler that built the calling code, as major·10000 + minor·100 + patch (6.3.1 → 60301).
+    @_alwaysEmitIntoClient public static var compiler: Int32 {
+        #if compiler(>=6.5)
+        return 60500
+        #elseif compiler(>=6.4)
+        return 60400
+        #elseif compiler(>=6.3.1)
+        return 60301
+        #elseif compiler(>=6.3)
+        return 60300
+        #elseif compiler(>=6.2)
+        return 60200
+        #else
+        return 60000
+        #endif
+    }
+
+    /// ``version`` and ``compiler`` in one number: what a plugin's `sallyport_plugin_abi` returns.
+    @_alwaysEmitIntoClient public static var stamp: Int64 { (Int64(version) << 32) | Int64(compiler) }
+
+    /// "API 1, Swift 6.3.1" for a stamp, for messages.
+    public static func describe(_ stamp: Int64) -> String {
+        let compiler = Int(stamp & 0xFFFF_FFFF)
+        return "plugin API \(stamp >> 32), Swift \(compiler / 10000).\(compiler / 100 % 100).\(compiler % 100)"
+    }
 }
 
 /// The request the connector is about to send to the backend. A handler may change method, path and headers.

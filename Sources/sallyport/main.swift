@@ -5,6 +5,8 @@ import SallyportConfig
 import SallyportConnector
 import SallyportDemo
 import SallyportRelay
+import SallyportPluginAPI
+import SallyportScaffold
 import SallyportSSO
 import SallyportTunnel
 import ServiceLifecycle
@@ -34,7 +36,7 @@ struct Sallyport: AsyncParsableCommand {
         commandName: "sallyport",
         abstract: "Publish internal web apps through an outbound-only tunnel.",
         version: SallyportVersion.current,
-        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self]
+        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self]
     )
 }
 
@@ -112,9 +114,21 @@ struct ConnectorCommand: AsyncParsableCommand {
     func run() async throws {
         let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: self.config) }
         let logger = self.logging.makeLogger("sallyport.connector")
+        var handlers = HandlerCatalog.builtIn
+        if let directory = config.pluginsDirectory {
+            // A plugin that does not load is reported; only the apps that use its handlers are affected.
+            let plugins = PluginLoader.load(directory: directory)
+            for plugin in plugins.loaded {
+                logger.info("plugin loaded", metadata: ["plugin": "\(plugin.name)", "version": "\(plugin.version)", "handlers": "\(plugin.handlers.joined(separator: ","))", "file": "\(plugin.path)"])
+            }
+            for failure in plugins.failures {
+                logger.error("plugin not loaded; apps using its handlers answer 502", metadata: ["file": "\(failure.path)", "reason": "\(failure.reason)"])
+            }
+            handlers = plugins.catalog
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ConnectorService(config: config, logger: logger))],
+                services: [.init(service: ConnectorService(config: config, logger: logger, handlers: handlers))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -208,6 +222,78 @@ struct ConfigCommand: AsyncParsableCommand {
                 print("ok: \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid (\(load.apps.map(\.name).joined(separator: ", ")))")
             } else {
                 print("\(errors.count) error\(errors.count == 1 ? "" : "s"); \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct PluginsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugins",
+        abstract: "SSO handler plugins: list what a connector loads, or start a new one.",
+        subcommands: [List.self, New.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load the plugins a connector would load and list their handlers; exit non-zero if any fails."
+        )
+
+        @Option(name: .long, help: "A directory of plugins (*.so).")
+        var directory: String?
+
+        @Option(name: .long, help: "A connector configuration file; its `plugins` directory is listed.")
+        var config: String?
+
+        func run() async throws {
+            var directory = self.directory
+            if directory == nil, let file = self.config {
+                directory = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: file) }.pluginsDirectory
+            }
+            for factory in HandlerCatalog.builtIn.factories.values.sorted(by: { $0.name < $1.name }) {
+                print("built-in  \(factory.name)\(factory.requiresIdentity ? "  (needs identity)" : "")")
+            }
+            guard let directory else {
+                print("no plugins directory (pass --directory, or --config with a connector file that sets plugins)")
+                return
+            }
+            let result = PluginLoader.load(directory: directory)
+            for plugin in result.loaded {
+                let handlers = plugin.handlers.compactMap { result.catalog.factories[$0] }
+                for factory in handlers {
+                    print("plugin    \(factory.name)\(factory.requiresIdentity ? "  (needs identity)" : "")  from \(plugin.name) \(plugin.version)  \(plugin.path)")
+                }
+                if handlers.isEmpty { print("plugin    (no handlers)  from \(plugin.name) \(plugin.version)  \(plugin.path)") }
+            }
+            for failure in result.failures {
+                print("FAILED    \(failure.path): \(failure.reason)")
+            }
+            if !result.failures.isEmpty { throw ExitCode(1) }
+        }
+    }
+
+    struct New: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a new SSO handler plugin package (what `swift package scaffold-sso-handler` does)."
+        )
+
+        @Argument(help: "The handler's name: lowercase letters, digits and -.")
+        var name: String
+
+        @Option(name: .long, help: "Where to write the package (default: ./NAME).")
+        var output: String?
+
+        @Option(name: .long, help: "The Sallyport checkout the plugin builds against.")
+        var sallyportPath: String
+
+        func run() async throws {
+            let scaffold = Scaffold(name: self.name, output: self.output ?? self.name, sallyportPath: self.sallyportPath)
+            do {
+                let files = try scaffold.write()
+                print("wrote \(files.count) files to \(scaffold.output)")
+            } catch {
+                FileHandle.standardError.write(Data("sallyport plugins new: \(error)\n".utf8))
                 throw ExitCode(1)
             }
         }

@@ -24,6 +24,8 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var maxIdleBackendConnections: Int
     /// `backend.idleTimeout`: how long an idle backend connection is kept. Default 60s.
     public var backendIdleTimeout: Duration
+    /// `plugins`: directory of SSO handler plugins (`*.so`) loaded at start; nil loads none.
+    public var pluginsDirectory: String?
 
     /// Creates a connector configuration in code (tests, the demo); paths are used as given.
     public init(
@@ -38,7 +40,8 @@ public struct ConnectorConfig: Sendable, Hashable {
         connections: Int = 2,
         configRefreshInterval: Duration = .seconds(120),
         maxIdleBackendConnections: Int = 32,
-        backendIdleTimeout: Duration = .seconds(60)
+        backendIdleTimeout: Duration = .seconds(60),
+        pluginsDirectory: String? = nil
     ) {
         self.file = file
         self.relay = relay
@@ -52,6 +55,7 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.configRefreshInterval = configRefreshInterval
         self.maxIdleBackendConnections = maxIdleBackendConnections
         self.backendIdleTimeout = backendIdleTimeout
+        self.pluginsDirectory = pluginsDirectory
     }
 }
 
@@ -59,6 +63,7 @@ public struct ConnectorConfig: Sendable, Hashable {
 enum ConnectorFile {
     static let topLevelKeys = [
         "relay", "relayServerName", "name", "group", "certificate", "key", "relayCA", "connections", "configRefreshInterval", "backend",
+        "plugins",
     ]
 
     static func parse(yaml: String, file: String) -> Result<ConnectorConfig, FileProblems> {
@@ -84,6 +89,7 @@ enum ConnectorFile {
             try value.duration()
         }
         let backend = reader.optional("backend", default: BackendSection(), backendSection)
+        let plugins = reader.optional("plugins") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let relay, let certificate, let key else {
@@ -102,7 +108,8 @@ enum ConnectorFile {
                 connections: connections,
                 configRefreshInterval: configRefreshInterval,
                 maxIdleBackendConnections: backend.maxIdleConnectionsPerHost,
-                backendIdleTimeout: backend.idleTimeout
+                backendIdleTimeout: backend.idleTimeout,
+                pluginsDirectory: plugins
             )
         )
     }

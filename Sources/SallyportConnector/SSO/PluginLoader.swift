@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SallyportPluginAPI
+import SallyportSSO
+
+/// Loads SSO handler plugins (`*.so`) from a directory into a handler catalog.
+///
+/// A plugin is native code in this process: it must be built against this Sallyport's plugin API with the same
+/// Swift compiler (checked through its `sallyport_plugin_abi` before anything else in it runs). A plugin that
+/// cannot be loaded is reported and skipped; the apps that use its handlers answer 502, all others work.
+/// Libraries are never unloaded: the Swift runtime keeps their type records for the life of the process.
+public enum PluginLoader {
+    /// A plugin that loaded.
+    public struct Loaded: Sendable {
+        /// The library file.
+        public var path: String
+        /// The plugin's own name and version.
+        public var name: String
+        public var version: String
+        /// The handler names it added.
+        public var handlers: [String]
+    }
+
+    /// A plugin (or one of its handlers) that did not load, and why.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        /// The library file.
+        public var path: String
+        /// What went wrong and what to do.
+        public var reason: String
+        public var description: String { "\(path): \(reason)" }
+    }
+
+    /// The outcome of loading a directory.
+    public struct Result: Sendable {
+        /// The built-in handlers plus every plugin handler that loaded.
+        public var catalog: HandlerCatalog
+        public var loaded: [Loaded]
+        public var failures: [Failure]
+    }
+
+    /// The library plugins link against; loaded first so each plugin's dependency on it resolves to the copy
+    /// installed next to `sallyport`, whose symbols the executable itself provides.
+    static let apiLibrary = "libSallyportPluginAPI.so"
+
+    /// Loads every `*.so` in `directory` (sorted by name) on top of the built-in handlers.
+    public static func load(directory: String, into base: HandlerCatalog = .builtIn) -> Result {
+        var result = Result(catalog: base, loaded: [], failures: [])
+        let files: [String]
+        do {
+            files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".so") && $0 != apiLibrary }.sorted()
+        } catch {
+            result.failures.append(Failure(path: directory, reason: "cannot read the plugins directory: \(error.localizedDescription)"))
+            return result
+        }
+        guard !files.isEmpty else { return result }
+        if dlopen(apiLibrary, RTLD_NOW | RTLD_LOCAL) == nil {
+            let reason = "\(apiLibrary) was not found next to the sallyport executable (\(lastError())); install it with sallyport"
+            result.failures += files.map { Failure(path: directory + "/" + $0, reason: reason) }
+            return result
+        }
+        for file in files {
+            let path = directory + "/" + file
+            switch self.loadOne(path: path) {
+            case .failure(let failure):
+                result.failures.append(failure)
+            case .success(let registration):
+                var added: [String] = []
+                for factory in registration.factories {
+                    guard Self.isValidName(factory.name) else {
+                        result.failures.append(Failure(path: path, reason: "handler name \"\(factory.name)\" is not lowercase letters, digits and -; skipped"))
+                        continue
+                    }
+                    if result.catalog.add(factory) {
+                        added.append(factory.name)
+                    } else {
+                        result.failures.append(Failure(path: path, reason: "handler \"\(factory.name)\" is already provided (built in or by an earlier plugin); skipped"))
+                    }
+                }
+                result.loaded.append(Loaded(path: path, name: registration.name, version: registration.version, handlers: added))
+            }
+        }
+        return result
+    }
+
+    private typealias ABIFunction = @convention(c) () -> Int64
+    private typealias EntryFunction = @convention(c) () -> UnsafeMutableRawPointer?
+
+    static func loadOne(path: String) -> Swift.Result<PluginRegistration, Failure> {
+        // RTLD_NOW: a missing symbol fails here, cleanly, not at some later call.
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            return .failure(Failure(path: path, reason: "cannot load: \(lastError())"))
+        }
+        guard let abiSymbol = dlsym(handle, "sallyport_plugin_abi") else {
+            return .failure(Failure(path: path, reason: "not a Sallyport plugin (no sallyport_plugin_abi symbol)"))
+        }
+        let stamp = unsafeBitCast(abiSymbol, to: ABIFunction.self)()
+        guard stamp == PluginABI.stamp else {
+            return .failure(
+                Failure(
+                    path: path,
+                    reason: "built for \(PluginABI.describe(stamp)), but this connector has \(PluginABI.describe(PluginABI.stamp)); rebuild the plugin against this Sallyport version with the same Swift toolchain"
+                )
+            )
+        }
+        guard let entrySymbol = dlsym(handle, "sallyport_plugin_entry") else {
+            return .failure(Failure(path: path, reason: "has no sallyport_plugin_entry symbol"))
+        }
+        guard let raw = unsafeBitCast(entrySymbol, to: EntryFunction.self)() else {
+            return .failure(Failure(path: path, reason: "its entry point declined to register"))
+        }
+        return .success(Unmanaged<PluginRegistration>.fromOpaque(raw).takeRetainedValue())
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        guard let first = name.first, first.isLetter, first.isLowercase, name.count <= 63 else { return false }
+        return name.allSatisfy { ($0.isLetter && $0.isLowercase && $0.isASCII) || $0.isNumber || $0 == "-" }
+    }
+
+    private static func lastError() -> String {
+        dlerror().map { String(cString: $0) } ?? "unknown error"
+    }
+}

@@ -1,0 +1,251 @@
+import Foundation
+
+/// Writes a new SSO handler plugin package: a handler with its settings type, the two C entry points,
+/// a test, and build instructions.
+public struct Scaffold: Sendable {
+    /// The handler's name, used in `sso.handler` and as the package name: lowercase letters, digits, `-`.
+    public var name: String
+    /// Where the package is written (created; must not exist or be empty).
+    public var output: String
+    /// How the package refers to Sallyport: a path to its checkout.
+    public var sallyportPath: String
+
+    /// A problem with the request; the message says what to do.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Creates a scaffold request.
+    public init(name: String, output: String, sallyportPath: String) {
+        self.name = name
+        self.output = output
+        self.sallyportPath = sallyportPath
+    }
+
+    /// `my-handler` → `MyHandler`.
+    public var moduleName: String {
+        name.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    /// SwiftPM's identity of the Sallyport package: its directory's name, lowercased.
+    var sallyportIdentity: String {
+        URL(fileURLWithPath: sallyportPath).standardizedFileURL.lastPathComponent.lowercased()
+    }
+
+    /// Writes the files and returns their paths.
+    @discardableResult
+    public func write() throws -> [String] {
+        guard let first = name.first, first.isLowercase, first.isLetter,
+            name.allSatisfy({ ($0.isLowercase && $0.isLetter) || $0.isNumber || $0 == "-" }), !name.hasSuffix("-"), name.count <= 63
+        else {
+            throw Failure(description: "the handler name must be lowercase letters, digits and \"-\", starting with a letter (got \"\(name)\")")
+        }
+        guard FileManager.default.fileExists(atPath: sallyportPath + "/Sources/SallyportPluginAPI") else {
+            throw Failure(description: "\(sallyportPath) is not a Sallyport checkout (no Sources/SallyportPluginAPI); pass --sallyport-path")
+        }
+        let fileManager = FileManager.default
+        if let existing = try? fileManager.contentsOfDirectory(atPath: output), !existing.isEmpty {
+            throw Failure(description: "\(output) exists and is not empty; choose another --output")
+        }
+        let module = moduleName
+        let files: [(String, String)] = [
+            ("Package.swift", packageManifest(module: module)),
+            ("Sources/\(module)/\(module).swift", handlerSource(module: module)),
+            ("Sources/\(module)/Entry.swift", entrySource(module: module)),
+            ("Tests/\(module)Tests/\(module)Tests.swift", testSource(module: module)),
+            ("README.md", readme(module: module)),
+            (".gitignore", ".build/\nPackage.resolved\n"),
+        ]
+        var written: [String] = []
+        for (relative, contents) in files {
+            let path = output + "/" + relative
+            try fileManager.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try contents.write(toFile: path, atomically: true, encoding: .utf8)
+            written.append(path)
+        }
+        return written
+    }
+
+    func packageManifest(module: String) -> String {
+        let absolute = URL(fileURLWithPath: sallyportPath).standardizedFileURL.path
+        return """
+            // swift-tools-version:6.0
+            // A Sallyport SSO handler plugin. Build: swift build -c release --product \(module)
+            // Install: copy .build/release/lib\(module).so into the connector's plugins directory.
+            import PackageDescription
+
+            let package = Package(
+                name: "\(name)",
+                platforms: [.macOS(.v15)],
+                products: [
+                    .library(name: "\(module)", type: .dynamic, targets: ["\(module)"]),
+                ],
+                dependencies: [
+                    // The Sallyport the plugin is built for: it must be the version (and Swift compiler) of the
+                    // connector that loads it. A checkout by path, or by URL with an exact version.
+                    .package(path: "\(absolute)"),
+                ],
+                targets: [
+                    .target(
+                        name: "\(module)",
+                        dependencies: [.product(name: "SallyportPluginAPI", package: "\(sallyportIdentity)")]
+                    ),
+                    .testTarget(
+                        name: "\(module)Tests",
+                        dependencies: ["\(module)", .product(name: "SallyportPluginAPI", package: "\(sallyportIdentity)")]
+                    ),
+                ]
+            )
+
+            """
+    }
+
+    func handlerSource(module: String) -> String {
+        """
+        import SallyportPluginAPI
+
+        /// The `\(name)` handler's settings, read from the app file's `sso:` section:
+        ///
+        /// ```yaml
+        /// sso:
+        ///   handler: \(name)
+        ///   header: X-\(module)-User
+        /// ```
+        public struct \(module)Settings: Sendable, Equatable {
+            /// The request header that carries the user's principal name.
+            public var header: String
+
+            /// Reads and checks the settings; a problem names the setting, and Sallyport reports it with the
+            /// app file's name and line.
+            public init(_ settings: [String: SettingValue]) throws {
+                for key in settings.keys.sorted() where key != "header" {
+                    throw SettingsError(key: key, message: "unknown setting; the \(name) handler knows: header")
+                }
+                guard let header = settings["header"]?.string, !header.isEmpty else {
+                    throw SettingsError(key: "header", message: "required: the header to set, e.g. X-\(module)-User")
+                }
+                guard header.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+                    throw SettingsError(key: "header", message: "must be a header name of letters, digits and - (got \\"\\(header)\\")")
+                }
+                self.header = header
+            }
+        }
+
+        /// Makes the handler for each app whose `sso.handler` is `\(name)`.
+        public struct \(module)Factory: SSOHandlerFactory {
+            public let name = "\(name)"
+            public let requiresIdentity = true
+
+            public init() {}
+
+            public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
+                let settings = try \(module)Settings(context.settings)
+                context.logger.info("\(name) handler ready", ["header": settings.header])
+                return \(module)Handler(settings: settings, metrics: context.metrics)
+            }
+        }
+
+        /// Sets the configured header to the user's principal name. Replace with your own logic.
+        public struct \(module)Handler: SSOHandler {
+            let settings: \(module)Settings
+            let metrics: PluginMetrics
+
+            public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
+                guard let identity else {
+                    return .refuse(Refusal(status: 502, message: "Sign-in to this application is misconfigured.", reason: "no identity: the app must use oidc or jwt"))
+                }
+                // `set` removes every spelling a client may have sent (case, _ for -) before setting the value.
+                request.headers.set(settings.header, identity.userPrincipalName)
+                metrics.increment("requests")
+                return .proceed
+            }
+        }
+
+        """
+    }
+
+    func entrySource(module: String) -> String {
+        """
+        import SallyportPluginAPI
+
+        // The two C symbols Sallyport's connector looks up after loading the library. Keep them as they are.
+
+        /// The plugin API and compiler this plugin was built with; the connector refuses a mismatch.
+        @_cdecl("sallyport_plugin_abi")
+        public func sallyportPluginABI() -> Int64 { PluginABI.stamp }
+
+        /// The plugin's handlers.
+        @_cdecl("sallyport_plugin_entry")
+        public func sallyportPluginEntry() -> UnsafeMutableRawPointer {
+            PluginRegistration(name: "\(name)", version: "0.1.0", factories: [\(module)Factory()]).retainedPointer()
+        }
+
+        """
+    }
+
+    func testSource(module: String) -> String {
+        """
+        import SallyportPluginAPI
+        import Testing
+
+        @testable import \(module)
+
+        @Suite struct \(module)Tests {
+            let alice = Identity(userPrincipalName: "alice@corp.example", subject: "s-1", issuer: "https://idp", provider: "corp")
+
+            func handler(_ settings: [String: SettingValue]) throws -> any SSOHandler {
+                let context = HandlerContext(
+                    appName: "test", settings: settings, logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in },
+                    blockingExecutor: { $0() }
+                )
+                return try \(module)Factory().makeHandler(context: context)
+            }
+
+            @Test func setsTheHeaderAndRemovesSpoofedCopies() async throws {
+                var request = BackendRequest(method: "GET", path: "/")
+                request.headers.append("x_\(module.lowercased())_user", "mallory")
+                let decision = await try handler(["header": .string("X-\(module)-User")]).prepare(&request, identity: alice, attempt: 1)
+                #expect(decision == .proceed)
+                #expect(request.headers.values(named: "X-\(module)-User") == ["alice@corp.example"])
+                #expect(request.headers.count == 1)
+            }
+
+            @Test func badSettingsNameTheirKey() throws {
+                #expect(throws: SettingsError(key: "header", message: "required: the header to set, e.g. X-\(module)-User")) {
+                    try handler([:])
+                }
+                #expect(throws: SettingsError.self) { try handler(["header": .string("X"), "extra": .int(1)]) }
+            }
+        }
+
+        """
+    }
+
+    func readme(module: String) -> String {
+        """
+        # \(name): a Sallyport SSO handler
+
+        Scaffolded by `swift package scaffold-sso-handler`. See Sallyport's `docs/plugins.md` for the whole guide.
+
+        ```sh
+        swift test                                   # the handler's own tests
+        swift build -c release --product \(module)   # builds .build/release/lib\(module).so
+        sallyport plugins list --directory .build/release   # checks that a connector can load it
+        ```
+
+        Install: copy `.build/release/lib\(module).so` into the connector's `plugins` directory (connector config
+        key `plugins`) and restart the connector. Use it in an app file:
+
+        ```yaml
+        preAuthentication: oidc
+        sso:
+          handler: \(name)
+          header: X-\(module)-User
+        ```
+
+        The plugin must be built against the same Sallyport version, with the same Swift compiler, as the
+        connector that loads it; the connector refuses anything else with a message saying which.
+
+        """
+    }
+}
