@@ -126,6 +126,7 @@ public final class Deployment: @unchecked Sendable {
         group: String = "default",
         connections: Int = 2,
         certificate override: (certificate: String, key: String)? = nil,
+        plugins: String? = nil,
         waitForConfiguration: Bool = true
     ) async throws -> ChildProcess {
         let (certificate, key) = try override ?? self.pki.issueConnector(name: name)
@@ -139,6 +140,7 @@ public final class Deployment: @unchecked Sendable {
             key: \(key)
             relayCA: \(self.pki.tunnelCA)
             connections: \(connections)
+            \(plugins.map { "plugins: \($0)" } ?? "")
             """
         )
         let process = try ChildProcess.launch(self.binary, ["connector", "--config", file], logFile: self.directory.file("\(name).log"))

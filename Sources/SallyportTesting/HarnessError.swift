@@ -16,6 +16,8 @@ public struct HarnessError: Error, Hashable, CustomStringConvertible {
         public static let fileSystem = Code(name: "fileSystem")
         /// A built product or system tool was not found.
         public static let notFound = Code(name: "notFound")
+        /// A command the harness ran exited with an error.
+        public static let commandFailed = Code(name: "commandFailed")
 
         public var description: String { name }
     }

@@ -18,6 +18,8 @@ import Foundation
 /// - `POST /echo`: returns the request body with status 200 (echo module).
 /// - `GET /headers`: returns the raw request head as received, request line first, then one
 ///   `Name: value` line per header, CRLF-terminated.
+/// - `GET /challenge`: 401 with `WWW-Authenticate: Example realm=test` unless the request carries
+///   `Authorization: Example …`; then the request head, like `/headers`.
 /// - `GET /slow/NAME`: like `/files/` but sent at 1 MB/s.
 /// - `GET /status/CODE`: an empty response with status 204, 400, 403, 404, 500, 502 or 503.
 ///
@@ -244,6 +246,16 @@ public final class Nginx: @unchecked Sendable {
                     }
                     location = /headers {
                         default_type text/plain;
+                        echo -n $echo_client_request_headers;
+                    }
+                    # Challenge-response like Negotiate: 401 with `WWW-Authenticate: Example` until the request
+                    # carries `Authorization: Example …`, then the request head.
+                    location = /challenge {
+                        default_type text/plain;
+                        if ($http_authorization !~ "^Example ") {
+                            add_header WWW-Authenticate "Example realm=test" always;
+                            return 401 "challenge\n";
+                        }
                         echo -n $echo_client_request_headers;
                     }
             \(statusLocations)

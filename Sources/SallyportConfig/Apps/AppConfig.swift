@@ -58,13 +58,30 @@ public struct AppConfig: Sendable, Codable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case name, externalURL, internalURL, connectorGroup, preAuthentication, sso, timeouts, backendTLS, preserveHost, sourceFile
+        case keyPositions
+    }
+
+    /// Decodes an app as the relay sends it; key positions are optional (they only improve error messages).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.name = try container.decode(String.self, forKey: .name)
+        self.externalURL = try container.decode(ExternalURL.self, forKey: .externalURL)
+        self.internalURL = try container.decode(InternalURL.self, forKey: .internalURL)
+        self.connectorGroup = try container.decode(String.self, forKey: .connectorGroup)
+        self.preAuthentication = try container.decode(PreAuthentication.self, forKey: .preAuthentication)
+        self.sso = try container.decode(SSOConfig.self, forKey: .sso)
+        self.timeouts = try container.decode(AppTimeouts.self, forKey: .timeouts)
+        self.backendTLS = try container.decodeIfPresent(BackendTLS.self, forKey: .backendTLS)
+        self.preserveHost = try container.decode(Bool.self, forKey: .preserveHost)
+        self.sourceFile = try container.decode(String.self, forKey: .sourceFile)
+        self.keyPositions = try container.decodeIfPresent(KeyPositions.self, forKey: .keyPositions) ?? KeyPositions()
     }
 }
 
 /// Source positions carried beside a parsed value; every instance compares equal so they never make two
 /// otherwise identical configs differ.
-struct KeyPositions: Sendable, Hashable {
-    struct Position: Sendable {
+struct KeyPositions: Sendable, Hashable, Codable {
+    struct Position: Sendable, Codable {
         var line: Int
         var column: Int
     }
