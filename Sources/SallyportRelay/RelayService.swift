@@ -33,7 +33,7 @@ public struct RelayService: Service {
         self.logger = logger
         self.group = group
         self.onListening = onListening
-        self.catalog = AppCatalog(directory: config.appsDirectory, providers: config.providerMethods, logger: logger)
+        self.catalog = AppCatalog(directory: config.appsDirectory, identityProviders: config.identityProviders, logger: logger)
     }
 
     public func run() async throws {

@@ -69,17 +69,42 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// Checks every app's SSO settings with the handlers known here (the relay's load-time check).
-    public func check(_ apps: [AppConfig]) -> (apps: [AppConfig], errors: [ConfigError]) {
+    /// With `keptClaims` (the claims each identity provider passes on), the `header` handler's templates must
+    /// name only standard attributes or claims the app's provider keeps.
+    public func check(_ apps: [AppConfig], keptClaims: [String: [String]]? = nil) -> (apps: [AppConfig], errors: [ConfigError]) {
         var kept: [AppConfig] = []
         var errors: [ConfigError] = []
         for app in apps {
-            if case .failed(let error)? = self.make(for: app, context: Self.validationContext, unknownIsError: false) {
+            switch self.make(for: app, context: Self.validationContext, unknownIsError: false) {
+            case .failed(let error)?:
                 errors.append(error)
-            } else {
+            case .handler(let handler as HeaderHandler, _)?:
+                if let keptClaims, let provider = app.preAuthentication.policy?.provider,
+                    let error = Self.unknownAttribute(in: handler, app: app, provider: provider, kept: keptClaims[provider] ?? [])
+                {
+                    errors.append(error)
+                } else {
+                    kept.append(app)
+                }
+            default:
                 kept.append(app)
             }
         }
         return (kept, errors)
+    }
+
+    /// The first template attribute that is neither standard nor kept by the provider.
+    static func unknownAttribute(in handler: HeaderHandler, app: AppConfig, provider: String, kept: [String]) -> ConfigError? {
+        for header in handler.headers {
+            for case .attribute(let name) in header.parts where !HeaderHandler.standardAttributes.contains(name) && !kept.contains(name) {
+                let keptList = kept.isEmpty ? "it keeps none" : "it keeps \(kept.joined(separator: ", "))"
+                return Self.error(
+                    in: app, key: "headers.\(header.name)",
+                    "names {\(name)}, which is neither a standard attribute (\(HeaderHandler.standardAttributes.joined(separator: ", "))) nor a claim provider \"\(provider)\" keeps (\(keptList); see claims.keep in the relay config)"
+                )
+            }
+        }
+        return nil
     }
 
     /// A context whose services do nothing: for checking settings only.

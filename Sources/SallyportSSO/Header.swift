@@ -45,6 +45,9 @@ public struct HeaderHandler: SSOHandler {
     /// Joins list values such as `groups`.
     public let separator: String
 
+    /// Attributes every identity has; templates may also name claims the provider keeps.
+    public static let standardAttributes = ["upn", "sub", "iss", "email", "name", "groups"]
+
     /// Headers whose meaning belongs to HTTP or to the proxy, not to an identity.
     static let forbiddenHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host",

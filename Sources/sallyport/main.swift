@@ -207,7 +207,10 @@ struct ConfigCommand: AsyncParsableCommand {
                     let config = try ConfigLoader.loadRelay(file: relay)
                     let resolved = ConfigLoader.resolveProviders(load.apps, providers: config.providerMethods)
                     errors += resolved.errors
-                    load.apps = resolved.apps
+                    let kept = Dictionary(config.identityProviders.map { ($0.name, $0.claims.keep) }, uniquingKeysWith: { a, _ in a })
+                    let templates = HandlerCatalog.builtIn.check(resolved.apps, keptClaims: kept)
+                    errors += templates.errors
+                    load.apps = templates.apps
                 } catch {
                     errors.append(error)
                 }

@@ -60,6 +60,20 @@ struct HeaderSettingsTests {
         #expect(try ssoError(oidcApp + "sso:\n  handler: passthrough\n  extra: 1\n")?.key == "sso.extra")
     }
 
+    @Test func templatesNameOnlyStandardAttributesOrKeptClaims() throws {
+        var app = try ConfigLoader.parseApp(
+            yaml: oidcApp + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n    X-Dept: \"{departmnt}\"\n", file: "apps/wiki.yaml"
+        )
+        app.preAuthentication = .authenticated(AccessPolicy(method: .oidc, provider: "corp"))
+        let typo = try #require(HandlerCatalog.builtIn.check([app], keptClaims: ["corp": ["department"]]).errors.first)
+        #expect(typo.key == "sso.headers.X-Dept")
+        #expect(typo.line == 8)
+        #expect(typo.message.contains("names {departmnt}"))
+        #expect(typo.message.contains("it keeps department"))
+        #expect(HandlerCatalog.builtIn.check([app], keptClaims: ["corp": ["departmnt"]]).errors.isEmpty)
+        #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty, "without provider information only the syntax is checked")
+    }
+
     @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() throws {
         let app = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kerberos-plus\n", file: "apps/wiki.yaml")
         #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty)

@@ -33,14 +33,16 @@ public final class AppCatalog: Sendable {
 
     private let directory: String
     private let providers: [String: AuthenticationMethod]
+    private let keptClaims: [String: [String]]
     private let logger: Logger
     private let state: Mutex<State>
 
     /// Creates an empty catalog for `directory`; call ``reload()`` to load it. Apps are checked against
-    /// `providers` (the relay's identity providers and their methods).
-    public init(directory: String, providers: [String: AuthenticationMethod] = [:], logger: Logger) {
+    /// the relay's identity providers (their names, methods and kept claims).
+    public init(directory: String, identityProviders: [IdentityProviderConfig] = [], logger: Logger) {
         self.directory = directory
-        self.providers = providers
+        self.providers = Dictionary(identityProviders.map { ($0.name, $0.method) }, uniquingKeysWith: { a, _ in a })
+        self.keptClaims = Dictionary(identityProviders.map { ($0.name, $0.claims.keep) }, uniquingKeysWith: { a, _ in a })
         self.logger = logger
         self.state = Mutex(State(snapshot: Snapshot(generation: 0, apps: [], routes: RoutingTable(apps: []), appGeneration: [:])))
     }
@@ -58,7 +60,7 @@ public final class AppCatalog: Sendable {
         // An app that names a provider the relay lacks, or whose built-in SSO handler refuses its settings, is a
         // bad file like any other: its last good version stays. (Plugin handlers are checked by the connectors.)
         let providersResolved = ConfigLoader.resolveProviders(Array(load.appsByFile.values), providers: self.providers)
-        let ssoChecked = HandlerCatalog.builtIn.check(providersResolved.apps)
+        let ssoChecked = HandlerCatalog.builtIn.check(providersResolved.apps, keptClaims: self.keptClaims)
         let resolved = (apps: ssoChecked.apps, errors: providersResolved.errors + ssoChecked.errors)
         let resolvedFiles = Set(resolved.apps.map(\.sourceFile))
         for (file, _) in load.appsByFile where !resolvedFiles.contains(file) {
