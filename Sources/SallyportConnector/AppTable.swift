@@ -28,25 +28,30 @@ public final class AppTable: Sendable {
     /// answers 502; the other apps are unaffected.
     @discardableResult
     public func apply(generation: UInt64, apps: [AppConfig]) -> Bool {
-        let (applied, failures) = self.state.withLock { state -> (Bool, [ConfigError]) in
-            guard generation >= state.generation else { return (false, []) }
-            let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            var sso: [String: SSOPipeline] = [:]
-            var failures: [ConfigError] = []
-            for (name, app) in byName {
-                if state.apps[name] == app, let kept = state.sso[name] {
-                    sso[name] = kept
-                    continue
-                }
-                let pipeline = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
-                if case .unavailable(let error) = pipeline { failures.append(error) }
-                sso[name] = pipeline
+        let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let (current, held) = self.state.withLock { ($0.generation, $0) }
+        guard generation >= current else { return false }
+        // Handlers are made outside the lock: a slow factory must not hold up requests of other apps.
+        var sso: [String: SSOPipeline] = [:]
+        var failures: [ConfigError] = []
+        for (name, app) in byName {
+            if held.apps[name] == app, let kept = held.sso[name] {
+                sso[name] = kept
+                continue
             }
+            let pipeline = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
+            if case .unavailable(let error) = pipeline { failures.append(error) }
+            sso[name] = pipeline
+        }
+        let applied = self.state.withLock { state -> Bool in
+            // Another push may have landed meanwhile; the newer generation wins.
+            guard generation >= state.generation else { return false }
             state.generation = generation
             state.apps = byName
             state.sso = sso
-            return (true, failures)
+            return true
         }
+        guard applied else { return false }
         for error in failures {
             self.services.logger.error("app cannot be served by this connector; its requests get 502", metadata: ["error": "\(error)"])
         }

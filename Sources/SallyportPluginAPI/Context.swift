@@ -47,6 +47,7 @@ public struct PluginLogger: Sendable {
     public func log(_ level: LogLevel, _ message: String, _ metadata: [String: String] = [:]) { sink(level, message, metadata) }
     public func debug(_ message: String, _ metadata: [String: String] = [:]) { log(.debug, message, metadata) }
     public func info(_ message: String, _ metadata: [String: String] = [:]) { log(.info, message, metadata) }
+    public func notice(_ message: String, _ metadata: [String: String] = [:]) { log(.notice, message, metadata) }
     public func warning(_ message: String, _ metadata: [String: String] = [:]) { log(.warning, message, metadata) }
     public func error(_ message: String, _ metadata: [String: String] = [:]) { log(.error, message, metadata) }
 }

@@ -9,14 +9,32 @@ public enum PluginABI {
 
     /// The compiler that built the calling code, as major·10000 + minor·100 + patch (6.3.1 → 60301).
     @_alwaysEmitIntoClient public static var compiler: Int32 {
-        #if compiler(>=6.5)
+        #if compiler(>=7.0)
+        return 70000
+        #elseif compiler(>=6.5)
         return 60500
+        #elseif compiler(>=6.4.2)
+        return 60402
+        #elseif compiler(>=6.4.1)
+        return 60401
         #elseif compiler(>=6.4)
         return 60400
+        #elseif compiler(>=6.3.3)
+        return 60303
+        #elseif compiler(>=6.3.2)
+        return 60302
         #elseif compiler(>=6.3.1)
         return 60301
         #elseif compiler(>=6.3)
         return 60300
+        #elseif compiler(>=6.2.4)
+        return 60204
+        #elseif compiler(>=6.2.3)
+        return 60203
+        #elseif compiler(>=6.2.2)
+        return 60202
+        #elseif compiler(>=6.2.1)
+        return 60201
         #elseif compiler(>=6.2)
         return 60200
         #else
@@ -27,7 +45,7 @@ public enum PluginABI {
     /// ``version`` and ``compiler`` in one number: what a plugin's `sallyport_plugin_abi` returns.
     @_alwaysEmitIntoClient public static var stamp: Int64 { (Int64(version) << 32) | Int64(compiler) }
 
-    /// "API 1, Swift 6.3.1" for a stamp, for messages.
+    /// "plugin API 1, Swift 6.3.1" for a stamp, for messages.
     public static func describe(_ stamp: Int64) -> String {
         let compiler = Int(stamp & 0xFFFF_FFFF)
         return "plugin API \(stamp >> 32), Swift \(compiler / 10000).\(compiler / 100 % 100).\(compiler % 100)"
@@ -40,7 +58,8 @@ public struct BackendRequest: Sendable, Hashable {
     public var method: String
     /// Path and query as the backend will see them.
     public var path: String
-    /// End-to-end header fields (hop-by-hop fields and Sallyport's own are already gone).
+    /// Header fields: end-to-end fields as the user sent them (Sallyport's own are gone), the forwarding
+    /// fields the connector set, and for a WebSocket upgrade `Connection` and `Upgrade`.
     public var headers: HeaderFields
     /// Set to bind the backend connection to one user: connections that carried this value are used only for
     /// requests with the same value (connection-based authentication such as Negotiate). Nil: any connection.
@@ -85,12 +104,15 @@ public struct Refusal: Sendable, Hashable {
     public var message: String
     /// For the connector's log: the cause and the likely fix.
     public var reason: String
+    /// Extra response fields, e.g. `WWW-Authenticate` on a 401 or `Location` on a redirect.
+    public var headers: HeaderFields
 
     /// Creates a refusal.
-    public init(status: Int, message: String, reason: String) {
+    public init(status: Int, message: String, reason: String, headers: HeaderFields = HeaderFields()) {
         self.status = status
         self.message = message
         self.reason = reason
+        self.headers = headers
     }
 }
 
@@ -107,10 +129,13 @@ public enum ResponseDecision: Sendable, Hashable {
 /// Signs users in to one app's backend. One instance serves every request of the app, concurrently.
 public protocol SSOHandler: Sendable {
     /// Changes or refuses the request before it goes to the backend. `identity` is the user the relay
-    /// authenticated (nil for passthrough apps); `attempt` starts at 1.
+    /// authenticated (nil for passthrough apps); `attempt` starts at 1 and grows with each retry the handler
+    /// asks for. It may be called twice with the same attempt when the connector resends a body-less request
+    /// on a fresh connection, so keep it free of one-time side effects.
     func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision
 
-    /// Looks at the backend's response head; `.retry` asks for the request to be sent again.
+    /// Looks at the backend's response head; `.retry` asks for the request to be sent again. Called only when a
+    /// retry is possible: a request without a body, not an upgrade, and `attempt` below ``SSOHandlerFactory/maximumAttempts``.
     func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision
 }
 

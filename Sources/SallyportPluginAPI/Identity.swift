@@ -44,12 +44,13 @@ public struct Identity: Sendable, Hashable, Codable {
         self.claims = claims
     }
 
-    /// The value of a named attribute: `upn`, `sub`, `iss`, `email`, `name`, `groups`, or a kept claim.
+    /// The value of a named attribute: `upn`, `sub`, `iss`, `provider`, `email`, `name`, `groups`, or a kept claim.
     public func values(of attribute: String) -> [String]? {
         switch attribute {
         case "upn": [userPrincipalName]
         case "sub": [subject]
         case "iss": [issuer]
+        case "provider": [provider]
         case "email": email.map { [$0] } ?? []
         case "name": displayName.map { [$0] } ?? []
         case "groups": groups

@@ -23,6 +23,13 @@ public struct HandlerCatalog: Sendable {
         return true
     }
 
+    /// Whether `name` can be a handler name: 1 to 63 ASCII lowercase letters, digits or `-`, starting with a
+    /// letter (the same rule as app names, so every app file can name it).
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, ("a"..."z").contains(first), name.unicodeScalars.count <= 63 else { return false }
+        return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+    }
+
     /// The app's `sso` settings in the plugin API's form.
     public static func settings(of app: AppConfig) -> [String: SettingValue] {
         app.sso.settings.mapValues(Self.convert)

@@ -46,7 +46,7 @@ public struct HeaderHandler: SSOHandler {
     public let separator: String
 
     /// Attributes every identity has; templates may also name claims the provider keeps.
-    public static let standardAttributes = ["upn", "sub", "iss", "email", "name", "groups"]
+    public static let standardAttributes = ["upn", "sub", "iss", "provider", "email", "name", "groups"]
 
     /// Headers whose meaning belongs to HTTP or to the proxy, not to an identity.
     static let forbiddenHeaders: Set<String> = [

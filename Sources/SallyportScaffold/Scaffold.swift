@@ -35,10 +35,12 @@ public struct Scaffold: Sendable {
     /// Writes the files and returns their paths.
     @discardableResult
     public func write() throws -> [String] {
-        guard let first = name.first, first.isLowercase, first.isLetter,
-            name.allSatisfy({ ($0.isLowercase && $0.isLetter) || $0.isNumber || $0 == "-" }), !name.hasSuffix("-"), name.count <= 63
+        // The rule connectors apply to handler names (HandlerCatalog.isValidName); this module has no dependencies.
+        let scalars = name.unicodeScalars
+        guard let first = scalars.first, ("a"..."z").contains(first), scalars.count <= 63, !name.hasSuffix("-"),
+            scalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" })
         else {
-            throw Failure(description: "the handler name must be lowercase letters, digits and \"-\", starting with a letter (got \"\(name)\")")
+            throw Failure(description: "the handler name must be 1 to 63 lowercase letters, digits and \"-\", starting with a letter (got \"\(name)\")")
         }
         guard FileManager.default.fileExists(atPath: sallyportPath + "/Sources/SallyportPluginAPI") else {
             throw Failure(description: "\(sallyportPath) is not a Sallyport checkout (no Sources/SallyportPluginAPI); pass --sallyport-path")
@@ -156,7 +158,7 @@ public struct Scaffold: Sendable {
                 }
                 // `set` removes every spelling a client may have sent (case, _ for -) before setting the value.
                 request.headers.set(settings.header, identity.userPrincipalName)
-                metrics.increment("requests")
+                metrics.increment("requests")  // exported as sallyport_sso_<handler>_requests
                 return .proceed
             }
         }
@@ -204,7 +206,7 @@ public struct Scaffold: Sendable {
             @Test func setsTheHeaderAndRemovesSpoofedCopies() async throws {
                 var request = BackendRequest(method: "GET", path: "/")
                 request.headers.append("x_\(module.lowercased())_user", "mallory")
-                let decision = await try handler(["header": .string("X-\(module)-User")]).prepare(&request, identity: alice, attempt: 1)
+                let decision = try await handler(["header": .string("X-\(module)-User")]).prepare(&request, identity: alice, attempt: 1)
                 #expect(decision == .proceed)
                 #expect(request.headers.values(named: "X-\(module)-User") == ["alice@corp.example"])
                 #expect(request.headers.count == 1)

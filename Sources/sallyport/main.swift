@@ -218,7 +218,21 @@ struct ConfigCommand: AsyncParsableCommand {
                 print("note: apps use oidc or jwt; pass --relay FILE to check their identity providers too")
             }
             if let connector = self.connector {
-                do { _ = try ConfigLoader.loadConnector(file: connector) } catch { errors.append(error) }
+                do {
+                    // With the connector file, SSO handlers from its plugins check their apps' settings too.
+                    let config = try ConfigLoader.loadConnector(file: connector)
+                    if let directory = config.pluginsDirectory {
+                        let plugins = PluginLoader.load(directory: directory)
+                        for failure in plugins.failures { print("plugin not loaded: \(failure)") }
+                        for app in load.apps {
+                            if case .failed(let error)? = plugins.catalog.make(for: app, context: HandlerCatalog.validationContext) {
+                                errors.append(error)
+                            }
+                        }
+                    }
+                } catch {
+                    errors.append(error)
+                }
             }
             for error in errors { print(error) }
             if errors.isEmpty {

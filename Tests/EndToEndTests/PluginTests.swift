@@ -40,6 +40,10 @@ extension EndToEnd {
                 ],
                 in: Self.repository, log: work.file("scaffold.log")
             )
+            // The scaffold's own test passes as written.
+            let tested = try await SwiftPackage.run(["test"], in: work.file("greeting"), log: work.file("test.log"))
+            #expect(tested.contains("passed"))
+            #expect(!tested.contains("warning:"), "the scaffold compiles without warnings")
             let library = try await SwiftPackage.buildLibrary("Greeting", in: work.file("greeting"), log: work.file("build.log"))
             let plugins = work.file("plugins")
             try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
@@ -70,6 +74,14 @@ extension EndToEnd {
             #expect(misconfigured.body.contains("Single sign-on to this application is not working"))
             #expect(connector.log().contains("misconfigured.yaml:6:1: sso.header: required"))
             #expect(try await Curl.run(deployment.url("plain", "/headers"), caFile: deployment.caFile).status == 200)
+
+            // config validate with the connector file checks plugin handlers' settings offline.
+            let validate = try ChildProcess.launch(
+                deployment.binary, ["config", "validate", deployment.appsDirectory, "--connector", deployment.directory.file("connector-1.yaml")],
+                logFile: work.file("validate.log")
+            )
+            #expect(await validate.waitForExit(timeout: .seconds(30)) == 1)
+            #expect(validate.log().contains("misconfigured.yaml:6:1: sso.header: required"), "\(validate.log())")
 
             // The same plugin built for another API version is refused with a message saying why.
             let entry = work.file("greeting/Sources/Greeting/Entry.swift")

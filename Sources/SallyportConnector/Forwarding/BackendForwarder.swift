@@ -124,10 +124,19 @@ struct BackendForwarder: Sendable {
         detail: "Single sign-on to this application is not working right now. Contact your administrator."
     )
 
-    /// The page for a handler's refusal: its status (4xx/5xx only) and message.
+    /// The page for a handler's refusal: its status (3xx for redirects, 4xx, 5xx; anything else is 502),
+    /// message and extra fields (those HTTP or Sallyport reserve are dropped).
     static func page(for refusal: Refusal) -> ErrorPage {
-        let status = (400...599).contains(refusal.status) ? HTTPResponse.Status(code: refusal.status) : .badGateway
-        return ErrorPage(status: status, title: status.reasonPhrase.isEmpty ? "Refused" : status.reasonPhrase, detail: refusal.message)
+        let status = (300...599).contains(refusal.status) ? HTTPResponse.Status(code: refusal.status) : .badGateway
+        var fields = HTTPFields()
+        for field in refusal.headers {
+            guard let name = HTTPField.Name(field.name), HTTPField.isValidValue(field.value) else { continue }
+            fields.append(HTTPField(name: name, value: field.value))
+        }
+        HopByHop.strip(&fields)
+        TunnelProtocol.removeReserved(&fields)
+        for name in [HTTPField.Name.contentLength, .contentType, .setCookie] { fields[values: name] = [] }
+        return ErrorPage(status: status, title: status.reasonPhrase.isEmpty ? "Refused" : status.reasonPhrase, detail: refusal.message, headerFields: fields)
     }
 
     enum ExchangeOutcome {

@@ -9,7 +9,8 @@ import SallyportSSO
 /// Loads SSO handler plugins (`*.so`) from a directory into a handler catalog.
 ///
 /// A plugin is native code in this process: it must be built against this Sallyport's plugin API with the same
-/// Swift compiler (checked through its `sallyport_plugin_abi` before anything else in it runs). A plugin that
+/// Swift compiler (checked through its `sallyport_plugin_abi` right after the library loads, before any of its
+/// handler code runs; a plugin that needs API symbols this connector lacks already fails to load). A plugin that
 /// cannot be loaded is reported and skipped; the apps that use its handlers answer 502, all others work.
 /// Libraries are never unloaded: the Swift runtime keeps their type records for the life of the process.
 public enum PluginLoader {
@@ -91,7 +92,10 @@ public enum PluginLoader {
     static func loadOne(path: String) -> Swift.Result<PluginRegistration, Failure> {
         // RTLD_NOW: a missing symbol fails here, cleanly, not at some later call.
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            return .failure(Failure(path: path, reason: "cannot load: \(lastError())"))
+            let error = lastError()
+            let hint = error.contains("undefined symbol: $s18SallyportPluginAPI")
+                ? "; it was built against another Sallyport plugin API: rebuild it against this Sallyport version" : ""
+            return .failure(Failure(path: path, reason: "cannot load: \(error)\(hint)"))
         }
         guard let abiSymbol = dlsym(handle, "sallyport_plugin_abi") else {
             return .failure(Failure(path: path, reason: "not a Sallyport plugin (no sallyport_plugin_abi symbol)"))
@@ -114,10 +118,7 @@ public enum PluginLoader {
         return .success(Unmanaged<PluginRegistration>.fromOpaque(raw).takeRetainedValue())
     }
 
-    static func isValidName(_ name: String) -> Bool {
-        guard let first = name.first, first.isLetter, first.isLowercase, name.count <= 63 else { return false }
-        return name.allSatisfy { ($0.isLetter && $0.isLowercase && $0.isASCII) || $0.isNumber || $0 == "-" }
-    }
+    static func isValidName(_ name: String) -> Bool { HandlerCatalog.isValidName(name) }
 
     private static func lastError() -> String {
         dlerror().map { String(cString: $0) } ?? "unknown error"

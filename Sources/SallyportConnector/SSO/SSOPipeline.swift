@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Logging
 import Metrics
@@ -40,6 +41,7 @@ struct HandlerServices: Sendable {
         logger[metadataKey: "handler"] = "\(app.sso.handler)"
         let appLogger = logger
         let appName = app.name
+        let handlerName = app.sso.handler.replacingOccurrences(of: "-", with: "_")
         return HandlerContext(
             appName: app.name,
             settings: HandlerCatalog.settings(of: app),
@@ -48,7 +50,7 @@ struct HandlerServices: Sendable {
             },
             metrics: PluginMetrics { name, dimensions, amount in
                 let labels = [("app", appName)] + dimensions.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                Counter(label: "sallyport_sso_\(name)", dimensions: labels).increment(by: Int64(amount))
+                Counter(label: "sallyport_sso_\(handlerName)_\(name)", dimensions: labels).increment(by: Int64(amount))
             },
             blockingExecutor: { work in NIOThreadPool.singleton.submit { _ in work() } }
         )
@@ -76,8 +78,16 @@ enum PluginRequest {
         )
     }
 
+    /// Fields a handler may not change: framing and the forwarding fields the connector sets. They keep the
+    /// values they had before the handler ran.
+    static let protectedFields: [HTTPField.Name] = [
+        .contentLength, .transferEncoding, HTTPField.Name("X-Forwarded-For")!, HTTPField.Name("X-Forwarded-Proto")!,
+        HTTPField.Name("X-Forwarded-Host")!, HTTPField.Name("Forwarded")!,
+    ]
+
     /// A handler's changes applied to the request; nil when it set something HTTP cannot carry.
-    /// Hop-by-hop, `Host` and Sallyport's own fields a handler adds are dropped again.
+    /// Hop-by-hop, `Host` and Sallyport's own fields a handler adds are dropped again, and framing and
+    /// forwarding fields keep their values from before the handler.
     static func apply(_ changed: BackendRequest, to request: HTTPRequest) -> HTTPRequest? {
         guard let method = HTTPRequest.Method(changed.method), changed.path.hasPrefix("/") else { return nil }
         var fields = HTTPFields()
@@ -89,6 +99,7 @@ enum PluginRequest {
         HopByHop.strip(&fields)
         TunnelProtocol.removeReserved(&fields)
         fields[values: HTTPField.Name("Host")!] = []
+        for name in protectedFields { fields[values: name] = request.headerFields[values: name] }
         var result = request
         result.method = method
         result.path = changed.path
