@@ -87,6 +87,8 @@ extension EndToEnd {
                 audiences: [sallyport-test]
                 token:
                   header: X-Gateway-Assertion
+                claims:
+                  keep: [department]
             """
         }
 
