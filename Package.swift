@@ -170,6 +170,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // MIT GSS-API (libkrb5-dev): the module map only.
+        .systemLibrary(name: "CGSSAPI", pkgConfig: "krb5-gssapi", providers: [.apt(["libkrb5-dev"])]),
+        // GSS-API macros and OIDs as functions; nothing else in C.
+        .target(name: "CSallyportGSS", dependencies: ["CGSSAPI"]),
+        // Kerberos for the KCD handler: one Swift type owns each GSS handle.
+        .target(
+            name: "SallyportKerberos",
+            dependencies: ["CGSSAPI", "CSallyportGSS"],
+            swiftSettings: swiftSettings
+        ),
         // C at the edge: process-level tuning glibc only offers through macros.
         .target(name: "CSallyportSystem"),
         // The one executable: parses arguments and assembles services.
@@ -249,6 +259,11 @@ let package = Package(
         .testTarget(
             name: "SallyportSSOTests",
             dependencies: ["SallyportSSO", "SallyportConfig", "SallyportPluginAPI"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SallyportKerberosTests",
+            dependencies: ["SallyportKerberos", "SallyportTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -5,10 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
-# The demo needs nothing beyond the toolchain; curl is installed so the printed command works as printed.
-if ! command -v curl >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends curl ca-certificates
-    else sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends curl ca-certificates; fi
+# Sallyport builds against MIT Kerberos' GSS-API (libkrb5-dev, found through pkg-config); curl is installed
+# so the printed command works as printed.
+missing=()
+for package in curl ca-certificates libkrb5-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"
+    else sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; fi
 fi
 
 swift build --product sallyport

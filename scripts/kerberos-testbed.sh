@@ -96,7 +96,7 @@ cmd_install() {
     # templates that `samba-tool domain provision` reads (only a Recommends of samba-ad-dc).
     # krb5-user: kinit, kvno, klist. ldb-tools: ldbmodify. python3-gssapi: raw krb5 tokens in `verify`.
     local packages=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind
-        krb5-user libkrb5-dev libgssapi-krb5-2 ldb-tools
+        krb5-user libkrb5-dev libgssapi-krb5-2 pkg-config ldb-tools
         apache2 libapache2-mod-auth-gssapi curl python3-gssapi)
     local missing=() package
     for package in "${packages[@]}"; do

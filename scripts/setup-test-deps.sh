@@ -101,4 +101,11 @@ for tool in /usr/bin/chromedriver /usr/lib/chromium/chromium /usr/bin/certutil; 
     fi
 done
 
+# Kerberos test bed (Samba AD KDC, Apache mod_auth_gssapi) and the GSS-API headers Sallyport builds against.
+if [ "$(id -u)" -eq 0 ]; then
+    bash "$(dirname "$0")/kerberos-testbed.sh" install
+else
+    sudo bash "$(dirname "$0")/kerberos-testbed.sh" install
+fi
+
 echo "setup-test-deps: ready (nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*nginx\///'), curl $(curl --version | head -n1 | cut -d' ' -f2))"
