@@ -272,6 +272,10 @@ cmd_start() {
         unset KRB_TESTBED_KDC_PORT
         load_ports
     else
+        # Another KDC (an earlier test bed left running) would answer instead of this one, with other keys.
+        if tcp_open 127.0.0.1 "$KDC_PORT"; then
+            die "127.0.0.1:$KDC_PORT is already in use (another test bed still running? stop it, or set KRB_TESTBED_KDC_PORT)"
+        fi
         [ -f "$DIR/.provisioned" ] || provision
         echo "$KDC_PORT $KPASSWD_PORT" >"$DIR/ports"
         write_krb5_conf
