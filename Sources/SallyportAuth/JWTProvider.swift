@@ -62,10 +62,6 @@ struct JWTProvider: Sendable {
 
     /// The `iss` of a token whose signature is not checked yet.
     static func unverifiedIssuer(_ token: String) -> String? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
-            let claims = try? JSONDecoder().decode(TokenClaims.self, from: payload)
-        else { return nil }
-        return claims.string("iss")
+        UnverifiedJWT.part(1, of: token, as: TokenClaims.self)?.string("iss")
     }
 }

@@ -55,8 +55,7 @@ actor KeySet {
     /// The `kid` of a token's header, read without trusting it (it only picks the key).
     static func keyID(of token: String) -> String? {
         struct Header: Decodable { var kid: String? }
-        guard let dot = token.firstIndex(of: "."), let data = Base64URL.decode(String(token[..<dot])) else { return nil }
-        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
+        return UnverifiedJWT.part(0, of: token, as: Header.self)?.kid
     }
 
     private var mayRefetch: Bool {

@@ -137,6 +137,11 @@ public final class PreAuthenticator: Sendable {
         var seen: Double
     }
 
+    /// What a sealed cookie is bound to: its purpose, its name and the host it was set for.
+    static func sealingContext(_ purpose: String, cookie: String, authority: String) -> String {
+        "\(purpose)|\(cookie)|\(authority.lowercased())"
+    }
+
     static func sessionCookie(_ provider: String) -> String { "\(cookiePrefix)\(provider)" }
 
     /// Every cookie the relay sets starts with this.
@@ -158,7 +163,7 @@ public final class PreAuthenticator: Sendable {
         _ request: HTTPRequest, provider: OIDCClient, policy: AccessPolicy, app: AppConfig, authority: String, logger: Logger
     ) async -> AuthDecision {
         let name = Self.sessionCookie(provider.name)
-        let context = "session|\(name)|\(authority.lowercased())"
+        let context = Self.sealingContext("session", cookie: name, authority: authority)
         let now = Date().timeIntervalSince1970
         if let sealed = Cookies.chunkedValue(name, in: request.headerFields) {
             if var session = sealer.open(sealed, as: Session.self, context: context),
@@ -234,7 +239,7 @@ public final class PreAuthenticator: Sendable {
             state: state, nonce: nonce, verifier: pkce.verifier, returnTo: returnTo, provider: provider.name, issued: Date().timeIntervalSince1970
         )
         let cookie = Self.loginCookie(state: state)
-        guard let sealed = sealer.seal(pending, context: "login|\(cookie)|\(authority.lowercased())") else {
+        guard let sealed = sealer.seal(pending, context: Self.sealingContext("login", cookie: cookie, authority: authority)) else {
             return .answer(Pages.signInUnavailable)
         }
         var fields = HTTPFields()
@@ -302,7 +307,7 @@ public final class PreAuthenticator: Sendable {
         }
         let cookie = Self.loginCookie(state: state)
         guard let sealed = Cookies.value(cookie, in: request.headerFields),
-            let pending = sealer.open(sealed, as: PendingSignIn.self, context: "login|\(cookie)|\(authority.lowercased())"),
+            let pending = sealer.open(sealed, as: PendingSignIn.self, context: Self.sealingContext("login", cookie: cookie, authority: authority)),
             pending.state == state, Date().timeIntervalSince1970 - pending.issued < Self.signInLifetime,
             providers.contains(pending.provider), let provider = oidc[pending.provider]
         else {
@@ -346,7 +351,9 @@ public final class PreAuthenticator: Sendable {
         let now = Date().timeIntervalSince1970
         let name = Self.sessionCookie(provider.name)
         let session = Session(identity: identity, issued: now, seen: now)
-        guard let value = sealer.seal(session, context: "session|\(name)|\(authority.lowercased())") else { return Pages.signInUnavailable }
+        guard let value = sealer.seal(session, context: Self.sealingContext("session", cookie: name, authority: authority)) else {
+            return Pages.signInUnavailable
+        }
         guard let cookies = Cookies.setChunked(name, value: value, maxAge: Int(sessions.lifetime.components.seconds), replacing: request.headerFields) else {
             logger.error(
                 "the user's identity is too large for a session cookie; keep fewer claims or have the provider send fewer groups",

@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import SallyportHTTP
 
 /// A JSON value from a token, as decoded by `Codable` (never parsed by hand).
 enum JSONValue: Codable, Sendable, Hashable {
@@ -54,6 +55,16 @@ enum JSONValue: Codable, Sendable, Hashable {
         case .array(let values): values.flatMap(\.strings)
         case .object, .null: []
         }
+    }
+}
+
+/// Reads a part of a compact JWT (`header.payload.signature`) before its signature is checked: only to pick
+/// the key or the issuer whose keys then decide.
+enum UnverifiedJWT {
+    static func part<T: Decodable>(_ index: Int, of token: String, as type: T.Type) -> T? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let data = Base64URL.decode(String(parts[index])) else { return nil }
+        return try? JSONDecoder().decode(T.self, from: data)
     }
 }
 

@@ -24,7 +24,7 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// Whether `name` can be a handler name: 1 to 63 ASCII lowercase letters, digits or `-`, starting with a
-    /// letter (the same rule as app names, so every app file can name it).
+    /// letter (the scaffold applies the same rule to the names it writes).
     public static func isValidName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, ("a"..."z").contains(first), name.unicodeScalars.count <= 63 else { return false }
         return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
@@ -98,6 +98,17 @@ public struct HandlerCatalog: Sendable {
             }
         }
         return (kept, errors)
+    }
+
+    /// What the relay checks on apps beyond their own files: the identity provider each names (filled in when
+    /// implicit), and the built-in handlers' settings, templates included. Plugin handlers are left to the
+    /// connectors. Used by the relay's catalog and by `config validate --relay`.
+    public static func checkOnRelay(_ apps: [AppConfig], identityProviders: [IdentityProviderConfig]) -> (apps: [AppConfig], errors: [ConfigError]) {
+        let methods = Dictionary(identityProviders.map { ($0.name, $0.method) }, uniquingKeysWith: { a, _ in a })
+        let kept = Dictionary(identityProviders.map { ($0.name, $0.claims.keep) }, uniquingKeysWith: { a, _ in a })
+        let resolved = ConfigLoader.resolveProviders(apps, providers: methods)
+        let checked = builtIn.check(resolved.apps, keptClaims: kept)
+        return (checked.apps, resolved.errors + checked.errors)
     }
 
     /// The first template attribute that is neither standard nor kept by the provider.

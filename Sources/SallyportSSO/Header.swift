@@ -62,7 +62,7 @@ public struct HeaderHandler: SSOHandler {
         }
         var separator = ","
         if let value = settings["groupSeparator"] {
-            guard let text = value.string, !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            guard let text = value.string, !text.unicodeScalars.contains(where: Self.isControl) else {
                 throw SettingsError(key: "groupSeparator", message: "must be a string of visible characters such as \",\" or \"; \"")
             }
             separator = text
@@ -116,8 +116,13 @@ public struct HeaderHandler: SSOHandler {
             case .attribute(let name): value += (identity.values(of: name) ?? []).joined(separator: separator)
             }
         }
-        guard value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return value }
-        return String(String.UnicodeScalarView(value.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
+        guard value.unicodeScalars.contains(where: isControl) else { return value }
+        return String(String.UnicodeScalarView(value.unicodeScalars.map { isControl($0) ? " " : $0 }))
+    }
+
+    /// Characters a header value cannot carry (CR, LF and the other C0 controls, DEL).
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || scalar.value == 0x7F
     }
 
     static func isToken(_ name: String) -> Bool {

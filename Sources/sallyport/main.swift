@@ -198,25 +198,17 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             var load = ConfigLoader.loadApps(directory: self.directory)
             errors += load.errors
-            let ssoChecked = HandlerCatalog.builtIn.check(load.apps)
-            errors += ssoChecked.errors
-            load.apps = ssoChecked.apps
+            var relayConfig: RelayConfig?
             if let relay = self.relay {
-                do {
-                    // With the relay file, apps are checked against its identity providers too.
-                    let config = try ConfigLoader.loadRelay(file: relay)
-                    let resolved = ConfigLoader.resolveProviders(load.apps, providers: config.providerMethods)
-                    errors += resolved.errors
-                    let kept = Dictionary(config.identityProviders.map { ($0.name, $0.claims.keep) }, uniquingKeysWith: { a, _ in a })
-                    let templates = HandlerCatalog.builtIn.check(resolved.apps, keptClaims: kept)
-                    errors += templates.errors
-                    load.apps = templates.apps
-                } catch {
-                    errors.append(error)
-                }
+                do { relayConfig = try ConfigLoader.loadRelay(file: relay) } catch { errors.append(error) }
             } else if load.apps.contains(where: { $0.preAuthentication.policy != nil }) {
                 print("note: apps use oidc or jwt; pass --relay FILE to check their identity providers too")
             }
+            // With the relay file, apps are checked as the relay checks them (providers, templates).
+            let checked = relayConfig.map { HandlerCatalog.checkOnRelay(load.apps, identityProviders: $0.identityProviders) }
+                ?? HandlerCatalog.builtIn.check(load.apps)
+            errors += checked.errors
+            load.apps = checked.apps
             if let connector = self.connector {
                 do {
                     // With the connector file, SSO handlers from its plugins check their apps' settings too.

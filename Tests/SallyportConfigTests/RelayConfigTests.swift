@@ -72,7 +72,8 @@ struct RelayConfigTests {
             """
         let (relay, directory) = try load(yaml)
         defer { directory.remove() }
-        #expect(relay.providerMethods == ["corp": .oidc, "gateway": .jwt])
+        #expect(relay.identityProviders.map(\.name) == ["corp", "gateway"])
+        #expect(relay.identityProviders.map(\.method) == [.oidc, .jwt])
         let corp = try #require(relay.identityProviders.first)
         guard case .oidc(let oidc) = corp.kind else { Issue.record("corp is not oidc"); return }
         #expect(oidc.clientSecretFile == "\(directory.path)/secrets/oidc")

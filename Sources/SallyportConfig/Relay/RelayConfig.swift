@@ -57,11 +57,6 @@ public struct RelayConfig: Sendable, Hashable {
         self.identityProviders = identityProviders
         self.sessions = sessions
     }
-
-    /// The authentication method of each provider, by name: what app files are checked against.
-    public var providerMethods: [String: AuthenticationMethod] {
-        Dictionary(identityProviders.map { ($0.name, $0.method) }, uniquingKeysWith: { a, _ in a })
-    }
 }
 
 /// One certificate the relay serves on its public listener.

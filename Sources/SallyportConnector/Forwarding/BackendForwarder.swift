@@ -35,7 +35,13 @@ struct BackendForwarder: Sendable {
         }
         let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
         let request = Self.backendRequest(head, app: app, upgrade: upgrade)
-        let identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
+        // Decoded only when a handler runs: passthrough apps never look at it.
+        let identity: Identity?
+        if case .handler = pipeline {
+            identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
+        } else {
+            identity = nil
+        }
 
         // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent
         // again, on a fresh connection when a reused one turns out closed, or when the SSO handler asks.

@@ -74,8 +74,12 @@ enum PluginRequest {
         BackendRequest(
             method: request.method.rawValue,
             path: request.path ?? "/",
-            headers: HeaderFields(request.headerFields.map { HeaderFields.Field(name: $0.name.rawName, value: $0.value) })
+            headers: fields(request.headerFields)
         )
+    }
+
+    static func fields(_ fields: HTTPFields) -> HeaderFields {
+        HeaderFields(fields.map { HeaderFields.Field(name: $0.name.rawName, value: $0.value) })
     }
 
     /// Fields a handler may not change: framing and the forwarding fields the connector sets. They keep the
@@ -111,7 +115,7 @@ enum PluginRequest {
     static func response(_ response: HTTPResponse) -> BackendResponse {
         BackendResponse(
             status: response.status.code,
-            headers: HeaderFields(response.headerFields.map { HeaderFields.Field(name: $0.name.rawName, value: $0.value) })
+            headers: fields(response.headerFields)
         )
     }
 }

@@ -32,8 +32,7 @@ public final class AppCatalog: Sendable {
     }
 
     private let directory: String
-    private let providers: [String: AuthenticationMethod]
-    private let keptClaims: [String: [String]]
+    private let identityProviders: [IdentityProviderConfig]
     private let logger: Logger
     private let state: Mutex<State>
 
@@ -41,8 +40,7 @@ public final class AppCatalog: Sendable {
     /// the relay's identity providers (their names, methods and kept claims).
     public init(directory: String, identityProviders: [IdentityProviderConfig] = [], logger: Logger) {
         self.directory = directory
-        self.providers = Dictionary(identityProviders.map { ($0.name, $0.method) }, uniquingKeysWith: { a, _ in a })
-        self.keptClaims = Dictionary(identityProviders.map { ($0.name, $0.claims.keep) }, uniquingKeysWith: { a, _ in a })
+        self.identityProviders = identityProviders
         self.logger = logger
         self.state = Mutex(State(snapshot: Snapshot(generation: 0, apps: [], routes: RoutingTable(apps: []), appGeneration: [:])))
     }
@@ -59,9 +57,7 @@ public final class AppCatalog: Sendable {
         var load = ConfigLoader.loadApps(directory: self.directory)
         // An app that names a provider the relay lacks, or whose built-in SSO handler refuses its settings, is a
         // bad file like any other: its last good version stays. (Plugin handlers are checked by the connectors.)
-        let providersResolved = ConfigLoader.resolveProviders(Array(load.appsByFile.values), providers: self.providers)
-        let ssoChecked = HandlerCatalog.builtIn.check(providersResolved.apps, keptClaims: self.keptClaims)
-        let resolved = (apps: ssoChecked.apps, errors: providersResolved.errors + ssoChecked.errors)
+        let resolved = HandlerCatalog.checkOnRelay(Array(load.appsByFile.values), identityProviders: self.identityProviders)
         let resolvedFiles = Set(resolved.apps.map(\.sourceFile))
         for (file, _) in load.appsByFile where !resolvedFiles.contains(file) {
             load.appsByFile[file] = nil
