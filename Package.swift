@@ -43,10 +43,10 @@ let package = Package(
         ),
         // The plugin API: the few types a handler sees (the user's identity first). Standard library only.
         .target(name: "SallyportPluginAPI", swiftSettings: swiftSettings),
-        // SSO handlers: the built-in ones (passthrough, header) and the catalog that checks an app's settings.
+        // SSO handlers: the built-in ones (passthrough, header, kcd) and the catalog that checks an app's settings.
         .target(
             name: "SallyportSSO",
-            dependencies: ["SallyportConfig", "SallyportPluginAPI"],
+            dependencies: ["SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],
             swiftSettings: swiftSettings
         ),
         // Pre-authentication at the relay: OIDC sign-in, trusted JWTs, sessions, access rules.
@@ -192,6 +192,7 @@ let package = Package(
                 "SallyportDemo",
                 "SallyportTunnel",
                 "SallyportSSO",
+                "SallyportKerberos",
                 "SallyportScaffold",
                 "SallyportPluginAPI",
                 "CSallyportSystem",
@@ -258,12 +259,12 @@ let package = Package(
         ),
         .testTarget(
             name: "SallyportSSOTests",
-            dependencies: ["SallyportSSO", "SallyportConfig", "SallyportPluginAPI"],
+            dependencies: ["SallyportSSO", "SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SallyportKerberosTests",
-            dependencies: ["SallyportKerberos", "SallyportTesting"],
+            dependencies: ["SallyportKerberos", "SallyportSSO", "SallyportPluginAPI", "SallyportTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

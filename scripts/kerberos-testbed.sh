@@ -40,6 +40,7 @@ ADMIN_PASSWORD='Testbed-Admin-1'
 ALICE_PASSWORD='Alice-Pass-1'
 BOB_PASSWORD='Bob-Pass-1'
 CAROL_PASSWORD='Carol-Pass-1'
+EXTRA_PASSWORD='Extra-Pass-1'
 CONNECTOR_ACCOUNT=sallyport-conn
 CONNECTOR_PASSWORD='Connector-Pass-1'
 # Samba's KDC serves S4U2Self only to an account that has a servicePrincipalName.
@@ -185,6 +186,9 @@ provision() {
     samba_tool user create alice "$ALICE_PASSWORD" >/dev/null
     samba_tool user create bob "$BOB_PASSWORD" >/dev/null
     samba_tool user create carol "$CAROL_PASSWORD" >/dev/null
+    # Users nothing else touches: tests use them when they need a user whose tickets are not cached yet.
+    samba_tool user create dave "$EXTRA_PASSWORD" >/dev/null
+    samba_tool user create erin "$EXTRA_PASSWORD" >/dev/null
     # "Account is sensitive and cannot be delegated": userAccountControl NOT_DELEGATED (0x100000).
     samba_tool user sensitive carol on >/dev/null
 
@@ -483,10 +487,15 @@ LoadModule include_module /usr/lib/apache2/modules/mod_include.so
 LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
 LoadModule setenvif_module /usr/lib/apache2/modules/mod_setenvif.so
 
-StartServers 1
-ServerLimit 2
-ThreadsPerChild 32
-MaxRequestWorkers 64
+# Sized so that the tests' parallel users never make the event MPM close keep-alive connections for lack
+# of workers (it does so near MaxRequestWorkers, which looks like a backend dropping requests).
+StartServers 2
+ServerLimit 4
+ThreadsPerChild 64
+MaxRequestWorkers 256
+MinSpareThreads 64
+MaxSpareThreads 256
+AsyncRequestWorkerFactor 4
 KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 60

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SallyportConfig
+import SallyportKerberos
 import SallyportSSO
 import SallyportTunnel
 import ServiceLifecycle
@@ -16,6 +17,8 @@ public struct ConnectorService: Service {
 
     /// The apps pushed by the relay, with their SSO pipelines (for status and tests).
     public let apps: AppTable
+    /// Kerberos credentials for the `kcd` handler, obtained on first use.
+    public let delegator: KerberosDelegator
 
     /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
     public init(
@@ -24,7 +27,18 @@ public struct ConnectorService: Service {
         self.config = config
         self.logger = logger
         self.group = group
+        self.delegator = Self.delegator(for: config.kerberos)
+        var handlers = handlers
+        handlers.replace(KCDHandlerFactory(delegator: self.delegator, allowedSPNs: config.kerberos.allowedSPNs))
         self.apps = AppTable(handlers: handlers, logger: logger)
+    }
+
+    /// The delegator for a connector's `kerberos` settings; KDC exchanges run on NIO's blocking thread pool.
+    public static func delegator(for settings: KerberosSettings) -> KerberosDelegator {
+        KerberosDelegator(
+            settings: .init(keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets),
+            executor: { work in NIOThreadPool.singleton.submit { _ in work() } }
+        )
     }
 
     public func run() async throws {
@@ -40,7 +54,9 @@ public struct ConnectorService: Service {
         logger[metadataKey: "connector"] = "\(name)"
         let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger)
         logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "group": "\(self.config.group)", "connections": "\(self.config.connections)"])
+        let renewalLogger = logger
         await withDiscardingTaskGroup { group in
+            group.addTask { await self.renewKerberosCredentials(logger: renewalLogger) }
             for index in 0..<self.config.connections {
                 let session = TunnelSession(
                     index: index,
@@ -56,5 +72,19 @@ public struct ConnectorService: Service {
             }
         }
         logger.info("connector stopped")
+    }
+
+    /// Keeps the connector's own Kerberos credentials (once obtained) from lapsing between requests.
+    func renewKerberosCredentials(logger: Logger) async {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(30)) }
+            guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
+            let errors = await withCheckedContinuation { continuation in
+                NIOThreadPool.singleton.submit { _ in continuation.resume(returning: self.delegator.renewDueCredentials()) }
+            }
+            for error in errors {
+                logger.error("cannot renew the connector's Kerberos credentials; kcd apps get 503 for users without cached tickets", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }

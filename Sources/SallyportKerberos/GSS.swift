@@ -31,7 +31,11 @@ public struct GSSError: Error, Sendable, CustomStringConvertible {
             var buffer = gss_buffer_desc()
             let major = gss_display_status(&minor, status, type, nil, &context, &buffer)
             if csallyport_gss_is_error(major) != 0 { break }
-            if let value = buffer.value { lines.append(String(decoding: UnsafeRawBufferPointer(start: value, count: buffer.length), as: UTF8.self)) }
+            if let value = buffer.value {
+                // Some mechanisms count a trailing NUL in the length.
+                let text = String(decoding: UnsafeRawBufferPointer(start: value, count: buffer.length), as: UTF8.self)
+                lines.append(String(text.prefix { $0 != "\0" }))
+            }
             gss_release_buffer(&minor, &buffer)
         } while context != 0
         return lines
@@ -71,18 +75,42 @@ public final class GSSName: @unchecked Sendable {
     /// The principal as given.
     public let principal: String
 
-    /// Imports `principal`, e.g. `alice@CORP.EXAMPLE.TEST` or `HTTP/app.corp.example.test@CORP.EXAMPLE.TEST`.
-    public init(principal: String) throws {
+    /// Imports `principal`, e.g. `alice@CORP.EXAMPLE.TEST` or `HTTP/app.corp.example.test@CORP.EXAMPLE.TEST`
+    /// (without `@REALM`: the default realm).
+    public convenience init(principal: String) throws {
+        try self.init(principal, type: csallyport_gss_nt_krb5_principal())
+    }
+
+    /// Imports a user principal name as an enterprise name (`alice@example.com`), which the KDC maps to the
+    /// account whatever the UPN suffix (one extra AS exchange to find the user's realm).
+    public convenience init(enterprise upn: String) throws {
+        try self.init(upn, type: csallyport_gss_nt_enterprise())
+    }
+
+    private init(_ principal: String, type: gss_OID) throws {
         var minor: OM_uint32 = 0
         var name: gss_name_t?
         var bytes = Array(principal.utf8)
         let major = bytes.withUnsafeMutableBytes { raw -> OM_uint32 in
             var buffer = gss_buffer_desc(length: raw.count, value: raw.baseAddress)
-            return gss_import_name(&minor, &buffer, csallyport_gss_nt_krb5_principal(), &name)
+            return gss_import_name(&minor, &buffer, type, &name)
         }
         guard csallyport_gss_is_error(major) == 0, let name else { throw GSSError("gss_import_name(\(principal))", major: major, minor: minor) }
         self.handle = name
         self.principal = principal
+    }
+
+    /// A name the library made (owned from now on), with its display form.
+    init(taking handle: gss_name_t) {
+        self.handle = handle
+        var minor: OM_uint32 = 0
+        var buffer = gss_buffer_desc()
+        var text = ""
+        if csallyport_gss_is_error(gss_display_name(&minor, handle, &buffer, nil)) == 0, let value = buffer.value {
+            text = String(decoding: UnsafeRawBufferPointer(start: value, count: buffer.length), as: UTF8.self)
+        }
+        gss_release_buffer(&minor, &buffer)
+        self.principal = text
     }
 
     deinit {
@@ -113,8 +141,9 @@ public final class GSSCredential: @unchecked Sendable {
 
     /// The connector's initiator credential from a keytab; its TGT is obtained (and renewed) into `ccache`
     /// (e.g. `MEMORY:sallyport`) by the Kerberos library as needed.
-    public static func fromKeytab(_ keytab: String, principal: String, ccache: String, mechanism: GSSMechanism) throws -> GSSCredential {
-        let name = try GSSName(principal: principal)
+    /// With `principal` nil, the keytab's first principal is used.
+    public static func fromKeytab(_ keytab: String, principal: String?, ccache: String, mechanism: GSSMechanism) throws -> GSSCredential {
+        let name = try principal.map { try GSSName(principal: $0) }
         return try withMechanismSet(mechanism) { mechanisms in
             var minor: OM_uint32 = 0
             var credential: gss_cred_id_t?
@@ -129,7 +158,8 @@ public final class GSSCredential: @unchecked Sendable {
                             return elements.withUnsafeMutableBufferPointer { buffer -> OM_uint32 in
                                 var store = gss_key_value_set_desc(count: OM_uint32(buffer.count), elements: buffer.baseAddress)
                                 return gss_acquire_cred_from(
-                                    &minor, name.handle, csallyport_gss_indefinite(), mechanisms, gss_cred_usage_t(GSS_C_INITIATE), &store, &credential, nil, nil
+                                    &minor, name?.handle ?? csallyport_gss_no_name(), csallyport_gss_indefinite(), mechanisms, gss_cred_usage_t(GSS_C_INITIATE),
+                                    &store, &credential, nil, nil
                                 )
                             }
                         }
@@ -137,7 +167,7 @@ public final class GSSCredential: @unchecked Sendable {
                 }
             }
             guard csallyport_gss_is_error(major) == 0, let credential else {
-                throw GSSError("gss_acquire_cred_from(keytab \(keytab), \(principal))", major: major, minor: minor)
+                throw GSSError("gss_acquire_cred_from(keytab \(keytab), \(principal ?? "its first principal"))", major: major, minor: minor)
             }
             return GSSCredential(handle: credential, mechanism: mechanism)
         }
@@ -157,6 +187,15 @@ public final class GSSCredential: @unchecked Sendable {
             }
             return GSSCredential(handle: credential, mechanism: self.mechanism)
         }
+    }
+
+    /// The principal the credential belongs to, e.g. `sallyport-conn@CORP.EXAMPLE.TEST`.
+    public func name() throws -> String {
+        var minor: OM_uint32 = 0
+        var name: gss_name_t?
+        let major = gss_inquire_cred(&minor, self.handle, &name, nil, nil, nil)
+        guard csallyport_gss_is_error(major) == 0, let name else { throw GSSError("gss_inquire_cred", major: major, minor: minor) }
+        return GSSName(taking: name).principal
     }
 
     /// Seconds until the credential expires (0 when it has).

@@ -5,7 +5,7 @@
 /// into the plugin when it is compiled, so a plugin reports what it was built with, not what the host has.
 public enum PluginABI {
     /// This API's version; raised on every change to a public type or protocol here.
-    @_alwaysEmitIntoClient public static var version: Int32 { 1 }
+    @_alwaysEmitIntoClient public static var version: Int32 { 2 }
 
     /// The compiler that built the calling code, as major·10000 + minor·100 + patch (6.3.1 → 60301).
     @_alwaysEmitIntoClient public static var compiler: Int32 {
@@ -124,6 +124,9 @@ public enum ResponseDecision: Sendable, Hashable {
     /// next attempt number), e.g. to answer a `401 Negotiate` challenge. The connector retries only requests
     /// without a body, at most ``SSOHandlerFactory/maximumAttempts`` times in all.
     case retry
+    /// Discard it and answer the user with this refusal instead, e.g. when the backend's mutual-authentication
+    /// reply does not verify. The backend connection is closed.
+    case refuse(Refusal)
 }
 
 /// Signs users in to one app's backend. One instance serves every request of the app, concurrently.
@@ -134,8 +137,9 @@ public protocol SSOHandler: Sendable {
     /// on a fresh connection, so keep it free of one-time side effects.
     func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision
 
-    /// Looks at the backend's response head; `.retry` asks for the request to be sent again. Called only when a
-    /// retry is possible: a request without a body, not an upgrade, and `attempt` below ``SSOHandlerFactory/maximumAttempts``.
+    /// Looks at the backend's response head before the user sees it (not at a `101 Switching Protocols`).
+    /// `.retry` asks for the request to be sent again; it is honoured only for a request without a body that is
+    /// not an upgrade, while `attempt` is below ``SSOHandlerFactory/maximumAttempts``, and is delivery otherwise.
     func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision
 }
 

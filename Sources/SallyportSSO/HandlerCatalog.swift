@@ -7,7 +7,8 @@ public struct HandlerCatalog: Sendable {
     public private(set) var factories: [String: any SSOHandlerFactory]
 
     /// The handlers that ship with Sallyport.
-    public static let builtIn = HandlerCatalog(factories: [PassthroughHandlerFactory(), HeaderHandlerFactory()])
+    /// (`kcd` here only checks settings; a connector replaces it with one that has its Kerberos credentials.)
+    public static let builtIn = HandlerCatalog(factories: [PassthroughHandlerFactory(), HeaderHandlerFactory(), KCDHandlerFactory()])
 
     /// A catalog of these factories; a later factory of the same name does not replace an earlier one.
     public init(factories: [any SSOHandlerFactory]) {
@@ -21,6 +22,11 @@ public struct HandlerCatalog: Sendable {
         guard factories[factory.name] == nil else { return false }
         factories[factory.name] = factory
         return true
+    }
+
+    /// Puts `factory` in place of the one of the same name (a built-in handler given the host's services).
+    public mutating func replace(_ factory: any SSOHandlerFactory) {
+        factories[factory.name] = factory
     }
 
     /// Whether `name` can be a handler name: 1 to 63 ASCII lowercase letters, digits or `-`, starting with a

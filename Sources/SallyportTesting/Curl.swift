@@ -120,6 +120,70 @@ public struct Curl {
         )
     }
 
+    /// One request of a ``batch(_:caFile:parallel:timeout:)``.
+    public struct BatchRequest: Sendable {
+        public var url: String
+        public var headers: [String]
+        public init(url: String, headers: [String] = []) {
+            self.url = url
+            self.headers = headers
+        }
+    }
+
+    /// Runs many GET requests in one curl process (`--parallel`, connections reused) and returns each
+    /// response's status and body, in the order given. For load and interleaving tests.
+    public static func batch(_ requests: [BatchRequest], caFile: String?, parallel: Int = 8, timeout: Int = 300) async throws -> [(status: Int, body: String)] {
+        try await batchWithErrors(requests, caFile: caFile, parallel: parallel, timeout: timeout).results
+    }
+
+    /// Like ``batch(_:caFile:parallel:timeout:)``, also returning what curl wrote to stderr (why a transfer failed).
+    public static func batchWithErrors(
+        _ requests: [BatchRequest], caFile: String?, parallel: Int = 8, timeout: Int = 300
+    ) async throws -> (results: [(status: Int, body: String)], stderr: String) {
+        let scratch = try TestDirectory(prefix: "sallyport-curl-batch")
+        defer { scratch.remove() }
+        func quoted(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        var config = ""
+        var headerFiles: [String: String] = [:]
+        for (index, request) in requests.enumerated() {
+            if index > 0 { config += "next\n" }
+            config += "url = \(quoted(request.url))\n"
+            config += "output = \(quoted(scratch.file("body-\(index)")))\n"
+            config += "write-out = \(quoted("\(index) %{http_code}\\n"))\n"
+            config += "noproxy = \"*\"\n"
+            if let caFile { config += "cacert = \(quoted(caFile))\n" }
+            // Long header lines repeated in a big config file make curl 7.88 drop a transfer now and then:
+            // each distinct header set goes to a file that the entries name.
+            if !request.headers.isEmpty {
+                let joined = request.headers.joined(separator: "\n")
+                let file: String
+                if let known = headerFiles[joined] {
+                    file = known
+                } else {
+                    file = try scratch.write("headers-\(headerFiles.count)", joined + "\n")
+                    headerFiles[joined] = file
+                }
+                config += "header = \(quoted("@" + file))\n"
+            }
+        }
+        let configFile = try scratch.write("curl.conf", config)
+        let stdoutFile = scratch.file("stdout")
+        let process = try ChildProcess.launch(
+            "curl", ["--silent", "--show-error", "--parallel", "--parallel-max", String(parallel), "--http1.1", "--max-time", String(timeout), "--config", configFile],
+            environment: nil, stdout: stdoutFile, stderr: scratch.file("stderr"), currentDirectory: nil
+        )
+        guard await process.waitForExit(timeout: .seconds(timeout + 30)) != nil else {
+            await process.terminate()
+            throw HarnessError(.timedOut, "curl batch of \(requests.count) did not finish within \(timeout + 30)s")
+        }
+        var statuses = [Int](repeating: 0, count: requests.count)
+        for line in read(stdoutFile).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let index = Int(parts[0]), let status = Int(parts[1]), statuses.indices.contains(index) { statuses[index] = status }
+        }
+        return (statuses.enumerated().map { index, status in (status, read(scratch.file("body-\(index)"))) }, read(scratch.file("stderr")))
+    }
+
     /// The fields of the last response head in a `--dump-header` file (skipping `100 Continue` and the like).
     static func parseHeaders(_ text: String) -> [(String, String)] {
         var blocks: [[Substring]] = []

@@ -119,7 +119,8 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Starts a connector of `group` and waits until it has the relay's configuration.
-    /// `certificate` overrides the connector's client certificate and key (for negative tests).
+    /// `certificate` overrides the connector's client certificate and key (for negative tests); `extra` is
+    /// YAML appended to its config file (e.g. a `kerberos:` section); `environment` adds to its environment.
     @discardableResult
     public func startConnector(
         name: String = "connector-1",
@@ -127,6 +128,8 @@ public final class Deployment: @unchecked Sendable {
         connections: Int = 2,
         certificate override: (certificate: String, key: String)? = nil,
         plugins: String? = nil,
+        extra: String = "",
+        environment: [String: String]? = nil,
         waitForConfiguration: Bool = true
     ) async throws -> ChildProcess {
         let (certificate, key) = try override ?? self.pki.issueConnector(name: name)
@@ -141,9 +144,12 @@ public final class Deployment: @unchecked Sendable {
             relayCA: \(self.pki.tunnelCA)
             connections: \(connections)
             \(plugins.map { "plugins: \($0)" } ?? "")
+            \(extra)
             """
         )
-        let process = try ChildProcess.launch(self.binary, ["connector", "--config", file], logFile: self.directory.file("\(name).log"))
+        let process = try ChildProcess.launch(
+            self.binary, ["connector", "--config", file], environment: environment, logFile: self.directory.file("\(name).log")
+        )
         self.connectors[name] = process
         if waitForConfiguration {
             try await process.waitForLog(containing: "configuration applied", timeout: .seconds(30))

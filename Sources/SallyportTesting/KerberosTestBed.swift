@@ -8,6 +8,8 @@ public final class KerberosTestBed: @unchecked Sendable {
     public private(set) var values: [String: String]
     /// The directory that holds the domain, keytabs and logs.
     public let directory: String
+    /// The settings `start` was given (ports, lifetimes), used again by ``startKDC()``.
+    let environment: [String: String]
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("scripts/kerberos-testbed.sh").path
 
@@ -15,12 +17,29 @@ public final class KerberosTestBed: @unchecked Sendable {
     public static func start(directory: String, environment: [String: String] = [:]) async throws -> KerberosTestBed {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let output = try await Self.run(["start", directory], environment: environment, log: directory + ".start.log")
-        return KerberosTestBed(directory: directory, values: Self.parse(output))
+        return KerberosTestBed(directory: directory, values: Self.parse(output), environment: environment)
     }
 
-    init(directory: String, values: [String: String]) {
+    init(directory: String, values: [String: String], environment: [String: String]) {
         self.directory = directory
         self.values = values
+        self.environment = environment
+    }
+
+    /// Stops only the KDC (Apache keeps running).
+    public func stopKDC() async throws {
+        _ = try await Self.run(["stop", directory], environment: environment, log: directory + ".stop-kdc.log")
+    }
+
+    /// Starts the KDC again with the same settings (about a second).
+    public func startKDC() async throws {
+        _ = try await Self.run(["start", directory], environment: environment, log: directory + ".restart.log")
+    }
+
+    /// The KDC log's counts for `user` (`AS_REQ`, `S4U2SELF`, `S4U2PROXY`, …), or for everyone.
+    public func count(user: String? = nil) async throws -> [String: Int] {
+        let output = try await Self.run(["count", directory] + (user.map { [$0] } ?? []), environment: environment, log: directory + ".count.log")
+        return Self.parse(output).compactMapValues { Int($0) }
     }
 
     /// Value of a `KEY=VALUE` line.

@@ -91,6 +91,30 @@ struct ConnectorConfigTests {
         #expect(text.message == #"must be a whole number from 2 to 16 (got "two")"#)
     }
 
+    @Test func kerberosSection() throws {
+        let base = "relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\n"
+        let config = try withFile(
+            base + "kerberos:\n  keytab: conn.keytab\n  principal: SALLYPORT01$@CORP.EXAMPLE.COM\n  renewBefore: 10m\n  ticketCache:\n    maxEntries: 500\n  allowedSPNs: [HTTP/app.corp.example.com, \"HTTP/*.corp.example.com\"]\n"
+        ) { file, directory in (try ConfigLoader.loadConnector(file: file), directory) }
+        #expect(config.0.kerberos.keytab == config.1 + "/conn.keytab")
+        #expect(config.0.kerberos.principal == "SALLYPORT01$@CORP.EXAMPLE.COM")
+        #expect(config.0.kerberos.renewBefore == .seconds(600))
+        #expect(config.0.kerberos.maxCachedTickets == 500)
+        #expect(config.0.kerberos.allowedSPNs == ["HTTP/app.corp.example.com", "HTTP/*.corp.example.com"])
+        let defaults = try withFile(base) { file, _ in try ConfigLoader.loadConnector(file: file).kerberos }
+        #expect(defaults == KerberosSettings())
+        #expect(defaults.keytab == "/etc/krb5.keytab")
+
+        let short = try #require(try connectorError(base + "kerberos:\n  renewBefore: 60s\n"))
+        #expect(short.line == 5 && short.key == "kerberos.renewBefore")
+        #expect(short.message.contains("at least 150s"))
+        let badSPN = try #require(try connectorError(base + "kerberos:\n  allowedSPNs: [\"HTTP app\"]\n"))
+        #expect(badSPN.key?.hasPrefix("kerberos.allowedSPNs") == true)
+        #expect(badSPN.message.contains("must be an SPN"))
+        let unknown = try #require(try connectorError(base + "kerberos:\n  keytabs: x\n"))
+        #expect(unknown.key == "kerberos.keytabs")
+    }
+
     @Test func relayNeedsANonZeroPort() throws {
         let error = try #require(try connectorError("relay: relay.example.com:0\ncertificate: c.pem\nkey: k.pem\n"))
         #expect(error.line == 1)

@@ -1,5 +1,6 @@
 import Foundation
 import SallyportConfig
+import SallyportKerberos
 import SallyportPluginAPI
 import Testing
 
@@ -131,5 +132,85 @@ struct HeaderHandlerTests {
         fields.set("x-a", "3")
         #expect(fields.count == 2)
         #expect(fields.values(named: "x-a") == ["3"])
+    }
+}
+
+@Suite("KCD handler settings")
+struct KCDSettingsTests {
+    @Test func settingsAreReadWithDefaults() throws {
+        let minimal = try KCDSettings(settings: ["spn": .string("HTTP/payroll.corp.example.com")])
+        #expect(minimal.mechanism == .spnego && minimal.sendAuthorization == .always && minimal.loginIdentity == .upn)
+        let full = try KCDSettings(settings: [
+            "spn": .string("HTTP/payroll.corp.example.com@CORP.EXAMPLE.COM"), "tokenFormat": .string("kerberos"),
+            "sendAuthorization": .string("on401"), "delegatedLoginIdentity": .string("claim:onprem_name"),
+        ])
+        #expect(full.mechanism == .kerberos && full.sendAuthorization == .on401 && full.loginIdentity == .claim("onprem_name"))
+    }
+
+    @Test func mistakesNameTheirSetting() {
+        func key(_ settings: [String: SettingValue]) -> String? {
+            do {
+                _ = try KCDSettings(settings: settings)
+                return nil
+            } catch let error as SettingsError {
+                return error.key
+            } catch {
+                return "?"
+            }
+        }
+        let spn = SettingValue.string("HTTP/app.corp.example.com")
+        #expect(key([:]) == "spn")
+        #expect(key(["spn": .string("payroll.corp.example.com")]) == "spn")
+        #expect(key(["spn": .string("HTTP/a b")]) == "spn")
+        #expect(key(["spn": .string("HTTP/a@B@C")]) == "spn")
+        #expect(key(["spn": spn, "tokenFormat": .string("ntlm")]) == "tokenFormat")
+        #expect(key(["spn": spn, "sendAuthorization": .string("sometimes")]) == "sendAuthorization")
+        #expect(key(["spn": spn, "delegatedLoginIdentity": .string("claim:")]) == "delegatedLoginIdentity")
+        #expect(key(["spn": spn, "realm": .string("X")]) == "realm")
+    }
+
+    @Test func usersComeFromTheIdentityAndOddNamesAreRefused() throws {
+        func user(_ setting: String, upn: String, claims: [String: [String]] = [:]) throws -> Result<DelegatedUser, KCDRefusalReason> {
+            let settings = try KCDSettings(settings: ["spn": .string("HTTP/app.corp.example.com"), "delegatedLoginIdentity": .string(setting)])
+            return settings.user(for: Identity(userPrincipalName: upn, subject: "s", issuer: "i", provider: "p", groups: [], claims: claims))
+        }
+        #expect(try user("upn", upn: "alice@corp.example.com") == .success(.upn("alice@corp.example.com")))
+        #expect(try user("upnUsername", upn: "alice@cloud.example") == .success(.account("alice")))
+        #expect(try user("samAccountName", upn: "a@b", claims: ["onprem_sam_account_name": ["ALICE01"]]) == .success(.account("ALICE01")))
+        #expect(try user("claim:mail", upn: "a@b", claims: ["mail": ["alice@corp.example.com"]]) == .success(.upn("alice@corp.example.com")))
+        #expect(try user("samAccountName", upn: "a@b") == .failure(.missingClaim(KCDSettings.samAccountNameClaims.joined(separator: ", "))))
+        for bad in ["krbtgt/CORP.EXAMPLE.COM@CORP.EXAMPLE.COM", "alice@x@y", "al ice@x", "alice\\x@y", "alice", "@corp"] {
+            guard case .failure = try user("upn", upn: bad) else {
+                Issue.record("\(bad) must not name a Kerberos user")
+                continue
+            }
+        }
+    }
+
+    @Test func allowlistMatchesExactNamesAndDomains() throws {
+        #expect(KCDHandlerFactory.matches("HTTP/app.corp.example.com", pattern: "HTTP/App.Corp.Example.com"))
+        #expect(KCDHandlerFactory.matches("HTTP/app.corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(KCDHandlerFactory.matches("HTTP/a.b.corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDHandlerFactory.matches("HTTP/corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDHandlerFactory.matches("HTTP/evilcorp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDHandlerFactory.matches("CIFS/app.corp.example.com", pattern: "HTTP/app.corp.example.com"))
+        let factory = KCDHandlerFactory(allowedSPNs: ["HTTP/*.corp.example.com"])
+        let settings: [String: SettingValue] = ["spn": .string("HTTP/payroll.elsewhere.com")]
+        let handlerContext = HandlerContext(appName: "x", settings: settings, logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() })
+        #expect(throws: SettingsError.self) { try factory.makeHandler(context: handlerContext) }
+    }
+
+    @Test func withoutCredentialsTheHandlerRefusesAndDropsTheClientsAuthorization() async throws {
+        let handler = try KCDHandlerFactory().makeHandler(context: HandlerContext(
+            appName: "x", settings: ["spn": .string("HTTP/app.corp.example.com")], logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in },
+            blockingExecutor: { $0() }
+        ))
+        var request = BackendRequest(method: "GET", path: "/", headers: HeaderFields([.init(name: "Authorization", value: "Bearer secret")]))
+        guard case .refuse(let refusal) = await handler.prepare(&request, identity: nil, attempt: 1) else {
+            Issue.record("must refuse")
+            return
+        }
+        #expect(refusal.status == 502)
+        #expect(request.headers["Authorization"] == nil)
     }
 }

@@ -6,6 +6,8 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+// For the krb5 error codes (KRB5KDC_ERR_*) that GSS-API returns as minor statuses; no krb5 calls.
+#include <krb5/krb5.h>
 
 /// GSS_ERROR(major): non-zero when `major` reports a failure.
 int csallyport_gss_is_error(OM_uint32 major);
@@ -20,6 +22,8 @@ gss_OID csallyport_gss_mech_krb5(void);
 gss_OID csallyport_gss_mech_spnego(void);
 /// A Kerberos principal name, imported as is (no host-based canonicalisation).
 gss_OID csallyport_gss_nt_krb5_principal(void);
+/// A Kerberos enterprise principal name (`user@upn.suffix`), resolved by the KDC (AD: alternative UPN suffixes).
+gss_OID csallyport_gss_nt_enterprise(void);
 /// GSS_C_NO_CREDENTIAL, GSS_C_NO_CONTEXT, GSS_C_NO_NAME, GSS_C_NO_OID_SET as values.
 gss_cred_id_t csallyport_gss_no_credential(void);
 gss_ctx_id_t csallyport_gss_no_context(void);

@@ -26,6 +26,8 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var backendIdleTimeout: Duration
     /// `plugins`: directory of SSO handler plugins (`*.so`) loaded at start; nil loads none.
     public var pluginsDirectory: String?
+    /// `kerberos`: the connector's Kerberos identity for the `kcd` handler.
+    public var kerberos: KerberosSettings
 
     /// Creates a connector configuration in code (tests, the demo); paths are used as given.
     public init(
@@ -41,7 +43,8 @@ public struct ConnectorConfig: Sendable, Hashable {
         configRefreshInterval: Duration = .seconds(120),
         maxIdleBackendConnections: Int = 32,
         backendIdleTimeout: Duration = .seconds(60),
-        pluginsDirectory: String? = nil
+        pluginsDirectory: String? = nil,
+        kerberos: KerberosSettings = KerberosSettings()
     ) {
         self.file = file
         self.relay = relay
@@ -56,6 +59,34 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.maxIdleBackendConnections = maxIdleBackendConnections
         self.backendIdleTimeout = backendIdleTimeout
         self.pluginsDirectory = pluginsDirectory
+        self.kerberos = kerberos
+    }
+}
+
+/// The connector's `kerberos` section: where its credential comes from, how long tickets are kept, and
+/// which SPNs it may delegate to.
+public struct KerberosSettings: Sendable, Hashable {
+    /// `keytab`: default `/etc/krb5.keytab`, the host keytab of a domain-joined machine.
+    public var keytab: String
+    /// `principal`: the connector's principal; nil uses the keytab's first.
+    public var principal: String?
+    /// `renewBefore`: the TGT and cached user tickets are replaced this long before they expire. Default 5m.
+    public var renewBefore: Duration
+    /// `ticketCache.maxEntries`: cached (user, SPN) credentials; least recently used go first. Default 10000.
+    public var maxCachedTickets: Int
+    /// `allowedSPNs`: the only SPNs this connector delegates to (`HTTP/*.corp.example.com` for any host
+    /// below); empty allows every SPN the directory lets it delegate to.
+    public var allowedSPNs: [String]
+
+    public init(
+        keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxCachedTickets: Int = 10_000,
+        allowedSPNs: [String] = []
+    ) {
+        self.keytab = keytab
+        self.principal = principal
+        self.renewBefore = renewBefore
+        self.maxCachedTickets = maxCachedTickets
+        self.allowedSPNs = allowedSPNs
     }
 }
 
@@ -63,7 +94,7 @@ public struct ConnectorConfig: Sendable, Hashable {
 enum ConnectorFile {
     static let topLevelKeys = [
         "relay", "relayServerName", "name", "group", "certificate", "key", "relayCA", "connections", "configRefreshInterval", "backend",
-        "plugins",
+        "plugins", "kerberos",
     ]
 
     static func parse(yaml: String, file: String) -> Result<ConnectorConfig, FileProblems> {
@@ -90,6 +121,9 @@ enum ConnectorFile {
         }
         let backend = reader.optional("backend", default: BackendSection(), backendSection)
         let plugins = reader.optional("plugins") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let kerberos = reader.optional("kerberos", default: KerberosSettings()) { value throws(ConfigError) in
+            try kerberosSection(value, directory: directory)
+        }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let relay, let certificate, let key else {
@@ -109,7 +143,8 @@ enum ConnectorFile {
                 configRefreshInterval: configRefreshInterval,
                 maxIdleBackendConnections: backend.maxIdleConnectionsPerHost,
                 backendIdleTimeout: backend.idleTimeout,
-                pluginsDirectory: plugins
+                pluginsDirectory: plugins,
+                kerberos: kerberos
             )
         )
     }
@@ -120,6 +155,47 @@ enum ConnectorFile {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_".unicodeScalars)
         guard text.unicodeScalars.count <= 253, text.unicodeScalars.allSatisfy(allowed.contains) else {
             throw value.error("must be 1 to 253 letters, digits, \".\", \"-\" or \"_\" (got \(quoted(text)))")
+        }
+        return text
+    }
+
+    private static func kerberosSection(_ value: ValueNode, directory: String) throws(ConfigError) -> KerberosSettings {
+        var reader = try value.mapping()
+        let defaults = KerberosSettings()
+        let keytab = reader.optional("keytab", default: defaults.keytab) { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let principal = reader.optional("principal") { value throws(ConfigError) in try kerberosName(value, service: false) }
+        let renewBefore = reader.optional("renewBefore", default: defaults.renewBefore) { value throws(ConfigError) in
+            let duration = try value.duration()
+            guard duration >= .seconds(150) else {
+                throw value.error("must be at least 150s: Active Directory refuses ticket requests made with a TGT that has 2 minutes or less left")
+            }
+            return duration
+        }
+        let maxEntries = reader.optional("ticketCache", default: defaults.maxCachedTickets) { value throws(ConfigError) in
+            var cache = try value.mapping()
+            let entries = cache.optional("maxEntries", default: defaults.maxCachedTickets) { value throws(ConfigError) in try value.int(in: 1...10_000_000) }
+            cache.finish()
+            return entries
+        }
+        let allowed = reader.optional("allowedSPNs", default: []) { value throws(ConfigError) in
+            try value.list { item throws(ConfigError) in try kerberosName(item, service: true) }
+        }
+        reader.finish()
+        return KerberosSettings(keytab: keytab, principal: principal, renewBefore: renewBefore, maxCachedTickets: maxEntries, allowedSPNs: allowed)
+    }
+
+    /// A principal as written (`SALLYPORT01$@CORP.EXAMPLE.COM`), or an SPN pattern (`HTTP/app.corp.example.com`,
+    /// `HTTP/*.corp.example.com`): no spaces, control characters or backslashes.
+    private static func kerberosName(_ value: ValueNode, service: Bool) throws(ConfigError) -> String {
+        let text = try value.nonEmptyString()
+        let bad = text.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }
+        let slashes = text.filter { $0 == "/" }.count
+        if bad || (service && (slashes != 1 || text.contains("@") || text.hasPrefix("/") || text.hasSuffix("/"))) {
+            throw value.error(
+                service
+                    ? "must be an SPN such as HTTP/app.corp.example.com or HTTP/*.corp.example.com, without a realm (got \(quoted(text)))"
+                    : "must be a Kerberos principal such as SALLYPORT01$@CORP.EXAMPLE.COM (got \(quoted(text)))"
+            )
         }
         return text
     }

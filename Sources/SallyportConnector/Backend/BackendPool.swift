@@ -33,11 +33,13 @@ final class BackendPool: Sendable {
     }
 
     /// An idle connection for `app`'s backend, or a new one. Reports whether it was reused.
-    func lease(for app: AppConfig, affinity: String? = nil) async throws -> (BackendConnection, reused: Bool) {
+    /// `fresh`: open a new connection even when idle ones are pooled (a resend after a reused one failed).
+    func lease(for app: AppConfig, affinity: String? = nil, fresh: Bool = false) async throws -> (BackendConnection, reused: Bool) {
         let key = Self.key(for: app, affinity: affinity)
         let now = ContinuousClock.now
         let (reusable, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
             var stale: [BackendConnection] = []
+            if fresh { return (nil, stale) }
             while let candidate = state.idle[key]?.popLast() {
                 if candidate.isUsable, now - candidate.lastUsed < self.idleTimeout {
                     return (candidate, stale)

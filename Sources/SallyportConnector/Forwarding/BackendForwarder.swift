@@ -79,11 +79,14 @@ struct BackendForwarder: Sendable {
                     }
                     affinity = pluginRequest.connectionAffinity
                 }
-                if bodyless, upgrade == nil, handlerAttempt < maximumAttempts {
-                    let attempt = handlerAttempt
-                    let sent = pluginRequest
-                    inspector = { response in
-                        await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt) == .retry
+                let attempt = handlerAttempt
+                let sent = pluginRequest
+                let retryPossible = bodyless && upgrade == nil && handlerAttempt < maximumAttempts
+                inspector = { response in
+                    switch await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt) {
+                    case .deliver: return .deliver
+                    case .retry: return retryPossible ? .retry : .deliver
+                    case .refuse(let refusal): return .refuse(refusal)
                     }
                 }
             }
@@ -91,7 +94,7 @@ struct BackendForwarder: Sendable {
             let connection: BackendConnection
             let reused: Bool
             do {
-                (connection, reused) = try await self.pool.lease(for: app, affinity: affinity)
+                (connection, reused) = try await self.pool.lease(for: app, affinity: affinity, fresh: resentOnFreshConnection)
             } catch {
                 let (page, reason) = Self.classify(connectError: error)
                 logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
@@ -108,6 +111,12 @@ struct BackendForwarder: Sendable {
             case .retryRequested:
                 logger.debug("the SSO handler asked for the request to be sent again", metadata: ["attempt": "\(handlerAttempt + 1)"])
                 handlerAttempt += 1
+                // The next attempt may again meet a pooled connection the backend has just closed.
+                resentOnFreshConnection = false
+            case .refused(let refusal):
+                logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
+                await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
+                return
             case .failedBeforeAnswer(let timedOut):
                 if !resentOnFreshConnection, reused, bodyless, !timedOut {
                     logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
@@ -120,8 +129,15 @@ struct BackendForwarder: Sendable {
         }
     }
 
-    /// Decides from a response head whether the SSO handler wants the request sent again.
-    typealias ResponseInspector = @Sendable (HTTPResponse) async -> Bool
+    /// What the SSO handler decides about a response head.
+    enum Inspection: Sendable {
+        case deliver
+        case retry
+        case refuse(Refusal)
+    }
+
+    /// Asks the SSO handler about a response head.
+    typealias ResponseInspector = @Sendable (HTTPResponse) async -> Inspection
 
     /// The app's SSO handler cannot run on this connector.
     static let ssoUnavailable = ErrorPage(
@@ -152,6 +168,8 @@ struct BackendForwarder: Sendable {
         case failedBeforeAnswer(timedOut: Bool)
         /// The SSO handler asked for the request to be sent again; the response was discarded.
         case retryRequested
+        /// The SSO handler refused the response; it was discarded and the connection closed.
+        case refused(Refusal)
     }
 
     /// One request/response exchange on one backend connection.
@@ -202,6 +220,8 @@ struct BackendForwarder: Sendable {
             case .retryRequested(let keepAlive):
                 reusable = keepAlive && result.0 == .complete
                 return .retryRequested
+            case .refused(let refusal):
+                return .refused(refusal)
             case .noResponse:
                 logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
                 return .failedBeforeAnswer(timedOut: timedOut.isSet)
@@ -228,6 +248,8 @@ struct BackendForwarder: Sendable {
         case truncated
         /// The inspector wants the request again; the body was read and dropped.
         case retryRequested(keepAlive: Bool)
+        /// The inspector refused the response; nothing was read further.
+        case refused(Refusal)
     }
 
     /// Copies the request body to the backend, starting with `first` when the caller already read it.
@@ -290,10 +312,17 @@ struct BackendForwarder: Sendable {
                     if response.status.kind == .informational { continue }
                     timer.answered()
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
-                    if let inspector, await inspector(response) {
+                    switch await inspector?(response) ?? .deliver {
+                    case .deliver:
+                        break
+                    case .retry:
                         // Read this answer to its end (the connection may be reused), but never show it.
                         discarding = true
                         continue
+                    case .refuse(let refusal):
+                        // Never reuse a connection whose answer was not trusted; this also ends an upload.
+                        connection.close()
+                        return .refused(refusal)
                     }
                     HopByHop.strip(&response.headerFields)
                     TunnelProtocol.removeReserved(&response.headerFields)

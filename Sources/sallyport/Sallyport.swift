@@ -36,7 +36,7 @@ struct Sallyport: AsyncParsableCommand {
         commandName: "sallyport",
         abstract: "Publish internal web apps through an outbound-only tunnel.",
         version: SallyportVersion.current,
-        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self]
+        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self, CheckCommand.self]
     )
 }
 
@@ -114,6 +114,10 @@ struct ConnectorCommand: AsyncParsableCommand {
     func run() async throws {
         let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: self.config) }
         let logger = self.logging.makeLogger("sallyport.connector")
+        // Kerberos: the connector's credentials come only from its keytab into memory caches. An empty default
+        // cache makes any GSS call that would fall back to "the default credential" fail instead of acting as
+        // whoever's tickets happen to be in /tmp/krb5cc_*.
+        setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
         var handlers = HandlerCatalog.builtIn
         if let directory = config.pluginsDirectory {
             // A plugin that does not load is reported; only the apps that use its handlers are affected.
@@ -212,14 +216,18 @@ struct ConfigCommand: AsyncParsableCommand {
             if let connector = self.connector {
                 do {
                     // With the connector file, SSO handlers from its plugins check their apps' settings too.
+                    // and the kcd handler checks its SPNs against kerberos.allowedSPNs.
                     let config = try ConfigLoader.loadConnector(file: connector)
+                    var catalog = HandlerCatalog.builtIn
                     if let directory = config.pluginsDirectory {
                         let plugins = PluginLoader.load(directory: directory)
                         for failure in plugins.failures { print("plugin not loaded: \(failure)") }
-                        for app in load.apps {
-                            if case .failed(let error)? = plugins.catalog.make(for: app, context: HandlerCatalog.validationContext) {
-                                errors.append(error)
-                            }
+                        catalog = plugins.catalog
+                    }
+                    catalog.replace(KCDHandlerFactory(allowedSPNs: config.kerberos.allowedSPNs))
+                    for app in load.apps {
+                        if case .failed(let error)? = catalog.make(for: app, context: HandlerCatalog.validationContext) {
+                            errors.append(error)
                         }
                     }
                 } catch {

@@ -1,0 +1,305 @@
+import Glibc
+import Synchronization
+
+/// The user a ticket is obtained for, as the identity gives it.
+public enum DelegatedUser: Sendable, Hashable, CustomStringConvertible {
+    /// A user principal name (`alice@corp.example.com`): `alice@CORP.EXAMPLE.COM` when its suffix is the
+    /// connector's realm, otherwise an enterprise name the KDC resolves.
+    case upn(String)
+    /// An account name (`alice`) in the connector's default realm.
+    case account(String)
+
+    public var description: String {
+        switch self {
+        case .upn(let name), .account(let name): name
+        }
+    }
+
+    /// Whether `name` can be used: no realm separators beyond UPN's one `@`, no `/` (service names), no `\`,
+    /// whitespace or control characters.
+    public static func isAcceptable(_ name: String, allowsAt: Bool) -> Bool {
+        let scalars = name.unicodeScalars
+        guard !scalars.isEmpty, scalars.count <= 256 else { return false }
+        let ats = scalars.filter { $0 == "@" }.count
+        if allowsAt ? ats > 1 : ats > 0 { return false }
+        if scalars.first == "@" || scalars.last == "@" { return false }
+        return !scalars.contains { $0 == "/" || $0 == "\\" || $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }
+    }
+}
+
+/// Obtains Kerberos credentials on users' behalf: the connector's own credential from its keytab (renewed
+/// before it expires) and a bounded, single-flight cache of impersonated credentials per (user, SPN, mechanism).
+///
+/// One impersonated credential handle costs one S4U2Self; the first context made from it costs one
+/// S4U2Proxy, whose ticket stays in the handle's memory cache. So the cache keeps handles, warmed with one
+/// context, and every later token for that user and app needs no KDC.
+public final class KerberosDelegator: Sendable {
+    /// Where the connector's credential comes from and how long things are kept.
+    public struct Settings: Sendable, Hashable {
+        /// The keytab file.
+        public var keytab: String
+        /// The connector's principal; nil: the keytab's first.
+        public var principal: String?
+        /// Credentials are replaced this long before they expire.
+        public var renewBefore: Duration
+        /// Most cached (user, SPN, mechanism) credentials.
+        public var maxEntries: Int
+
+        public init(keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxEntries: Int = 10_000) {
+            self.keytab = keytab
+            self.principal = principal
+            self.renewBefore = renewBefore
+            self.maxEntries = maxEntries
+        }
+    }
+
+    /// Runs blocking work (KDC exchanges) off the caller's thread and calls back when done.
+    public typealias BlockingExecutor = @Sendable (@escaping @Sendable () -> Void) -> Void
+
+    public let settings: Settings
+    private let executor: BlockingExecutor
+    private let clock = ContinuousClock()
+
+    private struct Own {
+        var credential: GSSCredential
+        var refreshAt: ContinuousClock.Instant
+        var realm: String
+    }
+
+    private struct Key: Hashable {
+        var user: DelegatedUser
+        var spn: String
+        var mechanism: GSSMechanism
+    }
+
+    private struct Entry {
+        var credential: GSSCredential?
+        var refreshAt: ContinuousClock.Instant
+        var expiresAt: ContinuousClock.Instant
+        var lastUse: UInt64
+        var flight: Task<Cached, any Error>?
+    }
+
+    private struct Cached: Sendable {
+        var credential: GSSCredential
+        var lifetime: Duration
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        var tick: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    /// The connector's credential per mechanism; the lock is held while one is obtained, so concurrent
+    /// renewals make one AS exchange.
+    private let own = Mutex<[GSSMechanism: Own]>([:])
+    private let ccacheSerial = Atomic<Int>(0)
+
+    public init(settings: Settings, executor: @escaping BlockingExecutor) {
+        self.settings = settings
+        self.executor = executor
+    }
+
+    /// The number of cached credentials (for tests and status).
+    public var cachedCount: Int { self.state.withLock { $0.entries.count } }
+
+    // MARK: The connector's own credential
+
+    /// The connector's credential for `mechanism`, obtained from the keytab when missing or within
+    /// `renewBefore` of expiring. Blocks on the KDC: call off the event loops.
+    public func connectorCredential(_ mechanism: GSSMechanism, renew: Bool = false) throws(DelegationError) -> (credential: GSSCredential, realm: String) {
+        let result = self.own.withLock { own -> Result<(GSSCredential, String), DelegationError> in
+            if !renew, let held = own[mechanism], self.clock.now < held.refreshAt { return .success((held.credential, held.realm)) }
+            guard access(self.settings.keytab, R_OK) == 0 else {
+                let reason = String(cString: strerror(errno))
+                return .failure(DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read keytab \(self.settings.keytab): \(reason)"))
+            }
+            do {
+                // A fresh memory cache each time: the library would otherwise keep using the old TGT.
+                let serial = self.ccacheSerial.wrappingAdd(1, ordering: .relaxed).newValue
+                let credential = try GSSCredential.fromKeytab(
+                    self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-connector-\(getpid())-\(serial)", mechanism: mechanism
+                )
+                let lifetime = Duration.seconds(Int(try credential.remainingLifetime()))
+                let name = try credential.name()
+                let realm = name.split(separator: "@").last.map(String.init) ?? ""
+                own[mechanism] = Own(credential: credential, refreshAt: self.clock.now + Self.refreshDelay(lifetime: lifetime, renewBefore: self.settings.renewBefore), realm: realm)
+                return .success((credential, realm))
+            } catch let error as GSSError {
+                // SPNEGO hides the Kerberos mechanism's reason ("cannot find mechanisms to negotiate"): ask it directly.
+                if mechanism == .spnego {
+                    do {
+                        _ = try GSSCredential.fromKeytab(
+                            self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-diagnosis-\(getpid())", mechanism: .kerberos
+                        )
+                    } catch let reason as GSSError {
+                        return .failure(DelegationError(reason, at: .tgt))
+                    } catch {}
+                }
+                return .failure(DelegationError(error, at: .tgt))
+            } catch {
+                return .failure(DelegationError(step: .tgt, failure: .other, detail: "\(error)"))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Renews the connector's credentials that are due; the connector calls this every 30 s so the TGT never
+    /// lapses between requests. Blocks: call off the event loops.
+    public func renewDueCredentials() -> [DelegationError] {
+        let due = self.own.withLock { own in own.filter { self.clock.now >= $0.value.refreshAt }.map(\.key) }
+        var errors: [DelegationError] = []
+        for mechanism in due {
+            do { _ = try self.connectorCredential(mechanism) } catch { errors.append(error) }
+        }
+        return errors
+    }
+
+    /// When to replace a credential with `lifetime` left: `renewBefore` ahead, or at half its life when it is
+    /// not even that long.
+    static func refreshDelay(lifetime: Duration, renewBefore: Duration) -> Duration {
+        lifetime > renewBefore ? lifetime - renewBefore : lifetime / 2
+    }
+
+    // MARK: Users' credentials
+
+    /// The principal to impersonate for `user`, given the connector's realm.
+    public static func principal(for user: DelegatedUser, realm: String) throws -> GSSName {
+        switch user {
+        case .account(let name):
+            return try GSSName(principal: realm.isEmpty ? name : "\(name)@\(realm)")
+        case .upn(let upn):
+            let parts = upn.split(separator: "@", maxSplits: 1)
+            if parts.count == 2, parts[1].uppercased() == realm.uppercased() {
+                return try GSSName(principal: "\(parts[0])@\(realm)")
+            }
+            return try GSSName(enterprise: upn)
+        }
+    }
+
+    /// A credential for `user` to `spn`, ready for tokens without further KDC traffic: from the cache, or
+    /// obtained once however many requests ask at the same time. When a due replacement fails because no KDC
+    /// answers, the old credential serves until it expires.
+    public func credential(for user: DelegatedUser, spn: String, mechanism: GSSMechanism) async throws(DelegationError) -> GSSCredential {
+        let key = Key(user: user, spn: spn, mechanism: mechanism)
+        let now = self.clock.now
+        enum Action {
+            case ready(GSSCredential)
+            case wait(Task<Cached, any Error>, fallback: GSSCredential?)
+        }
+        let action = self.state.withLock { state -> Action in
+            state.tick += 1
+            let tick = state.tick
+            if var entry = state.entries[key] {
+                entry.lastUse = tick
+                defer { state.entries[key] = entry }
+                if let credential = entry.credential, now < entry.refreshAt { return .ready(credential) }
+                let fallback = now < entry.expiresAt ? entry.credential : nil
+                if let flight = entry.flight { return .wait(flight, fallback: fallback) }
+                let flight = self.startFlight(key)
+                entry.flight = flight
+                return .wait(flight, fallback: fallback)
+            }
+            let flight = self.startFlight(key)
+            state.entries[key] = Entry(credential: nil, refreshAt: now, expiresAt: now, lastUse: tick, flight: flight)
+            Self.evict(&state, keeping: self.settings.maxEntries)
+            return .wait(flight, fallback: nil)
+        }
+        switch action {
+        case .ready(let credential):
+            return credential
+        case .wait(let flight, let fallback):
+            do {
+                return try await flight.value.credential
+            } catch let error as DelegationError {
+                if let fallback, error.failure == .kdcUnreachable { return fallback }
+                throw error
+            } catch {
+                throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
+            }
+        }
+    }
+
+    /// Drops the least recently used entries beyond `limit` (never one being obtained).
+    private static func evict(_ state: inout State, keeping limit: Int) {
+        guard state.entries.count > limit else { return }
+        let excess = state.entries.count - limit
+        let victims = state.entries.filter { $0.value.flight == nil }.sorted { $0.value.lastUse < $1.value.lastUse }.prefix(excess)
+        for (key, _) in victims { state.entries[key] = nil }
+    }
+
+    private func startFlight(_ key: Key) -> Task<Cached, any Error> {
+        Task {
+            let result = await self.runBlocking { () -> Result<Cached, DelegationError> in
+                do throws(DelegationError) {
+                    return .success(try self.obtain(key))
+                } catch {
+                    // A TGT the KDC calls expired (clock jumps, suspended host): renew it once and try again.
+                    guard error.detail.contains("expired"), error.step != .tgt else { return .failure(error) }
+                    do throws(DelegationError) {
+                        _ = try self.connectorCredential(key.mechanism, renew: true)
+                        return .success(try self.obtain(key))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            let now = self.clock.now
+            self.state.withLock { state in
+                guard var entry = state.entries[key] else { return }
+                entry.flight = nil
+                switch result {
+                case .success(let cached):
+                    entry.credential = cached.credential
+                    entry.expiresAt = now + cached.lifetime
+                    entry.refreshAt = now + Self.refreshDelay(lifetime: cached.lifetime, renewBefore: self.settings.renewBefore)
+                    state.entries[key] = entry
+                case .failure:
+                    // Failures are not cached: the next request asks the KDC again. A still-valid old
+                    // credential stays for the fallback.
+                    state.entries[key] = entry.credential == nil ? nil : entry
+                }
+            }
+            return try result.get()
+        }
+    }
+
+    /// S4U2Self, then one context to the SPN (S4U2Proxy), whose token is dropped unsent. Blocks.
+    private func obtain(_ key: Key) throws(DelegationError) -> Cached {
+        let (connector, realm) = try self.connectorCredential(key.mechanism)
+        let user: GSSName
+        let target: GSSName
+        do {
+            user = try Self.principal(for: key.user, realm: realm)
+            target = try GSSName(principal: key.spn)
+        } catch let error as GSSError {
+            throw DelegationError(step: .s4u2self, failure: .other, detail: error.description)
+        } catch {
+            throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
+        }
+        let impersonated: GSSCredential
+        do {
+            impersonated = try connector.impersonate(user)
+        } catch let error as GSSError {
+            throw DelegationError(error, at: .s4u2self)
+        } catch {
+            throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
+        }
+        do {
+            _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
+            let lifetime = Duration.seconds(Int(try impersonated.remainingLifetime()))
+            return Cached(credential: impersonated, lifetime: lifetime)
+        } catch let error as GSSError {
+            throw DelegationError(error, at: .s4u2proxy)
+        } catch {
+            throw DelegationError(step: .s4u2proxy, failure: .other, detail: "\(error)")
+        }
+    }
+
+    private func runBlocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            self.executor { continuation.resume(returning: work()) }
+        }
+    }
+}

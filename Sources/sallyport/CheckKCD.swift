@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import SallyportConfig
+import SallyportKerberos
+import SallyportPluginAPI
+import SallyportSSO
+
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Diagnose single sign-on from this machine.",
+        subcommands: [KCD.self]
+    )
+
+    struct KCD: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kcd",
+            abstract: "Run the Kerberos delegation exchange for one user and print each step.",
+            discussion: """
+                Steps: keytab, TGT, S4U2Self, S4U2Proxy, token. A failed step shows the KDC's error and the likely fix; \
+                the exit status is 1. Uses krb5.conf (or KRB5_CONFIG) like the connector; KRB5_TRACE=/dev/stderr shows more.
+                """
+        )
+
+        @Option(name: .long, help: "The connector's configuration file (its kerberos section: keytab, principal).")
+        var config: String?
+
+        @Option(name: .long, help: "Directory of app files, to read the app's sso settings.")
+        var apps: String?
+
+        @Option(name: .long, help: "The app whose sso settings to use (with --apps).")
+        var app: String?
+
+        @Option(name: .long, help: "The SPN to delegate to, instead of --apps/--app.")
+        var spn: String?
+
+        @Option(name: .long, help: "The user: alice@CORP.EXAMPLE.COM, a UPN, or an account name in the default realm.")
+        var user: String
+
+        @Option(name: .long, help: "spnego or kerberos (default: the app's tokenFormat, else spnego).")
+        var tokenFormat: String?
+
+        @Option(name: .long, help: "The keytab (default: the connector's kerberos.keytab, else /etc/krb5.keytab).")
+        var keytab: String?
+
+        @Option(name: .long, help: "The connector's principal (default: kerberos.principal, else the keytab's first).")
+        var principal: String?
+
+        func run() async throws {
+            // As in the connector: never the default credential cache (the operator's own tickets).
+            setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
+            var settings = KerberosSettings()
+            if let file = self.config {
+                do { settings = try ConfigLoader.loadConnector(file: file).kerberos } catch {
+                    print("FAIL config: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            if let keytab { settings.keytab = keytab }
+            if let principal { settings.principal = principal }
+
+            var spn = self.spn
+            var mechanism = GSSMechanism.spnego
+            if let apps, let app {
+                let load = ConfigLoader.loadApps(directory: apps)
+                guard let found = load.apps.first(where: { $0.name == app }) else {
+                    let problems = load.errors.filter { $0.message.contains(app) || $0.file.contains(app) }
+                    print("FAIL app: no valid app \"\(app)\" in \(apps)\(problems.isEmpty ? "" : "; " + problems.map(\.description).joined(separator: "; "))")
+                    throw ExitCode(1)
+                }
+                guard found.sso.handler == "kcd" else {
+                    print("FAIL app: \(app) uses sso.handler \(found.sso.handler), not kcd")
+                    throw ExitCode(1)
+                }
+                do {
+                    let kcd = try KCDSettings(settings: HandlerCatalog.settings(of: found))
+                    spn = spn ?? kcd.spn
+                    mechanism = kcd.mechanism
+                } catch let error as SettingsError {
+                    print("FAIL app: \(found.sourceFile): sso.\(error.key): \(error.message)")
+                    throw ExitCode(1)
+                }
+                print("ok   app      \(app): spn \(spn ?? "?"), tokenFormat \(mechanism == .spnego ? "spnego" : "kerberos")")
+            } else if (apps == nil) != (app == nil) {
+                throw ValidationError("--apps and --app go together")
+            }
+            switch tokenFormat {
+            case nil: break
+            case "spnego": mechanism = .spnego
+            case "kerberos": mechanism = .kerberos
+            default: throw ValidationError("--token-format must be spnego or kerberos")
+            }
+            guard let spn else { throw ValidationError("name the target with --spn SPN, or with --apps DIR --app NAME") }
+            let steps = DelegationCheck(settings: settings, spn: spn, user: user, mechanism: mechanism).run()
+            for line in steps.lines { print(line) }
+            if !steps.passed { throw ExitCode(1) }
+        }
+    }
+}
+
+/// The delegation exchange one step at a time, for `sallyport check kcd`.
+struct DelegationCheck {
+    var settings: KerberosSettings
+    var spn: String
+    var user: String
+    var mechanism: GSSMechanism
+
+    struct Outcome {
+        var lines: [String] = []
+        var passed = true
+    }
+
+    func run() -> Outcome {
+        var outcome = Outcome()
+        func ok(_ step: DelegationStep, _ text: String) { outcome.lines.append("ok   \(step.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(text)") }
+        func fail(_ error: DelegationError) -> Outcome {
+            outcome.passed = false
+            outcome.lines.append("FAIL \(error.step.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(error.detail)")
+            outcome.lines.append("     category: \(error.failure.rawValue) (users get \(error.failure.status))")
+            outcome.lines.append("     fix: \(error.failure.likelyFix(step: error.step))")
+            return outcome
+        }
+        let delegator = KerberosDelegator(
+            settings: .init(keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: 1),
+            executor: { $0() }
+        )
+        guard access(settings.keytab, R_OK) == 0 else {
+            return fail(DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read \(settings.keytab): \(String(cString: strerror(errno)))"))
+        }
+        ok(.keytab, "\(settings.keytab) is readable")
+
+        let connector: GSSCredential
+        let realm: String
+        do {
+            (connector, realm) = try delegator.connectorCredential(mechanism)
+            let name = (try? connector.name()) ?? "?"
+            ok(.tgt, "\(name), valid for \(Self.format(seconds: (try? connector.remainingLifetime()) ?? 0))")
+        } catch {
+            return fail(error)
+        }
+
+        let delegated: DelegatedUser = user.contains("@") ? .upn(user) : .account(user)
+        guard DelegatedUser.isAcceptable(user, allowsAt: true) else {
+            return fail(DelegationError(step: .s4u2self, failure: .unknownUser, detail: "\"\(user)\" cannot name a Kerberos user"))
+        }
+        let impersonated: GSSCredential
+        do {
+            let name = try KerberosDelegator.principal(for: delegated, realm: realm)
+            impersonated = try connector.impersonate(name)
+            let actual = (try? impersonated.name()) ?? "?"
+            ok(.s4u2self, "ticket for \(actual) to the connector")
+        } catch let error as GSSError {
+            return fail(DelegationError(step: .s4u2self, failure: DelegationFailure(error, at: .s4u2self), detail: error.description))
+        } catch {
+            return fail(DelegationError(step: .s4u2self, failure: .other, detail: "\(error)"))
+        }
+
+        let target: GSSName
+        do {
+            target = try GSSName(principal: spn)
+            _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
+            ok(.s4u2proxy, "ticket for the user to \(spn), valid for \(Self.format(seconds: (try? impersonated.remainingLifetime()) ?? 0))")
+        } catch let error as GSSError {
+            return fail(DelegationError(step: .s4u2proxy, failure: DelegationFailure(error, at: .s4u2proxy), detail: error.description))
+        } catch {
+            return fail(DelegationError(step: .s4u2proxy, failure: .other, detail: "\(error)"))
+        }
+
+        do {
+            let token = try GSSInitiator().firstToken(credential: impersonated, target: target)
+            ok(.token, "\(token.count)-byte \(mechanism == .spnego ? "SPNEGO" : "raw Kerberos") token, made without the KDC (the header would be Authorization: Negotiate …)")
+        } catch let error as GSSError {
+            return fail(DelegationError(step: .token, failure: DelegationFailure(error, at: .token), detail: error.description))
+        } catch {
+            return fail(DelegationError(step: .token, failure: .other, detail: "\(error)"))
+        }
+        return outcome
+    }
+
+    static func format(seconds: UInt32) -> String {
+        let hours = seconds / 3600, minutes = seconds / 60 % 60
+        return hours > 0 ? "\(hours)h\(minutes)m" : "\(minutes)m\(seconds % 60)s"
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import SallyportTesting
+import Testing
+
+extension EndToEnd {
+    /// Kerberos Constrained Delegation through relay, tunnel and connector, against a Samba AD KDC and Apache
+    /// with mod_auth_gssapi (scripts/kerberos-testbed.sh). Users sign in with JWTs the test issues.
+    @Suite("Kerberos constrained delegation", .serialized)
+    struct KCDTests {
+        static let issuer = "https://issuer.test"
+
+        /// A running test bed, Apache, relay and connector with the apps these tests use.
+        struct Setup {
+            let work: TestDirectory
+            let bed: KerberosTestBed
+            let deployment: Deployment
+            let issuer: TestIssuer
+            let realm: String
+            let connectorLog: () -> String
+
+            func get(_ app: String, _ path: String, user: String) async throws -> Curl.Result {
+                let token = try await issuer.token(user: user)
+                return try await Curl.run(deployment.url(app, path), caFile: deployment.caFile, headers: ["Authorization: Bearer \(token)"])
+            }
+
+            func tearDown() async {
+                await deployment.shutdown()
+                await bed.stop()
+                work.remove()
+            }
+        }
+
+        /// `bedEnvironment`: settings for the test bed's `start` (ports are added); `kerberosExtra`: lines
+        /// under the connector's `kerberos:` section.
+        static func setUp(bedEnvironment: [String: String] = [:], kerberosExtra: [String] = []) async throws -> Setup {
+            let work = try TestDirectory(prefix: "sallyport-kcd")
+            chmod(work.path, 0o755)  // Apache's workers (www-data) read the backend keytab inside
+            var environment = bedEnvironment
+            environment["KRB_TESTBED_KDC_PORT"] = String(try FreePort.next())
+            environment["KRB_TESTBED_KPASSWD_PORT"] = String(try FreePort.next())
+            let bed = try await KerberosTestBed.start(directory: work.file("bed"), environment: environment)
+            do {
+                let apachePort = try FreePort.next()
+                try await bed.startApache(port: apachePort)
+                let realm = try #require(bed["REALM"])
+                let issuer = try TestIssuer(issuer: Self.issuer, jwksFile: work.file("jwks.json"))
+                let deployment = try Deployment(
+                    hosts: ["kcd", "kcdraw", "other", "outside", "byname"],
+                    relayExtra: """
+                        identityProviders:
+                          api:
+                            type: jwt
+                            issuers:
+                              - issuer: \(Self.issuer)
+                                jwksFile: \(work.file("jwks.json"))
+                            audiences: [sallyport-test]
+                        """
+                )
+                let backend = "http://127.0.0.1:\(apachePort)/"
+                func kcd(_ lines: [String]) -> [String] { ["preAuthentication: jwt", "sso:", "  handler: kcd"] + lines.map { "  " + $0 } }
+                try deployment.writeApp(name: "kcd", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test"]))
+                try deployment.writeApp(
+                    name: "kcdraw", internalURL: backend,
+                    auth: kcd(["spn: HTTP/app.corp.example.test@\(realm)", "tokenFormat: kerberos", "sendAuthorization: on401"])
+                )
+                try deployment.writeApp(name: "byname", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "delegatedLoginIdentity: upnUsername"]))
+                try deployment.writeApp(name: "other", internalURL: backend, auth: kcd(["spn: HTTP/other.corp.example.test"]))
+                try deployment.writeApp(name: "outside", internalURL: backend, auth: kcd(["spn: HTTP/payroll.elsewhere.test"]))
+                try await deployment.startRelay()
+                let kerberos = [
+                    "kerberos:",
+                    "  keytab: \(try #require(bed["CONNECTOR_KEYTAB"]))",
+                    "  principal: \(try #require(bed["CONNECTOR_PRINCIPAL"]))",
+                    "  allowedSPNs: [HTTP/*.corp.example.test]",
+                ] + kerberosExtra.map { "  " + $0 }
+                let connector = try await deployment.startConnector(
+                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])]
+                )
+                return Setup(work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() })
+            } catch {
+                await bed.stop()
+                throw error
+            }
+        }
+
+        static func field(_ name: String, in body: String) -> String? {
+            body.split(separator: "\n").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+        }
+
+        @Test("Users reach a Negotiate backend as themselves: both token formats and modes, one KDC exchange per user, no mix-ups, clear refusals, KDC outage")
+        func delegation() async throws {
+            let setup = try await Self.setUp()
+            do {
+                try await self.checkDelegation(setup)
+            } catch {
+                await setup.tearDown()
+                throw error
+            }
+            await setup.tearDown()
+        }
+
+        func checkDelegation(_ s: Setup) async throws {
+            let realm = s.realm
+            let alice = "alice@corp.example.test"
+
+            // SPNEGO, always: Apache sees alice, and the request carried a token.
+            let first = try await s.get("kcd", "/whoami", user: alice)
+            #expect(first.status == 200, "\(first.body) \(s.connectorLog())")
+            #expect(Self.field("user", in: first.body) == "alice@\(realm)")
+            #expect(Self.field("request_had_token", in: first.body) == "yes")
+            #expect(Self.field("gss_mech", in: first.body) == "Negotiate/krb5")
+            var counts = try await s.bed.count(user: "alice")
+            #expect(counts["S4U2SELF"] == 1 && counts["S4U2PROXY_OK"] == 1, "\(counts)")
+
+            // Raw Kerberos tokens, on401: the first request goes without a token, the challenge is answered, and on
+            // Apache's connection-bound location later requests on that connection need none.
+            let raw = try await s.get("kcdraw", "/bound/whoami", user: alice)
+            #expect(raw.status == 200, "\(raw.body)")
+            #expect(Self.field("user", in: raw.body) == "alice@\(realm)")
+            let apacheLog = try String(contentsOfFile: s.bed.directory + "/apache/logs/access.log", encoding: .utf8)
+            #expect(apacheLog.contains("\"GET /bound/whoami HTTP/1.1\" 401"), "on401 sends the first request without a token")
+            let again = try await s.get("kcdraw", "/bound/whoami", user: alice)
+            #expect(Self.field("user", in: again.body) == "alice@\(realm)")
+            #expect(Self.field("request_had_token", in: again.body) == "no", "a bound connection needs no new token: \(again.body)")
+            counts = try await s.bed.count(user: "alice")
+            // A separate credential per token format: one more S4U2Self and S4U2Proxy, no more.
+            #expect(counts["S4U2SELF"] == 2 && counts["S4U2PROXY_OK"] == 2, "\(counts)")
+
+            // The user's name in the default realm (upnUsername) works too.
+            let byName = try await s.get("byname", "/whoami", user: "alice@somewhere-else.example")
+            #expect(Self.field("user", in: byName.body) == "alice@\(realm)", "\(byName.body)")
+
+            // Single flight: 24 concurrent first requests of bob make one S4U2Self and one S4U2Proxy.
+            let token = try await s.issuer.token(user: "bob@corp.example.test")
+            let burst = try await Curl.batch(
+                Array(repeating: Curl.BatchRequest(url: s.deployment.url("kcd", "/whoami"), headers: ["Authorization: Bearer \(token)"]), count: 24),
+                caFile: s.deployment.caFile, parallel: 24
+            )
+            #expect(burst.allSatisfy { $0.status == 200 && Self.field("user", in: $0.body) == "bob@\(realm)" }, "\(burst.map(\.status))")
+            counts = try await s.bed.count(user: "bob")
+            #expect(counts["S4U2SELF"] == 1 && counts["S4U2PROXY"] == 1, "single flight: \(counts)")
+
+            // Two users interleaved on one backend, thousands of requests, both modes: nobody is ever someone else.
+            let tokens = [alice: try await s.issuer.token(user: alice), "bob@corp.example.test": try await s.issuer.token(user: "bob@corp.example.test")]
+            var requests: [(expected: String, request: Curl.BatchRequest)] = []
+            for index in 0..<2400 {
+                let user = index % 2 == 0 ? alice : "bob@corp.example.test"
+                let app = index % 3 == 0 ? "kcd" : "kcdraw"
+                let path = index % 3 == 0 ? "/whoami" : "/bound/whoami"
+                let expected = String(user.prefix { $0 != "@" }) + "@" + realm
+                requests.append((expected, Curl.BatchRequest(url: s.deployment.url(app, path + "?i=\(index)"), headers: ["Authorization: Bearer \(tokens[user]!)"])))
+            }
+            let (results, curlErrors) = try await Curl.batchWithErrors(requests.map(\.request), caFile: s.deployment.caFile, parallel: 8)
+            var mixUps: [String] = []
+            var failures: [String] = []
+            var withoutToken = 0
+            for (index, (result, request)) in zip(results, requests).enumerated() {
+                if result.status != 200 { failures.append("#\(index) \(result.status) \(result.body.prefix(200))"); continue }
+                if Self.field("user", in: result.body) != request.expected { mixUps.append("#\(index) expected \(request.expected): \(result.body)") }
+                if Self.field("request_had_token", in: result.body) == "no" { withoutToken += 1 }
+            }
+            #expect(mixUps.isEmpty, "requests answered as the wrong user: \(mixUps.prefix(3))")
+            // Known and unexplained: about one transfer in 300 of a long curl --config batch ends with no response
+            // at curl (status 000; the relay logs the client as gone). Such a transfer never shows a wrong user or
+            // an error page; anything else fails the test.
+            #expect(failures.count < requests.count / 100, "\(failures.count) failed: \(failures.prefix(3)) \(curlErrors.prefix(2000))")
+            #expect(failures.allSatisfy { $0.contains(" 0 ") }, "\(failures.prefix(3))")
+            #expect(withoutToken > 1000, "bound connections were reused for their user: \(withoutToken) of 1600 on401 requests needed no token")
+            counts = try await s.bed.count()
+            #expect(counts["S4U2SELF"] == 5, "no KDC exchange beyond the first per user and format: \(counts)")
+
+            // Refusals: a sensitive account, an unknown user, an SPN outside the delegation list → 403 with a
+            // reason category in the log; an SPN outside the connector's allowlist → that app is not served.
+            let carol = try await s.get("kcd", "/whoami", user: "carol@corp.example.test")
+            #expect(carol.status == 403)
+            #expect(carol.body.contains("cannot be signed in to this application"))
+            let nobody = try await s.get("kcd", "/whoami", user: "nobody@corp.example.test")
+            #expect(nobody.status == 403)
+            let other = try await s.get("other", "/whoami", user: alice)
+            #expect(other.status == 403)
+            let outside = try await s.get("outside", "/whoami", user: alice)
+            #expect(outside.status == 502)
+            let log = s.connectorLog()
+            #expect(log.contains("delegation-refused for carol@corp.example.test to HTTP/app.corp.example.test at S4U2Proxy"), "\(log)")
+            #expect(log.contains("KDC can't fulfill requested option"))
+            #expect(log.contains("other users get tickets for this SPN, so this user's account is likely marked sensitive"))
+            #expect(log.contains("unknown-user for nobody@corp.example.test"))
+            #expect(log.contains("Client not found in Kerberos database"))
+            #expect(log.contains("delegation-refused for alice@corp.example.test to HTTP/other.corp.example.test"))
+            #expect(log.contains("outside.yaml") && log.contains("is not in this connector's kerberos.allowedSPNs"))
+            #expect(!log.contains("Negotiate "), "tokens never reach the log")
+
+            // KDC outage: cached users keep working, a user without tickets gets 503, and service resumes by itself.
+            try await s.bed.stopKDC()
+            let cached = try await s.get("kcd", "/whoami", user: alice)
+            #expect(cached.status == 200 && Self.field("user", in: cached.body) == "alice@\(realm)", "\(cached.body)")
+            let cold = try await s.get("kcd", "/whoami", user: "dave@corp.example.test")
+            #expect(cold.status == 503, "\(cold.body)")
+            #expect(cold.body.contains("temporarily unavailable"))
+            #expect(s.connectorLog().contains("kdc-unreachable for dave@corp.example.test"))
+            try await s.bed.startKDC()
+            let back = try await s.get("kcd", "/whoami", user: "dave@corp.example.test")
+            #expect(back.status == 200 && Self.field("user", in: back.body) == "dave@\(realm)", "\(back.body)")
+        }
+
+        @Test("Short tickets: the connector's TGT and users' tickets are renewed before they expire, and requests keep working")
+        func renewal() async throws {
+            // Tickets of 3 minutes (the client's ticket_lifetime); renewed 150 s ahead, i.e. after about 30 s.
+            let setup = try await Self.setUp(bedEnvironment: ["KRB_TESTBED_CLIENT_TICKET_LIFETIME": "3m"], kerberosExtra: ["renewBefore: 150s"])
+            do {
+                let alice = "alice@corp.example.test"
+                let first = try await setup.get("kcd", "/whoami", user: alice)
+                #expect(first.status == 200, "\(first.body) \(setup.connectorLog())")
+                let connectorBefore = try await setup.bed.count(user: "sallyport-conn")["AS_REQ"] ?? 0
+                let aliceBefore = try await setup.bed.count(user: "alice")
+                #expect(aliceBefore["S4U2SELF"] == 1)
+                try await Task.sleep(for: .seconds(35))
+                let later = try await setup.get("kcd", "/whoami", user: alice)
+                #expect(later.status == 200 && Self.field("user", in: later.body) == "alice@\(setup.realm)", "\(later.body)")
+                let connectorAfter = try await setup.bed.count(user: "sallyport-conn")["AS_REQ"] ?? 0
+                let aliceAfter = try await setup.bed.count(user: "alice")
+                #expect(connectorAfter > connectorBefore, "the connector's TGT was renewed (AS-REQ \(connectorBefore) → \(connectorAfter))")
+                #expect(aliceAfter["S4U2SELF"] == 2 && aliceAfter["S4U2PROXY_OK"] == 2, "alice's ticket was replaced before expiry: \(aliceAfter)")
+            } catch {
+                await setup.tearDown()
+                throw error
+            }
+            await setup.tearDown()
+        }
+    }
+}
