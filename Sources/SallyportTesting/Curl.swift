@@ -130,15 +130,16 @@ public struct Curl {
         }
     }
 
-    /// Runs many GET requests in one curl process (`--parallel`, connections reused) and returns each
-    /// response's status and body, in the order given. For load and interleaving tests.
-    public static func batch(_ requests: [BatchRequest], caFile: String?, parallel: Int = 8, timeout: Int = 300) async throws -> [(status: Int, body: String)] {
-        try await batchWithErrors(requests, caFile: caFile, parallel: parallel, timeout: timeout).results
+    /// Runs many GET requests in one curl process (`--parallel`; HTTP/2 streams multiplexed, or HTTP/1.1
+    /// connections reused) and returns each response's status and body, in the order given. For load and
+    /// interleaving tests.
+    public static func batch(_ requests: [BatchRequest], caFile: String?, parallel: Int = 8, http2: Bool = true, timeout: Int = 300) async throws -> [(status: Int, body: String)] {
+        try await batchWithErrors(requests, caFile: caFile, parallel: parallel, http2: http2, timeout: timeout).results
     }
 
     /// Like ``batch(_:caFile:parallel:timeout:)``, also returning what curl wrote to stderr (why a transfer failed).
     public static func batchWithErrors(
-        _ requests: [BatchRequest], caFile: String?, parallel: Int = 8, timeout: Int = 300
+        _ requests: [BatchRequest], caFile: String?, parallel: Int = 8, http2: Bool = true, timeout: Int = 300
     ) async throws -> (results: [(status: Int, body: String)], stderr: String) {
         let scratch = try TestDirectory(prefix: "sallyport-curl-batch")
         defer { scratch.remove() }
@@ -151,9 +152,11 @@ public struct Curl {
             config += "output = \(quoted(scratch.file("body-\(index)")))\n"
             config += "write-out = \(quoted("\(index) %{http_code}\\n"))\n"
             config += "noproxy = \"*\"\n"
+            // Per transfer: `next` resets options, and curl 7.88 mixing HTTP/1.1 and HTTP/2 transfers to one
+            // host in a parallel batch delivers one connection's bytes to another transfer.
+            config += http2 ? "http2\n" : "http1.1\n"
             if let caFile { config += "cacert = \(quoted(caFile))\n" }
-            // Long header lines repeated in a big config file make curl 7.88 drop a transfer now and then:
-            // each distinct header set goes to a file that the entries name.
+            // Each distinct header set goes to a file the entries name: the config stays small.
             if !request.headers.isEmpty {
                 let joined = request.headers.joined(separator: "\n")
                 let file: String
@@ -169,7 +172,7 @@ public struct Curl {
         let configFile = try scratch.write("curl.conf", config)
         let stdoutFile = scratch.file("stdout")
         let process = try ChildProcess.launch(
-            "curl", ["--silent", "--show-error", "--parallel", "--parallel-max", String(parallel), "--http1.1", "--max-time", String(timeout), "--config", configFile],
+            "curl", (ProcessInfo.processInfo.environment["SALLYPORT_CURL_BATCH_VERBOSE"] != nil ? ["--verbose", "--trace-time"] : []) + ["--silent", "--show-error", "--parallel", "--parallel-max", String(parallel), "--max-time", String(timeout), "--config", configFile],
             environment: nil, stdout: stdoutFile, stderr: scratch.file("stderr"), currentDirectory: nil
         )
         guard await process.waitForExit(timeout: .seconds(timeout + 30)) != nil else {
@@ -181,6 +184,7 @@ public struct Curl {
             let parts = line.split(separator: " ")
             if parts.count == 2, let index = Int(parts[0]), let status = Int(parts[1]), statuses.indices.contains(index) { statuses[index] = status }
         }
+        if let keep = ProcessInfo.processInfo.environment["SALLYPORT_CURL_BATCH_VERBOSE"] { try? FileManager.default.removeItem(atPath: keep); try? FileManager.default.copyItem(atPath: scratch.file("stderr"), toPath: keep) }
         return (statuses.enumerated().map { index, status in (status, read(scratch.file("body-\(index)"))) }, read(scratch.file("stderr")))
     }
 

@@ -18,10 +18,12 @@ public enum SwiftPackage {
     }
 
     /// Builds a dynamic library product and returns the path of its `lib<product>.so` (debug build, like the
-    /// `sallyport` under test).
-    public static func buildLibrary(_ product: String, in directory: String, log: String) async throws -> String {
-        try await self.run(["build", "--product", product], in: directory, log: log)
-        let path = directory + "/.build/debug/lib\(product).so"
+    /// `sallyport` under test). `scratchPath`: a build directory of its own (a clean build; an incremental one
+    /// can keep a plugin's compiled-in ABI stamp from before a plugin API change).
+    public static func buildLibrary(_ product: String, in directory: String, scratchPath: String? = nil, log: String) async throws -> String {
+        let scratch = scratchPath ?? directory + "/.build"
+        try await self.run(["build", "--product", product, "--scratch-path", scratch], in: directory, log: log)
+        let path = scratch + "/debug/lib\(product).so"
         guard FileManager.default.fileExists(atPath: path) else { throw HarnessError(.notFound, "\(path) was not built") }
         return path
     }

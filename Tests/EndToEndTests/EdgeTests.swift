@@ -59,6 +59,24 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
+        @Test("Thousands of HTTP/2 requests on few connections all get their answers (END_STREAM rides on the last DATA frame)")
+        func manyHTTP2RequestsPerConnection() async throws {
+            let deployment = try Deployment(hosts: ["app"])
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            try "0123456789".write(toFile: nginx.filesDirectory + "/ten", atomically: true, encoding: .utf8)
+            try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            // curl resets a stream whose Content-Length body arrived before END_STREAM; 200 such resets made
+            // NIOHTTP2 close the connection (GOAWAY ENHANCE_YOUR_CALM) and curl lost the requests in flight.
+            let requests = (0..<1500).map { Curl.BatchRequest(url: deployment.url("app", "/files/ten?i=\($0)")) }
+            let (results, errors) = try await Curl.batchWithErrors(requests, caFile: deployment.caFile, parallel: 8)
+            let failed = results.enumerated().filter { $0.element.status != 200 || $0.element.body != "0123456789" }
+            #expect(failed.isEmpty, "\(failed.count) of \(requests.count) failed, e.g. \(failed.prefix(3).map { "#\($0.offset) \($0.element.status)" }); \(errors.suffix(500))")
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
         @Test("The tunnel refuses a connector whose certificate is not from the connector CA")
         func foreignConnectorCertificateRefused() async throws {
             let deployment = try Deployment(hosts: ["app"])

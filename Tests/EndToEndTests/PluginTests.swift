@@ -43,7 +43,10 @@ extension EndToEnd {
             // The scaffold's own test passes as written.
             let tested = try await SwiftPackage.run(["test"], in: work.file("greeting"), log: work.file("test.log"))
             #expect(tested.contains("passed"))
-            #expect(!tested.contains("warning:"), "the scaffold compiles without warnings")
+            // Compiler warnings name a file and line; SwiftPM's own notes about Sallyport's system library
+            // (pkg-config's -isystem for MIT Kerberos headers) are not the scaffold's.
+            let compilerWarnings = tested.split(separator: "\n").filter { $0.contains(": warning:") }
+            #expect(compilerWarnings.isEmpty, "the scaffold compiles without warnings: \(compilerWarnings)")
             let library = try await SwiftPackage.buildLibrary("Greeting", in: work.file("greeting"), log: work.file("build.log"))
             let plugins = work.file("plugins")
             try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
@@ -105,7 +108,7 @@ extension EndToEnd {
             let example = Self.repository + "/Plugins/Examples/ChallengeSSO"
             let work = try TestDirectory(prefix: "sallyport-example-plugin")
             defer { work.remove() }
-            let library = try await SwiftPackage.buildLibrary("ChallengeSSO", in: example, log: work.file("build.log"))
+            let library = try await SwiftPackage.buildLibrary("ChallengeSSO", in: example, scratchPath: work.file("example-build"), log: work.file("build.log"))
             let plugins = work.file("plugins")
             try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: library, toPath: plugins + "/libChallengeSSO.so")

@@ -41,7 +41,10 @@ struct ExampleFileTests {
         let relay = try ConfigLoader.loadRelay(file: "\(directory)/relay.yaml")
         let load = ConfigLoader.loadApps(directory: relay.appsDirectory)
         #expect(load.errors == [])
-        #expect(load.apps.map(\.name) == ["payroll", "wiki"])
+        #expect(load.apps.map(\.name) == ["payroll", "timesheets", "wiki"])
+        let timesheets = try #require(load.apps.first { $0.name == "timesheets" })
+        #expect(timesheets.sso.handler == "kcd")
+        #expect(timesheets.sso.settings["spn"] == .string("HTTP/timesheets.corp.example.com"))
 
         let wiki = try #require(load.apps.last)
         #expect(wiki.externalURL.string == "https://wiki.apps.example.com/")

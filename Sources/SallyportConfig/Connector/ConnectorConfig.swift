@@ -167,7 +167,7 @@ enum ConnectorFile {
         let renewBefore = reader.optional("renewBefore", default: defaults.renewBefore) { value throws(ConfigError) in
             let duration = try value.duration()
             guard duration >= .seconds(150) else {
-                throw value.error("must be at least 150s: Active Directory refuses ticket requests made with a TGT that has 2 minutes or less left")
+                throw value.error("must be at least 150s: an AD KDC (Samba's, as measured) refuses ticket requests made with a TGT that has 2 minutes or less left")
             }
             return duration
         }

@@ -103,7 +103,7 @@ struct BackendForwarder: Sendable {
             }
             let outcome = await self.exchange(
                 outgoing, first: first, iterator: &iterator, writer: writer, connection: connection, app: app, upgrade: upgrade,
-                inspector: inspector, logger: logger
+                inspector: inspector, connectorAuthenticated: Self.handlerAddedAuthorization(outgoing, to: head), logger: logger
             )
             switch outcome {
             case .done:
@@ -127,6 +127,20 @@ struct BackendForwarder: Sendable {
                 return
             }
         }
+    }
+
+    /// Whether the SSO handler put an `Authorization` on the request that the user did not send: then the
+    /// backend's answer to it (a Negotiate reply token, `Persistent-Auth`) is the connector's, not the user's.
+    static func handlerAddedAuthorization(_ outgoing: HTTPRequest, to original: HTTPRequest) -> Bool {
+        guard let sent = outgoing.headerFields[.authorization] else { return false }
+        return sent != original.headerFields[.authorization]
+    }
+
+    /// Drops the backend's reply to the connector's own authentication from a response for the user.
+    static func removeConnectorAuthentication(_ fields: inout HTTPFields) {
+        let kept = fields[values: .wwwAuthenticate].filter { !$0.lowercased().hasPrefix("negotiate") }
+        fields[values: .wwwAuthenticate] = kept
+        fields[values: HTTPField.Name("Persistent-Auth")!] = []
     }
 
     /// What the SSO handler decides about a response head.
@@ -182,6 +196,7 @@ struct BackendForwarder: Sendable {
         app: AppConfig,
         upgrade: String?,
         inspector: ResponseInspector?,
+        connectorAuthenticated: Bool = false,
         logger: Logger
     ) async -> ExchangeOutcome {
         connection.requests += 1
@@ -201,7 +216,8 @@ struct BackendForwarder: Sendable {
             let result = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
                 group.addTask {
                     try await Self.pumpResponse(
-                        connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten, inspector: inspector
+                        connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten, inspector: inspector,
+                        connectorAuthenticated: connectorAuthenticated
                     )
                 }
                 if upgrade != nil { timer.arm() }
@@ -287,7 +303,8 @@ struct BackendForwarder: Sendable {
         upgrade: String?,
         timer: ResponseTimer,
         headWritten: Flag,
-        inspector: ResponseInspector?
+        inspector: ResponseInspector?,
+        connectorAuthenticated: Bool = false
     ) async throws -> ResponseResult {
         var headSent = false
         var discarding = false
@@ -326,6 +343,7 @@ struct BackendForwarder: Sendable {
                     }
                     HopByHop.strip(&response.headerFields)
                     TunnelProtocol.removeReserved(&response.headerFields)
+                    if connectorAuthenticated { Self.removeConnectorAuthentication(&response.headerFields) }
                     headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true

@@ -142,6 +142,7 @@ struct RequestForwarder: Sendable {
 
         let requestDone = DoneFlag()
         let streamLogger = logger
+        let isHEAD = tunnelHead.method == .head
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
                 try await tunnelOut.write(.head(tunnelHead))
@@ -149,7 +150,7 @@ struct RequestForwarder: Sendable {
                     group.addTask {
                         try await Self.pumpResponse(
                             from: tunnelIn, to: writer, context: context, upgradeProtocol: upgradeProtocol,
-                            setCookies: setCookies, requestDone: requestDone, logger: streamLogger
+                            setCookies: setCookies, requestDone: requestDone, isHEAD: isHEAD, logger: streamLogger
                         )
                     }
                     let requestResult = await Self.pumpRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
@@ -221,10 +222,16 @@ struct RequestForwarder: Sendable {
         upgradeProtocol: String?,
         setCookies: [String],
         requestDone: DoneFlag,
+        isHEAD: Bool = false,
         logger: Logger
     ) async throws -> ResponseResult {
         var headSent = false
         var upgraded = false
+        // HTTP/2: once a Content-Length body is complete, END_STREAM goes out in the same flush as its last
+        // bytes instead of when the tunnel's end arrives. Clients that see all the bytes before END_STREAM
+        // (curl) reset the stream, and NIOHTTP2's rapid-reset guard closes the connection after 200 resets.
+        var remaining: Int?
+        var endedEarly = false
         do {
             for try await part in tunnel {
                 switch part {
@@ -242,16 +249,30 @@ struct RequestForwarder: Sendable {
                         TunnelProtocol.removeReserved(&response.headerFields)
                         HopByHop.strip(&response.headerFields)
                         if upgradeProtocol != nil { response.headerFields[.connection] = "close" }
+                        if !context.isHTTP1, !isHEAD, response.status != .noContent, response.status != .notModified,
+                            let length = response.headerFields[.contentLength].flatMap({ Int($0) }), length > 0
+                        {
+                            remaining = length
+                        }
                         try await writer.write(.head(response))
                     }
                     headSent = true
                 case .body(let buffer):
                     guard headSent else { return .noResponse }
+                    if endedEarly { continue }
+                    if let left = remaining {
+                        remaining = left - buffer.readableBytes
+                        if left == buffer.readableBytes {
+                            endedEarly = true
+                            try await writer.write(contentsOf: [.body(buffer), .end(nil)])
+                            continue
+                        }
+                    }
                     try await writer.write(.body(buffer))
                 case .end(let trailers):
                     guard headSent else { return .noResponse }
                     // After an upgrade the end carries no trailers; it only marks when the last bytes are out.
-                    try await writer.write(.end(upgraded ? nil : trailers))
+                    if !endedEarly { try await writer.write(.end(upgraded ? nil : trailers)) }
                     if context.isHTTP1, !requestDone.isSet {
                         // The answer is complete but the client is still sending: give it a moment, then close.
                         let channel = context.channel
