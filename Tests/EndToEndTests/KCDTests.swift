@@ -188,6 +188,31 @@ extension EndToEnd {
             #expect(log.contains("outside.yaml") && log.contains("is not in this connector's kerberos.allowedSPNs"))
             #expect(!log.contains("Negotiate "), "tokens never reach the log")
 
+            // `sallyport check kcd` runs the same exchange step by step and says what failed and why.
+            func check(_ arguments: [String]) async throws -> (status: Int32?, output: String) {
+                let log = s.work.file("check-\(UUID().uuidString).log")
+                let process = try ChildProcess.launch(
+                    s.deployment.binary,
+                    ["check", "kcd", "--config", s.deployment.directory.file("connector-1.yaml"), "--apps", s.deployment.appsDirectory] + arguments,
+                    environment: ["KRB5_CONFIG": try #require(s.bed["KRB5_CONFIG"])], logFile: log
+                )
+                let status = await process.waitForExit(timeout: .seconds(60))
+                return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+            }
+            let good = try await check(["--app", "kcdraw", "--user", alice])
+            #expect(good.status == 0, "\(good.output)")
+            for step in ["keytab", "TGT", "S4U2Self", "S4U2Proxy", "token"] {
+                #expect(good.output.contains("ok   \(step)"), "\(step): \(good.output)")
+            }
+            #expect(good.output.contains("raw Kerberos token"))
+            let sensitive = try await check(["--app", "kcd", "--user", "carol@corp.example.test"])
+            #expect(sensitive.status == 1)
+            #expect(sensitive.output.contains("FAIL S4U2Proxy") && sensitive.output.contains("KDC can't fulfill requested option"), "\(sensitive.output)")
+            #expect(sensitive.output.contains("category: delegation-refused (users get 403)"))
+            #expect(sensitive.output.contains("fix: the user may be marked"))
+            let unknown = try await check(["--app", "kcd", "--user", "nobody"])
+            #expect(unknown.status == 1 && unknown.output.contains("FAIL S4U2Self") && unknown.output.contains("category: unknown-user"), "\(unknown.output)")
+
             // KDC outage: cached users keep working, a user without tickets gets 503, and service resumes by itself.
             try await s.bed.stopKDC()
             let cached = try await s.get("kcd", "/whoami", user: alice)

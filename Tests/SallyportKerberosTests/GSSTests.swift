@@ -1,5 +1,7 @@
 import Foundation
 import SallyportKerberos
+import SallyportPluginAPI
+import SallyportSSO
 import SallyportTesting
 import Testing
 
@@ -14,6 +16,7 @@ struct GSSTests {
         let bed = try await KerberosTestBed.start(directory: work.file("bed"))
         do {
             try await self.checkDelegation(bed)
+            try await self.checkHandlerAndCache(bed)
         } catch {
             await bed.stop()
             throw error
@@ -67,5 +70,59 @@ struct GSSTests {
                 (error as? GSSError)?.message.contains("not found") == true
             }
         }
+    }
+
+    /// The kcd handler in process: a backend reply that does not verify is refused, the real one is accepted;
+    /// the ticket cache drops its least recently used entry beyond its size.
+    func checkHandlerAndCache(_ bed: KerberosTestBed) async throws {
+        let port = try #require(bed["APACHE_PORT"].flatMap { Int($0) })
+        let delegator = KerberosDelegator(
+            settings: .init(keytab: try #require(bed["CONNECTOR_KEYTAB"]), principal: bed["CONNECTOR_PRINCIPAL"], maxEntries: 1),
+            executor: { work in DispatchQueue.global().async { work() } }
+        )
+        let handler = try KCDHandlerFactory(delegator: delegator).makeHandler(
+            context: HandlerContext(
+                appName: "app", settings: ["spn": .string("HTTP/app.corp.example.test")], logger: PluginLogger { _, _, _ in },
+                metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() }
+            )
+        )
+        func identity(_ user: String) -> Identity {
+            Identity(userPrincipalName: user, subject: user, issuer: "https://issuer.test", provider: "test", groups: [])
+        }
+        func prepared(_ user: String) async throws -> BackendRequest {
+            var request = BackendRequest(method: "GET", path: "/whoami")
+            #expect(await handler.prepare(&request, identity: identity(user), attempt: 1) == .proceed)
+            return request
+        }
+
+        // A reply token that is not the backend's: refused with 502, nothing delivered.
+        let forged = try await prepared("alice@corp.example.test")
+        let bogus = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: "Negotiate oYGzMIGwoAMKAQChCwYJKoZIhvcSAQICooGbBIGYYIGVBgkqhkiG9xIBAgICAG+BhTCBgqADAgEFoQMCAQ+idjB0oAMCARKibQRr")]))
+        guard case .refuse(let refusal) = await handler.inspect(bogus, request: forged, identity: identity("alice@corp.example.test"), attempt: 1) else {
+            Issue.record("a reply that does not verify must be refused")
+            return
+        }
+        #expect(refusal.status == 502)
+        #expect(refusal.reason.hasPrefix("mutual-authentication-failed"))
+
+        // The real backend's reply verifies.
+        let real = try await prepared("alice@corp.example.test")
+        let answer = try await Curl.run(
+            "http://127.0.0.1:\(port)/whoami", caFile: nil, headers: ["Authorization: \(try #require(real.headers["Authorization"]))"]
+        )
+        #expect(answer.body.contains("user=alice@"))
+        let reply = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: try #require(answer.header("www-authenticate")))]))
+        #expect(await handler.inspect(reply, request: real, identity: identity("alice@corp.example.test"), attempt: 1) == .deliver)
+        #expect(real.connectionAffinity != nil)
+
+        // One entry: bob pushes alice out, so alice's next request is a new S4U2Self; bob's is not.
+        let before = try await bed.count(user: "alice")["S4U2SELF"] ?? 0
+        _ = try await prepared("bob@corp.example.test")
+        #expect(delegator.cachedCount == 1)
+        _ = try await prepared("alice@corp.example.test")
+        let bobBefore = try await bed.count(user: "bob")["S4U2SELF"] ?? 0
+        _ = try await prepared("alice@corp.example.test")
+        #expect(try await bed.count(user: "alice")["S4U2SELF"] == before + 1, "alice was evicted once, then cached")
+        #expect(try await bed.count(user: "bob")["S4U2SELF"] == bobBefore)
     }
 }
