@@ -88,7 +88,13 @@ public final class KerberosDelegator: Sendable {
     private struct State {
         var entries: [Key: Entry] = [:]
         var tick: UInt64 = 0
+        /// After a KDC could not be reached, new exchanges fail at once until then: an unreachable KDC can take
+        /// seconds per attempt, and every waiting attempt would hold a thread of the blocking pool.
+        var kdcDownUntil: ContinuousClock.Instant?
     }
+
+    /// How long new exchanges fail at once after no KDC answered.
+    static let kdcRetryDelay: Duration = .seconds(2)
 
     private let state = Mutex(State())
     /// The connector's credential per mechanism; the lock is held while one is obtained, so concurrent
@@ -187,6 +193,7 @@ public final class KerberosDelegator: Sendable {
         enum Action {
             case ready(GSSCredential)
             case wait(Task<Cached, any Error>, fallback: GSSCredential?)
+            case kdcDown(until: ContinuousClock.Instant)
         }
         let action = self.state.withLock { state -> Action in
             state.tick += 1
@@ -197,10 +204,15 @@ public final class KerberosDelegator: Sendable {
                 if let credential = entry.credential, now < entry.refreshAt { return .ready(credential) }
                 let fallback = now < entry.expiresAt ? entry.credential : nil
                 if let flight = entry.flight { return .wait(flight, fallback: fallback) }
+                if let until = state.kdcDownUntil, now < until {
+                    if let fallback { return .ready(fallback) }
+                    return .kdcDown(until: until)
+                }
                 let flight = self.startFlight(key)
                 entry.flight = flight
                 return .wait(flight, fallback: fallback)
             }
+            if let until = state.kdcDownUntil, now < until { return .kdcDown(until: until) }
             let flight = self.startFlight(key)
             state.entries[key] = Entry(credential: nil, refreshAt: now, expiresAt: now, lastUse: tick, flight: flight)
             Self.evict(&state, keeping: self.settings.maxEntries)
@@ -209,6 +221,11 @@ public final class KerberosDelegator: Sendable {
         switch action {
         case .ready(let credential):
             return credential
+        case .kdcDown(let until):
+            let seconds = max(1, Int((until - now).components.seconds))
+            throw DelegationError(
+                step: .s4u2self, failure: .kdcUnreachable, detail: "no KDC answered moments ago; the next attempt is in \(seconds) s"
+            )
         case .wait(let flight, let fallback):
             do {
                 return try await flight.value.credential
@@ -247,6 +264,11 @@ public final class KerberosDelegator: Sendable {
             }
             let now = self.clock.now
             self.state.withLock { state in
+                switch result {
+                case .success: state.kdcDownUntil = nil
+                case .failure(let error) where error.failure == .kdcUnreachable: state.kdcDownUntil = now + Self.kdcRetryDelay
+                case .failure: break
+                }
                 guard var entry = state.entries[key] else { return }
                 entry.flight = nil
                 switch result {
@@ -256,8 +278,8 @@ public final class KerberosDelegator: Sendable {
                     entry.refreshAt = now + Self.refreshDelay(lifetime: cached.lifetime, renewBefore: self.settings.renewBefore)
                     state.entries[key] = entry
                 case .failure:
-                    // Failures are not cached: the next request asks the KDC again. A still-valid old
-                    // credential stays for the fallback.
+                    // Failures are not cached: the next request asks the KDC again (after a short pause when
+                    // no KDC answered). A still-valid old credential stays for the fallback.
                     state.entries[key] = entry.credential == nil ? nil : entry
                 }
             }
