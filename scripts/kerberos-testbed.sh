@@ -41,6 +41,7 @@ ALICE_PASSWORD='Alice-Pass-1'
 BOB_PASSWORD='Bob-Pass-1'
 CAROL_PASSWORD='Carol-Pass-1'
 EXTRA_PASSWORD='Extra-Pass-1'
+ERIN_UPN=erin@partner.example.test
 CONNECTOR_ACCOUNT=sallyport-conn
 CONNECTOR_PASSWORD='Connector-Pass-1'
 # Samba's KDC serves S4U2Self only to an account that has a servicePrincipalName.
@@ -189,6 +190,10 @@ provision() {
     # Users nothing else touches: tests use them when they need a user whose tickets are not cached yet.
     samba_tool user create dave "$EXTRA_PASSWORD" >/dev/null
     samba_tool user create erin "$EXTRA_PASSWORD" >/dev/null
+    # erin signs in with a UPN whose suffix is not the realm's (as with Entra ID's verified domains): the
+    # KDC finds her by enterprise name.
+    printf 'dn: CN=erin,CN=Users,%s\nchangetype: modify\nreplace: userPrincipalName\nuserPrincipalName: %s\n' \
+        "$BASE_DN" "$ERIN_UPN" | ldb_modify
     # "Account is sensitive and cannot be delegated": userAccountControl NOT_DELEGATED (0x100000).
     samba_tool user sensitive carol on >/dev/null
 

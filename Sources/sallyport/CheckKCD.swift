@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SallyportConfig
 import SallyportKerberos
 import SallyportPluginAPI
@@ -46,6 +49,9 @@ struct CheckCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The connector's principal (default: kerberos.principal, else the keytab's first).")
         var principal: String?
 
+        @Option(name: .long, help: "Also send the token to this backend URL (e.g. the app's internalURL) and check its answer.")
+        var url: String?
+
         func run() async throws {
             // As in the connector: never the default credential cache (the operator's own tickets).
             setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
@@ -91,7 +97,10 @@ struct CheckCommand: AsyncParsableCommand {
             default: throw ValidationError("--token-format must be spnego or kerberos")
             }
             guard let spn else { throw ValidationError("name the target with --spn SPN, or with --apps DIR --app NAME") }
-            let steps = DelegationCheck(settings: settings, spn: spn, user: user, mechanism: mechanism).run()
+            var steps = DelegationCheck(settings: settings, spn: spn, user: user, mechanism: mechanism).run()
+            if steps.passed, let url, let token = steps.token {
+                await steps.checkBackend(url: url, token: token)
+            }
             for line in steps.lines { print(line) }
             if !steps.passed { throw ExitCode(1) }
         }
@@ -108,6 +117,49 @@ struct DelegationCheck {
     struct Outcome {
         var lines: [String] = []
         var passed = true
+        /// The last step's token, with what verifies the backend's reply to it.
+        var token: (value: [UInt8], initiator: GSSInitiator, credential: GSSCredential, target: GSSName)?
+
+        /// Sends the token to `url` and checks the answer: not a 401, and a reply token that verifies.
+        mutating func checkBackend(url: String, token: (value: [UInt8], initiator: GSSInitiator, credential: GSSCredential, target: GSSName)) async {
+            guard let target = URL(string: url) else {
+                self.fail("backend", "\(url) is not a URL", fix: "give the backend's URL, e.g. http://payroll.corp.example.com/")
+                return
+            }
+            var request = URLRequest(url: target)
+            request.setValue("Negotiate " + Data(token.value).base64EncodedString(), forHTTPHeaderField: "Authorization")
+            request.timeoutInterval = 30
+            do {
+                let (_, response) = try await URLSession.shared.data(for: request)
+                guard let http = response as? HTTPURLResponse else { return self.fail("backend", "no HTTP answer from \(url)", fix: "check the URL") }
+                let challenge = (http.value(forHTTPHeaderField: "WWW-Authenticate") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                    .first { $0.lowercased().hasPrefix("negotiate") }
+                if http.statusCode == 401 {
+                    return self.fail(
+                        "backend", "\(url) answered 401 to the ticket",
+                        fix: "the backend does not accept tickets for this SPN: check its keytab (key version, encryption types), that it expects this SPN, and its clock"
+                    )
+                }
+                var text = "\(url) answered \(http.statusCode)"
+                if let challenge, let reply = challenge.split(separator: " ").dropFirst().first.flatMap({ Data(base64Encoded: String($0)) }) {
+                    do {
+                        _ = try token.initiator.verifyReply(Array(reply), credential: token.credential, target: token.target)
+                        text += "; its mutual-authentication reply verifies"
+                    } catch {
+                        return self.fail("backend", "\(url) answered \(http.statusCode) with a reply that does not verify: \(error)", fix: "is something else answering for the app?")
+                    }
+                }
+                self.lines.append("ok   backend   \(text)")
+            } catch {
+                self.fail("backend", "\(url): \(error.localizedDescription)", fix: "check that this host reaches the backend")
+            }
+        }
+
+        mutating func fail(_ step: String, _ detail: String, fix: String) {
+            self.passed = false
+            self.lines.append("FAIL \(step.padding(toLength: 9, withPad: " ", startingAt: 0)) \(detail)")
+            self.lines.append("     fix: \(fix)")
+        }
     }
 
     func run() -> Outcome {
@@ -167,7 +219,9 @@ struct DelegationCheck {
         }
 
         do {
-            let token = try GSSInitiator().firstToken(credential: impersonated, target: target)
+            let initiator = GSSInitiator()
+            let token = try initiator.firstToken(credential: impersonated, target: target)
+            outcome.token = (token, initiator, impersonated, target)
             ok(.token, "\(token.count)-byte \(mechanism == .spnego ? "SPNEGO" : "raw Kerberos") token, made without the KDC (the header would be Authorization: Negotiate …)")
         } catch let error as GSSError {
             return fail(DelegationError(step: .token, failure: DelegationFailure(error, at: .token), detail: error.description))

@@ -210,6 +210,9 @@ extension EndToEnd {
             #expect(sensitive.output.contains("FAIL S4U2Proxy") && sensitive.output.contains("KDC can't fulfill requested option"), "\(sensitive.output)")
             #expect(sensitive.output.contains("category: delegation-refused (users get 403)"))
             #expect(sensitive.output.contains("fix: the user may be marked"))
+            // --url sends the token to the backend too: Apache accepts it and its reply verifies.
+            let backend = try await check(["--app", "kcd", "--user", alice, "--url", "http://127.0.0.1:\(try #require(s.bed["APACHE_PORT"]))/whoami"])
+            #expect(backend.status == 0 && backend.output.contains("ok   backend") && backend.output.contains("reply verifies"), "\(backend.output)")
             let unknown = try await check(["--app", "kcd", "--user", "nobody"])
             #expect(unknown.status == 1 && unknown.output.contains("FAIL S4U2Self") && unknown.output.contains("category: unknown-user"), "\(unknown.output)")
 
@@ -232,6 +235,11 @@ extension EndToEnd {
                 back = try await s.get("kcd", "/whoami", user: "dave@corp.example.test")
             }
             #expect(back.status == 200 && Self.field("user", in: back.body) == "dave@\(realm)", "\(back.body)")
+
+            // A UPN whose suffix is not the realm is found by enterprise name (Apache reports that form).
+            let partner = try await s.get("kcd", "/whoami", user: "erin@partner.example.test")
+            #expect(partner.status == 200, "\(partner.body)")
+            #expect(Self.field("user", in: partner.body) == "erin\\@partner.example.test@\(realm)", "\(partner.body)")
         }
 
         @Test("Short tickets: the connector's TGT and users' tickets are renewed before they expire, and requests keep working")
