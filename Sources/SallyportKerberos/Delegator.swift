@@ -300,22 +300,10 @@ public final class KerberosDelegator: Sendable {
         } catch {
             throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
         }
-        let impersonated: GSSCredential
-        do {
-            impersonated = try connector.impersonate(user)
-        } catch let error as GSSError {
-            throw DelegationError(error, at: .s4u2self)
-        } catch {
-            throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
-        }
-        do {
+        let impersonated = try DelegationError.during(.s4u2self) { try connector.impersonate(user) }
+        return try DelegationError.during(.s4u2proxy) {
             _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
-            let lifetime = Duration.seconds(Int(try impersonated.remainingLifetime()))
-            return Cached(credential: impersonated, lifetime: lifetime)
-        } catch let error as GSSError {
-            throw DelegationError(error, at: .s4u2proxy)
-        } catch {
-            throw DelegationError(step: .s4u2proxy, failure: .other, detail: "\(error)")
+            return Cached(credential: impersonated, lifetime: .seconds(Int(try impersonated.remainingLifetime())))
         }
     }
 

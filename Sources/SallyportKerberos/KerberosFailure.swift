@@ -129,5 +129,16 @@ public struct DelegationError: Error, Sendable, CustomStringConvertible {
         self.init(step: step, failure: DelegationFailure(error, at: step), detail: error.description)
     }
 
+    /// Runs one step: a GSS error becomes this step's error in its category, any other error `.other`.
+    public static func during<T>(_ step: DelegationStep, _ body: () throws -> T) throws(DelegationError) -> T {
+        do {
+            return try body()
+        } catch let error as GSSError {
+            throw DelegationError(error, at: step)
+        } catch {
+            throw DelegationError(step: step, failure: .other, detail: "\(error)")
+        }
+    }
+
     public var description: String { "\(step.rawValue) failed (\(failure.rawValue)): \(detail)" }
 }

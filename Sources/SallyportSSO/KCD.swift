@@ -85,9 +85,6 @@ public struct KCDSettings: Sendable, Hashable {
         return !text.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }
     }
 
-    /// The SPN without its realm, for allowlists.
-    var spnWithoutRealm: String { String(spn.split(separator: "@", maxSplits: 1)[0]) }
-
     /// The user to delegate for `identity`, or why there is none.
     public func user(for identity: Identity) -> Result<DelegatedUser, KCDRefusalReason> {
         let upn = identity.userPrincipalName
@@ -146,7 +143,7 @@ public struct KCDHandlerFactory: SSOHandlerFactory {
 
     public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
         let settings = try KCDSettings(settings: context.settings)
-        if !allowedSPNs.isEmpty, !allowedSPNs.contains(where: { Self.matches(settings.spnWithoutRealm, pattern: $0) }) {
+        if !allowedSPNs.isEmpty, !allowedSPNs.contains(where: { Self.matches(settings.spn, pattern: $0) }) {
             throw SettingsError(
                 key: "spn",
                 message: "\(settings.spn) is not in this connector's kerberos.allowedSPNs (\(allowedSPNs.joined(separator: ", "))); add it there if this connector should delegate to it"
@@ -155,7 +152,7 @@ public struct KCDHandlerFactory: SSOHandlerFactory {
         return KCDHandler(settings: settings, delegator: delegator, logger: context.logger, metrics: context.metrics)
     }
 
-    /// Whether `spn` (no realm) matches an allowlist entry: exactly (host part case-insensitively), or
+    /// Whether `spn` (its realm ignored) matches an allowlist entry: exactly (host part case-insensitively), or
     /// `service/*.domain` for any host below `domain`.
     static func matches(_ spn: String, pattern: String) -> Bool {
         let (service, host) = Self.split(spn)

@@ -138,6 +138,8 @@ public struct Curl {
     }
 
     /// Like ``batch(_:caFile:parallel:timeout:)``, also returning what curl wrote to stderr (why a transfer failed).
+    /// With `SALLYPORT_CURL_BATCH_VERBOSE=FILE` in the environment curl runs with `--verbose --trace-time` and
+    /// its stderr is copied to FILE (last batch wins), for debugging lost transfers.
     public static func batchWithErrors(
         _ requests: [BatchRequest], caFile: String?, parallel: Int = 8, http2: Bool = true, timeout: Int = 300
     ) async throws -> (results: [(status: Int, body: String)], stderr: String) {

@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import SallyportConfig
+import SallyportConnector
 import SallyportKerberos
 import SallyportPluginAPI
 import SallyportSSO
@@ -172,61 +173,42 @@ struct DelegationCheck {
             outcome.lines.append("     fix: \(error.failure.likelyFix(step: error.step))")
             return outcome
         }
-        let delegator = KerberosDelegator(
-            settings: .init(keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: 1),
-            executor: { $0() }
-        )
-        guard access(settings.keytab, R_OK) == 0 else {
-            return fail(DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read \(settings.keytab): \(String(cString: strerror(errno)))"))
-        }
-        ok(.keytab, "\(settings.keytab) is readable")
-
+        // The connector's own delegator: the same keytab check and TGT as in service.
+        let delegator = ConnectorService.delegator(for: settings)
         let connector: GSSCredential
         let realm: String
         do {
             (connector, realm) = try delegator.connectorCredential(mechanism)
-            let name = (try? connector.name()) ?? "?"
-            ok(.tgt, "\(name), valid for \(Self.format(seconds: (try? connector.remainingLifetime()) ?? 0))")
         } catch {
+            if error.step != .keytab { ok(.keytab, "\(settings.keytab) is readable") }
             return fail(error)
         }
+        ok(.keytab, "\(settings.keytab) is readable")
+        ok(.tgt, "\((try? connector.name()) ?? "?"), valid for \(Self.format(seconds: (try? connector.remainingLifetime()) ?? 0))")
 
         let delegated: DelegatedUser = user.contains("@") ? .upn(user) : .account(user)
         guard DelegatedUser.isAcceptable(user, allowsAt: true) else {
             return fail(DelegationError(step: .s4u2self, failure: .unknownUser, detail: "\"\(user)\" cannot name a Kerberos user"))
         }
-        let impersonated: GSSCredential
         do {
-            let name = try KerberosDelegator.principal(for: delegated, realm: realm)
-            impersonated = try connector.impersonate(name)
-            let actual = (try? impersonated.name()) ?? "?"
-            ok(.s4u2self, "ticket for \(actual) to the connector")
-        } catch let error as GSSError {
-            return fail(DelegationError(step: .s4u2self, failure: DelegationFailure(error, at: .s4u2self), detail: error.description))
-        } catch {
-            return fail(DelegationError(step: .s4u2self, failure: .other, detail: "\(error)"))
-        }
+            let impersonated = try DelegationError.during(.s4u2self) {
+                try connector.impersonate(try KerberosDelegator.principal(for: delegated, realm: realm))
+            }
+            ok(.s4u2self, "ticket for \((try? impersonated.name()) ?? "?") to the connector")
 
-        let target: GSSName
-        do {
-            target = try GSSName(principal: spn)
-            _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
+            let target = try DelegationError.during(.s4u2proxy) {
+                let target = try GSSName(principal: spn)
+                _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
+                return target
+            }
             ok(.s4u2proxy, "ticket for the user to \(spn), valid for \(Self.format(seconds: (try? impersonated.remainingLifetime()) ?? 0))")
-        } catch let error as GSSError {
-            return fail(DelegationError(step: .s4u2proxy, failure: DelegationFailure(error, at: .s4u2proxy), detail: error.description))
-        } catch {
-            return fail(DelegationError(step: .s4u2proxy, failure: .other, detail: "\(error)"))
-        }
 
-        do {
             let initiator = GSSInitiator()
-            let token = try initiator.firstToken(credential: impersonated, target: target)
+            let token = try DelegationError.during(.token) { try initiator.firstToken(credential: impersonated, target: target) }
             outcome.token = (token, initiator, impersonated, target)
             ok(.token, "\(token.count)-byte \(mechanism == .spnego ? "SPNEGO" : "raw Kerberos") token, made without the KDC (the header would be Authorization: Negotiate …)")
-        } catch let error as GSSError {
-            return fail(DelegationError(step: .token, failure: DelegationFailure(error, at: .token), detail: error.description))
         } catch {
-            return fail(DelegationError(step: .token, failure: .other, detail: "\(error)"))
+            return fail(error)
         }
         return outcome
     }

@@ -83,11 +83,8 @@ struct BackendForwarder: Sendable {
                 let sent = pluginRequest
                 let retryPossible = bodyless && upgrade == nil && handlerAttempt < maximumAttempts
                 inspector = { response in
-                    switch await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt) {
-                    case .deliver: return .deliver
-                    case .retry: return retryPossible ? .retry : .deliver
-                    case .refuse(let refusal): return .refuse(refusal)
-                    }
+                    let decision = await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt)
+                    return decision == .retry && !retryPossible ? .deliver : decision
                 }
             }
 
@@ -143,15 +140,8 @@ struct BackendForwarder: Sendable {
         fields[values: HTTPField.Name("Persistent-Auth")!] = []
     }
 
-    /// What the SSO handler decides about a response head.
-    enum Inspection: Sendable {
-        case deliver
-        case retry
-        case refuse(Refusal)
-    }
-
-    /// Asks the SSO handler about a response head.
-    typealias ResponseInspector = @Sendable (HTTPResponse) async -> Inspection
+    /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
+    typealias ResponseInspector = @Sendable (HTTPResponse) async -> ResponseDecision
 
     /// The app's SSO handler cannot run on this connector.
     static let ssoUnavailable = ErrorPage(
