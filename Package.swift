@@ -115,6 +115,7 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP2", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -247,13 +248,18 @@ let package = Package(
         ),
         .testTarget(
             name: "SallyportRelayTests",
-            dependencies: ["SallyportRelay", "SallyportConfig", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "SallyportRelay", "SallyportConfig", "SallyportTunnel", .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SallyportConnectorTests",
             dependencies: [
-                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", .product(name: "HTTPTypes", package: "swift-http-types"),
+                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportTunnel",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

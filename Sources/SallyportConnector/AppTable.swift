@@ -1,13 +1,14 @@
 import Logging
 import SallyportConfig
 import SallyportSSO
+import SallyportTunnel
 import Synchronization
 
 /// The apps this connector serves, as last pushed by the relay, each with its SSO pipeline. Kept only in memory.
 public final class AppTable: Sendable {
     private struct State {
-        var generation: UInt64 = 0
-        var apps: [String: AppConfig] = [:]
+        var version: ConfigVersion?
+        var apps: [String: ConnectorApp] = [:]
         var sso: [String: SSOPipeline] = [:]
     }
 
@@ -21,16 +22,18 @@ public final class AppTable: Sendable {
         self.services = HandlerServices(logger: logger)
     }
 
-    /// Replaces the apps if `generation` is not older than what is held. Returns whether it was applied.
+    /// Replaces the apps unless the table holds a newer version of the same relay epoch (a push of another
+    /// epoch comes from a relay that restarted, and is the truth). Returns the version held afterwards,
+    /// which is what the connector acknowledges, and whether `version` was applied.
     ///
     /// An app whose configuration did not change keeps its handler (and whatever the handler caches); a new or
     /// changed app gets a new one. An app whose handler cannot be made is logged with file, line and key and
     /// answers 502; the other apps are unaffected.
     @discardableResult
-    public func apply(generation: UInt64, apps: [AppConfig]) -> Bool {
+    public func apply(_ version: ConfigVersion, apps: [ConnectorApp]) -> (held: ConfigVersion, applied: Bool) {
         let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        let (current, held) = self.state.withLock { ($0.generation, $0) }
-        guard generation >= current else { return false }
+        let held = self.state.withLock { $0 }
+        if let current = held.version, !current.isSuperseded(by: version) { return (current, false) }
         // Handlers are made outside the lock: a slow factory must not hold up requests of other apps.
         var sso: [String: SSOPipeline] = [:]
         var failures: [ConfigError] = []
@@ -43,32 +46,32 @@ public final class AppTable: Sendable {
             if case .unavailable(let error) = pipeline { failures.append(error) }
             sso[name] = pipeline
         }
-        let applied = self.state.withLock { state -> Bool in
-            // Another push may have landed meanwhile; the newer generation wins.
-            guard generation >= state.generation else { return false }
-            state.generation = generation
+        let outcome = self.state.withLock { state -> (ConfigVersion, Bool) in
+            // Another push may have landed meanwhile; the newer one wins.
+            if let current = state.version, current != held.version, !current.isSuperseded(by: version) { return (current, false) }
+            state.version = version
             state.apps = byName
             state.sso = sso
-            return true
+            return (version, true)
         }
-        guard applied else { return false }
+        guard outcome.1 else { return outcome }
         for error in failures {
             self.services.logger.error("app cannot be served by this connector; its requests get 502", metadata: ["error": "\(error)"])
         }
-        return applied
+        return outcome
     }
 
     /// The app of this name, if the relay sent it.
-    public func app(named name: String) -> AppConfig? { self.state.withLock { $0.apps[name] } }
+    public func app(named name: String) -> ConnectorApp? { self.state.withLock { $0.apps[name] } }
 
     /// The app and its SSO pipeline.
-    func entry(named name: String) -> (AppConfig, SSOPipeline)? {
+    func entry(named name: String) -> (ConnectorApp, SSOPipeline)? {
         self.state.withLock { state in state.apps[name].map { ($0, state.sso[name] ?? .passthrough) } }
     }
 
-    /// The generation held.
-    public var generation: UInt64 { self.state.withLock { $0.generation } }
+    /// The version held; nil before the first push.
+    public var version: ConfigVersion? { self.state.withLock { $0.version } }
 
     /// All apps held, sorted by name.
-    public var apps: [AppConfig] { self.state.withLock { $0.apps.values.sorted { $0.name < $1.name } } }
+    public var apps: [ConnectorApp] { self.state.withLock { $0.apps.values.sorted { $0.name < $1.name } } }
 }

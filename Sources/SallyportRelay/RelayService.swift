@@ -124,7 +124,8 @@ public struct RelayService: Service {
                 // Graceful shutdown: stop accepting, drain, then close the tunnels.
                 try? await gracefulShutdown()
                 self.logger.info("relay draining", metadata: ["connections": "\(publicConnections.count)", "timeout": "\(self.config.drainTimeout)"])
-                publicServer.channel.close(promise: nil)
+                // Closed before quiescing, so no connection is accepted after the quiesce event went out.
+                try? await publicServer.channel.close()
                 publicConnections.quiesce()
                 if !(await publicConnections.waitUntilEmpty(timeout: self.config.drainTimeout)) {
                     self.logger.warning("drain timeout passed; closing remaining connections", metadata: ["connections": "\(publicConnections.count)"])

@@ -37,7 +37,7 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// The app's `sso` settings in the plugin API's form.
-    public static func settings(of app: AppConfig) -> [String: SettingValue] {
+    public static func settings(of app: ConnectorApp) -> [String: SettingValue] {
         app.sso.settings.mapValues(Self.convert)
     }
 
@@ -63,13 +63,13 @@ public struct HandlerCatalog: Sendable {
     /// Makes the handler of `app`, checking its settings and that it gets an identity when it needs one.
     /// `unknownIsError`: whether a handler name this catalog lacks is an error (on a connector) or is left to
     /// the connectors (on the relay, which loads no plugins).
-    public func make(for app: AppConfig, context: (AppConfig) -> HandlerContext, unknownIsError: Bool = true) -> Made? {
+    public func make(for app: ConnectorApp, context: (ConnectorApp) -> HandlerContext, unknownIsError: Bool = true) -> Made? {
         guard let factory = factories[app.sso.handler] else {
             guard unknownIsError else { return nil }
             let known = factories.keys.sorted().joined(separator: ", ")
             return .failed(app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?"))
         }
-        if factory.requiresIdentity, app.preAuthentication == .passthrough {
+        if factory.requiresIdentity, !app.sendsIdentity {
             return .failed(Self.error(in: app, key: nil, "the \(factory.name) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt"))
         }
         do {
@@ -88,12 +88,13 @@ public struct HandlerCatalog: Sendable {
         var kept: [AppConfig] = []
         var errors: [ConfigError] = []
         for app in apps {
-            switch self.make(for: app, context: Self.validationContext, unknownIsError: false) {
+            let view = app.forConnector
+            switch self.make(for: view, context: Self.validationContext, unknownIsError: false) {
             case .failed(let error)?:
                 errors.append(error)
             case .handler(let handler as HeaderHandler, _)?:
                 if let keptClaims, let provider = app.preAuthentication.policy?.provider,
-                    let error = Self.unknownAttribute(in: handler, app: app, provider: provider, kept: keptClaims[provider] ?? [])
+                    let error = Self.unknownAttribute(in: handler, app: view, provider: provider, kept: keptClaims[provider] ?? [])
                 {
                     errors.append(error)
                 } else {
@@ -118,7 +119,7 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// The first template attribute that is neither standard nor kept by the provider.
-    static func unknownAttribute(in handler: HeaderHandler, app: AppConfig, provider: String, kept: [String]) -> ConfigError? {
+    static func unknownAttribute(in handler: HeaderHandler, app: ConnectorApp, provider: String, kept: [String]) -> ConfigError? {
         for header in handler.headers {
             for case .attribute(let name) in header.parts where !HeaderHandler.standardAttributes.contains(name) && !kept.contains(name) {
                 let keptList = kept.isEmpty ? "it keeps none" : "it keeps \(kept.joined(separator: ", "))"
@@ -132,7 +133,7 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// A context whose services do nothing: for checking settings only.
-    public static func validationContext(_ app: AppConfig) -> HandlerContext {
+    public static func validationContext(_ app: ConnectorApp) -> HandlerContext {
         HandlerContext(
             appName: app.name, settings: settings(of: app), logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in },
             blockingExecutor: { $0() }
@@ -140,11 +141,8 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// An error at `sso.<key>` (the line of the key's first part) or at `sso` itself.
-    static func error(in app: AppConfig, key: String?, _ message: String) -> ConfigError {
-        guard let key else { return app.error(at: "sso", message) }
-        let top = String(key.prefix { $0 != "." })
-        guard let line = app.sso.settingLines[top] else { return app.error(at: "sso.\(key)", message) }
-        return ConfigError(file: app.sourceFile, line: line, key: "sso.\(key)", message: message)
+    static func error(in app: ConnectorApp, key: String?, _ message: String) -> ConfigError {
+        app.error(at: key.map { "sso.\($0)" } ?? "sso", message)
     }
 }
 

@@ -21,6 +21,8 @@ import Foundation
 /// - `GET /challenge`: 401 with `WWW-Authenticate: Example realm=test` unless the request carries
 ///   `Authorization: Example …`; then the request head, like `/headers`.
 /// - `GET /slow/NAME`: like `/files/` but sent at 1 MB/s.
+/// - `GET /connection`: the serial number of the TCP connection that carried the request (`$connection`),
+///   to tell which requests shared a backend connection.
 /// - `GET /status/CODE`: an empty response with status 204, 400, 403, 404, 500, 502 or 503.
 ///
 /// Everything (config, logs, temp files) lives in `DIRECTORY/nginx/`. Install nginx with
@@ -257,6 +259,10 @@ public final class Nginx: @unchecked Sendable {
                             return 401 "challenge\n";
                         }
                         echo -n $echo_client_request_headers;
+                    }
+                    location = /connection {
+                        default_type text/plain;
+                        return 200 "$connection";
                     }
             \(statusLocations)
                 }

@@ -9,8 +9,8 @@ public enum ControlMessage: Sendable, Equatable {
     case hello(Hello)
     /// Relay → connector: the complete set of apps of the connector's group.
     case config(AppSet)
-    /// Connector → relay: the config of this generation is in use.
-    case configApplied(generation: UInt64)
+    /// Connector → relay: the connector now serves the configuration of this version (the newest it holds).
+    case configApplied(ConfigVersion)
     /// Connector → relay: send the config again (the periodic refresh).
     case refresh
     /// Connector → relay: shutting down; send no new requests on this connection.
@@ -38,23 +38,23 @@ public enum ControlMessage: Sendable, Equatable {
         }
     }
 
-    /// The apps of one group at one configuration generation.
+    /// The apps of one group at one configuration version.
     public struct AppSet: Sendable, Codable, Equatable {
-        /// Increases with every relay configuration change.
-        public var generation: UInt64
-        /// The apps.
-        public var apps: [AppConfig]
+        /// The relay's epoch and generation.
+        public var version: ConfigVersion
+        /// The apps, as connectors see them.
+        public var apps: [ConnectorApp]
 
         /// Creates an app set.
-        public init(generation: UInt64, apps: [AppConfig]) {
-            self.generation = generation
+        public init(version: ConfigVersion, apps: [ConnectorApp]) {
+            self.version = version
             self.apps = apps
         }
     }
 }
 
 extension ControlMessage: Codable {
-    private enum CodingKeys: String, CodingKey { case type, hello, config, generation, message }
+    private enum CodingKeys: String, CodingKey { case type, hello, config, version, message }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -62,7 +62,7 @@ extension ControlMessage: Codable {
         switch type {
         case "hello": self = .hello(try container.decode(Hello.self, forKey: .hello))
         case "config": self = .config(try container.decode(AppSet.self, forKey: .config))
-        case "configApplied": self = .configApplied(generation: try container.decode(UInt64.self, forKey: .generation))
+        case "configApplied": self = .configApplied(try container.decode(ConfigVersion.self, forKey: .version))
         case "refresh": self = .refresh
         case "draining": self = .draining
         case "error": self = .error(try container.decode(String.self, forKey: .message))
@@ -80,9 +80,9 @@ extension ControlMessage: Codable {
         case .config(let set):
             try container.encode("config", forKey: .type)
             try container.encode(set, forKey: .config)
-        case .configApplied(let generation):
+        case .configApplied(let version):
             try container.encode("configApplied", forKey: .type)
-            try container.encode(generation, forKey: .generation)
+            try container.encode(version, forKey: .version)
         case .refresh:
             try container.encode("refresh", forKey: .type)
         case .draining:

@@ -2,45 +2,50 @@ import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
 
+/// What a control stream carries, whichever side reads it: the relay reads a response body, the connector a
+/// request body.
+public protocol ControlStreamPart: Sendable {
+    /// A body part with these bytes.
+    static func body(_ bytes: ByteBuffer) -> Self
+    /// The bytes of a body part; nil for a head or an end.
+    var bodyBytes: ByteBuffer? { get }
+    /// Whether this part ends the stream.
+    var isEnd: Bool { get }
+}
+
+extension HTTPRequestPart: ControlStreamPart {
+    public var bodyBytes: ByteBuffer? { if case .body(let bytes) = self { bytes } else { nil } }
+    public var isEnd: Bool { if case .end = self { true } else { false } }
+}
+
+extension HTTPResponsePart: ControlStreamPart {
+    public var bodyBytes: ByteBuffer? { if case .body(let bytes) = self { bytes } else { nil } }
+    public var isEnd: Bool { if case .end = self { true } else { false } }
+}
+
+extension ControlFraming {
+    /// Sends one message as a body part of a control stream.
+    public static func send<Part: ControlStreamPart>(_ message: ControlMessage, on writer: NIOAsyncChannelOutboundWriter<Part>) async throws {
+        try await writer.write(.body(try self.encode(message, allocator: ByteBufferAllocator())))
+    }
+}
+
 /// Reads control messages from the body of a control stream (either side).
-public struct ControlReader<Part: Sendable> {
+public struct ControlReader<Part: ControlStreamPart> {
     private var iterator: NIOAsyncChannelInboundStream<Part>.AsyncIterator
     private var decoder = ControlFrameDecoder()
-    private let body: (Part) -> ByteBuffer?
-    private let isEnd: (Part) -> Bool
 
-    /// Reads the response body of a control stream (the relay's side).
-    public init(inbound: NIOAsyncChannelInboundStream<Part>) where Part == HTTPResponsePart {
-        self.iterator = inbound.makeAsyncIterator()
-        self.body = { part in
-            if case .body(let buffer) = part { return buffer }
-            return nil
-        }
-        self.isEnd = { part in
-            if case .end = part { return true }
-            return false
-        }
-    }
-
-    /// Reads the request body of a control stream (the connector's side).
-    public init(iterator: NIOAsyncChannelInboundStream<Part>.AsyncIterator) where Part == HTTPRequestPart {
+    /// Reads from `iterator`, whose stream's head has been read already (or is read by ``next()`` and skipped).
+    public init(iterator: NIOAsyncChannelInboundStream<Part>.AsyncIterator) {
         self.iterator = iterator
-        self.body = { part in
-            if case .body(let buffer) = part { return buffer }
-            return nil
-        }
-        self.isEnd = { part in
-            if case .end = part { return true }
-            return false
-        }
     }
 
     /// The next message, or nil when the peer ended the stream.
     public mutating func next() async throws -> ControlMessage? {
         while true {
             if let message = try self.decoder.next() { return message }
-            guard let part = try await self.iterator.next(), !self.isEnd(part) else { return nil }
-            if let buffer = self.body(part) { self.decoder.append(buffer) }
+            guard let part = try await self.iterator.next(), !part.isEnd else { return nil }
+            if let bytes = part.bodyBytes { self.decoder.append(bytes) }
         }
     }
 
@@ -51,4 +56,3 @@ public struct ControlReader<Part: Sendable> {
         return try await self.next()
     }
 }
-

@@ -10,8 +10,9 @@ import NIOHTTP2
 public enum TunnelProtocol {
     /// The ALPN identifier both sides require.
     public static let alpn = "sallyport/1"
-    /// The version announced in ``ControlMessage/Hello``.
-    public static let version = 1
+    /// The version announced in ``ControlMessage/Hello``. 2: configuration versions carry the relay's epoch,
+    /// and apps cross as ``ConnectorApp``.
+    public static let version = 2
     /// Path of the control stream the relay opens on every tunnel connection.
     public static let controlPath = "/.sallyport/v1/control"
     /// Every tunnel-private header starts with this prefix; the relay removes any such header a client sends.
@@ -23,6 +24,9 @@ public enum TunnelProtocol {
         public static let app = HTTPField.Name("sallyport-app")!
         /// Request: the user's address as the relay saw it.
         public static let clientAddress = HTTPField.Name("sallyport-client-address")!
+        /// Request: an id of the user's connection to the relay (one per HTTP/1.1 or HTTP/2 connection). A
+        /// backend connection the user authenticated with NTLM or Negotiate serves only that connection.
+        public static let clientConnection = HTTPField.Name("sallyport-client-connection")!
         /// Request: the request id the relay logs; the connector logs it too.
         public static let requestID = HTTPField.Name("sallyport-request-id")!
         /// Request: the protocol the client asked to switch to (`websocket`). HTTP/2 cannot carry `Upgrade`.

@@ -80,7 +80,7 @@ struct CheckCommand: AsyncParsableCommand {
                     throw ExitCode(1)
                 }
                 do {
-                    let kcd = try KCDSettings(settings: HandlerCatalog.settings(of: found))
+                    let kcd = try KCDSettings(settings: HandlerCatalog.settings(of: found.forConnector))
                     spn = spn ?? kcd.spn
                     mechanism = kcd.mechanism
                 } catch let error as SettingsError {

@@ -226,7 +226,7 @@ struct ConfigCommand: AsyncParsableCommand {
                     }
                     catalog.replace(KCDHandlerFactory(allowedSPNs: config.kerberos.allowedSPNs))
                     for app in load.apps {
-                        if case .failed(let error)? = catalog.make(for: app, context: HandlerCatalog.validationContext) {
+                        if case .failed(let error)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
                             errors.append(error)
                         }
                     }

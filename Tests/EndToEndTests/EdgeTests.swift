@@ -39,7 +39,7 @@ extension EndToEnd {
 
         @Test("Slow request heads and idle connections are closed by the edge's timeouts")
         func edgeTimeouts() async throws {
-            let deployment = try Deployment(hosts: ["app"], limits: ["headerReadTimeout: 1s", "idleTimeout: 3s"])
+            let deployment = try Deployment(hosts: ["app"], limits: ["headerReadTimeout: 1s", "idleTimeout: 3s", "handshakeTimeout: 2s"])
             try await deployment.startRelay()
             func closeTime(partial: String?) async throws -> Double? {
                 var arguments = [EndToEnd.resource("slow_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile]
@@ -56,6 +56,36 @@ extension EndToEnd {
             // A connection that says nothing: closed after the idle timeout.
             let idle = try #require(try await closeTime(partial: nil))
             #expect(idle >= 2.5 && idle < 8, "idle connection closed after \(idle) s")
+            // A TCP client that never starts TLS: closed after the handshake timeout (before, never).
+            let silent = try #require(try await closeTime(partial: "--no-tls"))
+            #expect(silent >= 1.5 && silent < 8, "silent TCP client closed after \(silent) s")
+            await deployment.shutdown()
+        }
+
+        /// Before, SIGTERM quiesced only connections whose HTTP handlers were in place: one still in its TLS
+        /// handshake missed the event, stayed open after its response and held the drain until its timeout.
+        @Test("A connection accepted before SIGTERM but still in TLS gets its answer with Connection: close")
+        func drainReachesConnectionsStillInTLS() async throws {
+            let (deployment, nginx) = try await DataPathTests.publishedNginx()
+            let goFile = deployment.directory.file("go")
+            let client = try ChildProcess.launch(
+                "python3",
+                [EndToEnd.resource("drain_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile, goFile],
+                logFile: deployment.directory.file("drain-client.log")
+            )
+            try await client.waitForLog(containing: "connected", timeout: .seconds(20))
+            let relay = try #require(deployment.relay)
+            relay.signal(SIGTERM)
+            try await relay.waitForLog(containing: "relay draining", timeout: .seconds(20))
+            _ = FileManager.default.createFile(atPath: goFile, contents: Data())
+            _ = await client.waitForExit(timeout: .seconds(30))
+            let output = client.log()
+            #expect(output.contains("status: HTTP/1.1 200"), "\(output)")
+            #expect(output.contains("connection: close"), "\(output)")
+            #expect(output.contains("closed after"), "\(output)")
+            // With nothing else open, the relay is done long before its 20 s drain timeout.
+            #expect(await relay.waitForExit(timeout: .seconds(10)) == 0)
+            await nginx.stop()
             await deployment.shutdown()
         }
 

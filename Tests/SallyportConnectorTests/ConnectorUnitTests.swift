@@ -2,6 +2,7 @@ import HTTPTypes
 import SallyportConfig
 import SallyportPluginAPI
 import SallyportSSO
+import SallyportTunnel
 import Testing
 
 @testable import SallyportConnector
@@ -33,18 +34,18 @@ import Testing
 
 @Suite struct BackendRequestTests {
     @Test func mapsPathPrefixes() {
-        #expect(BackendForwarder.mapPath("/", from: "/", to: "/") == "/")
-        #expect(BackendForwarder.mapPath("/a/b?x=1", from: "/", to: "/app/") == "/app/a/b?x=1")
-        #expect(BackendForwarder.mapPath("/hr/people", from: "/hr/", to: "/") == "/people")
-        #expect(BackendForwarder.mapPath("/hr?q=1", from: "/hr/", to: "/intranet/hr/") == "/intranet/hr/?q=1")
-        #expect(BackendForwarder.mapPath("/hr/", from: "/hr/", to: "/x/") == "/x/")
+        #expect(BackendHead.mapPath("/", from: "/", to: "/") == "/")
+        #expect(BackendHead.mapPath("/a/b?x=1", from: "/", to: "/app/") == "/app/a/b?x=1")
+        #expect(BackendHead.mapPath("/hr/people", from: "/hr/", to: "/") == "/people")
+        #expect(BackendHead.mapPath("/hr?q=1", from: "/hr/", to: "/intranet/hr/") == "/intranet/hr/?q=1")
+        #expect(BackendHead.mapPath("/hr/", from: "/hr/", to: "/x/") == "/x/")
     }
 
     @Test func internalAuthorityOmitsDefaultPorts() throws {
         let http = try ConfigLoader.parseApp(yaml: Self.yaml(internal: "http://wiki.corp:80/"), file: "t.yaml").internalURL
         let custom = try ConfigLoader.parseApp(yaml: Self.yaml(internal: "https://wiki.corp:8443/"), file: "t.yaml").internalURL
-        #expect(BackendForwarder.internalAuthority(http) == "wiki.corp")
-        #expect(BackendForwarder.internalAuthority(custom) == "wiki.corp:8443")
+        #expect(BackendHead.internalAuthority(http) == "wiki.corp")
+        #expect(BackendHead.internalAuthority(custom) == "wiki.corp:8443")
     }
 
     @Test func backendRequestCarriesForwardingHeadersAndNoTunnelFields() throws {
@@ -54,7 +55,7 @@ import Testing
         head.headerFields[HTTPField.Name("sallyport-client-address")!] = "203.0.113.9"
         head.headerFields[HTTPField.Name("sallyport-request-id")!] = "r1"
         head.headerFields[.accept] = "text/html"
-        let request = BackendForwarder.backendRequest(head, app: app, upgrade: nil)
+        let request = BackendHead.make(head, app: app.forConnector, upgrade: nil, hasBody: false)
         #expect(request.authority == "10.1.2.3:8080")
         #expect(request.path == "/base/page?x=1")
         #expect(request.scheme == "http")
@@ -78,12 +79,12 @@ import Testing
 
 @Suite struct AppTableTests {
     @Test func ignoresOlderGenerations() throws {
-        let app = try ConfigLoader.parseApp(yaml: BackendRequestTests.yaml(internal: "http://a/"), file: "t.yaml")
+        let app = try ConfigLoader.parseApp(yaml: BackendRequestTests.yaml(internal: "http://a/"), file: "t.yaml").forConnector
         let table = AppTable()
-        #expect(table.apply(generation: 3, apps: [app]))
-        #expect(!table.apply(generation: 2, apps: []))
+        #expect(table.apply(ConfigVersion(epoch: 1, generation: 3), apps: [app]).applied)
+        #expect(!table.apply(ConfigVersion(epoch: 1, generation: 2), apps: []).applied)
         #expect(table.app(named: "wiki") != nil)
-        #expect(table.apply(generation: 4, apps: []))
+        #expect(table.apply(ConfigVersion(epoch: 1, generation: 4), apps: []).applied)
         #expect(table.app(named: "wiki") == nil)
     }
 }
@@ -109,12 +110,17 @@ import Testing
         }
     }
 
-    func app(_ name: String, handler: String, settings: [String: ConfigValue] = [:], internalPort: Int = 80) throws -> AppConfig {
-        AppConfig(
-            name: name, externalURL: try ExternalURL(parsing: "https://\(name).example/"), internalURL: try InternalURL(parsing: "http://backend:\(internalPort)/"),
-            sso: SSOConfig(handler: handler, settings: settings, settingLines: settings.isEmpty ? [:] : ["fail": 9]), sourceFile: "apps/\(name).yaml"
+    func app(_ name: String, handler: String, settings: [String: ConfigValue] = [:], internalPort: Int = 80, line: Int = 9) throws -> ConnectorApp {
+        ConnectorApp(
+            name: name, internalURL: try InternalURL(parsing: "http://backend:\(internalPort)/"),
+            sso: .init(handler: handler, settings: settings),
+            source: .init(file: "apps/\(name).yaml", positions: settings.isEmpty ? [:] : ["sso.fail": .init(line: line)])
         )
     }
+
+    static let epoch: UInt64 = 0xA
+
+    func version(_ generation: UInt64, epoch: UInt64 = epoch) -> ConfigVersion { ConfigVersion(epoch: epoch, generation: generation) }
 
     @Test func handlersAreKeptForUnchangedAppsAndFailuresStayWithTheirApp() throws {
         let factory = CountingFactory()
@@ -124,7 +130,7 @@ import Testing
         #expect(added)
         #expect(!addedAgain, "a second factory of the same name is refused")
         let table = AppTable(handlers: handlers)
-        table.apply(generation: 1, apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
+        table.apply(version(1), apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
         #expect(factory.made == 1)
         guard case .handler(_, let name, _)? = table.entry(named: "a")?.1 else { Issue.record("a has no handler"); return }
         #expect(name == "counting")
@@ -133,13 +139,35 @@ import Testing
         guard case .passthrough? = table.entry(named: "c")?.1 else { Issue.record("c is passthrough"); return }
 
         // The same app again keeps its handler; a changed app gets a new one; bad settings fail only that app.
-        table.apply(generation: 2, apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
+        table.apply(version(2), apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
         #expect(factory.made == 1)
         guard case .unavailable(let failed)? = table.entry(named: "d")?.1 else { Issue.record("d must be unavailable"); return }
         #expect(failed.key == "sso.fail")
         #expect(failed.line == 9)
-        table.apply(generation: 3, apps: [try app("a", handler: "counting", internalPort: 81)])
+        table.apply(version(3), apps: [try app("a", handler: "counting", internalPort: 81)])
         #expect(factory.made == 2)
+        // Only the place of its settings in the file changed: nothing a connector uses, so the handler stays.
+        table.apply(version(4), apps: [try app("a", handler: "counting", internalPort: 81, line: 12)])
+        #expect(factory.made == 2)
+    }
+
+    /// A relay that restarts counts generations from 1 again: its pushes carry a new epoch and must win over
+    /// the higher generation the connector held (before, the connector kept its old apps for good).
+    @Test func aPushOfANewRelayEpochReplacesAHigherGeneration() throws {
+        let table = AppTable()
+        #expect(table.apply(version(7), apps: [try app("old", handler: "passthrough")]).applied)
+        // The same relay's older push (a refresh answered late) loses, and the newer version is acknowledged.
+        let stale = table.apply(version(5), apps: [])
+        #expect(!stale.applied)
+        #expect(stale.held == version(7))
+        #expect(table.app(named: "old") != nil)
+
+        let restarted = table.apply(version(1, epoch: 0xB), apps: [try app("new", handler: "passthrough")])
+        #expect(restarted.applied)
+        #expect(restarted.held == version(1, epoch: 0xB))
+        #expect(table.app(named: "new") != nil)
+        #expect(table.app(named: "old") == nil)
+        #expect(table.apply(version(2, epoch: 0xB), apps: []).applied)
     }
 
     @Test func handlerChangesAreCheckedAndCleaned() throws {

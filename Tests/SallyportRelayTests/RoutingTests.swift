@@ -77,7 +77,7 @@ import Testing
         try write("http://10.0.0.2/")
         #expect(catalog.reload())
         #expect(catalog.snapshot.generation == 2)
-        #expect(catalog.snapshot.appGeneration["wiki"] == 2)
+        #expect(catalog.snapshot.appVersions["wiki"] == AppCatalog.AppVersion(changed: 2, introduced: 1))
         #expect(catalog.lastErrors.isEmpty)
 
         try FileManager.default.removeItem(atPath: file)

@@ -78,7 +78,7 @@ struct HeaderSettingsTests {
     @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() throws {
         let app = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kerberos-plus\n", file: "apps/wiki.yaml")
         #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty)
-        guard case .failed(let error)? = HandlerCatalog.builtIn.make(for: app, context: HandlerCatalog.validationContext) else {
+        guard case .failed(let error)? = HandlerCatalog.builtIn.make(for: app.forConnector, context: HandlerCatalog.validationContext) else {
             Issue.record("an unknown handler must fail on a connector")
             return
         }

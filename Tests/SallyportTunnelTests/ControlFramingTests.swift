@@ -14,8 +14,8 @@ import Testing
     @Test func roundTripsEveryMessageKind() throws {
         let messages: [ControlMessage] = [
             .hello(.init(connector: "c1", group: "default", software: "0.1.0")),
-            .config(.init(generation: 7, apps: [])),
-            .configApplied(generation: 7),
+            .config(.init(version: ConfigVersion(epoch: 3, generation: 7), apps: [])),
+            .configApplied(ConfigVersion(epoch: 3, generation: 7)),
             .refresh,
             .draining,
             .error("nope"),
@@ -30,14 +30,14 @@ import Testing
     }
 
     @Test func waitsForSplitFrames() throws {
-        var frame = try ControlFraming.encode(.configApplied(generation: 42), allocator: self.allocator)
+        var frame = try ControlFraming.encode(.configApplied(ConfigVersion(epoch: 1, generation: 42)), allocator: self.allocator)
         var decoder = ControlFrameDecoder()
         while frame.readableBytes > 1 {
             decoder.append(frame.readSlice(length: 1)!)
             #expect(try decoder.next() == nil)
         }
         decoder.append(frame)
-        #expect(try decoder.next() == .configApplied(generation: 42))
+        #expect(try decoder.next() == .configApplied(ConfigVersion(epoch: 1, generation: 42)))
         #expect(try decoder.next() == nil)
     }
 

@@ -89,6 +89,8 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
     public var headerReadTimeout: Duration
     /// How long an idle keep-alive connection is kept. Default 75s.
     public var idleTimeout: Duration
+    /// Time allowed for a new connection's TLS handshake. Default 10s.
+    public var handshakeTimeout: Duration
 
     /// Creates limits; each defaults to the documented value.
     public init(
@@ -96,13 +98,15 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
         maxHeaderCount: Int = 100,
         maxRequestLineBytes: Int = 8192,
         headerReadTimeout: Duration = .seconds(10),
-        idleTimeout: Duration = .seconds(75)
+        idleTimeout: Duration = .seconds(75),
+        handshakeTimeout: Duration = .seconds(10)
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
         self.maxRequestLineBytes = maxRequestLineBytes
         self.headerReadTimeout = headerReadTimeout
         self.idleTimeout = idleTimeout
+        self.handshakeTimeout = handshakeTimeout
     }
 }
 
@@ -236,6 +240,9 @@ enum RelayFile {
                 try value.duration()
             },
             idleTimeout: reader.optional("idleTimeout", default: defaults.idleTimeout) { value throws(ConfigError) in
+                try value.duration()
+            },
+            handshakeTimeout: reader.optional("handshakeTimeout", default: defaults.handshakeTimeout) { value throws(ConfigError) in
                 try value.duration()
             }
         )

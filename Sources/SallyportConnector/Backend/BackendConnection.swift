@@ -5,6 +5,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
 import NIOSSL
+import SallyportConfig
 import SallyportHTTP
 
 /// One HTTP/1.1 connection to a backend.
@@ -15,7 +16,8 @@ final class BackendConnection: @unchecked Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPResponsePart>.AsyncIterator
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPRequestPart>
 
-    let key: BackendKey
+    /// Where it is pooled; a binding, once set, stays.
+    var key: BackendKey
     let channel: any Channel
     let writer: Writer
     var iterator: Iterator
@@ -94,12 +96,12 @@ final class BackendConnection: @unchecked Sendable {
     }
 }
 
-/// Which connections may be shared: same scheme, host, port and TLS settings.
+/// Which connections may be shared: same scheme, host, port and TLS settings (compared by content).
 struct BackendKey: Hashable, Sendable, CustomStringConvertible {
     var scheme: String
     var host: String
     var port: Int
-    var tlsIdentity: String
+    var tls: BackendTLS?
     /// Set when the connection is bound to one user (connection-based authentication); nil: shared.
     var affinity: String? = nil
 

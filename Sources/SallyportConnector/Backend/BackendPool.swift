@@ -5,126 +5,167 @@ import NIOSSL
 import SallyportConfig
 import Synchronization
 
-/// Keeps idle backend connections for reuse, per scheme, host, port and TLS settings.
-///
-/// A connection is reused only after a complete, clean exchange; anything odd closes it instead.
+/// Backend connections for reuse, per scheme, host, port, TLS settings and binding (see ``BackendPoolState``
+/// for the rules). A connection is lent for one exchange at a time (``withConnection(_:exchange:)``) and
+/// goes back to the pool only when the exchange ended cleanly.
 final class BackendPool: Sendable {
     private struct State {
-        var idle: [BackendKey: [BackendConnection]] = [:]
-        var tlsContexts: [String: NIOSSLContext] = [:]
+        var connections: BackendPoolState<BackendConnection>
+        var tlsContexts: [BackendTLS: NIOSSLContext] = [:]
+        var lastSweep = ContinuousClock.now
+
+        /// At most once a second: the idle connections that have been idle too long, to close.
+        mutating func sweep(now: ContinuousClock.Instant) -> [BackendConnection] {
+            guard now - self.lastSweep >= .seconds(1) else { return [] }
+            self.lastSweep = now
+            return self.connections.expire(now: now)
+        }
     }
 
-    private let state = Mutex(State())
-    private let maxIdlePerKey: Int
-    private let idleTimeout: Duration
+    /// What a request asks of the pool.
+    struct Lease {
+        var app: ConnectorApp
+        /// The SSO handler's binding: only this user's requests share these connections.
+        var affinity: String?
+        /// The user's client connection: a backend connection that carried the client's own connection-based
+        /// authentication (NTLM, Negotiate) is bound to it, and its later requests prefer that connection.
+        var clientBinding: String?
+        /// Open a new connection even when idle ones are pooled (a resend after a reused one failed).
+        var fresh = false
+    }
+
+    /// After an exchange: what becomes of its connection.
+    enum Return {
+        /// Close it (an unclean or unfinished exchange).
+        case close
+        /// Pool it under the key it was lent under.
+        case keep
+        /// Pool it, bound from now on to this binding (it carried connection-based authentication).
+        case keepBound(String)
+    }
+
+    /// The most idle connections kept in all, whatever their keys.
+    static let maxIdleTotal = 1024
+
+    private let state: Mutex<State>
     private let group: any EventLoopGroup
+    private let idleTimeout: Duration
 
     init(maxIdlePerKey: Int, idleTimeout: Duration, group: any EventLoopGroup) {
-        self.maxIdlePerKey = maxIdlePerKey
+        self.state = Mutex(
+            State(connections: BackendPoolState(maxIdlePerKey: maxIdlePerKey, maxIdleTotal: Self.maxIdleTotal, idleTimeout: idleTimeout))
+        )
         self.idleTimeout = idleTimeout
         self.group = group
     }
 
-    /// Connections are shared by apps with the same backend and TLS settings, and, when an SSO handler binds
-    /// connections to a user (`affinity`), only among that user's requests.
-    static func key(for app: AppConfig, affinity: String? = nil) -> BackendKey {
-        let tls = app.backendTLS.map { "\($0.caFile ?? "")|\($0.caPEM?.hashValue ?? 0)|\($0.serverName ?? "")" } ?? ""
-        return BackendKey(scheme: app.internalURL.scheme, host: app.internalURL.host, port: app.internalURL.port, tlsIdentity: tls, affinity: affinity)
+    /// Connections are shared by apps with the same backend and TLS settings, and, when bound (`affinity`),
+    /// only among the requests of that binding.
+    static func key(for app: ConnectorApp, affinity: String? = nil) -> BackendKey {
+        BackendKey(scheme: app.internalURL.scheme, host: app.internalURL.host, port: app.internalURL.port, tls: app.backendTLS, affinity: affinity)
     }
 
-    /// An idle connection for `app`'s backend, or a new one. Reports whether it was reused.
-    /// `fresh`: open a new connection even when idle ones are pooled (a resend after a reused one failed).
-    func lease(for app: AppConfig, affinity: String? = nil, fresh: Bool = false) async throws -> (BackendConnection, reused: Bool) {
-        let key = Self.key(for: app, affinity: affinity)
-        let now = ContinuousClock.now
-        let (reusable, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
-            var stale: [BackendConnection] = []
-            if fresh { return (nil, stale) }
-            while let candidate = state.idle[key]?.popLast() {
-                if candidate.isUsable, now - candidate.lastUsed < self.idleTimeout {
-                    return (candidate, stale)
-                }
-                stale.append(candidate)
-            }
-            return (nil, stale)
+    /// Runs `exchange` on a connection for `lease` (an idle one when there is one, else a new one; `reused`
+    /// tells which), then pools or closes it as `exchange` says. Connect failures are thrown.
+    func withConnection<Result>(
+        _ lease: Lease,
+        exchange: (_ connection: BackendConnection, _ reused: Bool) async -> (Result, Return)
+    ) async throws -> Result {
+        let (connection, reused) = try await self.lend(lease)
+        let (result, after) = await exchange(connection, reused)
+        switch after {
+        case .close:
+            connection.close()
+        case .keep:
+            self.park(connection, key: connection.key)
+        case .keepBound(let binding):
+            connection.key.affinity = binding
+            self.park(connection, key: connection.key)
         }
-        for connection in stale { connection.close() }
-        if let reusable { return (reusable, true) }
-        let tls = try self.tlsContext(for: app)
+        return result
+    }
+
+    /// Closes every idle connection.
+    func closeAll() {
+        for connection in self.state.withLock({ $0.connections.removeAll() }) { connection.close() }
+    }
+
+    /// Idle connections now (for tests).
+    var idleCount: Int { self.state.withLock { $0.connections.idleCount } }
+
+    private func lend(_ lease: Lease) async throws -> (BackendConnection, reused: Bool) {
+        let shared = Self.key(for: lease.app, affinity: lease.affinity)
+        if !lease.fresh {
+            // A client's bound connection first, then one of the shared (or handler-bound) ones.
+            var keys = [shared]
+            if lease.affinity == nil, let binding = lease.clientBinding { keys.insert(Self.key(for: lease.app, affinity: binding), at: 0) }
+            let now = ContinuousClock.now
+            let (found, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
+                var stale = state.sweep(now: now)
+                for key in keys {
+                    let (reuse, expired) = state.connections.lease(key, now: now)
+                    stale += expired
+                    if let reuse, reuse.isUsable { return (reuse, stale) }
+                    if let reuse { stale.append(reuse) }
+                }
+                return (nil, stale)
+            }
+            for connection in stale { connection.close() }
+            if let found { return (found, true) }
+        }
+        let app = lease.app
         let connection = try await BackendConnection.connect(
-            key: key,
-            tls: tls,
+            key: shared,
+            tls: try self.tlsContext(for: app),
             serverName: app.backendTLS?.serverName ?? app.internalURL.host,
             timeout: app.timeouts.connect,
             idleTimeout: max(app.timeouts.idle, self.idleTimeout),
             group: self.group
         )
+        // However it closes (the backend, an idle timeout, the pool), it is no longer offered.
+        connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.connections.closed(connection) } }
         return (connection, false)
     }
 
-    /// Returns a connection after a clean exchange.
-    func release(_ connection: BackendConnection) {
+    private func park(_ connection: BackendConnection, key: BackendKey) {
         guard connection.isUsable else { return }
-        connection.lastUsed = .now
-        let kept = self.state.withLock { state -> Bool in
-            var list = state.idle[connection.key, default: []]
-            guard list.count < self.maxIdlePerKey else { return false }
-            list.append(connection)
-            state.idle[connection.key] = list
-            return true
+        let now = ContinuousClock.now
+        let close = self.state.withLock { state in
+            state.sweep(now: now) + state.connections.release(connection, key: key, now: now)
         }
-        if !kept { connection.close() }
+        for connection in close { connection.close() }
+        // It may have closed between the check and parking; then closeFuture already ran and it must go.
+        if !connection.isUsable { self.state.withLock { $0.connections.closed(connection) } }
     }
 
-    /// Closes every idle connection.
-    func closeAll() {
-        let all = self.state.withLock { state -> [BackendConnection] in
-            defer { state.idle = [:] }
-            return state.idle.values.flatMap { $0 }
-        }
-        for connection in all { connection.close() }
-    }
-
-    private func tlsContext(for app: AppConfig) throws -> NIOSSLContext? {
+    private func tlsContext(for app: ConnectorApp) throws -> NIOSSLContext? {
         guard app.internalURL.scheme == "https" else { return nil }
-        let key = Self.key(for: app).tlsIdentity
-        if let cached = self.state.withLock({ $0.tlsContexts[key] }) { return cached }
+        let settings = app.backendTLS ?? BackendTLS()
+        if let cached = self.state.withLock({ $0.tlsContexts[settings] }) { return cached }
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = ["http/1.1"]
-        if let tls = app.backendTLS {
-            var roots: [NIOSSLCertificate] = []
-            do {
-                if let file = tls.caFile { roots += try NIOSSLCertificate.fromPEMFile(file) }
-                if let pem = tls.caPEM { roots += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)) }
-            } catch {
-                throw BackendError.tlsConfiguration("app \(app.name): cannot read backendTLS CA (\(error)); check backendTLS.caFile or caPEM in \(app.sourceFile)")
-            }
-            if !roots.isEmpty { configuration.trustRoots = .certificates(roots) }
+        var roots: [NIOSSLCertificate] = []
+        do {
+            if let file = settings.caFile { roots += try NIOSSLCertificate.fromPEMFile(file) }
+            if let pem = settings.caPEM { roots += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)) }
+        } catch {
+            throw BackendError.tlsConfiguration("app \(app.name): cannot read backendTLS CA (\(error)); check backendTLS.caFile or caPEM in \(app.source.file)")
         }
+        if !roots.isEmpty { configuration.trustRoots = .certificates(roots) }
         let context = try NIOSSLContext(configuration: configuration)
-        self.state.withLock { $0.tlsContexts[key] = context }
+        self.state.withLock { $0.tlsContexts[settings] = context }
         return context
     }
 }
 
 /// Why a backend exchange failed, mapped to the status the user sees.
 enum BackendError: Error, CustomStringConvertible {
-    case connectRefused(String)
-    case connectTimeout
-    case responseTimeout
     case tlsConfiguration(String)
-    case connectionLost
-    case unknownApp(String)
 
     var description: String {
         switch self {
-        case .connectRefused(let reason): "backend refused the connection: \(reason)"
-        case .connectTimeout: "backend connect timed out"
-        case .responseTimeout: "backend did not answer within the response timeout"
         case .tlsConfiguration(let reason): reason
-        case .connectionLost: "backend closed the connection before answering"
-        case .unknownApp(let name): "app \(name) is not in this connector's configuration"
         }
     }
 }

@@ -7,9 +7,12 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
 import SallyportTunnel
-import Synchronization
 
 /// Forwards one tunnelled request to the app's backend and streams the answer back into the tunnel stream.
+///
+/// Top to bottom: find the app → read the first part (does the request have a body?) → the backend's head →
+/// then the steps ``BackendExchange`` asks for: the SSO handler prepares, one exchange on a pooled or new
+/// connection (``BackendExchangeIO``), the handler inspects the answer, perhaps again.
 struct BackendForwarder: Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
@@ -28,120 +31,136 @@ struct BackendForwarder: Sendable {
             await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
             return
         }
-        if case .unavailable(let error) = pipeline {
+        let handler: (handler: any SSOHandler, name: String, attempts: Int)?
+        switch pipeline {
+        case .passthrough:
+            handler = nil
+        case .handler(let made, let name, let attempts):
+            handler = (made, name, attempts)
+        case .unavailable(let error):
             logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(error)"])
             await Self.answer(Self.ssoUnavailable, reason: "sso-unavailable", head: head, writer: writer)
             return
         }
         let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
-        let request = Self.backendRequest(head, app: app, upgrade: upgrade)
-        // Decoded only when a handler runs: passthrough apps never look at it.
-        let identity: Identity?
-        if case .handler = pipeline {
-            identity = head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
-        } else {
-            identity = nil
-        }
-
-        // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent
-        // again, on a fresh connection when a reused one turns out closed, or when the SSO handler asks.
+        // Read the first part now: a request whose body is already complete (GET, HEAD, …) can be sent again.
         var first: HTTPRequestPart?
         if upgrade == nil {
             guard let part = try? await iterator.next() else { return }
             first = part
         }
-        let bodyless: Bool
-        if case .end = first { bodyless = true } else { bodyless = false }
+        let hasBody: Bool
+        if case .end = first { hasBody = false } else { hasBody = true }
+        let request = BackendHead.make(head, app: app, upgrade: upgrade, hasBody: hasBody)
+        // Decoded only when a handler runs: passthrough apps never look at it.
+        let identity = handler == nil ? nil : head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
+        let clientBinding = head.headerFields[TunnelProtocol.Field.clientConnection].map { "client \($0)" }
 
-        var handlerAttempt = 1
-        var resentOnFreshConnection = false
+        var exchange = BackendExchange(hasBody: hasBody, upgrading: upgrade != nil, handlerAttempts: handler?.attempts)
+        var action = exchange.start()
+        var prepared = Prepared(request: request)
         while true {
-            var outgoing = request
-            var affinity: String?
-            var inspector: ResponseInspector?
-            if case .handler(let handler, let name, let maximumAttempts) = pipeline {
-                var pluginRequest = PluginRequest.make(request)
-                switch await handler.prepare(&pluginRequest, identity: identity, attempt: handlerAttempt) {
-                case .refuse(let refusal):
-                    logger.warning("the SSO handler refused the request", metadata: ["handler": "\(name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
-                    await Self.answer(Self.page(for: refusal), reason: "sso-refused", head: head, writer: writer)
+            switch action {
+            case .prepare(let attempt):
+                guard let handler else { preconditionFailure("only a handler prepares") }
+                switch await self.prepare(request, handler: handler, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger) {
+                case .ready(let ready):
+                    prepared = ready
+                    action = exchange.prepared()
+                case .refused(let page, let reason):
+                    await Self.answer(page, reason: reason, head: head, writer: writer)
                     return
-                case .proceed:
-                    guard let changed = PluginRequest.apply(pluginRequest, to: request) else {
-                        logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(name)"])
-                        await Self.answer(Self.ssoUnavailable, reason: "sso-bad-request", head: head, writer: writer)
-                        return
+                }
+            case .send(let fresh):
+                let lease = BackendPool.Lease(app: app, affinity: prepared.affinity, clientBinding: clientBinding, fresh: fresh)
+                let io = BackendExchangeIO(
+                    request: prepared.request, app: app, upgrade: upgrade, inspector: prepared.inspector,
+                    connectorAuthenticated: BackendHead.handlerAddedAuthorization(prepared.request, to: head),
+                    clientBinding: clientBinding, logger: logger
+                )
+                let outcome: BackendExchangeIO.Outcome
+                do {
+                    outcome = try await self.pool.withConnection(lease) { connection, reused in
+                        await io.run(on: connection, reused: reused, first: first, iterator: &iterator, writer: writer)
                     }
-                    outgoing = changed
-                    if let upgrade {
-                        outgoing.headerFields[.connection] = "Upgrade"
-                        outgoing.headerFields[.upgrade] = upgrade
+                } catch {
+                    let (page, reason) = Self.classify(connectError: error)
+                    logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
+                    await Self.answer(page, reason: reason, head: head, writer: writer)
+                    return
+                }
+                switch outcome {
+                case .sent(let result):
+                    if result == .retryRequested {
+                        logger.debug("the SSO handler asked for the request to be sent again", metadata: ["attempt": "\(exchange.attempt + 1)"])
                     }
-                    affinity = pluginRequest.connectionAffinity
+                    if case .failedBeforeAnswer(false, true) = result, !hasBody {
+                        logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
+                    }
+                    action = exchange.sent(result)
+                case .refused(let refusal):
+                    logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
+                    await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
+                    return
                 }
-                let attempt = handlerAttempt
-                let sent = pluginRequest
-                let retryPossible = bodyless && upgrade == nil && handlerAttempt < maximumAttempts
-                inspector = { response in
-                    let decision = await handler.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt)
-                    return decision == .retry && !retryPossible ? .deliver : decision
-                }
-            }
-
-            let connection: BackendConnection
-            let reused: Bool
-            do {
-                (connection, reused) = try await self.pool.lease(for: app, affinity: affinity, fresh: resentOnFreshConnection)
-            } catch {
-                let (page, reason) = Self.classify(connectError: error)
-                logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
-                await Self.answer(page, reason: reason, head: head, writer: writer)
-                return
-            }
-            let outcome = await self.exchange(
-                outgoing, first: first, iterator: &iterator, writer: writer, connection: connection, app: app, upgrade: upgrade,
-                inspector: inspector, connectorAuthenticated: Self.handlerAddedAuthorization(outgoing, to: head), logger: logger
-            )
-            switch outcome {
-            case .done:
-                return
-            case .retryRequested:
-                logger.debug("the SSO handler asked for the request to be sent again", metadata: ["attempt": "\(handlerAttempt + 1)"])
-                handlerAttempt += 1
-                // The next attempt may again meet a pooled connection the backend has just closed.
-                resentOnFreshConnection = false
-            case .refused(let refusal):
-                logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
-                await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
-                return
-            case .failedBeforeAnswer(let timedOut):
-                if !resentOnFreshConnection, reused, bodyless, !timedOut {
-                    logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
-                    resentOnFreshConnection = true
-                    continue
-                }
+            case .fail(let timedOut):
                 await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
+                return
+            case .finish:
                 return
             }
         }
     }
 
-    /// Whether the SSO handler put an `Authorization` on the request that the user did not send: then the
-    /// backend's answer to it (a Negotiate reply token, `Persistent-Auth`) is the connector's, not the user's.
-    static func handlerAddedAuthorization(_ outgoing: HTTPRequest, to original: HTTPRequest) -> Bool {
-        guard let sent = outgoing.headerFields[.authorization] else { return false }
-        return sent != original.headerFields[.authorization]
+    /// A request the SSO handler let go: what to send, the connection binding it asks for, and who inspects
+    /// the answer.
+    struct Prepared {
+        var request: HTTPRequest
+        var affinity: String? = nil
+        var inspector: BackendExchangeIO.Inspector? = nil
     }
 
-    /// Drops the backend's reply to the connector's own authentication from a response for the user.
-    static func removeConnectorAuthentication(_ fields: inout HTTPFields) {
-        let kept = fields[values: .wwwAuthenticate].filter { !$0.lowercased().hasPrefix("negotiate") }
-        fields[values: .wwwAuthenticate] = kept
-        fields[values: HTTPField.Name("Persistent-Auth")!] = []
+    enum Preparation {
+        case ready(Prepared)
+        case refused(ErrorPage, reason: String)
     }
 
-    /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
-    typealias ResponseInspector = @Sendable (HTTPResponse) async -> ResponseDecision
+    /// The handler's step before a send.
+    private func prepare(
+        _ request: HTTPRequest,
+        handler: (handler: any SSOHandler, name: String, attempts: Int),
+        identity: Identity?,
+        attempt: Int,
+        exchange: BackendExchange,
+        upgrade: String?,
+        logger: Logger
+    ) async -> Preparation {
+        var pluginRequest = PluginRequest.make(request)
+        switch await handler.handler.prepare(&pluginRequest, identity: identity, attempt: attempt) {
+        case .refuse(let refusal):
+            logger.warning("the SSO handler refused the request", metadata: ["handler": "\(handler.name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
+            return .refused(Self.page(for: refusal), reason: "sso-refused")
+        case .proceed:
+            break
+        }
+        guard var changed = PluginRequest.apply(pluginRequest, to: request) else {
+            logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(handler.name)"])
+            return .refused(Self.ssoUnavailable, reason: "sso-bad-request")
+        }
+        if let upgrade {
+            changed.headerFields[.connection] = "Upgrade"
+            changed.headerFields[.upgrade] = upgrade
+        }
+        let sent = pluginRequest
+        let retryPossible = exchange.retryPossible
+        let inspect = handler.handler
+        return .ready(
+            Prepared(request: changed, affinity: pluginRequest.connectionAffinity) { response in
+                let decision = await inspect.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt)
+                return decision == .retry && !retryPossible ? .deliver : decision
+            }
+        )
+    }
 
     /// The app's SSO handler cannot run on this connector.
     static let ssoUnavailable = ErrorPage(
@@ -165,242 +184,6 @@ struct BackendForwarder: Sendable {
         return ErrorPage(status: status, title: status.reasonPhrase.isEmpty ? "Refused" : status.reasonPhrase, detail: refusal.message, headerFields: fields)
     }
 
-    enum ExchangeOutcome {
-        /// The user got an answer (complete, truncated or upgraded).
-        case done
-        /// Nothing reached the user yet; the caller answers or retries.
-        case failedBeforeAnswer(timedOut: Bool)
-        /// The SSO handler asked for the request to be sent again; the response was discarded.
-        case retryRequested
-        /// The SSO handler refused the response; it was discarded and the connection closed.
-        case refused(Refusal)
-    }
-
-    /// One request/response exchange on one backend connection.
-    private func exchange(
-        _ request: HTTPRequest,
-        first: HTTPRequestPart?,
-        iterator: inout Iterator,
-        writer: Writer,
-        connection: BackendConnection,
-        app: AppConfig,
-        upgrade: String?,
-        inspector: ResponseInspector?,
-        connectorAuthenticated: Bool = false,
-        logger: Logger
-    ) async -> ExchangeOutcome {
-        connection.requests += 1
-        let timedOut = Flag()
-        let headWritten = Flag()
-        let channel = connection.channel
-        // The response timeout runs from the end of the request (a long upload is not a slow backend)
-        // to the response head; silence while the body streams is the idle timeout's business.
-        let timer = ResponseTimer(timeout: app.timeouts.response, channel: channel, timedOut: timedOut)
-        var reusable = false
-        defer {
-            timer.answered()
-            if reusable { self.pool.release(connection) } else { connection.close() }
-        }
-        do {
-            try await connection.writer.write(.head(request))
-            let result = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
-                group.addTask {
-                    try await Self.pumpResponse(
-                        connection: connection, to: writer, upgrade: upgrade, timer: timer, headWritten: headWritten, inspector: inspector,
-                        connectorAuthenticated: connectorAuthenticated
-                    )
-                }
-                if upgrade != nil { timer.arm() }
-                let requestResult = await Self.pumpRequest(first: first, from: &iterator, to: connection.writer, upgrading: upgrade != nil)
-                if requestResult == .complete { timer.arm() }
-                // The relay reset the stream (user gone): end the backend exchange too.
-                if requestResult == .aborted { connection.close() }
-                let response = try await group.next()!
-                return (requestResult, response)
-            }
-            switch result.1 {
-            case .complete(let keepAlive):
-                reusable = keepAlive && result.0 == .complete && upgrade == nil
-            case .upgradeEnded:
-                break
-            case .retryRequested(let keepAlive):
-                reusable = keepAlive && result.0 == .complete
-                return .retryRequested
-            case .refused(let refusal):
-                return .refused(refusal)
-            case .noResponse:
-                logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
-                return .failedBeforeAnswer(timedOut: timedOut.isSet)
-            case .truncated:
-                logger.warning("backend response ended early")
-            }
-        } catch {
-            guard headWritten.isSet else {
-                // Failed before the backend answered (TLS handshake, reset while sending).
-                logger.warning("backend exchange failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
-                return .failedBeforeAnswer(timedOut: timedOut.isSet)
-            }
-            logger.debug("exchange aborted", metadata: ["error": "\(error)"])
-        }
-        return .done
-    }
-
-    enum RequestResult: Equatable { case complete, aborted }
-
-    enum ResponseResult {
-        case complete(keepAlive: Bool)
-        case upgradeEnded
-        case noResponse
-        case truncated
-        /// The inspector wants the request again; the body was read and dropped.
-        case retryRequested(keepAlive: Bool)
-        /// The inspector refused the response; nothing was read further.
-        case refused(Refusal)
-    }
-
-    /// Copies the request body to the backend, starting with `first` when the caller already read it.
-    static func pumpRequest(first: HTTPRequestPart?, from iterator: inout Iterator, to backend: BackendConnection.Writer, upgrading: Bool) async -> RequestResult {
-        var pending = first
-        do {
-            while true {
-                let part: HTTPRequestPart
-                if let next = pending {
-                    part = next
-                    pending = nil
-                } else if let next = try await iterator.next() {
-                    part = next
-                } else {
-                    break
-                }
-                switch part {
-                case .head:
-                    return .aborted
-                case .body(let buffer):
-                    try await backend.write(.body(buffer))
-                case .end(let trailers):
-                    if upgrading { continue }
-                    try await backend.write(.end(trailers))
-                    return .complete
-                }
-            }
-        } catch {}
-        return .aborted
-    }
-
-    static func pumpResponse(
-        connection: BackendConnection,
-        to writer: Writer,
-        upgrade: String?,
-        timer: ResponseTimer,
-        headWritten: Flag,
-        inspector: ResponseInspector?,
-        connectorAuthenticated: Bool = false
-    ) async throws -> ResponseResult {
-        var headSent = false
-        var discarding = false
-        var upgraded = false
-        var keepAlive = true
-        do {
-            while let part = try await connection.iterator.next() {
-                switch part {
-                case .head(var response):
-                    if let upgrade, response.status == .switchingProtocols {
-                        timer.answered()
-                        try await connection.switchToRawBytes()
-                        HopByHop.strip(&response.headerFields)
-                        response.status = .ok
-                        response.headerFields[TunnelProtocol.Field.upgraded] = upgrade
-                        headWritten.set()
-                        try await writer.write(.head(response))
-                        headSent = true
-                        upgraded = true
-                        continue
-                    }
-                    if response.status.kind == .informational { continue }
-                    timer.answered()
-                    keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
-                    switch await inspector?(response) ?? .deliver {
-                    case .deliver:
-                        break
-                    case .retry:
-                        // Read this answer to its end (the connection may be reused), but never show it.
-                        discarding = true
-                        continue
-                    case .refuse(let refusal):
-                        // Never reuse a connection whose answer was not trusted; this also ends an upload.
-                        connection.close()
-                        return .refused(refusal)
-                    }
-                    HopByHop.strip(&response.headerFields)
-                    TunnelProtocol.removeReserved(&response.headerFields)
-                    if connectorAuthenticated { Self.removeConnectorAuthentication(&response.headerFields) }
-                    headWritten.set()
-                    try await writer.write(.head(response))
-                    headSent = true
-                case .body(let buffer):
-                    if discarding { continue }
-                    guard headSent else { return .noResponse }
-                    try await writer.write(.body(buffer))
-                case .end(let trailers):
-                    if upgraded { continue }
-                    if discarding { return .retryRequested(keepAlive: keepAlive) }
-                    guard headSent else { return .noResponse }
-                    try await writer.write(.end(trailers))
-                    return .complete(keepAlive: keepAlive)
-                }
-            }
-        } catch where !headSent {
-            return .noResponse
-        }
-        if upgraded {
-            // The backend closed the upgraded connection: end the stream after the bytes already sent.
-            try? await writer.write(.end(nil))
-            return .upgradeEnded
-        }
-        return headSent ? .truncated : .noResponse
-    }
-
-    /// The request the backend sees: internal host and path, forwarding headers from tunnel metadata,
-    /// no tunnel-private fields.
-    static func backendRequest(_ head: HTTPRequest, app: AppConfig, upgrade: String?) -> HTTPRequest {
-        var request = head
-        let clientAddress = head.headerFields[TunnelProtocol.Field.clientAddress]
-        TunnelProtocol.removeReserved(&request.headerFields)
-        request.scheme = app.internalURL.scheme
-        request.path = self.mapPath(head.path ?? "/", from: app.externalURL.pathPrefix, to: app.internalURL.path)
-        if !app.preserveHost { request.authority = self.internalAuthority(app.internalURL) }
-        if let clientAddress { request.headerFields[HTTPField.Name("X-Forwarded-For")!] = clientAddress }
-        request.headerFields[HTTPField.Name("X-Forwarded-Proto")!] = "https"
-        if let host = head.authority { request.headerFields[HTTPField.Name("X-Forwarded-Host")!] = host }
-        if let upgrade {
-            request.headerFields[.connection] = "Upgrade"
-            request.headerFields[.upgrade] = upgrade
-        }
-        return request
-    }
-
-    /// Maps an external request path (with query) onto the internal path prefix.
-    static func mapPath(_ path: String, from externalPrefix: String, to internalPrefix: String) -> String {
-        let parts = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let pathPart = parts[0]
-        let query = parts.count > 1 ? "?" + parts[1] : ""
-        let mapped: String
-        if pathPart.hasPrefix(externalPrefix) {
-            mapped = internalPrefix + pathPart.dropFirst(externalPrefix.count)
-        } else if pathPart + "/" == externalPrefix {
-            mapped = internalPrefix
-        } else {
-            mapped = String(pathPart)
-        }
-        return mapped + query
-    }
-
-    static func internalAuthority(_ url: InternalURL) -> String {
-        let host = url.host.contains(":") ? "[\(url.host)]" : url.host
-        let defaultPort = url.scheme == "https" ? 443 : 80
-        return url.port == defaultPort ? host : "\(host):\(url.port)"
-    }
-
     /// Maps a connect failure to the page the user sees and a reason code for the relay's log.
     static func classify(connectError error: any Error) -> (ErrorPage, String) {
         if let error = error as? ChannelError, case .connectTimeout = error { return (.gatewayTimeout, "backend-connect-timeout") }
@@ -420,53 +203,5 @@ struct BackendForwarder: Sendable {
         var (response, body) = page.render(requestID: requestID, allocator: ByteBufferAllocator())
         response.headerFields[TunnelProtocol.Field.error] = reason
         try? await writer.write(contentsOf: [.head(response), .body(body), .end(nil)])
-    }
-}
-
-/// A one-way flag set from an event loop and read by the request's task.
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set() { self.value.store(true, ordering: .releasing) }
-    var isSet: Bool { self.value.load(ordering: .acquiring) }
-}
-
-/// The response timeout of one exchange: armed once the request is sent, disarmed by the response head.
-/// A head that comes before the request ends (an early 413, say) disarms it for good.
-final class ResponseTimer: Sendable {
-    private enum State {
-        case waiting
-        case armed(Scheduled<Void>)
-        case answered
-    }
-
-    private let state = Mutex(State.waiting)
-    private let timeout: Duration
-    private let channel: any Channel
-    private let timedOut: Flag
-
-    init(timeout: Duration, channel: any Channel, timedOut: Flag) {
-        self.timeout = timeout
-        self.channel = channel
-        self.timedOut = timedOut
-    }
-
-    func arm() {
-        self.state.withLock { state in
-            guard case .waiting = state else { return }
-            let (channel, timedOut) = (self.channel, self.timedOut)
-            state = .armed(channel.eventLoop.scheduleTask(in: TimeAmount(self.timeout)) {
-                timedOut.set()
-                channel.close(promise: nil)
-            })
-        }
-    }
-
-    func answered() {
-        let scheduled = self.state.withLock { state -> Scheduled<Void>? in
-            defer { state = .answered }
-            if case .armed(let scheduled) = state { return scheduled }
-            return nil
-        }
-        scheduled?.cancel()
     }
 }

@@ -19,7 +19,7 @@ enum SSOPipeline: Sendable {
     case unavailable(ConfigError)
 
     /// Makes the pipeline for `app` from the handlers this connector has.
-    static func make(for app: AppConfig, handlers: HandlerCatalog, services: HandlerServices) -> SSOPipeline {
+    static func make(for app: ConnectorApp, handlers: HandlerCatalog, services: HandlerServices) -> SSOPipeline {
         guard let made = handlers.make(for: app, context: services.context(for:)) else { return .passthrough }
         switch made {
         case .failed(let error):
@@ -35,7 +35,7 @@ enum SSOPipeline: Sendable {
 struct HandlerServices: Sendable {
     let logger: Logger
 
-    func context(for app: AppConfig) -> HandlerContext {
+    func context(for app: ConnectorApp) -> HandlerContext {
         var logger = self.logger
         logger[metadataKey: "app"] = "\(app.name)"
         logger[metadataKey: "handler"] = "\(app.sso.handler)"

@@ -106,30 +106,32 @@ struct TunnelSession: Sendable {
     ) async throws {
         try await writer.write(.head(HTTPResponse(status: .ok)))
         let hello = ControlMessage.Hello(connector: self.connectorName, group: self.config.group, software: SallyportVersion.current)
-        try await Self.send(.hello(hello), on: writer)
+        try await ControlFraming.send(.hello(hello), on: writer)
         var messages = ControlReader(iterator: iterator)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // Ask for the configuration every couple of minutes, in case a push was lost.
                 while true {
                     try await Task.sleep(for: self.config.configRefreshInterval)
-                    try await Self.send(.refresh, on: writer)
+                    try await ControlFraming.send(.refresh, on: writer)
                 }
             }
             group.addTask {
                 // On SIGTERM: tell the relay, then let HTTP/2 close the connection once in-flight streams end.
                 try? await gracefulShutdown()
-                try? await Self.send(.draining, on: writer)
+                try? await ControlFraming.send(.draining, on: writer)
                 connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
             defer { group.cancelAll() }
             while let message = try await messages.next() {
                 switch message {
                 case .config(let set):
-                    if self.apps.apply(generation: set.generation, apps: set.apps) {
-                        logger.info("configuration applied", metadata: ["generation": "\(set.generation)", "apps": "\(set.apps.map(\.name).joined(separator: ","))"])
+                    let (held, applied) = self.apps.apply(set.version, apps: set.apps)
+                    if applied {
+                        logger.info("configuration applied", metadata: ["version": "\(set.version)", "apps": "\(set.apps.map(\.name).joined(separator: ","))"])
                     }
-                    try await Self.send(.configApplied(generation: set.generation), on: writer)
+                    // What this connector serves now: the push, or a newer one of the same relay.
+                    try await ControlFraming.send(.configApplied(held), on: writer)
                 case .error(let text):
                     logger.error("relay refused this connector", metadata: ["reason": "\(text)"])
                 case .hello, .configApplied, .refresh, .draining:
@@ -141,7 +143,4 @@ struct TunnelSession: Sendable {
         }
     }
 
-    static func send(_ message: ControlMessage, on writer: NIOAsyncChannelOutboundWriter<HTTPResponsePart>) async throws {
-        try await writer.write(.body(ControlFraming.encode(message, allocator: ByteBufferAllocator())))
-    }
 }

@@ -6,6 +6,7 @@ final class ChannelTracker: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var quiescing = false
     }
 
     private let state = Mutex(State())
@@ -27,10 +28,24 @@ final class ChannelTracker: Sendable {
     var count: Int { self.state.withLock { $0.channels.count } }
 
     /// Asks every connection to finish its current work and close (`ChannelShouldQuiesceEvent`).
+    ///
+    /// A connection still in its TLS handshake has no HTTP handler yet to act on the event: once its pipeline
+    /// is complete, ``joinQuiescing(_:)`` delivers it again.
     func quiesce() {
-        for channel in self.state.withLock({ Array($0.channels.values) }) {
+        let channels = self.state.withLock { state in
+            state.quiescing = true
+            return Array(state.channels.values)
+        }
+        for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
+    }
+
+    /// Called on the channel's event loop once its HTTP handlers are in place: if shutdown has begun, they
+    /// get the quiesce event they may have missed. (If ``quiesce()`` runs later, its event reaches them.)
+    func joinQuiescing(_ channel: any Channel) {
+        guard self.state.withLock({ $0.quiescing }) else { return }
+        channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
 
     /// Closes every connection now.

@@ -34,11 +34,14 @@ struct PublicListener {
                 tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
                 }.flatMap {
                     channel.configureHTTP2AsyncSecureUpgrade(
                         http1ConnectionInitializer: { channel in
                             channel.eventLoop.makeCompletedFuture {
-                                try EdgePipeline.configureHTTP1(channel, limits: limits)
+                                let connection = try EdgePipeline.configureHTTP1(channel, limits: limits)
+                                tracker.joinQuiescing(channel)
+                                return connection
                             }
                         },
                         http2ConnectionInitializer: { channel in
@@ -60,6 +63,7 @@ struct PublicListener {
                                         return try StreamChannel(wrappingChannelSynchronously: stream)
                                     }
                                 }
+                                tracker.joinQuiescing(channel)
                                 return (channel, multiplexer)
                             }
                         }
@@ -104,6 +108,7 @@ struct PublicListener {
         let context = EdgeRequestContext(
             channel: connection.channel,
             clientAddress: connection.channel.remoteAddress?.ipAddress ?? "unknown",
+            connectionID: RequestID.make(),
             isHTTP1: true
         )
         do {
@@ -123,11 +128,12 @@ struct PublicListener {
 
     private func serveHTTP2(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>) async {
         let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
+        let connectionID = RequestID.make()
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 for try await stream in multiplexer.inbound {
                     group.addTask {
-                        let context = EdgeRequestContext(channel: stream.channel, clientAddress: clientAddress, isHTTP1: false)
+                        let context = EdgeRequestContext(channel: stream.channel, clientAddress: clientAddress, connectionID: connectionID, isHTTP1: false)
                         try? await stream.executeThenClose { inbound, outbound in
                             var iterator = inbound.makeAsyncIterator()
                             if case .head(let head) = try await iterator.next() {

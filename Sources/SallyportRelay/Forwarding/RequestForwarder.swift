@@ -17,6 +17,8 @@ struct EdgeRequestContext: Sendable {
     let channel: any Channel
     /// The user's address.
     let clientAddress: String
+    /// An id of the user's connection (HTTP/1.1 or HTTP/2), for the connector's connection binding.
+    let connectionID: String
     /// HTTP/1.1 (keep-alive, upgrades) rather than an HTTP/2 stream.
     let isHTTP1: Bool
 }
@@ -40,6 +42,9 @@ struct RequestForwarder: Sendable {
     let authenticator: PreAuthenticator
     let limits: EdgeLimits
     let logger: Logger
+
+    /// How long a request of an app that no connector has yet may wait for its configuration to arrive.
+    static let configurationWait: Duration = .seconds(3)
 
     /// Headers a client may not set: the relay sets the forwarding headers itself (the connector writes them
     /// for the backend from tunnel metadata).
@@ -112,15 +117,18 @@ struct RequestForwarder: Sendable {
         tunnelHead.headerFields[.expect] = nil
         tunnelHead.headerFields[TunnelProtocol.Field.app] = app.name
         tunnelHead.headerFields[TunnelProtocol.Field.clientAddress] = context.clientAddress
+        tunnelHead.headerFields[TunnelProtocol.Field.clientConnection] = context.connectionID
         tunnelHead.headerFields[TunnelProtocol.Field.requestID] = requestID
         if let upgradeProtocol { tunnelHead.headerFields[TunnelProtocol.Field.upgrade] = upgradeProtocol }
         if let identity { tunnelHead.headerFields[TunnelProtocol.Field.identity] = IdentityField.encode(identity) }
 
         // A connector of the app's group that has this app's configuration; another one if opening fails.
-        let generation = snapshot.appGeneration[app.name] ?? 0
+        let version = snapshot.appVersions[app.name] ?? AppCatalog.AppVersion(changed: snapshot.generation, introduced: snapshot.generation)
         var tried: [UInt64] = []
         var chosen: (TunnelConnection, TunnelConnection.Stream)?
-        while tried.count < 3, let connection = self.registry.pick(group: app.connectorGroup, generation: generation, excluding: tried) {
+        while tried.count < 3,
+            let connection = await self.registry.pick(group: app.connectorGroup, app: version, excluding: tried, wait: Self.configurationWait)
+        {
             do {
                 chosen = (connection, try await connection.openStream())
                 break
@@ -140,7 +148,7 @@ struct RequestForwarder: Sendable {
             try? await writer.write(.head(HTTPResponse(status: .continue)))
         }
 
-        let requestDone = DoneFlag()
+        let requestDone = OnceFlag()
         let streamLogger = logger
         let isHEAD = tunnelHead.method == .head
         do {
@@ -153,7 +161,7 @@ struct RequestForwarder: Sendable {
                             setCookies: setCookies, requestDone: requestDone, isHEAD: isHEAD, logger: streamLogger
                         )
                     }
-                    let requestResult = await Self.pumpRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
+                    let requestResult = await BodyPump.copyRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
                     if requestResult == .complete {
                         requestDone.set()
                     } else {
@@ -184,34 +192,10 @@ struct RequestForwarder: Sendable {
         }
     }
 
-    enum RequestResult { case complete, clientGone, tunnelGone }
-
     enum ResponseResult {
         case completed(upgraded: Bool)
         case truncated
         case noResponse
-    }
-
-    /// Copies the client's request body into the tunnel stream.
-    static func pumpRequest(from iterator: inout Iterator, to tunnel: NIOAsyncChannelOutboundWriter<HTTPRequestPart>, upgrading: Bool) async -> RequestResult {
-        do {
-            while let part = try await iterator.next() {
-                switch part {
-                case .head:
-                    return .clientGone  // a new request before this one ended: protocol error
-                case .body(let buffer):
-                    do { try await tunnel.write(.body(buffer)) } catch { return .tunnelGone }
-                case .end(let trailers):
-                    // After an upgrade request the connection carries raw bytes; the HTTP end means nothing.
-                    if upgrading { continue }
-                    do { try await tunnel.write(.end(trailers)) } catch { return .tunnelGone }
-                    return .complete
-                }
-            }
-            return .clientGone
-        } catch {
-            return .clientGone
-        }
     }
 
     /// Copies the connector's response to the client.
@@ -221,7 +205,7 @@ struct RequestForwarder: Sendable {
         context: EdgeRequestContext,
         upgradeProtocol: String?,
         setCookies: [String],
-        requestDone: DoneFlag,
+        requestDone: OnceFlag,
         isHEAD: Bool = false,
         logger: Logger
     ) async throws -> ResponseResult {
@@ -353,11 +337,4 @@ enum RequestID {
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
-}
-
-/// A one-way flag shared between the request and response pumps.
-final class DoneFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    func set() { self.value.store(true, ordering: .releasing) }
-    var isSet: Bool { self.value.load(ordering: .acquiring) }
 }

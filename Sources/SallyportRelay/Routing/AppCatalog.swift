@@ -1,6 +1,7 @@
 import Logging
 import SallyportConfig
 import SallyportSSO
+import SallyportTunnel
 import Synchronization
 
 /// The relay's published apps: loads the app directory, keeps the last good version of every file, and tells
@@ -9,18 +10,34 @@ import Synchronization
 /// A bad edit never takes down what was serving: a file that fails to parse keeps its last good version, and
 /// the errors are logged with file, line and key.
 public final class AppCatalog: Sendable {
-    /// What requests read: the routing table and the generation each app last changed in.
+    /// What requests read: the routing table and the version of each app.
     public struct Snapshot: Sendable {
-        /// Increases with every change.
-        public var generation: UInt64
+        /// This relay's epoch and the generation, which increases with every change.
+        public var version: ConfigVersion
         /// The apps in service.
         public var apps: [AppConfig]
         /// Host and path to app.
         public var routes: RoutingTable
-        /// Generation in which each app (by name) last changed.
-        public var appGeneration: [String: UInt64]
-        /// The apps of one connector group.
-        public func apps(group: String) -> [AppConfig] { apps.filter { $0.connectorGroup == group } }
+        /// The generations of each app (by name) that routing needs.
+        public var appVersions: [String: AppVersion]
+
+        /// The generation, within this relay's epoch.
+        public var generation: UInt64 { self.version.generation }
+
+        /// What the connectors of `group` receive.
+        public func appSet(group: String) -> ControlMessage.AppSet {
+            ControlMessage.AppSet(version: self.version, apps: self.apps.filter { $0.connectorGroup == group }.map(\.forConnector))
+        }
+    }
+
+    /// When an app last changed for its connectors, and since when its group's connectors have had it.
+    public struct AppVersion: Sendable, Equatable {
+        /// The generation in which what connectors see of the app last changed. Edits that change nothing
+        /// a connector uses (access rules, comments, lines) leave it alone.
+        public var changed: UInt64
+        /// The generation since which the app has been in its connector group without a break: a connector
+        /// that applied at least this one serves some version of it.
+        public var introduced: UInt64
     }
 
     private struct State {
@@ -42,7 +59,9 @@ public final class AppCatalog: Sendable {
         self.directory = directory
         self.identityProviders = identityProviders
         self.logger = logger
-        self.state = Mutex(State(snapshot: Snapshot(generation: 0, apps: [], routes: RoutingTable(apps: []), appGeneration: [:])))
+        self.state = Mutex(
+            State(snapshot: Snapshot(version: ConfigVersion(epoch: ConfigVersion.newEpoch(), generation: 0), apps: [], routes: RoutingTable(apps: []), appVersions: [:]))
+        )
     }
 
     /// The current snapshot.
@@ -65,7 +84,7 @@ public final class AppCatalog: Sendable {
         }
         for app in resolved.apps { load.appsByFile[app.sourceFile] = app }
         load.errors += resolved.errors
-        let (changed, errors, snapshot, continuations) = self.state.withLock { state -> (Bool, [ConfigError], Snapshot, [AsyncStream<Snapshot>.Continuation]) in
+        let (changed, errors, snapshot) = self.state.withLock { state -> (Bool, [ConfigError], Snapshot) in
             var byFile = load.appsByFile
             for file in load.errorFiles {
                 if let lastGood = state.lastGoodByFile[file] { byFile[file] = lastGood }
@@ -79,15 +98,13 @@ public final class AppCatalog: Sendable {
             state.lastErrors = newErrors
 
             let apps = checked.apps.sorted { $0.name < $1.name }
-            guard apps != state.snapshot.apps else { return (false, newErrors, state.snapshot, []) }
-            let generation = state.snapshot.generation + 1
-            var appGeneration: [String: UInt64] = [:]
-            let old = Dictionary(state.snapshot.apps.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            for app in apps {
-                appGeneration[app.name] = old[app.name] == app ? (state.snapshot.appGeneration[app.name] ?? generation) : generation
-            }
-            state.snapshot = Snapshot(generation: generation, apps: apps, routes: RoutingTable(apps: apps), appGeneration: appGeneration)
-            return (true, newErrors, state.snapshot, Array(state.subscribers.values))
+            guard apps != state.snapshot.apps else { return (false, newErrors, state.snapshot) }
+            let version = ConfigVersion(epoch: state.snapshot.version.epoch, generation: state.snapshot.generation + 1)
+            let appVersions = Self.appVersions(apps, generation: version.generation, previous: state.snapshot)
+            state.snapshot = Snapshot(version: version, apps: apps, routes: RoutingTable(apps: apps), appVersions: appVersions)
+            // Under the lock, so two reloads cannot reach a subscriber out of order.
+            for continuation in state.subscribers.values { continuation.yield(state.snapshot) }
+            return (true, newErrors, state.snapshot)
         }
         for error in errors {
             self.logger.error("app configuration rejected; the last good version (if any) keeps serving", metadata: ["error": "\(error)"])
@@ -97,18 +114,35 @@ public final class AppCatalog: Sendable {
                 "apps loaded",
                 metadata: ["generation": "\(snapshot.generation)", "apps": "\(snapshot.apps.map(\.name).joined(separator: ","))"]
             )
-            for continuation in continuations { continuation.yield(snapshot) }
         }
         return changed
     }
 
-    /// A stream of snapshots, one per change, until the consumer stops iterating.
-    public func changes() -> AsyncStream<Snapshot> {
+    /// The versions of `apps` at `generation`, carrying over what did not change since `previous`.
+    static func appVersions(_ apps: [AppConfig], generation: UInt64, previous: Snapshot) -> [String: AppVersion] {
+        let old = Dictionary(previous.apps.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var versions: [String: AppVersion] = [:]
+        for app in apps {
+            guard let before = old[app.name], before.connectorGroup == app.connectorGroup, let kept = previous.appVersions[app.name] else {
+                versions[app.name] = AppVersion(changed: generation, introduced: generation)
+                continue
+            }
+            versions[app.name] = AppVersion(changed: before.forConnector == app.forConnector ? kept.changed : generation, introduced: kept.introduced)
+        }
+        return versions
+    }
+
+    /// The current snapshot, then one per change, until the consumer stops iterating. When changes come faster
+    /// than the consumer reads, it gets the newest (each snapshot is complete).
+    ///
+    /// Subscribing and taking the current snapshot happen together, so no change can fall between them.
+    public func updates() -> AsyncStream<Snapshot> {
         let (stream, continuation) = AsyncStream<Snapshot>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = self.state.withLock { state in
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             state.subscribers[id] = continuation
+            continuation.yield(state.snapshot)
             return id
         }
         continuation.onTermination = { [weak self] _ in

@@ -42,7 +42,7 @@ public final class TunnelConnection: Sendable {
     /// Whether the connector announced it is going away.
     public var draining: Bool { self.isDraining.load(ordering: .relaxed) }
 
-    func markApplied(_ generation: UInt64) {
+    public func markApplied(_ generation: UInt64) {
         var current = self.acked.load(ordering: .relaxed)
         while generation > current {
             let (exchanged, original) = self.acked.compareExchange(expected: current, desired: generation, ordering: .acquiringAndReleasing)
@@ -74,11 +74,25 @@ public final class TunnelConnection: Sendable {
     func finished() { self.inFlight.subtract(1, ordering: .relaxed) }
 }
 
+/// The relay's registry of connector tunnels.
+public typealias ConnectorRegistry = TunnelRegistry<TunnelConnection>
+
 /// The live tunnel connections, by connector group, and the choice of one for each request.
-public final class ConnectorRegistry: Sendable {
-    private struct State {
-        var groups: [String: [TunnelConnection]] = [:]
+public final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
+    private struct State: Sendable {
+        var groups: [String: [Connection]] = [:]
         var cursor = 0
+        /// Bumped whenever a connection is added or applies a configuration: what a waiting pick waits for.
+        var changes: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+
+        /// Marks a change and hands back every waiter to resume (outside the lock).
+        mutating func takeWaiters() -> [CheckedContinuation<Void, Never>] {
+            self.changes &+= 1
+            defer { self.waiters = [:] }
+            return Array(self.waiters.values)
+        }
     }
 
     private let state = Mutex(State())
@@ -89,39 +103,145 @@ public final class ConnectorRegistry: Sendable {
 
     func makeID() -> UInt64 { self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue }
 
-    func add(_ connection: TunnelConnection) {
-        self.state.withLock { $0.groups[connection.group, default: []].append(connection) }
+    func add(_ connection: Connection) {
+        let waiters = self.state.withLock { state in
+            state.groups[connection.group, default: []].append(connection)
+            return state.takeWaiters()
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
-    func remove(_ connection: TunnelConnection) {
+    func remove(_ connection: Connection) {
         self.state.withLock { state in
             state.groups[connection.group]?.removeAll { $0 === connection }
             if state.groups[connection.group]?.isEmpty == true { state.groups[connection.group] = nil }
         }
     }
 
+    /// Records that `connection` now serves the configuration of `generation` (of this relay's epoch).
+    func applied(_ generation: UInt64, on connection: Connection) {
+        connection.markApplied(generation)
+        let waiters = self.state.withLock { $0.takeWaiters() }
+        for waiter in waiters { waiter.resume() }
+    }
+
     /// The connections of a group (for pushing configuration).
-    public func connections(group: String) -> [TunnelConnection] {
+    public func connections(group: String) -> [Connection] {
         self.state.withLock { $0.groups[group] ?? [] }
     }
 
     /// Every connection, for status and shutdown.
-    public var all: [TunnelConnection] { self.state.withLock { Array($0.groups.values.joined()) } }
+    public var all: [Connection] { self.state.withLock { Array($0.groups.values.joined()) } }
 
-    /// Picks the least-loaded usable connection of `group` that has applied at least `generation`,
-    /// skipping `excluding` (connections that already failed this request). Ties rotate.
-    public func pick(group: String, generation: UInt64, excluding: [UInt64] = []) -> TunnelConnection? {
-        self.state.withLock { state in
-            guard let candidates = state.groups[group], !candidates.isEmpty else { return nil }
-            state.cursor &+= 1
-            let start = state.cursor % candidates.count
-            var best: TunnelConnection?
-            for offset in 0..<candidates.count {
-                let connection = candidates[(start + offset) % candidates.count]
-                guard !connection.draining, connection.appliedGeneration >= generation, !excluding.contains(connection.id) else { continue }
-                if best == nil || connection.activeRequests < best!.activeRequests { best = connection }
+    /// Picks a connection of `group` for a request of an app at `version` (see ``TunnelChoice``), skipping
+    /// `excluding` (connections that already failed this request). When the group's connections are only
+    /// still receiving the app's configuration, waits up to `wait` for one to apply it.
+    public func pick(
+        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], wait: Duration = .zero
+    ) async -> Connection? {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            let (outcome, seen) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64) in
+                let candidates = state.groups[group] ?? []
+                state.cursor &+= 1
+                return (TunnelChoice.choose(among: candidates, app: version, excluding: excluding, start: state.cursor), state.changes)
             }
-            return best
+            switch outcome {
+            case .chosen(let connection):
+                return connection
+            case .none:
+                return nil
+            case .configurationPending:
+                guard ContinuousClock.now < deadline, !Task.isCancelled else { return nil }
+                await self.waitForChange(after: seen, until: deadline)
+            }
         }
+    }
+
+    /// Returns once a connection was added or applied a configuration after `seen`, or at `deadline`.
+    private func waitForChange(after seen: UInt64, until deadline: ContinuousClock.Instant) async {
+        let id = self.state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        let timeout = Task {
+            try? await Task.sleep(until: deadline)
+            self.wake(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let changed = self.state.withLock { state -> Bool in
+                    // A change, the deadline or a cancellation that came before this point would never wake us.
+                    guard state.changes == seen, !Task.isCancelled, ContinuousClock.now < deadline else { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if changed { continuation.resume() }
+            }
+        } onCancel: {
+            self.wake(id)
+        }
+        timeout.cancel()
+    }
+
+    private func wake(_ id: UInt64) {
+        self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+    }
+}
+
+/// What a tunnel connection looks like to the registry: enough to choose without touching a socket.
+public protocol TunnelCandidate: AnyObject, Sendable {
+    /// Unique within this relay process.
+    var id: UInt64 { get }
+    /// The connector group it serves.
+    var group: String { get }
+    /// The newest configuration generation (of this relay's epoch) the connector has applied.
+    var appliedGeneration: UInt64 { get }
+    /// Whether the connector announced it is going away.
+    var draining: Bool { get }
+    /// Requests in flight on it.
+    var activeRequests: Int { get }
+    /// Records an applied generation (never goes back).
+    func markApplied(_ generation: UInt64)
+}
+
+extension TunnelConnection: TunnelCandidate {}
+
+/// The choice of a tunnel connection for one request: a pure function of the group's connections.
+///
+/// A connection that has applied the app's newest version is preferred. Until one has, a connection that
+/// serves an earlier version of the app keeps serving it (an edit never makes an app unavailable). Among
+/// equals, the one with the fewest requests in flight wins, and ties rotate from `start`. Draining and
+/// excluded connections are never chosen.
+enum TunnelChoice {
+    enum Outcome<Candidate> {
+        case chosen(Candidate)
+        /// Connections are up but none has the app yet: its configuration is on its way.
+        case configurationPending
+        /// No connection can take the request.
+        case none
+    }
+
+    static func choose<Candidate: TunnelCandidate>(
+        among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], start: Int
+    ) -> Outcome<Candidate> {
+        guard !candidates.isEmpty else { return .none }
+        var newest: Candidate?
+        var earlier: Candidate?
+        var pending = false
+        let first = start % candidates.count
+        for offset in 0..<candidates.count {
+            let candidate = candidates[(first + offset) % candidates.count]
+            guard !candidate.draining, !excluding.contains(candidate.id) else { continue }
+            if candidate.appliedGeneration >= version.changed {
+                if newest == nil || candidate.activeRequests < newest!.activeRequests { newest = candidate }
+            } else if candidate.appliedGeneration >= version.introduced {
+                if earlier == nil || candidate.activeRequests < earlier!.activeRequests { earlier = candidate }
+            } else {
+                pending = true
+            }
+        }
+        if let chosen = newest ?? earlier { return .chosen(chosen) }
+        return pending ? .configurationPending : .none
     }
 }

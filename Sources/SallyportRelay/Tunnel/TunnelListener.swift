@@ -60,12 +60,12 @@ struct TunnelListener {
             }
             try await control.executeThenClose { inbound, outbound in
                 try await outbound.write(.head(HTTPRequest(method: .post, scheme: "https", authority: "sallyport", path: TunnelProtocol.controlPath)))
-                var messages = ControlReader(inbound: inbound)
+                var messages = ControlReader(iterator: inbound.makeAsyncIterator())
                 guard case .hello(let hello) = try await messages.next(timeout: .seconds(15), closing: accepted.channel) else {
                     throw ControlProtocolError(description: "the connector did not say hello")
                 }
                 guard hello.protocolVersion == TunnelProtocol.version else {
-                    try await Self.send(.error("this relay speaks tunnel protocol \(TunnelProtocol.version), the connector \(hello.protocolVersion); upgrade the older side"), on: outbound)
+                    try await ControlFraming.send(.error("this relay speaks tunnel protocol \(TunnelProtocol.version), the connector \(hello.protocolVersion); upgrade the older side"), on: outbound)
                     throw ControlProtocolError(description: "connector speaks tunnel protocol \(hello.protocolVersion), relay \(TunnelProtocol.version)")
                 }
                 let connection = TunnelConnection(
@@ -84,21 +84,24 @@ struct TunnelListener {
                     self.registry.remove(connection)
                     logger.info("connector disconnected")
                 }
-                try await Self.send(.config(self.appSet(group: hello.group)), on: outbound)
+                let epoch = self.catalog.snapshot.version.epoch
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    // Push every configuration change.
+                    // The current configuration, then every change (subscribed before the first is sent).
+                    let updates = self.catalog.updates()
                     group.addTask {
-                        for await snapshot in self.catalog.changes() {
-                            try await Self.send(.config(.init(generation: snapshot.generation, apps: snapshot.apps(group: hello.group))), on: outbound)
+                        for await snapshot in updates {
+                            try await ControlFraming.send(.config(snapshot.appSet(group: hello.group)), on: outbound)
                         }
                     }
                     while let message = try await messages.next() {
                         switch message {
-                        case .configApplied(let generation):
-                            connection.markApplied(generation)
-                            logger.debug("connector applied configuration", metadata: ["generation": "\(generation)"])
+                        case .configApplied(let version):
+                            // An acknowledgement of another epoch is of a configuration some other relay process sent.
+                            guard version.epoch == epoch else { continue }
+                            self.registry.applied(version.generation, on: connection)
+                            logger.debug("connector applied configuration", metadata: ["version": "\(version)"])
                         case .refresh:
-                            try await Self.send(.config(self.appSet(group: hello.group)), on: outbound)
+                            try await ControlFraming.send(.config(self.catalog.snapshot.appSet(group: hello.group)), on: outbound)
                         case .draining:
                             connection.markDraining()
                             draining = true
@@ -126,12 +129,4 @@ struct TunnelListener {
         timer.cancel()
     }
 
-    private func appSet(group: String) -> ControlMessage.AppSet {
-        let snapshot = self.catalog.snapshot
-        return .init(generation: snapshot.generation, apps: snapshot.apps(group: group))
-    }
-
-    static func send(_ message: ControlMessage, on outbound: NIOAsyncChannelOutboundWriter<HTTPRequestPart>) async throws {
-        try await outbound.write(.body(ControlFraming.encode(message, allocator: ByteBufferAllocator())))
-    }
 }

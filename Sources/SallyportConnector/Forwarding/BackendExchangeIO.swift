@@ -1,0 +1,215 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import SallyportConfig
+import SallyportHTTP
+import SallyportPluginAPI
+import SallyportTunnel
+import Synchronization
+
+/// One request/response exchange on one backend connection: the request body is pumped by the calling task,
+/// the response by a child task, both with back-pressure; the SSO handler sees the response head first.
+struct BackendExchangeIO {
+    /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
+    typealias Inspector = @Sendable (HTTPResponse) async -> ResponseDecision
+    typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
+    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+
+    enum Outcome {
+        case sent(BackendExchange.Outcome)
+        /// The handler refused the response; it was discarded and the connection closed.
+        case refused(Refusal)
+    }
+
+    let request: HTTPRequest
+    let app: ConnectorApp
+    let upgrade: String?
+    let inspector: Inspector?
+    /// The handler added the `Authorization`: the backend's reply to it is not for the user.
+    let connectorAuthenticated: Bool
+    /// The user's client connection, to bind the backend connection to if the user authenticates it.
+    let clientBinding: String?
+    let logger: Logger
+
+    /// Runs the exchange; says what becomes of the connection.
+    func run(
+        on connection: BackendConnection, reused: Bool, first: HTTPRequestPart?, iterator: inout Iterator, writer: Writer
+    ) async -> (Outcome, BackendPool.Return) {
+        connection.requests += 1
+        let timedOut = OnceFlag()
+        let headWritten = OnceFlag()
+        // The response timeout runs from the end of the request (a long upload is not a slow backend) to the
+        // response head; silence while the body streams is the idle timeout's business.
+        let timer = ResponseTimer(timeout: self.app.timeouts.response, channel: connection.channel, timedOut: timedOut)
+        defer { timer.answered() }
+        let requestResult: BodyPump.Outcome
+        let response: ResponseResult
+        do {
+            try await connection.writer.write(.head(self.request))
+            (requestResult, response) = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
+                group.addTask {
+                    try await self.pumpResponse(connection: connection, to: writer, timer: timer, headWritten: headWritten)
+                }
+                if self.upgrade != nil { timer.arm() }
+                let requestResult = await BodyPump.copyRequest(first: first, from: &iterator, to: connection.writer, upgrading: self.upgrade != nil)
+                if requestResult == .complete { timer.arm() }
+                // The relay reset the stream (user gone): end the backend exchange too.
+                if requestResult == .aborted { connection.close() }
+                return (requestResult, try await group.next()!)
+            }
+        } catch {
+            guard headWritten.isSet else {
+                // Failed before the backend answered (TLS handshake, reset while sending).
+                self.logger.warning("backend exchange failed", metadata: ["backend": "\(self.app.internalURL.string)", "error": "\(error)"])
+                return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
+            }
+            self.logger.debug("exchange aborted", metadata: ["error": "\(error)"])
+            return (.sent(.answered), .close)
+        }
+        let clean = requestResult == .complete && self.upgrade == nil
+        switch response {
+        case .complete(let keepAlive):
+            return (.sent(.answered), clean && keepAlive ? self.returnAfterCleanExchange() : .close)
+        case .retryRequested(let keepAlive):
+            return (.sent(.retryRequested), clean && keepAlive ? self.returnAfterCleanExchange() : .close)
+        case .upgradeEnded:
+            return (.sent(.answered), .close)
+        case .truncated:
+            self.logger.warning("backend response ended early")
+            return (.sent(.answered), .close)
+        case .refused(let refusal):
+            return (.refused(refusal), .close)
+        case .noResponse:
+            self.logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
+            return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
+        }
+    }
+
+    /// A connection the user authenticated with NTLM or Negotiate is theirs alone (bound to their client
+    /// connection); any other goes back as it came.
+    private func returnAfterCleanExchange() -> BackendPool.Return {
+        guard !self.connectorAuthenticated, BackendHead.carriesConnectionAuthentication(self.request) else { return .keep }
+        guard let clientBinding else { return .close }
+        return .keepBound(clientBinding)
+    }
+
+    enum ResponseResult {
+        case complete(keepAlive: Bool)
+        case upgradeEnded
+        case noResponse
+        case truncated
+        /// The inspector wants the request again; the body was read and dropped.
+        case retryRequested(keepAlive: Bool)
+        /// The inspector refused the response; nothing was read further.
+        case refused(Refusal)
+    }
+
+    private func pumpResponse(connection: BackendConnection, to writer: Writer, timer: ResponseTimer, headWritten: OnceFlag) async throws -> ResponseResult {
+        var headSent = false
+        var discarding = false
+        var upgraded = false
+        var keepAlive = true
+        do {
+            while let part = try await connection.iterator.next() {
+                switch part {
+                case .head(var response):
+                    if let upgrade = self.upgrade, response.status == .switchingProtocols {
+                        timer.answered()
+                        try await connection.switchToRawBytes()
+                        HopByHop.strip(&response.headerFields)
+                        response.status = .ok
+                        response.headerFields[TunnelProtocol.Field.upgraded] = upgrade
+                        headWritten.set()
+                        try await writer.write(.head(response))
+                        headSent = true
+                        upgraded = true
+                        continue
+                    }
+                    if response.status.kind == .informational { continue }
+                    timer.answered()
+                    keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
+                    switch await self.inspector?(response) ?? .deliver {
+                    case .deliver:
+                        break
+                    case .retry:
+                        // Read this answer to its end (the connection may be reused), but never show it.
+                        discarding = true
+                        continue
+                    case .refuse(let refusal):
+                        // Never reuse a connection whose answer was not trusted; this also ends an upload.
+                        connection.close()
+                        return .refused(refusal)
+                    }
+                    HopByHop.strip(&response.headerFields)
+                    TunnelProtocol.removeReserved(&response.headerFields)
+                    if self.connectorAuthenticated { BackendHead.removeConnectorAuthentication(&response.headerFields) }
+                    headWritten.set()
+                    try await writer.write(.head(response))
+                    headSent = true
+                case .body(let buffer):
+                    if discarding { continue }
+                    guard headSent else { return .noResponse }
+                    try await writer.write(.body(buffer))
+                case .end(let trailers):
+                    if upgraded { continue }
+                    if discarding { return .retryRequested(keepAlive: keepAlive) }
+                    guard headSent else { return .noResponse }
+                    try await writer.write(.end(trailers))
+                    return .complete(keepAlive: keepAlive)
+                }
+            }
+        } catch where !headSent {
+            return .noResponse
+        }
+        if upgraded {
+            // The backend closed the upgraded connection: end the stream after the bytes already sent.
+            try? await writer.write(.end(nil))
+            return .upgradeEnded
+        }
+        return headSent ? .truncated : .noResponse
+    }
+}
+
+/// The response timeout of one exchange: armed once the request is sent, disarmed by the response head.
+/// A head that comes before the request ends (an early 413, say) disarms it for good.
+final class ResponseTimer: Sendable {
+    private enum State {
+        case waiting
+        case armed(Scheduled<Void>)
+        case answered
+    }
+
+    private let state = Mutex(State.waiting)
+    private let timeout: Duration
+    private let channel: any Channel
+    private let timedOut: OnceFlag
+
+    init(timeout: Duration, channel: any Channel, timedOut: OnceFlag) {
+        self.timeout = timeout
+        self.channel = channel
+        self.timedOut = timedOut
+    }
+
+    func arm() {
+        self.state.withLock { state in
+            guard case .waiting = state else { return }
+            let (channel, timedOut) = (self.channel, self.timedOut)
+            state = .armed(
+                channel.eventLoop.scheduleTask(in: TimeAmount(self.timeout)) {
+                    timedOut.set()
+                    channel.close(promise: nil)
+                }
+            )
+        }
+    }
+
+    func answered() {
+        let scheduled = self.state.withLock { state -> Scheduled<Void>? in
+            defer { state = .answered }
+            if case .armed(let scheduled) = state { return scheduled }
+            return nil
+        }
+        scheduled?.cancel()
+    }
+}

@@ -1,0 +1,114 @@
+import HTTPTypes
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SallyportRelay
+
+@Suite struct EdgeConnectionStateTests {
+    typealias State = EdgeConnectionState
+
+    @Test func timersFollowTheRequestCycle() {
+        var state = State()
+        #expect(state.started() == .arm(.idle))
+        #expect(state.bytesArrived() == .arm(.headerRead))
+        #expect(state.bytesArrived() == .none, "the header-read timer runs from the first byte, not the last")
+        #expect(state.requestHeadArrived() == .cancelTimer)
+        #expect(state.bytesArrived() == .none, "body bytes start no timer")
+        #expect(state.responseHead(.ok) == .write)
+        #expect(state.responseEnd() == .writeThenArm(.idle))
+        #expect(state.phase == .idle)
+    }
+
+    @Test func anUpgradeStopsTheTimers() {
+        var state = State()
+        _ = state.bytesArrived()
+        _ = state.requestHeadArrived()
+        #expect(state.responseHead(.switchingProtocols) == .writeAndCancelTimer)
+        #expect(state.responseEnd() == .write)
+        #expect(state.bytesArrived() == .none)
+        #expect(state.quiesce() == .none, "an upgraded connection ends with its peer")
+    }
+
+    @Test func quiescingClosesIdleConnectionsAndFinishesRequests() {
+        var idle = State()
+        _ = idle.bytesArrived()
+        _ = idle.requestHeadArrived()
+        _ = idle.responseEnd()
+        #expect(idle.quiesce() == .close)
+
+        var busy = State()
+        _ = busy.bytesArrived()
+        _ = busy.requestHeadArrived()
+        #expect(busy.quiesce() == .none)
+        #expect(busy.responseHead(.continue) == .write, "an interim response does not end the connection")
+        #expect(busy.responseHead(.ok) == .writeWithConnectionClose)
+        #expect(busy.responseEnd() == .writeThenClose)
+
+        // A request head still arriving is answered, not cut off.
+        var reading = State()
+        _ = reading.bytesArrived()
+        #expect(reading.quiesce() == .none)
+        #expect(reading.requestHeadArrived() == .cancelTimer)
+        #expect(reading.responseEnd() == .writeThenClose)
+    }
+
+    /// A connection accepted just before shutdown has not sent its request yet: it may, within the
+    /// header-read timeout, and is then closed.
+    @Test func aFreshConnectionMaySendOneRequestWhileQuiescing() {
+        var state = State()
+        _ = state.started()
+        #expect(state.quiesce() == .arm(.headerRead))
+        #expect(state.quiesce() == .none, "a second event changes nothing")
+        #expect(state.bytesArrived() == .arm(.headerRead))
+        #expect(state.requestHeadArrived() == .cancelTimer)
+        #expect(state.responseHead(.ok) == .writeWithConnectionClose)
+        #expect(state.responseEnd() == .writeThenClose)
+    }
+}
+
+@Suite struct ChannelTrackerTests {
+    /// Records quiesce events.
+    final class QuiesceRecorder: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = NIOAny
+        var events = 0
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is ChannelShouldQuiesceEvent { events += 1 }
+        }
+    }
+
+    /// Before, a connection whose HTTP handlers were added after `quiesce()` (it was in its TLS handshake, or
+    /// accepted a moment later) never heard of the shutdown.
+    @Test func aConnectionCompletedAfterQuiesceStillGetsTheEvent() throws {
+        let tracker = ChannelTracker()
+        let early = EmbeddedChannel()
+        let earlyRecorder = QuiesceRecorder()
+        try early.pipeline.syncOperations.addHandler(earlyRecorder)
+        tracker.add(early)
+        let late = EmbeddedChannel()
+        tracker.add(late)
+
+        tracker.quiesce()
+        #expect(earlyRecorder.events == 1)
+
+        // The late channel's handlers arrive only now, as after a TLS handshake.
+        let lateRecorder = QuiesceRecorder()
+        try late.pipeline.syncOperations.addHandler(lateRecorder)
+        tracker.joinQuiescing(late)
+        late.embeddedEventLoop.run()
+        #expect(lateRecorder.events == 1)
+
+        // Before shutdown, joining does nothing.
+        let calm = ChannelTracker()
+        let other = EmbeddedChannel()
+        let otherRecorder = QuiesceRecorder()
+        try other.pipeline.syncOperations.addHandler(otherRecorder)
+        calm.add(other)
+        calm.joinQuiescing(other)
+        other.embeddedEventLoop.run()
+        #expect(otherRecorder.events == 0)
+        _ = try? early.finish()
+        _ = try? late.finish()
+        _ = try? other.finish()
+    }
+}

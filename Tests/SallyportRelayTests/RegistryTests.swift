@@ -1,0 +1,108 @@
+import Synchronization
+import Testing
+
+@testable import SallyportRelay
+
+/// A tunnel connection without a socket: what the registry and the choice look at.
+final class FakeTunnel: TunnelCandidate {
+    let id: UInt64
+    let group: String
+    private let state: Mutex<(applied: UInt64, draining: Bool, active: Int)>
+
+    init(_ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0) {
+        self.id = id
+        self.group = group
+        self.state = Mutex((applied, draining, active))
+    }
+
+    var appliedGeneration: UInt64 { self.state.withLock { $0.applied } }
+    var draining: Bool { self.state.withLock { $0.draining } }
+    var activeRequests: Int { self.state.withLock { $0.active } }
+    func markApplied(_ generation: UInt64) { self.state.withLock { $0.applied = max($0.applied, generation) } }
+}
+
+@Suite struct TunnelChoiceTests {
+    typealias Version = AppCatalog.AppVersion
+
+    func chosen(_ outcome: TunnelChoice.Outcome<FakeTunnel>) -> UInt64? {
+        if case .chosen(let tunnel) = outcome { return tunnel.id }
+        return nil
+    }
+
+    @Test func prefersTheNewestVersionThenTheFewestRequests() {
+        let tunnels = [FakeTunnel(1, applied: 5, active: 0), FakeTunnel(2, applied: 6, active: 3), FakeTunnel(3, applied: 6, active: 1)]
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: Version(changed: 6, introduced: 1), excluding: [], start: 0)) == 3)
+        // All have the newest: the least loaded.
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: Version(changed: 5, introduced: 1), excluding: [], start: 0)) == 1)
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: Version(changed: 6, introduced: 1), excluding: [3], start: 0)) == 2)
+    }
+
+    /// Before, between an edit and the first acknowledgement, every request of the app got 503.
+    @Test func anEarlierVersionKeepsServingUntilTheNewOneIsApplied() {
+        let tunnels = [FakeTunnel(1, applied: 4), FakeTunnel(2, applied: 4, active: 2)]
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: Version(changed: 5, introduced: 2), excluding: [], start: 0)) == 1)
+        // A connector that never had the app (applied before it was introduced) is not asked.
+        guard case .configurationPending = TunnelChoice.choose(among: tunnels, app: Version(changed: 5, introduced: 5), excluding: [], start: 0) else {
+            Issue.record("an app no connector has yet is pending")
+            return
+        }
+    }
+
+    @Test func drainingAndExcludedConnectionsAreNeverChosenAndTiesRotate() {
+        let tunnels = [FakeTunnel(1, applied: 3, draining: true), FakeTunnel(2, applied: 3), FakeTunnel(3, applied: 3)]
+        let version = Version(changed: 1, introduced: 1)
+        var seen: Set<UInt64> = []
+        for start in 0..<6 { seen.insert(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], start: start)) ?? 0) }
+        #expect(seen == [2, 3])
+        guard case .none = TunnelChoice.choose(among: tunnels, app: version, excluding: [2, 3], start: 0) else {
+            Issue.record("nothing left to choose")
+            return
+        }
+        guard case .none = TunnelChoice.choose(among: [FakeTunnel](), app: version, excluding: [], start: 0) else {
+            Issue.record("an empty group has nothing")
+            return
+        }
+    }
+}
+
+@Suite struct TunnelRegistryTests {
+    @Test func aPickWaitsForTheConfigurationToBeApplied() async throws {
+        let registry = TunnelRegistry<FakeTunnel>()
+        let tunnel = FakeTunnel(1, applied: 1)
+        registry.add(tunnel)
+        let version = AppCatalog.AppVersion(changed: 2, introduced: 2)
+        async let picked = registry.pick(group: "default", app: version, wait: .seconds(30))
+        try await Task.sleep(for: .milliseconds(50))
+        registry.applied(2, on: tunnel)
+        #expect(await picked === tunnel)
+    }
+
+    @Test func aPickGivesUpAtItsDeadlineAndOnCancellation() async throws {
+        let registry = TunnelRegistry<FakeTunnel>()
+        registry.add(FakeTunnel(1, applied: 1))
+        let version = AppCatalog.AppVersion(changed: 2, introduced: 2)
+        let started = ContinuousClock.now
+        #expect(await registry.pick(group: "default", app: version, wait: .milliseconds(100)) == nil)
+        #expect(ContinuousClock.now - started >= .milliseconds(100))
+
+        let task = Task { await registry.pick(group: "default", app: version, wait: .seconds(600)) }
+        try await Task.sleep(for: .milliseconds(20))
+        task.cancel()
+        #expect(await task.value == nil)
+        // No connection of the group at all: no wait.
+        #expect(await registry.pick(group: "other", app: version, wait: .seconds(600)) == nil)
+    }
+
+    @Test func aConnectionThatArrivesWithTheConfigurationIsPicked() async throws {
+        let registry = TunnelRegistry<FakeTunnel>()
+        registry.add(FakeTunnel(1, applied: 0))
+        let version = AppCatalog.AppVersion(changed: 1, introduced: 1)
+        async let picked = registry.pick(group: "default", app: version, wait: .seconds(30))
+        try await Task.sleep(for: .milliseconds(50))
+        let second = FakeTunnel(2, applied: 1)
+        registry.add(second)
+        #expect(await picked === second)
+        registry.remove(second)
+        #expect(registry.all.map(\.id) == [1])
+    }
+}
