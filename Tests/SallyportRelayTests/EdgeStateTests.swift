@@ -1,6 +1,7 @@
 import HTTPTypes
 import NIOCore
 import NIOEmbedded
+import NIOHTTP2
 import Testing
 
 @testable import SallyportRelay
@@ -110,5 +111,42 @@ import Testing
         _ = try? early.finish()
         _ = try? late.finish()
         _ = try? other.finish()
+    }
+}
+
+@Suite struct ResetBudgetTests {
+    @Test func countsWithinTheWindowOnly() {
+        var limiter = ResetRateLimiter(maximum: 3, window: .seconds(10))
+        let start = ContinuousClock.now
+        var verdicts: [Bool] = []
+        for offset in [0.0, 1, 2, 3, 12.5] { verdicts.append(limiter.record(at: start + .seconds(offset))) }
+        // A fourth within 10 s is one too many; at 12.5 s the first three have left the window.
+        #expect(verdicts == [false, false, false, true, false])
+    }
+
+    /// Rapid reset stays covered: a client that keeps resetting streams in progress loses its connection.
+    @Test func streamsResetInProgressCloseTheConnection() throws {
+        let connection = EmbeddedChannel()
+        try connection.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let budget = ConnectionResetBudget(connection: connection)
+        let stream = EmbeddedChannel(handler: StreamResetWatcher(budget: budget), loop: connection.embeddedEventLoop)
+        for index in 0..<200 {
+            stream.pipeline.fireErrorCaught(NIOHTTP2Errors.streamClosed(streamID: HTTP2StreamID(2 * index + 1), errorCode: .cancel))
+        }
+        #expect(connection.isActive, "200 in 10 s are allowed")
+        stream.pipeline.fireErrorCaught(NIOHTTP2Errors.streamClosed(streamID: 401, errorCode: .cancel))
+        connection.embeddedEventLoop.run()
+        #expect(!connection.isActive)
+        let goAway = try connection.readOutbound(as: HTTP2Frame.self)
+        guard case .goAway(_, .enhanceYourCalm, _)? = goAway?.payload else {
+            Issue.record("expected GOAWAY ENHANCE_YOUR_CALM, got \(String(describing: goAway))")
+            return
+        }
+        // Other errors are not resets.
+        let calm = EmbeddedChannel()
+        try calm.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let calmStream = EmbeddedChannel(handler: StreamResetWatcher(budget: ConnectionResetBudget(connection: calm)), loop: calm.embeddedEventLoop)
+        for _ in 0..<300 { calmStream.pipeline.fireErrorCaught(ChannelError.ioOnClosedChannel) }
+        #expect(calm.isActive)
     }
 }

@@ -75,7 +75,9 @@ struct BackendForwarder: Sendable {
                 let lease = BackendPool.Lease(app: app, affinity: prepared.affinity, clientBinding: clientBinding, fresh: fresh)
                 let io = BackendExchangeIO(
                     request: prepared.request, app: app, upgrade: upgrade, inspector: prepared.inspector,
-                    connectorAuthenticated: BackendHead.handlerAddedAuthorization(prepared.request, to: head),
+                    // The handler authenticates this request, or the connection it binds to its user (Apache's
+                    // `Persistent-Auth: true` then comes on answers to requests that carried no token).
+                    connectorAuthenticated: prepared.affinity != nil || BackendHead.handlerAddedAuthorization(prepared.request, to: head),
                     clientBinding: clientBinding, logger: logger
                 )
                 let outcome: BackendExchangeIO.Outcome

@@ -46,6 +46,7 @@ struct PublicListener {
                         },
                         http2ConnectionInitializer: { channel in
                             channel.eventLoop.makeCompletedFuture {
+                                let resets = ConnectionResetBudget(connection: channel)
                                 let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
                                     mode: .server,
                                     connectionManagerConfiguration: .init(
@@ -57,6 +58,7 @@ struct PublicListener {
                                     http2HandlerConfiguration: Self.http2Configuration(limits)
                                 ) { stream in
                                     stream.eventLoop.makeCompletedFuture {
+                                        try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets))
                                         try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
                                         try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
                                         try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
@@ -81,11 +83,10 @@ struct PublicListener {
         ]
         configuration.connection.targetWindowSize = 4 << 20
         configuration.stream.targetWindowSize = 1 << 20
-        // Clients reset streams they are done with (curl resets each one whose body it has whole before
-        // END_STREAM): NIOHTTP2's default of 200 resets per 30 s closed busy connections with GOAWAY
-        // ENHANCE_YOUR_CALM every 200 requests. 100 per second keeps rapid-reset floods (CVE-2023-44487) no
-        // costlier than ordinary requests at that rate.
-        configuration.stream.streamResetFrameRateLimit.maximumCount = 1000
+        // Resets of streams in progress are limited per connection by ConnectionResetBudget. NIOHTTP2's own limit
+        // counts every RST_STREAM, also those for streams already closed (curl sends one for each response it
+        // received whole without Content-Length): it stays only as a backstop against a flood of frames.
+        configuration.stream.streamResetFrameRateLimit.maximumCount = 10_000
         configuration.stream.streamResetFrameRateLimit.windowLength = .seconds(10)
         return configuration
     }

@@ -1,0 +1,66 @@
+import NIOCore
+import NIOHTTP2
+
+/// How many streams a client may reset while the relay is still answering them: the rapid-reset attack
+/// (CVE-2023-44487) makes the server start work and cancels it at once, over and over.
+///
+/// NIOHTTP2's own limit counts every RST_STREAM frame, including those for streams that are already closed,
+/// which cost nothing: curl sends one for every stream it has received whole when the response had no
+/// Content-Length, and busy connections were closed with GOAWAY ENHANCE_YOUR_CALM, losing the requests in
+/// flight. This counts only resets that reach a stream still in progress.
+struct ResetRateLimiter: Sendable {
+    let maximum: Int
+    let window: Duration
+    private var times: [ContinuousClock.Instant] = []
+
+    init(maximum: Int = 200, window: Duration = .seconds(10)) {
+        self.maximum = maximum
+        self.window = window
+    }
+
+    /// Records one reset; true when more than `maximum` fell within `window`.
+    mutating func record(at now: ContinuousClock.Instant) -> Bool {
+        self.times.removeAll { now - $0 >= self.window }
+        self.times.append(now)
+        return self.times.count > self.maximum
+    }
+}
+
+/// One HTTP/2 connection's reset budget; its streams report resets, and the connection closes once it is
+/// spent. Used only on the connection's event loop.
+final class ConnectionResetBudget: @unchecked Sendable {
+    private var limiter = ResetRateLimiter()
+    private let connection: any Channel
+
+    init(connection: any Channel) {
+        self.connection = connection
+    }
+
+    /// The client reset a stream in progress.
+    func streamReset() {
+        self.connection.eventLoop.preconditionInEventLoop()
+        guard self.limiter.record(at: .now) else { return }
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .enhanceYourCalm, opaqueData: nil))
+        let connection = self.connection
+        connection.writeAndFlush(frame).whenComplete { _ in connection.close(promise: nil) }
+    }
+}
+
+/// On each HTTP/2 stream: tells the connection's budget when the client resets the stream before it ended.
+final class StreamResetWatcher: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    private let budget: ConnectionResetBudget
+
+    init(budget: ConnectionResetBudget) {
+        self.budget = budget
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOHTTP2Errors.StreamClosed { self.budget.streamReset() }
+        context.fireErrorCaught(error)
+    }
+}
+
+@available(*, unavailable)
+extension StreamResetWatcher: Sendable {}
