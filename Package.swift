@@ -249,7 +249,7 @@ let package = Package(
         .testTarget(
             name: "SallyportRelayTests",
             dependencies: [
-                "SallyportRelay", "SallyportConfig", "SallyportTunnel", .product(name: "Logging", package: "swift-log"),
+                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportHTTP", "SallyportPluginAPI", .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ],

@@ -1,6 +1,8 @@
 import HTTPTypes
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 
 /// After a protocol switch (WebSocket), carries raw bytes through a channel whose async wrapper still speaks
 /// `HTTPRequestPart`/`HTTPResponsePart`: inbound bytes become `.body` parts, outbound `.body` parts become bytes.
@@ -54,5 +56,56 @@ public final class RawBytesClientAdapter: ChannelDuplexHandler, RemovableChannel
         case .head:
             promise?.succeed(())
         }
+    }
+}
+
+/// The switch of an HTTP/1.1 pipeline to raw bytes after `101 Switching Protocols`, for both sides.
+public enum RawBytes {
+    /// Which end of the connection the pipeline is.
+    public enum Side: Sendable {
+        /// The relay's public edge (NIO's server codec; ``RawBytesServerAdapter``).
+        case server
+        /// The connector's backend connection (NIO's client codec; ``RawBytesClientAdapter``).
+        case client
+    }
+
+    /// Removes the HTTP/1.1 codec, its validators and error handler, and puts the raw-byte adapter in its
+    /// place, keeping the async channel's element types. The decoder goes last, so bytes it buffered after
+    /// the upgrade flow on to the adapter. Call on the channel's event loop.
+    public static func switchToRawBytes(_ sync: ChannelPipeline.SynchronousOperations, side: Side) throws {
+        switch side {
+        case .server:
+            try self.replace(
+                codec: HTTP1ToHTTPServerCodec.self, with: RawBytesServerAdapter(), in: sync,
+                optional: [HTTPServerProtocolErrorHandler.self, NIOHTTPResponseHeadersValidator.self],
+                encoder: HTTPResponseEncoder.self, decoder: ByteToMessageHandler<HTTPRequestDecoder>.self
+            )
+        case .client:
+            try self.replace(
+                codec: HTTP1ToHTTPClientCodec.self, with: RawBytesClientAdapter(), in: sync,
+                optional: [NIOHTTPRequestHeadersValidator.self],
+                encoder: HTTPRequestEncoder.self, decoder: ByteToMessageHandler<HTTPResponseDecoder>.self
+            )
+        }
+    }
+
+    private static func replace<Codec: RemovableChannelHandler, Encoder: RemovableChannelHandler, Decoder: RemovableChannelHandler>(
+        codec: Codec.Type,
+        with adapter: some ChannelHandler,
+        in sync: ChannelPipeline.SynchronousOperations,
+        optional: [any RemovableChannelHandler.Type],
+        encoder: Encoder.Type,
+        decoder: Decoder.Type
+    ) throws {
+        let found = try sync.handler(type: codec)
+        try sync.addHandler(adapter, position: .after(found))
+        _ = sync.removeHandler(found)
+        for type in optional { self.removeIfPresent(type, in: sync) }
+        _ = sync.removeHandler(try sync.handler(type: encoder))
+        _ = sync.removeHandler(try sync.handler(type: decoder))
+    }
+
+    private static func removeIfPresent<Handler: RemovableChannelHandler>(_ type: Handler.Type, in sync: ChannelPipeline.SynchronousOperations) {
+        if let handler = try? sync.handler(type: type) { _ = sync.removeHandler(handler) }
     }
 }

@@ -149,7 +149,7 @@ public struct KCDHandlerFactory: SSOHandlerFactory {
                 message: "\(settings.spn) is not in this connector's kerberos.allowedSPNs (\(allowedSPNs.joined(separator: ", "))); add it there if this connector should delegate to it"
             )
         }
-        return KCDHandler(settings: settings, delegator: delegator, logger: context.logger, metrics: context.metrics)
+        return KCDHandler(settings: settings, delegator: delegator, context: context)
     }
 
     /// Whether `spn` (its realm ignored) matches an allowlist entry: exactly (host part case-insensitively), or
@@ -176,17 +176,20 @@ public final class KCDHandler: SSOHandler {
     let target: GSSName?
     let logger: PluginLogger
     let metrics: PluginMetrics
+    /// The host's thread pool: GSS calls block, and never run on the concurrency pool.
+    let host: HandlerContext
     /// Contexts waiting for the backend's mutual-authentication reply, by the `Authorization` value sent.
     private let pending = Mutex(PendingContexts())
     /// SPNs some user got a ticket for here: a later refusal for another user points at that user's account.
     private let workingSPN = Atomic<Bool>(false)
 
-    init(settings: KCDSettings, delegator: KerberosDelegator?, logger: PluginLogger, metrics: PluginMetrics) {
+    init(settings: KCDSettings, delegator: KerberosDelegator?, context: HandlerContext) {
         self.settings = settings
         self.delegator = delegator
         self.target = try? GSSName(principal: settings.spn)
-        self.logger = logger
-        self.metrics = metrics
+        self.logger = context.logger
+        self.metrics = context.metrics
+        self.host = context
     }
 
     public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
@@ -219,7 +222,7 @@ public final class KCDHandler: SSOHandler {
         // The ticket is in the credential's memory cache and valid for at least renewBefore: no KDC traffic.
         let initiator = GSSInitiator()
         do {
-            let token = try initiator.firstToken(credential: credential, target: target)
+            let token = try await self.host.runBlocking { try initiator.firstToken(credential: credential, target: target) }
             let value = "Negotiate " + Data(token).base64EncodedString()
             request.headers.set("Authorization", value)
             self.pending.withLock { $0.insert(value, PendingContexts.Context(initiator: initiator, credential: credential)) }
@@ -245,7 +248,7 @@ public final class KCDHandler: SSOHandler {
         }
         if let context, let reply = negotiate, let bytes = reply.flatMap({ Data(base64Encoded: $0) }), !bytes.isEmpty, let target {
             do {
-                _ = try context.initiator.verifyReply(Array(bytes), credential: context.credential, target: target)
+                _ = try await self.host.runBlocking { try context.initiator.verifyReply(Array(bytes), credential: context.credential, target: target) }
             } catch {
                 metrics.increment("refusals", dimensions: ["reason": "mutual-authentication-failed"])
                 return .refuse(

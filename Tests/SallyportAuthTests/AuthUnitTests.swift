@@ -206,3 +206,28 @@ struct SignInDecisionTests {
         #expect(KeySet.keyID(of: "garbage") == nil)
     }
 }
+
+@Suite struct ReplayCacheTests {
+    @Test func aStateIsUsableOnceWithinItsLifetime() {
+        var cache = ReplayCache(lifetime: 600)
+        let start = Date()
+        var verdicts: [Bool] = []
+        for (state, offset) in [("a", 0.0), ("a", 599), ("b", 300), ("c", 601)] { verdicts.append(cache.consume(state, now: start.addingTimeInterval(offset))) }
+        // The second "a" is a replay; after its lifetime a state is forgotten (its sealed cookie has expired too).
+        #expect(verdicts == [true, false, true, true])
+        #expect(cache.count == 2)
+    }
+
+    /// Before, more than 10,000 states under way made every sign-in filter the whole cache under its lock.
+    @Test func manySignInsStayBoundedAndCheap() {
+        var cache = ReplayCache(lifetime: 600, capacity: 50_000)
+        let start = Date()
+        var refused = 0
+        for index in 0..<200_000 where !cache.consume("s\(index)", now: start.addingTimeInterval(Double(index) / 100)) { refused += 1 }
+        #expect(refused == 0)
+        // 100 per second for 2,000 s: at most 600 s worth (60,000) would be held; the capacity keeps 50,000.
+        #expect(cache.count == 50_000)
+        let replayed = cache.consume("s199999", now: start.addingTimeInterval(2_000))
+        #expect(!replayed)
+    }
+}

@@ -81,13 +81,7 @@ final class BackendConnection: @unchecked Sendable {
     /// After a 101 from the backend: raw bytes from here on.
     func switchToRawBytes() async throws {
         try await self.channel.eventLoop.submit { [channel] in
-            let sync = channel.pipeline.syncOperations
-            let codec = try sync.handler(type: HTTP1ToHTTPClientCodec.self)
-            try sync.addHandler(RawBytesClientAdapter(), position: .after(codec))
-            _ = sync.removeHandler(codec)
-            if let validator = try? sync.handler(type: NIOHTTPRequestHeadersValidator.self) { _ = sync.removeHandler(validator) }
-            _ = sync.removeHandler(try sync.handler(type: HTTPRequestEncoder.self))
-            _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .client)
         }.get()
     }
 

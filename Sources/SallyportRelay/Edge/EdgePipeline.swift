@@ -33,17 +33,4 @@ enum EdgePipeline {
         try sync.addHandler(EndWriteTracker<HTTPResponsePart>())
         return try Connection(wrappingChannelSynchronously: channel)
     }
-
-    /// After a 101: removes the HTTP/1.1 codec so the connection carries raw bytes, keeping the async
-    /// channel's element types through ``RawBytesServerAdapter``.
-    static func switchToRawBytes(_ sync: ChannelPipeline.SynchronousOperations) throws {
-        let codec = try sync.handler(type: HTTP1ToHTTPServerCodec.self)
-        try sync.addHandler(RawBytesServerAdapter(), position: .after(codec))
-        _ = sync.removeHandler(codec)
-        if let handler = try? sync.handler(type: HTTPServerProtocolErrorHandler.self) { _ = sync.removeHandler(handler) }
-        if let handler = try? sync.handler(type: NIOHTTPResponseHeadersValidator.self) { _ = sync.removeHandler(handler) }
-        _ = sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self))
-        // Last: bytes the decoder buffered after the upgrade request flow on to the adapter.
-        _ = sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
-    }
 }

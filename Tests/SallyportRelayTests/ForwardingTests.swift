@@ -1,0 +1,102 @@
+import HTTPTypes
+import NIOEmbedded
+import SallyportConfig
+import SallyportHTTP
+import SallyportPluginAPI
+import SallyportTunnel
+import Testing
+
+@testable import SallyportRelay
+
+@Suite struct AdmissionTests {
+    static let routes = RoutingTable(apps: [
+        try! RoutingTableTests.app("wiki", "https://wiki.example.com/"),
+        try! RoutingTableTests.app("hr", "https://apps.example.com/hr/"),
+    ])
+
+    static func head(_ path: String, host: String? = "wiki.example.com", fields: Int = 0) -> HTTPRequest {
+        var head = HTTPRequest(method: .get, scheme: "https", authority: host, path: path)
+        for index in 0..<fields { head.headerFields.append(HTTPField(name: HTTPField.Name("X-F\(index)")!, value: "v")) }
+        return head
+    }
+
+    func decide(_ head: HTTPRequest, limits: EdgeLimits = EdgeLimits()) -> Admission.Decision {
+        Admission.decide(head, routes: Self.routes, limits: limits)
+    }
+
+    func status(_ decision: Admission.Decision) -> Int? {
+        if case .answer(let page) = decision { return page.status.code }
+        return nil
+    }
+
+    @Test func limitsComeFirst() {
+        let limits = EdgeLimits(maxHeaderCount: 10, maxRequestLineBytes: 300)
+        #expect(status(decide(Self.head("/" + String(repeating: "a", count: 400)), limits: limits)) == 414)
+        #expect(status(decide(Self.head("/", fields: 11), limits: limits)) == 431)
+        #expect(status(decide(Self.head("/", host: nil))) == 400)
+        #expect(status(decide(Self.head("*"))) == 400)
+    }
+
+    @Test func theRelaysOwnPathsAreNeverForwarded() {
+        guard case .health = decide(Self.head("/.sallyport/health", host: "unknown.example.com")) else {
+            Issue.record("health is answered on any host")
+            return
+        }
+        guard case .relayRoute(let authority, let providers) = decide(Self.head("/.sallyport/auth/sign-out")) else {
+            Issue.record("a relay path on a published host is the relay's")
+            return
+        }
+        #expect(authority == "wiki.example.com")
+        #expect(providers.isEmpty)
+        #expect(status(decide(Self.head("/.sallyport/auth/callback", host: "unknown.example.com"))) == 404)
+        #expect(status(decide(Self.head("/.sallyport/anything"))) == nil)
+    }
+
+    @Test func routesToTheApp() {
+        guard case .forward(let app, let authority) = decide(Self.head("/hr/people", host: "APPS.example.com:443")) else {
+            Issue.record("routed")
+            return
+        }
+        #expect(app.name == "hr")
+        #expect(authority == "APPS.example.com:443")
+        #expect(status(decide(Self.head("/finance", host: "apps.example.com"))) == 404)
+    }
+}
+
+@Suite struct TunnelHeadTests {
+    @Test func carriesEndToEndFieldsAndRelayMetadataOnly() throws {
+        var head = HTTPRequest(method: .get, scheme: "https", authority: "wiki.example.com", path: "/page")
+        let spoofed: [(String, String)] = [
+            ("X-Forwarded-For", "198.51.100.1"), ("X-Real-IP", "198.51.100.2"), ("Forwarded", "for=x"), ("Sallyport-Identity", "forged"),
+            ("sallyport_app", "other"), ("Connection", "X-Hop"), ("X-Hop", "secret"), ("Proxy-Connection", "keep-alive"), ("TE", "trailers"),
+            ("Trailer", "X-T"), ("Expect", "100-continue"), ("Cookie", "__Host-sallyport-corp=sealed; theme=dark"), ("X-Kept", "yes"),
+        ]
+        for (name, value) in spoofed { head.headerFields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
+        let channel = EmbeddedChannel()
+        let context = EdgeRequestContext(channel: channel, clientAddress: "203.0.113.7", connectionID: "c1", isHTTP1: true)
+        let identity = Identity(userPrincipalName: "alice@corp.example", subject: "s", issuer: "https://idp", provider: "corp")
+        let tunnel = TunnelHead.make(from: head, app: "wiki", identity: identity, upgrade: nil, requestID: "r1", context: context)
+        let fields = Dictionary(tunnel.headerFields.map { ($0.name.canonicalName, $0.value) }, uniquingKeysWith: { a, b in a + "," + b })
+        #expect(fields["x-kept"] == "yes")
+        #expect(fields["cookie"] == "theme=dark")
+        for removed in ["x-forwarded-for", "x-real-ip", "forwarded", "sallyport_app", "connection", "x-hop", "proxy-connection", "te", "trailer", "expect"] {
+            #expect(fields[removed] == nil, "\(removed) crossed the tunnel")
+        }
+        #expect(fields["sallyport-app"] == "wiki")
+        #expect(fields["sallyport-client-address"] == "203.0.113.7")
+        #expect(fields["sallyport-client-connection"] == "c1")
+        #expect(fields["sallyport-request-id"] == "r1")
+        #expect(fields["sallyport-identity"].flatMap(IdentityField.decode)?.userPrincipalName == "alice@corp.example")
+        _ = try? channel.finish()
+    }
+
+    @Test func onlyHTTP1CanAskForAnUpgrade() {
+        var head = HTTPRequest(method: .get, scheme: "https", authority: "wiki.example.com", path: "/ws")
+        head.headerFields[.connection] = "keep-alive, Upgrade"
+        head.headerFields[.upgrade] = "websocket"
+        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: true) == "websocket")
+        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: false) == nil)
+        head.headerFields[.connection] = "keep-alive"
+        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: true) == nil)
+    }
+}
