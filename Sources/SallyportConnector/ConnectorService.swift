@@ -37,7 +37,7 @@ public struct ConnectorService: Service {
     public static func delegator(for settings: KerberosSettings) -> KerberosDelegator {
         KerberosDelegator(
             settings: .init(keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets),
-            executor: { work in NIOThreadPool.singleton.submit { _ in work() } }
+            executor: BlockingPool.executor
         )
     }
 
@@ -54,9 +54,7 @@ public struct ConnectorService: Service {
         logger[metadataKey: "connector"] = "\(name)"
         let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger)
         logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "group": "\(self.config.group)", "connections": "\(self.config.connections)"])
-        let renewalLogger = logger
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.renewKerberosCredentials(logger: renewalLogger) }
             for index in 0..<self.config.connections {
                 let session = TunnelSession(
                     index: index,
@@ -74,17 +72,10 @@ public struct ConnectorService: Service {
         logger.info("connector stopped")
     }
 
-    /// Keeps the connector's own Kerberos credentials (once obtained) from lapsing between requests.
-    func renewKerberosCredentials(logger: Logger) async {
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(30)) }
-            guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
-            let errors = await withCheckedContinuation { continuation in
-                NIOThreadPool.singleton.submit { _ in continuation.resume(returning: self.delegator.renewDueCredentials()) }
-            }
-            for error in errors {
-                logger.error("cannot renew the connector's Kerberos credentials; kcd apps get 503 for users without cached tickets", metadata: ["error": "\(error)"])
-            }
-        }
+    /// The loop that renews the connector's Kerberos credentials: a service of its own in the service group.
+    public var kerberosRenewal: KerberosRenewalService {
+        var logger = self.logger
+        logger[metadataKey: "connector"] = "\(self.config.name ?? ProcessInfo.processInfo.hostName)"
+        return KerberosRenewalService(delegator: self.delegator, logger: logger)
     }
 }

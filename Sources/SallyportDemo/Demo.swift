@@ -116,10 +116,18 @@ public struct Demo: Service {
                     )
                 }
                 defer { announce.cancel() }
+                // Ends with the connector (which drains first on shutdown).
+                let renewal = Task { try await connector.kerberosRenewal.run() }
+                defer { renewal.cancel() }
                 try await connector.run()
             }
             group.addTask { try await backend.run() }
-            group.addTask { try await relay.run() }
+            group.addTask {
+                // Ends with the relay (which drains first on shutdown).
+                let reload = Task { try await relay.appReload.run() }
+                defer { reload.cancel() }
+                try await relay.run()
+            }
             try await group.next()
             group.cancelAll()
         }

@@ -87,7 +87,19 @@ public final class KerberosDelegator: Sendable {
 
     private struct State {
         var entries: [Key: Entry] = [:]
+        var recency = RecencyQueue<Key>()
         var tick: UInt64 = 0
+
+        /// Records a use of `key` at `tick`, keeping the recency queue small.
+        mutating func noteUse(_ key: Key, at tick: UInt64) {
+            var recency = self.recency
+            self.recency = RecencyQueue()
+            // Compacted before this use is added: its key may not have an entry yet.
+            recency.compact(liveCount: self.entries.count) { key, tick in self.entries[key]?.lastUse == tick }
+            recency.touched(key, at: tick)
+            self.recency = recency
+        }
+
         /// After a KDC could not be reached, new exchanges fail at once until then: an unreachable KDC can take
         /// seconds per attempt, and every waiting attempt would hold a thread of the blocking pool.
         var kdcDownUntil: ContinuousClock.Instant?
@@ -97,9 +109,11 @@ public final class KerberosDelegator: Sendable {
     static let kdcRetryDelay: Duration = .seconds(2)
 
     private let state = Mutex(State())
-    /// The connector's credential per mechanism; the lock is held while one is obtained, so concurrent
-    /// renewals make one AS exchange.
+    /// The connector's credential per mechanism. Read under this lock only; obtaining one happens outside it.
     private let own = Mutex<[GSSMechanism: Own]>([:])
+    /// Held while one thread obtains the connector's credential, so concurrent renewals make one AS exchange.
+    /// Only renewals wait on it (on the blocking pool), never a reader of a credential that is still fresh.
+    private let obtaining = Mutex<Void>(())
     private let ccacheSerial = Atomic<Int>(0)
 
     public init(settings: Settings, executor: @escaping BlockingExecutor) {
@@ -115,40 +129,55 @@ public final class KerberosDelegator: Sendable {
     /// The connector's credential for `mechanism`, obtained from the keytab when missing or within
     /// `renewBefore` of expiring. Blocks on the KDC: call off the event loops.
     public func connectorCredential(_ mechanism: GSSMechanism, renew: Bool = false) throws(DelegationError) -> (credential: GSSCredential, realm: String) {
-        let result = self.own.withLock { own -> Result<(GSSCredential, String), DelegationError> in
-            if !renew, let held = own[mechanism], self.clock.now < held.refreshAt { return .success((held.credential, held.realm)) }
-            guard access(self.settings.keytab, R_OK) == 0 else {
-                let reason = String(cString: strerror(errno))
-                return .failure(DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read keytab \(self.settings.keytab): \(reason)"))
-            }
-            do {
-                // A fresh memory cache each time: the library would otherwise keep using the old TGT.
-                let serial = self.ccacheSerial.wrappingAdd(1, ordering: .relaxed).newValue
-                let credential = try GSSCredential.fromKeytab(
-                    self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-connector-\(getpid())-\(serial)", mechanism: mechanism
-                )
-                let lifetime = Duration.seconds(Int(try credential.remainingLifetime()))
-                let name = try credential.name()
-                let realm = name.split(separator: "@").last.map(String.init) ?? ""
-                own[mechanism] = Own(credential: credential, refreshAt: self.clock.now + Self.refreshDelay(lifetime: lifetime, renewBefore: self.settings.renewBefore), realm: realm)
-                return .success((credential, realm))
-            } catch let error as GSSError {
-                // SPNEGO hides the Kerberos mechanism's reason ("cannot find mechanisms to negotiate"): ask it directly.
-                if mechanism == .spnego {
-                    do {
-                        _ = try GSSCredential.fromKeytab(
-                            self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-diagnosis-\(getpid())", mechanism: .kerberos
-                        )
-                    } catch let reason as GSSError {
-                        return .failure(DelegationError(reason, at: .tgt))
-                    } catch {}
-                }
-                return .failure(DelegationError(error, at: .tgt))
-            } catch {
-                return .failure(DelegationError(step: .tgt, failure: .other, detail: "\(error)"))
-            }
+        if !renew, let held = self.freshOwn(mechanism) { return held }
+        let result = self.obtaining.withLock { _ -> Result<(GSSCredential, String), DelegationError> in
+            // Another thread may have renewed it while this one waited.
+            if !renew, let held = self.freshOwn(mechanism) { return .success(held) }
+            let obtained = self.obtainOwn(mechanism)
+            if case .success(let fresh) = obtained { self.own.withLock { $0[mechanism] = fresh } }
+            return obtained.map { ($0.credential, $0.realm) }
         }
         return try result.get()
+    }
+
+    private func freshOwn(_ mechanism: GSSMechanism) -> (GSSCredential, String)? {
+        self.own.withLock { own in
+            guard let held = own[mechanism], self.clock.now < held.refreshAt else { return nil }
+            return (held.credential, held.realm)
+        }
+    }
+
+    /// One AS exchange from the keytab. Blocks on the KDC.
+    private func obtainOwn(_ mechanism: GSSMechanism) -> Result<Own, DelegationError> {
+        guard access(self.settings.keytab, R_OK) == 0 else {
+            let reason = String(cString: strerror(errno))
+            return .failure(DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read keytab \(self.settings.keytab): \(reason)"))
+        }
+        do {
+            // A fresh memory cache each time: the library would otherwise keep using the old TGT.
+            let serial = self.ccacheSerial.wrappingAdd(1, ordering: .relaxed).newValue
+            let credential = try GSSCredential.fromKeytab(
+                self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-connector-\(getpid())-\(serial)", mechanism: mechanism
+            )
+            let lifetime = Duration.seconds(Int(try credential.remainingLifetime()))
+            let name = try credential.name()
+            let realm = name.split(separator: "@").last.map(String.init) ?? ""
+            return .success(Own(credential: credential, refreshAt: self.clock.now + Self.refreshDelay(lifetime: lifetime, renewBefore: self.settings.renewBefore), realm: realm))
+        } catch let error as GSSError {
+            // SPNEGO hides the Kerberos mechanism's reason ("cannot find mechanisms to negotiate"): ask it directly.
+            if mechanism == .spnego {
+                do {
+                    _ = try GSSCredential.fromKeytab(
+                        self.settings.keytab, principal: self.settings.principal, ccache: "MEMORY:sallyport-diagnosis-\(getpid())", mechanism: .kerberos
+                    )
+                } catch let reason as GSSError {
+                    return .failure(DelegationError(reason, at: .tgt))
+                } catch {}
+            }
+            return .failure(DelegationError(error, at: .tgt))
+        } catch {
+            return .failure(DelegationError(step: .tgt, failure: .other, detail: "\(error)"))
+        }
     }
 
     /// Renews the connector's credentials that are due; the connector calls this every 30 s so the TGT never
@@ -198,6 +227,7 @@ public final class KerberosDelegator: Sendable {
         let action = self.state.withLock { state -> Action in
             state.tick += 1
             let tick = state.tick
+            state.noteUse(key, at: tick)
             if var entry = state.entries[key] {
                 entry.lastUse = tick
                 defer { state.entries[key] = entry }
@@ -238,12 +268,23 @@ public final class KerberosDelegator: Sendable {
         }
     }
 
-    /// Drops the least recently used entries beyond `limit` (never one being obtained).
+    /// Drops the least recently used entries beyond `limit` (never one being obtained), in O(1) amortised.
     private static func evict(_ state: inout State, keeping limit: Int) {
         guard state.entries.count > limit else { return }
-        let excess = state.entries.count - limit
-        let victims = state.entries.filter { $0.value.flight == nil }.sorted { $0.value.lastUse < $1.value.lastUse }.prefix(excess)
-        for (key, _) in victims { state.entries[key] = nil }
+        var recency = state.recency
+        state.recency = RecencyQueue()
+        var busy: [(Key, UInt64)] = []
+        while state.entries.count > limit {
+            guard let oldest = recency.popOldest(where: { key, tick in state.entries[key]?.lastUse == tick }) else { break }
+            if let entry = state.entries[oldest], entry.flight != nil {
+                busy.append((oldest, entry.lastUse))
+                continue
+            }
+            state.entries[oldest] = nil
+        }
+        // Entries being obtained stay, as recent as they were.
+        for (key, tick) in busy { recency.touched(key, at: tick) }
+        state.recency = recency
     }
 
     private func startFlight(_ key: Key) -> Task<Cached, any Error> {

@@ -22,6 +22,9 @@ public struct RelayService: Service {
     /// The connected connectors.
     public let registry = ConnectorRegistry()
 
+    /// The loop that re-reads the app directory every `reloadInterval`: a service of its own in the group.
+    public var appReload: AppReloadService { AppReloadService(catalog: self.catalog, interval: self.config.reloadInterval) }
+
     /// Creates the relay. `onListening` reports the bound ports (useful with port 0).
     public init(
         config: RelayConfig,
@@ -109,14 +112,6 @@ public struct RelayService: Service {
                         for try await accepted in inbound {
                             connections.addTask { await tunnels.serve(accepted) }
                         }
-                    }
-                }
-            }
-            group.addTask {
-                try? await cancelWhenGracefulShutdown {
-                    while true {
-                        try await Task.sleep(for: self.config.reloadInterval)
-                        self.catalog.reload()
                     }
                 }
             }

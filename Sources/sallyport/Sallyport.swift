@@ -81,7 +81,7 @@ struct RelayCommand: AsyncParsableCommand {
         let relay = RelayService(config: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: relay), .init(service: HangupReload(catalog: relay.catalog, logger: logger))],
+                services: [.init(service: relay), .init(service: relay.appReload), .init(service: HangupReload(catalog: relay.catalog, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -130,9 +130,10 @@ struct ConnectorCommand: AsyncParsableCommand {
             }
             handlers = plugins.catalog
         }
+        let connector = ConnectorService(config: config, logger: logger, handlers: handlers)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ConnectorService(config: config, logger: logger, handlers: handlers))],
+                services: [.init(service: connector), .init(service: connector.kerberosRenewal)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -126,3 +126,4 @@ struct GSSTests {
         #expect(try await bed.count(user: "bob")["S4U2SELF"] == bobBefore)
     }
 }
+

@@ -52,7 +52,7 @@ struct HandlerServices: Sendable {
                 let labels = [("app", appName)] + dimensions.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
                 Counter(label: "sallyport_sso_\(handlerName)_\(name)", dimensions: labels).increment(by: Int64(amount))
             },
-            blockingExecutor: { work in NIOThreadPool.singleton.submit { _ in work() } }
+            blockingExecutor: BlockingPool.executor
         )
     }
 
