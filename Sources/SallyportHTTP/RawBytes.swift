@@ -72,12 +72,15 @@ public enum RawBytes {
     /// Removes the HTTP/1.1 codec, its validators and error handler, and puts the raw-byte adapter in its
     /// place, keeping the async channel's element types. The decoder goes last, so bytes it buffered after
     /// the upgrade flow on to the adapter. Call on the channel's event loop.
-    public static func switchToRawBytes(_ sync: ChannelPipeline.SynchronousOperations, side: Side) throws {
+    /// `errorHandler`: the server pipeline's HTTP error handler, if it is not NIO's.
+    public static func switchToRawBytes(
+        _ sync: ChannelPipeline.SynchronousOperations, side: Side, errorHandler: (any RemovableChannelHandler.Type)? = nil
+    ) throws {
         switch side {
         case .server:
             try self.replace(
                 codec: HTTP1ToHTTPServerCodec.self, with: RawBytesServerAdapter(), in: sync,
-                optional: [HTTPServerProtocolErrorHandler.self, NIOHTTPResponseHeadersValidator.self],
+                optional: [errorHandler ?? HTTPServerProtocolErrorHandler.self, NIOHTTPResponseHeadersValidator.self],
                 encoder: HTTPResponseEncoder.self, decoder: ByteToMessageHandler<HTTPRequestDecoder>.self
             )
         case .client:

@@ -33,6 +33,10 @@ import Testing
         let limits = EdgeLimits(maxHeaderCount: 10, maxRequestLineBytes: 300)
         #expect(status(decide(Self.head("/" + String(repeating: "a", count: 400)), limits: limits)) == 414)
         #expect(status(decide(Self.head("/", fields: 11), limits: limits)) == 431)
+        var large = Self.head("/")
+        large.headerFields.append(HTTPField(name: HTTPField.Name("X-Large")!, value: String(repeating: "x", count: 5000)))
+        #expect(status(decide(large, limits: EdgeLimits(maxHeaderBytes: 4096))) == 431)
+        #expect(status(decide(large, limits: EdgeLimits(maxHeaderBytes: 8192))) == nil)
         #expect(status(decide(Self.head("/", host: nil))) == 400)
         #expect(status(decide(Self.head("*"))) == 400)
     }

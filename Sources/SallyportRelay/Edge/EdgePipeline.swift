@@ -23,11 +23,13 @@ enum EdgePipeline {
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: false,
             withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
-            withErrorHandling: true,
+            withErrorHandling: false,
             withOutboundHeaderValidation: true,
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: decoderLimits
         )
+        // 431 for heads over the limits, 400 for other malformed requests.
+        try sync.addHandler(EdgeProtocolErrorHandler())
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true, splitCookie: false))
         try sync.addHandler(timeouts)
         try sync.addHandler(EndWriteTracker<HTTPResponsePart>())

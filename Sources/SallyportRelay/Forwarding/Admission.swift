@@ -24,6 +24,11 @@ enum Admission {
         if head.headerFields.count > limits.maxHeaderCount {
             return .answer(.badRequest("The request has too many headers.", status: .requestHeaderFieldsTooLarge))
         }
+        // HTTP/1.1's decoder enforces this already; HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE is only advice to
+        // the client, so the edge checks every request itself.
+        if Self.headerBytes(head.headerFields) > limits.maxHeaderBytes {
+            return .answer(.badRequest("The request's headers are too large.", status: .requestHeaderFieldsTooLarge))
+        }
         guard let authority = head.authority, !authority.isEmpty, let path = head.path, path.hasPrefix("/") else {
             return .answer(.badRequest("The request has no Host header or no path."))
         }
@@ -34,5 +39,10 @@ enum Admission {
         }
         guard let app = routes.route(authority: authority, path: path) else { return .answer(.notFound) }
         return .forward(app, authority: authority)
+    }
+
+    /// The bytes of all header names and values, as the limit counts them.
+    static func headerBytes(_ fields: HTTPFields) -> Int {
+        fields.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count }
     }
 }

@@ -170,7 +170,7 @@ struct TunnelStreamIO {
         head.headerFields[.upgrade] = upgradeProtocol
         try await writer.write(.head(head))
         try await channel.eventLoop.submit {
-            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .server)
+            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .server, errorHandler: EdgeProtocolErrorHandler.self)
         }.get()
     }
 }
