@@ -91,7 +91,12 @@ final class OIDCClient: Sendable {
     /// PKCE (RFC 7636, S256): a verifier and its challenge.
     static func pkce() -> (verifier: String, challenge: String) {
         let verifier = Base64URL.random(bytes: 32)
-        return (verifier, Base64URL.encode(Data(SHA256.hash(data: Data(verifier.utf8)))))
+        return (verifier, Self.challenge(for: verifier))
+    }
+
+    /// PKCE's S256 challenge: base64url (no padding) of the SHA-256 of the verifier (RFC 7636 section 4.2).
+    static func challenge(for verifier: String) -> String {
+        Base64URL.encode(Data(SHA256.hash(data: Data(verifier.utf8))))
     }
 
     /// Where to send the browser to sign in.

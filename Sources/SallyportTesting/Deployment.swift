@@ -100,10 +100,10 @@ public final class Deployment: @unchecked Sendable {
         )
     }
 
-    /// Starts the relay and waits until it listens.
-    public func startRelay() async throws {
+    /// Starts the relay and waits until it listens. `logLevel`: `debug` to see everything it logs.
+    public func startRelay(logLevel: String = "info") async throws {
         let log = self.directory.file("relay-\(Int(Date().timeIntervalSince1970 * 1000)).log")
-        let process = try ChildProcess.launch(self.binary, ["relay", "--config", self.directory.file("relay.yaml")], logFile: log)
+        let process = try ChildProcess.launch(self.binary, ["relay", "--config", self.directory.file("relay.yaml"), "--log-level", logLevel], logFile: log)
         self.relay = process
         try await process.waitForLog(containing: "relay listening", timeout: .seconds(30))
     }
@@ -130,7 +130,8 @@ public final class Deployment: @unchecked Sendable {
         plugins: String? = nil,
         extra: String = "",
         environment: [String: String]? = nil,
-        waitForConfiguration: Bool = true
+        waitForConfiguration: Bool = true,
+        logLevel: String = "info"
     ) async throws -> ChildProcess {
         let (certificate, key) = try override ?? self.pki.issueConnector(name: name)
         let file = try self.directory.write(
@@ -148,7 +149,7 @@ public final class Deployment: @unchecked Sendable {
             """
         )
         let process = try ChildProcess.launch(
-            self.binary, ["connector", "--config", file], environment: environment, logFile: self.directory.file("\(name).log")
+            self.binary, ["connector", "--config", file, "--log-level", logLevel], environment: environment, logFile: self.directory.file("\(name).log")
         )
         self.connectors[name] = process
         if waitForConfiguration {

@@ -66,7 +66,8 @@ extension EndToEnd {
                 try deployment.writeApp(name: "byname", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "delegatedLoginIdentity: upnUsername"]))
                 try deployment.writeApp(name: "other", internalURL: backend, auth: kcd(["spn: HTTP/other.corp.example.test"]))
                 try deployment.writeApp(name: "outside", internalURL: backend, auth: kcd(["spn: HTTP/payroll.elsewhere.test"]))
-                try await deployment.startRelay()
+                // At debug level: tokens must not reach the logs even there.
+                try await deployment.startRelay(logLevel: "debug")
                 let kerberos = [
                     "kerberos:",
                     "  keytab: \(try #require(bed["CONNECTOR_KEYTAB"]))",
@@ -74,13 +75,33 @@ extension EndToEnd {
                     "  allowedSPNs: [HTTP/*.corp.example.test]",
                 ] + kerberosExtra.map { "  " + $0 }
                 let connector = try await deployment.startConnector(
-                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])]
+                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])], logLevel: "debug"
                 )
                 return Setup(work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() })
             } catch {
                 await bed.stop()
                 throw error
             }
+        }
+
+        /// The response head of `url` asked with curl --negotiate as alice (kinit with her password), straight
+        /// to Apache: what a backend sends when nothing is in between.
+        static func negotiateDirectly(_ s: Setup, url: String) async throws -> String {
+            let cache = "FILE:" + s.work.file("alice-direct.ccache")
+            let environment = ["KRB5_CONFIG": try #require(s.bed["KRB5_CONFIG"]), "KRB5CCNAME": cache, "PASSWORD": try #require(s.bed["ALICE_PASSWORD"])]
+            let kinit = try ChildProcess.launch(
+                "/bin/sh", ["-c", "printf '%s\\n' \"$PASSWORD\" | kinit alice"], environment: environment, logFile: s.work.file("kinit.log")
+            )
+            #expect(await kinit.waitForExit(timeout: .seconds(30)) == 0, "\(kinit.log())")
+            let components = try #require(URLComponents(string: url))
+            let host = try #require(components.host)
+            let port = try #require(components.port)
+            let curl = try ChildProcess.launch(
+                "curl", ["-sS", "--negotiate", "-u", ":", "-D", "-", "-o", "/dev/null", "--resolve", "\(host):\(port):127.0.0.1", url],
+                environment: environment, logFile: s.work.file("direct.log")
+            )
+            #expect(await curl.waitForExit(timeout: .seconds(30)) == 0, "\(curl.log())")
+            return curl.log()
         }
 
         static func field(_ name: String, in body: String) -> String? {
@@ -127,6 +148,18 @@ extension EndToEnd {
             counts = try await s.bed.count(user: "alice")
             // A separate credential per token format: one more S4U2Self and S4U2Proxy, no more.
             #expect(counts["S4U2SELF"] == 2 && counts["S4U2PROXY_OK"] == 2, "\(counts)")
+
+            // The positive control: asked directly with alice's own ticket, Apache's bound location does send
+            // Persistent-Auth and a Negotiate reply, which through Sallyport never reach the user.
+            let direct = try await Self.negotiateDirectly(s, url: try #require(s.bed["APACHE_BOUND_WHOAMI_URL"]))
+            #expect(direct.lowercased().contains("persistent-auth: true"), "\(direct)")
+            #expect(direct.lowercased().contains("www-authenticate: negotiate "), "\(direct)")
+            for _ in 0..<2 {
+                let proxied = try await s.get("kcdraw", "/bound/whoami", user: alice)
+                #expect(proxied.status == 200)
+                #expect(proxied.header("persistent-auth") == nil, "Persistent-Auth reached the user: \(proxied.headers)")
+                #expect(!proxied.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
+            }
 
             // on401 with a body of unknown length (chunked HTTP/1.1, HTTP/2 without Content-Length): a body cannot be
             // sent twice, so the token goes with the first request. Before, the handler took these for body-less,
@@ -203,7 +236,13 @@ extension EndToEnd {
             #expect(log.contains("Client not found in Kerberos database"))
             #expect(log.contains("delegation-refused for alice@corp.example.test to HTTP/other.corp.example.test"))
             #expect(log.contains("outside.yaml") && log.contains("is not in this connector's kerberos.allowedSPNs"))
-            #expect(!log.contains("Negotiate "), "tokens never reach the log")
+            // Neither log, at debug level, holds a token: no Negotiate value, no bearer token.
+            let relayLog = s.deployment.relay?.log() ?? ""
+            #expect(!relayLog.isEmpty && relayLog.contains("debug"), "the relay logs at debug level")
+            for (name, text) in [("connector", log), ("relay", relayLog)] {
+                #expect(!text.contains("Negotiate "), "a Negotiate token reached the \(name)'s log")
+                #expect(!text.contains("eyJ"), "a JWT reached the \(name)'s log")
+            }
 
             // `sallyport check kcd` runs the same exchange step by step and says what failed and why.
             func check(_ arguments: [String]) async throws -> (status: Int32?, output: String) {

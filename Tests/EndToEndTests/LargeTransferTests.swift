@@ -12,9 +12,16 @@ extension EndToEnd {
         static let size = 1 << 30
         static let allowedGrowth = 64 * 1024 * 1024
 
-        /// Samples the resident memory of some processes until stopped; keeps the maximum of each.
+        /// Samples the resident memory of some processes until stopped; keeps the maximum of each, how many
+        /// samples were taken, and any sampling that failed (a watch that saw nothing must not pass).
         final class MemoryWatch: Sendable {
-            let maxima = Mutex<[Int32: Int]>([:])
+            struct Result {
+                var maxima: [Int32: Int] = [:]
+                var samples: [Int32: Int] = [:]
+                var failures: [String] = []
+            }
+
+            let result = Mutex(Result())
             let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
             init(_ processes: [ChildProcess]) {
@@ -23,8 +30,14 @@ extension EndToEnd {
                     $0 = Task { [weak self] in
                         while !Task.isCancelled, let self {
                             for process in watched {
-                                if let rss = try? process.residentMemory() {
-                                    self.maxima.withLock { $0[process.pid] = max($0[process.pid] ?? 0, rss) }
+                                do {
+                                    let rss = try process.residentMemory()
+                                    self.result.withLock {
+                                        $0.maxima[process.pid] = max($0.maxima[process.pid] ?? 0, rss)
+                                        $0.samples[process.pid, default: 0] += 1
+                                    }
+                                } catch {
+                                    self.result.withLock { $0.failures.append("\(process.pid): \(error)") }
                                 }
                             }
                             try? await Task.sleep(for: .milliseconds(100))
@@ -33,9 +46,9 @@ extension EndToEnd {
                 }
             }
 
-            func stop() -> [Int32: Int] {
+            func stop() -> Result {
                 self.task.withLock { $0?.cancel() }
-                return self.maxima.withLock { $0 }
+                return self.result.withLock { $0 }
             }
         }
 
@@ -80,9 +93,13 @@ extension EndToEnd {
             #expect(try await Self.sameContents(original, uploaded, in: deployment.directory), "upload differs from the original")
             try? FileManager.default.removeItem(atPath: uploaded)
 
-            let maxima = watch.stop()
+            let watched = watch.stop()
+            #expect(watched.failures.isEmpty, "resident memory could not be read: \(watched.failures.prefix(3))")
             for (name, process) in [("relay", relay), ("connector", connector)] {
-                let growth = (maxima[process.pid] ?? 0) - baseline[process.pid]!
+                // Two transfers of 1 GiB take many seconds: a watch with few samples saw nothing.
+                #expect((watched.samples[process.pid] ?? 0) >= 20, "\(name): only \(watched.samples[process.pid] ?? 0) memory samples")
+                let peak = try #require(watched.maxima[process.pid], "no memory sample of the \(name)")
+                let growth = peak - baseline[process.pid]!
                 print("large transfers: \(name) resident memory grew by \(growth / 1024 / 1024) MiB (limit \(Self.allowedGrowth / 1024 / 1024) MiB)")
                 #expect(growth < Self.allowedGrowth, "\(name) grew by \(growth / 1024 / 1024) MiB during 1 GiB transfers")
             }

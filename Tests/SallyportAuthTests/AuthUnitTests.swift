@@ -182,10 +182,11 @@ struct SignInDecisionTests {
     }
 
     @Test func pkceChallengeIsTheSHA256OfTheVerifier() {
+        // RFC 7636, appendix B.
+        #expect(OIDCClient.challenge(for: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
         let (verifier, challenge) = OIDCClient.pkce()
         #expect(verifier.count == 43)
-        #expect(challenge.count == 43)
-        #expect(challenge != verifier)
+        #expect(challenge == OIDCClient.challenge(for: verifier))
         #expect(OIDCClient.pkce().verifier != verifier)
     }
 

@@ -140,8 +140,11 @@ def extend(app, arguments):
     def token():
         form = flask.request.form
         if form.get("grant_type") == "authorization_code":
+            # Fail closed: a code whose challenge was not seen is refused like a wrong verifier.
             challenge = challenges.pop(form.get("code", ""), None)
-            if challenge is not None and s256(form.get("code_verifier", "")) != challenge:
+            if challenge is None:
+                return oauth_error("invalid_grant", "no PKCE code_challenge was recorded for this code")
+            if s256(form.get("code_verifier", "")) != challenge:
                 return oauth_error("invalid_grant", "PKCE code_verifier does not match code_challenge")
         return original_token()
 
