@@ -270,7 +270,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SallyportKerberosTests",
-            dependencies: ["SallyportKerberos", "SallyportSSO", "SallyportPluginAPI", "SallyportTesting"],
+            dependencies: ["SallyportKerberos"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -287,7 +287,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SallyportTesting", "SallyportPKI", "sallyport", .product(name: "JWTKit", package: "jwt-kit")],
+            dependencies: [
+                "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportPluginAPI",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),

@@ -271,9 +271,35 @@ samba_running_pid() {
     if pid_alive "$pid"; then echo "$pid"; fi
 }
 
+# The second word after `flag` in the command line of process `pid` (e.g. the file after -s or -f).
+cmdline_argument() {
+    tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | sed -n "/^$2\$/{n;p;q}"
+}
+
+# A run that was interrupted removes its directories but can leave its daemons running: a KDC and an
+# Apache whose configuration file no longer exists belong to no test bed. Stop them.
+reap_orphans() {
+    local pid conf
+    # samba renames its processes ("samba: root process"), so its command line says nothing: a test bed's
+    # samba writes its stderr to DIR/log/samba.log, which shows as deleted once DIR is gone.
+    for pid in $(pgrep -x samba 2>/dev/null || true); do
+        conf=$(readlink "/proc/$pid/fd/2" 2>/dev/null || true)
+        case "$conf" in
+        */log/samba.log\ \(deleted\)) log "stopping samba $pid of a removed test bed ($conf)"; kill -KILL "$pid" 2>/dev/null || true ;;
+        esac
+    done
+    for pid in $(pgrep -x apache2 2>/dev/null || true); do
+        conf=$(cmdline_argument "$pid" -f)
+        case "$conf" in
+        */apache/httpd.conf) [ -e "$conf" ] || { log "stopping apache2 $pid of a removed test bed ($conf)"; kill -KILL "$pid" 2>/dev/null || true; } ;;
+        esac
+    done
+}
+
 cmd_start() {
     DIR=$(abs_dir "${1:-}")
     command -v samba >/dev/null 2>&1 || die "samba is not installed: run $0 install"
+    reap_orphans
     local pid
     pid=$(samba_running_pid)
     if [ -n "$pid" ]; then
