@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need: nginx with the DAV and echo modules, curl, openssl, procps,
-# and the Python `websockets` package for the WebSocket echo server and client; for the OIDC sign-in
-# tests, Debian's Chromium with its WebDriver and pinned `oidc-provider-mock` and `selenium`.
+# Installs what the end-to-end tests need: nginx with the DAV and echo modules, curl, openssl, procps, h2load,
+# and a Python virtual environment (/opt/sallyport-test-venv) with `websockets` for the WebSocket echo server
+# and client and, for the OIDC sign-in tests, pinned `oidc-provider-mock` and `selenium` next to Debian's
+# Chromium with its WebDriver.
 # Idempotent and non-interactive; runs `apt-get update` only when a package is missing.
 # Run as root (or with sudo available) on Debian 12.
 set -euo pipefail
@@ -16,7 +17,8 @@ apt_packages+=(nghttp2-client)
 # OIDC sign-in peers (Resources/oidc_provider.py, browser_signin.py): headless Chromium driven through
 # chromedriver, certutil (libnss3-tools) to trust a test CA in Chromium's NSS database, and a font.
 apt_packages+=(chromium chromium-driver libnss3-tools fonts-dejavu-core)
-python_packages=(websockets)
+# Debian's Python with venv: the Python peers get a virtual environment of their own (see below).
+apt_packages+=(python3 python3-venv)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -69,32 +71,29 @@ if [ ! -e /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
     exit 1
 fi
 
-python_bin="${PYTHON:-python3}"
-for package in "${python_packages[@]}"; do
-    if "$python_bin" -c "import $package" 2>/dev/null; then
-        echo "setup-test-deps: Python package already installed: $package"
-    else
-        echo "setup-test-deps: installing Python package: $package"
-        "$python_bin" -m pip install --quiet --disable-pip-version-check "$package"
-    fi
-done
-
-# OIDC sign-in peers, pinned: oidc_provider.py extends internals of oidc-provider-mock 0.3.4, which runs
-# on authlib's deprecated `authlib.jose`. Selenium uses /usr/bin/chromedriver and never downloads one.
-oidc_python_packages=(oidc-provider-mock==0.3.4 authlib==1.9.9 selenium==4.51.0)
-oidc_missing=()
-for requirement in "${oidc_python_packages[@]}"; do
-    if ! "$python_bin" -c "import importlib.metadata as m, sys; n, v = sys.argv[1].split('=='); sys.exit(m.version(n) != v)" \
+# The Python peers run in a virtual environment made from Debian's own Python (python3-venv): a stock Debian 12
+# marks its Python as externally managed (PEP 668) and has no pip. The tests use it (EndToEnd.python).
+# oidc_provider.py extends internals of oidc-provider-mock 0.3.4, which runs on authlib's deprecated
+# `authlib.jose`; Selenium uses /usr/bin/chromedriver and never downloads one. All in one pip call, so the
+# pins hold together.
+venv="${SALLYPORT_TEST_VENV:-/opt/sallyport-test-venv}"
+python_requirements=(websockets==15.0.1 oidc-provider-mock==0.3.4 authlib==1.9.9 selenium==4.51.0)
+if [ ! -x "$venv/bin/python3" ]; then
+    echo "setup-test-deps: creating the Python virtual environment $venv"
+    as_root /usr/bin/python3 -m venv "$venv"
+fi
+venv_missing=()
+for requirement in "${python_requirements[@]}"; do
+    if ! "$venv/bin/python3" -c "import importlib.metadata as m, sys; n, v = sys.argv[1].split('=='); sys.exit(m.version(n) != v)" \
         "$requirement" 2>/dev/null; then
-        oidc_missing+=("$requirement")
+        venv_missing+=("$requirement")
     fi
 done
-if [ "${#oidc_missing[@]}" -gt 0 ]; then
-    # All in one pip call, so the pins hold together.
-    echo "setup-test-deps: installing Python packages: ${oidc_python_packages[*]}"
-    "$python_bin" -m pip install --quiet --disable-pip-version-check "${oidc_python_packages[@]}"
+if [ "${#venv_missing[@]}" -gt 0 ]; then
+    echo "setup-test-deps: installing Python packages into $venv: ${python_requirements[*]}"
+    as_root "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check "${python_requirements[@]}"
 else
-    echo "setup-test-deps: Python packages already installed: ${oidc_python_packages[*]}"
+    echo "setup-test-deps: Python packages already installed in $venv: ${python_requirements[*]}"
 fi
 for tool in /usr/bin/chromedriver /usr/lib/chromium/chromium /usr/bin/certutil; do
     if [ ! -x "$tool" ]; then

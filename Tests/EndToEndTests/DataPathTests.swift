@@ -307,7 +307,7 @@ extension EndToEnd {
             try await deployment.startRelay()
             try await deployment.startConnector()
             let client = try ChildProcess.launch(
-                "python3",
+                EndToEnd.python,
                 [EndToEnd.resource("ws_client.py"), "wss://ws.localhost:\(deployment.publicPort)/chat", deployment.caFile, "hello", String(repeating: "x", count: 100_000), "bye"],
                 logFile: deployment.directory.file("ws-client.log")
             )

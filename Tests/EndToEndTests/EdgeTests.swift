@@ -49,7 +49,7 @@ extension EndToEnd {
             func closeTime(partial: String?) async throws -> Double? {
                 var arguments = [EndToEnd.resource("slow_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile]
                 if let partial { arguments.append(partial) }
-                let client = try ChildProcess.launch("python3", arguments, logFile: deployment.directory.file("slow-\(UUID()).log"))
+                let client = try ChildProcess.launch(EndToEnd.python, arguments, logFile: deployment.directory.file("slow-\(UUID()).log"))
                 _ = await client.waitForExit(timeout: .seconds(40))
                 let output = client.log()
                 guard let range = output.range(of: "closed after ") else { return nil }
@@ -74,7 +74,7 @@ extension EndToEnd {
             let (deployment, nginx) = try await DataPathTests.publishedNginx()
             let goFile = deployment.directory.file("go")
             let client = try ChildProcess.launch(
-                "python3",
+                EndToEnd.python,
                 [EndToEnd.resource("drain_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile, goFile],
                 logFile: deployment.directory.file("drain-client.log")
             )

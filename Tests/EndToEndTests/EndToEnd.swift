@@ -13,9 +13,18 @@ extension EndToEnd {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").appendingPathComponent(name).path
     }
 
+    /// The Python that runs the test peers: the virtual environment `scripts/setup-test-deps.sh` makes
+    /// (`SALLYPORT_TEST_PYTHON`, else its default place), so a stock Debian's externally managed Python needs
+    /// no pip; `python3` from PATH when there is none.
+    static let python: String = {
+        if let chosen = ProcessInfo.processInfo.environment["SALLYPORT_TEST_PYTHON"], !chosen.isEmpty { return chosen }
+        let venv = "/opt/sallyport-test-venv/bin/python3"
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : "python3"
+    }()
+
     /// Starts a Python peer from `Resources` and waits until it prints "listening".
     static func startPythonPeer(_ script: String, _ arguments: [String], logFile: String) async throws -> ChildProcess {
-        let peer = try ChildProcess.launch("python3", [resource(script)] + arguments, logFile: logFile)
+        let peer = try ChildProcess.launch(EndToEnd.python, [resource(script)] + arguments, logFile: logFile)
         try await peer.waitForLog(containing: "listening", timeout: .seconds(20))
         return peer
     }

@@ -115,7 +115,7 @@ extension EndToEnd {
             let setup = try await Self.start()
             let deployment = setup.deployment
             let browser = try ChildProcess.launch(
-                "python3",
+                EndToEnd.python,
                 [
                     EndToEnd.resource("browser_signin.py"), deployment.url("portal", "/headers?page=1"), "--sub", "alice",
                     "--host-resolver-rules", "MAP *.localhost 127.0.0.1", "--ca-file", deployment.caFile, "--timeout", "60",

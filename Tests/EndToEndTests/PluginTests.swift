@@ -109,6 +109,10 @@ extension EndToEnd {
             let work = try TestDirectory(prefix: "sallyport-example-plugin")
             defer { work.remove() }
             let library = try await SwiftPackage.buildLibrary("ChallengeSSO", in: example, scratchPath: work.file("example-build"), log: work.file("build.log"))
+            // The example's own tests, on the same build (they ran nowhere before).
+            let tested = try await SwiftPackage.run(["test", "--scratch-path", work.file("example-build")], in: example, log: work.file("test.log"))
+            let summary = tested.split(separator: "\n").last { $0.contains("Test run with") } ?? ""
+            #expect(summary.contains("passed") && !summary.contains("with 0 tests"), "\(tested.suffix(2000))")
             let plugins = work.file("plugins")
             try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: library, toPath: plugins + "/libChallengeSSO.so")
