@@ -66,6 +66,10 @@ extension EndToEnd {
                     "SALLYPORT-CLIENT-ADDRESS: 198.51.100.68",
                     "Connection: X-Hop-Secret",
                     "X-Hop-Secret: must-not-pass",
+                    "X-Real-IP: 198.51.100.69",
+                    "Proxy-Connection: keep-alive-must-not-pass",
+                    "TE: trailers",
+                    "Trailer: X-Trailer-Must-Not-Pass",
                     "X-End-To-End: kept",
                 ]
             )
@@ -75,7 +79,7 @@ extension EndToEnd {
             #expect(seen.contains("x-forwarded-proto: https"))
             #expect(seen.contains("x-forwarded-host: app.localhost:\(deployment.publicPort)"))
             #expect(seen.contains("x-end-to-end: kept"))
-            for forbidden in ["198.51.100", "evil.example", "sallyport-", "x-hop-secret", "must-not-pass"] {
+            for forbidden in ["198.51.100", "evil.example", "sallyport-", "x-hop-secret", "must-not-pass", "x-real-ip", "proxy-connection", "\nte:", "trailer:"] {
                 #expect(!seen.contains(forbidden), "backend saw \(forbidden):\n\(result.body)")
             }
             #expect(seen.contains("host: 127.0.0.1:\(nginx.port)"), "the backend sees its internal host")
@@ -127,14 +131,18 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("Backend failures map to 502 (refused) and 504 (timeout)")
+        @Test("Backend failures map to 502 (refused) and 504 (connect or response timeout); the reason is logged, never sent")
         func backendFailures() async throws {
-            let deployment = try Deployment(hosts: ["refused", "silent"])
+            let deployment = try Deployment(hosts: ["refused", "silent", "unreachable"])
             let closedPort = try FreePort.next()
             try deployment.writeApp(name: "refused", internalURL: "http://127.0.0.1:\(closedPort)/")
             // A listener that accepts and never answers.
             let silent = try SilentListener()
             try deployment.writeApp(name: "silent", internalURL: "http://127.0.0.1:\(silent.port)/", extra: "timeouts:\n  response: 1s")
+            // A listener whose accept queue is full: connections to it are never completed.
+            let full = try SilentListener(backlog: 0)
+            full.fill()
+            try deployment.writeApp(name: "unreachable", internalURL: "http://127.0.0.1:\(full.port)/", extra: "timeouts:\n  connect: 1s")
             try await deployment.startRelay()
             try await deployment.startConnector()
 
@@ -144,7 +152,18 @@ extension EndToEnd {
             let timedOut = try await Curl.run(deployment.url("silent"), caFile: deployment.caFile, timeout: 20)
             #expect(timedOut.status == 504)
             #expect(timedOut.body.contains("took too long"))
+            let unreachable = try await Curl.run(deployment.url("unreachable"), caFile: deployment.caFile, timeout: 20)
+            #expect(unreachable.status == 504)
+            // The connector's reason is for the relay's log only.
+            for result in [refused, timedOut, unreachable] {
+                #expect(result.header("sallyport-error") == nil, "\(result.headers)")
+            }
+            let relayLog = deployment.relay?.log() ?? ""
+            for reason in ["backend-refused", "backend-timeout", "backend-connect-timeout"] {
+                #expect(relayLog.contains("reason=\(reason)"), "the relay did not log \(reason)")
+            }
             silent.close()
+            full.close()
             await deployment.shutdown()
         }
 
@@ -323,7 +342,9 @@ final class SilentListener: @unchecked Sendable {
     let port: Int
     private let fd: Int32
 
-    init() throws {
+    /// `backlog`: with 0 and ``fill()``, further connections are never completed (their SYNs are dropped), so a
+    /// client's connect times out.
+    init(backlog: Int32 = 16) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -331,11 +352,30 @@ final class SilentListener: @unchecked Sendable {
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        listen(fd, 16)
+        listen(fd, backlog)
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         self.fd = fd
         self.port = Int(UInt16(bigEndian: address.sin_port))
     }
 
-    func close() { _ = Glibc.close(self.fd) }
+    /// Opens connections until the accept queue is full (they are kept until ``close()``).
+    func fill() {
+        for _ in 0..<3 {
+            let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(self.port).bigEndian)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            self.clients.append(client)
+        }
+        usleep(200_000)
+    }
+
+    private var clients: [Int32] = []
+
+    func close() {
+        for client in self.clients { _ = Glibc.close(client) }
+        _ = Glibc.close(self.fd)
+    }
 }

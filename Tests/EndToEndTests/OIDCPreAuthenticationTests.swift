@@ -234,6 +234,10 @@ extension EndToEnd {
 
             // Health checks need no sign-in, on any host.
             #expect(try await Curl.run(deployment.url("down", "/.sallyport/health"), caFile: deployment.caFile).status == 200)
+            // Other paths under /.sallyport/ are the relay's too: unknown ones are 404, and never forwarded.
+            let unknownRelayPath = try await Curl.run(deployment.url("portal", "/.sallyport/unknown"), caFile: deployment.caFile)
+            #expect(unknownRelayPath.status == 404)
+            #expect(!unknownRelayPath.body.contains("GET /.sallyport"), "the request reached the backend")
 
             // Sign-out: a link shows a button; only a same-site POST clears the session cookie.
             let signOutURL = deployment.url("portal", "/.sallyport/auth/sign-out")
