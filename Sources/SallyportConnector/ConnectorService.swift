@@ -36,7 +36,10 @@ public struct ConnectorService: Service {
     /// The delegator for a connector's `kerberos` settings; KDC exchanges run on NIO's blocking thread pool.
     public static func delegator(for settings: KerberosSettings) -> KerberosDelegator {
         KerberosDelegator(
-            settings: .init(keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets),
+            settings: .init(
+                keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets,
+                kdcRetryDelay: settings.kdcRetryDelay
+            ),
             executor: BlockingPool.executor
         )
     }

@@ -44,12 +44,18 @@ public final class KerberosDelegator: Sendable {
         public var renewBefore: Duration
         /// Most cached (user, SPN, mechanism) credentials.
         public var maxEntries: Int
+        /// How long new exchanges fail at once after no KDC answered.
+        public var kdcRetryDelay: Duration
 
-        public init(keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxEntries: Int = 10_000) {
+        public init(
+            keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxEntries: Int = 10_000,
+            kdcRetryDelay: Duration = .seconds(2)
+        ) {
             self.keytab = keytab
             self.principal = principal
             self.renewBefore = renewBefore
             self.maxEntries = maxEntries
+            self.kdcRetryDelay = kdcRetryDelay
         }
     }
 
@@ -105,8 +111,6 @@ public final class KerberosDelegator: Sendable {
         var kdcDownUntil: ContinuousClock.Instant?
     }
 
-    /// How long new exchanges fail at once after no KDC answered.
-    static let kdcRetryDelay: Duration = .seconds(2)
 
     private let state = Mutex(State())
     /// The connector's credential per mechanism. Read under this lock only; obtaining one happens outside it.
@@ -307,7 +311,7 @@ public final class KerberosDelegator: Sendable {
             self.state.withLock { state in
                 switch result {
                 case .success: state.kdcDownUntil = nil
-                case .failure(let error) where error.failure == .kdcUnreachable: state.kdcDownUntil = now + Self.kdcRetryDelay
+                case .failure(let error) where error.failure == .kdcUnreachable: state.kdcDownUntil = now + self.settings.kdcRetryDelay
                 case .failure: break
                 }
                 guard var entry = state.entries[key] else { return }

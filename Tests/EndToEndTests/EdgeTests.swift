@@ -44,7 +44,8 @@ extension EndToEnd {
 
         @Test("Slow request heads and idle connections are closed by the edge's timeouts")
         func edgeTimeouts() async throws {
-            let deployment = try Deployment(hosts: ["app"], limits: ["headerReadTimeout: 1s", "idleTimeout: 3s", "handshakeTimeout: 2s"])
+            // Windows wide apart, so a loaded machine cannot blur them: header read 2 s, handshake 2 s, idle 8 s.
+            let deployment = try Deployment(hosts: ["app"], limits: ["headerReadTimeout: 2s", "idleTimeout: 8s", "handshakeTimeout: 2s"])
             try await deployment.startRelay()
             func closeTime(partial: String?) async throws -> Double? {
                 var arguments = [EndToEnd.resource("slow_client.py"), "127.0.0.1", "\(deployment.publicPort)", "app.localhost", deployment.caFile]
@@ -57,13 +58,13 @@ extension EndToEnd {
             }
             // A head that never completes: cut off after the header-read timeout, well before the idle one.
             let slow = try #require(try await closeTime(partial: "GET / HTTP/1.1\\r\\nHost: app.localhost\\r\\nX-Drip: 1\\r\\n"))
-            #expect(slow >= 0.8 && slow < 2.9, "slow head closed after \(slow) s")
+            #expect(slow >= 1.5 && slow < 7, "slow head closed after \(slow) s")
             // A connection that says nothing: closed after the idle timeout.
             let idle = try #require(try await closeTime(partial: nil))
-            #expect(idle >= 2.5 && idle < 8, "idle connection closed after \(idle) s")
+            #expect(idle >= 7.5 && idle < 20, "idle connection closed after \(idle) s")
             // A TCP client that never starts TLS: closed after the handshake timeout (before, never).
             let silent = try #require(try await closeTime(partial: "--no-tls"))
-            #expect(silent >= 1.5 && silent < 8, "silent TCP client closed after \(silent) s")
+            #expect(silent >= 1.5 && silent < 7, "silent TCP client closed after \(silent) s")
             await deployment.shutdown()
         }
 

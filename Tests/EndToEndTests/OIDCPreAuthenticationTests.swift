@@ -263,7 +263,9 @@ extension EndToEnd {
 
         @Test("A session ends after its idle timeout, and after its absolute lifetime however busy it is")
         func sessionLifetimes() async throws {
-            let setup = try await Self.start(lifetime: "6s", idleTimeout: "2s")
+            // Margins for a loaded machine: requests 1 s apart keep a 4 s idle clock fresh even when one takes
+            // over a second; the lifetime (12 s) is checked well after it passed.
+            let setup = try await Self.start(lifetime: "12s", idleTimeout: "4s")
             let deployment = setup.deployment
             func get(_ cookie: String) async throws -> Curl.Result {
                 try await Curl.run(deployment.url("portal", "/headers"), caFile: deployment.caFile, headers: ["Cookie: __Host-sallyport-corp=\(cookie)"])
@@ -272,7 +274,7 @@ extension EndToEnd {
             let first = try await Self.curlSignIn(setup, host: "portal", sub: "alice")
             let idle = try #require(Self.cookies(first.answer)["__Host-sallyport-corp"])
             #expect(try await get(idle).status == 200)
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .seconds(6))
             #expect(try await get(idle).status == 302, "idle for longer than idleTimeout")
 
             // Busy: a request every second keeps the idle clock fresh (the relay re-issues the cookie), but
@@ -281,7 +283,7 @@ extension EndToEnd {
             var cookie = try #require(Self.cookies(second.answer)["__Host-sallyport-corp"])
             let signedInAt = ContinuousClock.now
             var refreshed = 0
-            while ContinuousClock.now - signedInAt < .seconds(4) {
+            while ContinuousClock.now - signedInAt < .seconds(8) {
                 try await Task.sleep(for: .seconds(1))
                 let result = try await get(cookie)
                 #expect(result.status == 200)
@@ -291,7 +293,7 @@ extension EndToEnd {
                 }
             }
             #expect(refreshed > 0, "the relay renews the cookie to keep the idle clock going")
-            try await Task.sleep(until: signedInAt + .seconds(7))
+            try await Task.sleep(until: signedInAt + .seconds(14))
             #expect(try await get(cookie).status == 302, "past the absolute lifetime")
             await setup.stop()
         }

@@ -94,13 +94,14 @@ struct ConnectorConfigTests {
     @Test func kerberosSection() throws {
         let base = "relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\n"
         let config = try withFile(
-            base + "kerberos:\n  keytab: conn.keytab\n  principal: SALLYPORT01$@CORP.EXAMPLE.COM\n  renewBefore: 10m\n  ticketCache:\n    maxEntries: 500\n  allowedSPNs: [HTTP/app.corp.example.com, \"HTTP/*.corp.example.com\"]\n"
+            base + "kerberos:\n  keytab: conn.keytab\n  principal: SALLYPORT01$@CORP.EXAMPLE.COM\n  renewBefore: 10m\n  ticketCache:\n    maxEntries: 500\n  allowedSPNs: [HTTP/app.corp.example.com, \"HTTP/*.corp.example.com\"]\n  kdcRetryDelay: 5s\n"
         ) { file, directory in (try ConfigLoader.loadConnector(file: file), directory) }
         #expect(config.0.kerberos.keytab == config.1 + "/conn.keytab")
         #expect(config.0.kerberos.principal == "SALLYPORT01$@CORP.EXAMPLE.COM")
         #expect(config.0.kerberos.renewBefore == .seconds(600))
         #expect(config.0.kerberos.maxCachedTickets == 500)
         #expect(config.0.kerberos.allowedSPNs == ["HTTP/app.corp.example.com", "HTTP/*.corp.example.com"])
+        #expect(config.0.kerberos.kdcRetryDelay == .seconds(5))
         let defaults = try withFile(base) { file, _ in try ConfigLoader.loadConnector(file: file).kerberos }
         #expect(defaults == KerberosSettings())
         #expect(defaults.keytab == "/etc/krb5.keytab")
@@ -111,6 +112,9 @@ struct ConnectorConfigTests {
         let badSPN = try #require(try connectorError(base + "kerberos:\n  allowedSPNs: [\"HTTP app\"]\n"))
         #expect(badSPN.key?.hasPrefix("kerberos.allowedSPNs") == true)
         #expect(badSPN.message.contains("must be an SPN"))
+        let retry = try #require(try connectorError(base + "kerberos:\n  kdcRetryDelay: 10m\n"))
+        #expect(retry.key == "kerberos.kdcRetryDelay" && retry.message.contains("1s to 5m"))
+        #expect(try withFile(base) { file, _ in try ConfigLoader.loadConnector(file: file).kerberos.kdcRetryDelay } == .seconds(2))
         let unknown = try #require(try connectorError(base + "kerberos:\n  keytabs: x\n"))
         #expect(unknown.key == "kerberos.keytabs")
     }

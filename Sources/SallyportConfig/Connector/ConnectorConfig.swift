@@ -74,19 +74,23 @@ public struct KerberosSettings: Sendable, Hashable {
     public var renewBefore: Duration
     /// `ticketCache.maxEntries`: cached (user, SPN) credentials; least recently used go first. Default 10000.
     public var maxCachedTickets: Int
+    /// `kdcRetryDelay`: after no KDC answered, new exchanges fail at once for this long, so no thread waits on
+    /// a dead KDC. Default 2s.
+    public var kdcRetryDelay: Duration
     /// `allowedSPNs`: the only SPNs this connector delegates to (`HTTP/*.corp.example.com` for any host
     /// below); empty allows every SPN the directory lets it delegate to.
     public var allowedSPNs: [String]
 
     public init(
         keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxCachedTickets: Int = 10_000,
-        allowedSPNs: [String] = []
+        allowedSPNs: [String] = [], kdcRetryDelay: Duration = .seconds(2)
     ) {
         self.keytab = keytab
         self.principal = principal
         self.renewBefore = renewBefore
         self.maxCachedTickets = maxCachedTickets
         self.allowedSPNs = allowedSPNs
+        self.kdcRetryDelay = kdcRetryDelay
     }
 }
 
@@ -180,8 +184,15 @@ enum ConnectorFile {
         let allowed = reader.optional("allowedSPNs", default: []) { value throws(ConfigError) in
             try value.list { item throws(ConfigError) in try kerberosName(item, service: true) }
         }
+        let retryDelay = reader.optional("kdcRetryDelay", default: defaults.kdcRetryDelay) { value throws(ConfigError) in
+            let duration = try value.duration()
+            guard duration >= .seconds(1), duration <= .seconds(300) else { throw value.error("must be from 1s to 5m") }
+            return duration
+        }
         reader.finish()
-        return KerberosSettings(keytab: keytab, principal: principal, renewBefore: renewBefore, maxCachedTickets: maxEntries, allowedSPNs: allowed)
+        return KerberosSettings(
+            keytab: keytab, principal: principal, renewBefore: renewBefore, maxCachedTickets: maxEntries, allowedSPNs: allowed, kdcRetryDelay: retryDelay
+        )
     }
 
     /// A principal as written (`SALLYPORT01$@CORP.EXAMPLE.COM`), or an SPN pattern (`HTTP/app.corp.example.com`,
