@@ -46,7 +46,13 @@ let package = Package(
         // SSO handlers: the built-in ones (passthrough, header, kcd) and the catalog that checks an app's settings.
         .target(
             name: "SallyportSSO",
-            dependencies: ["SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],
+            dependencies: ["SallyportConfig", "SallyportPluginAPI"],
+            swiftSettings: swiftSettings
+        ),
+        // The kcd handler itself (the relay and `config validate` only check its settings, in SallyportSSO).
+        .target(
+            name: "SallyportKCD",
+            dependencies: ["SallyportSSO", "SallyportPluginAPI", "SallyportKerberos"],
             swiftSettings: swiftSettings
         ),
         // Pre-authentication at the relay: OIDC sign-in, trusted JWTs, sessions, access rules.
@@ -127,6 +133,8 @@ let package = Package(
             dependencies: [
                 "SallyportConfig",
                 "SallyportSSO",
+                "SallyportKCD",
+                "SallyportKerberos",
                 "SallyportPluginAPI",
                 .product(name: "Metrics", package: "swift-metrics"),
                 "SallyportHTTP",
@@ -193,6 +201,7 @@ let package = Package(
                 "SallyportDemo",
                 "SallyportTunnel",
                 "SallyportSSO",
+                "SallyportKCD",
                 "SallyportKerberos",
                 "SallyportScaffold",
                 "SallyportPluginAPI",
@@ -265,7 +274,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SallyportSSOTests",
-            dependencies: ["SallyportSSO", "SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],
+            dependencies: ["SallyportSSO", "SallyportKCD", "SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -288,7 +297,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportPluginAPI",
+                "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportKCD", "SallyportPluginAPI",
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             exclude: ["Resources"],

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SallyportKCD
 import SallyportConfig
 import SallyportKerberos
 import SallyportSSO

@@ -7,8 +7,9 @@ public struct HandlerCatalog: Sendable {
     public private(set) var factories: [String: any SSOHandlerFactory]
 
     /// The handlers that ship with Sallyport.
-    /// (`kcd` here only checks settings; a connector replaces it with one that has its Kerberos credentials.)
-    public static let builtIn = HandlerCatalog(factories: [PassthroughHandlerFactory(), HeaderHandlerFactory(), KCDHandlerFactory()])
+    /// (`kcd` here only checks settings, with no Kerberos at all; a connector puts the handler of `SallyportKCD`,
+    /// with its Kerberos credentials, in its place.)
+    public static let builtIn = HandlerCatalog(factories: [PassthroughHandlerFactory(), HeaderHandlerFactory(), KCDSettingsFactory()])
 
     /// A catalog of these factories; a later factory of the same name does not replace an earlier one.
     public init(factories: [any SSOHandlerFactory]) {

@@ -4,6 +4,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import SallyportConfig
+import SallyportKCD
 import SallyportConnector
 import SallyportKerberos
 import SallyportPluginAPI

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SallyportConfig
+import SallyportKCD
 import SallyportConnector
 import SallyportDemo
 import SallyportRelay
@@ -225,7 +226,7 @@ struct ConfigCommand: AsyncParsableCommand {
                         for failure in plugins.failures { print("plugin not loaded: \(failure)") }
                         catalog = plugins.catalog
                     }
-                    catalog.replace(KCDHandlerFactory(allowedSPNs: config.kerberos.allowedSPNs))
+                    catalog.replace(KCDSettingsFactory(allowedSPNs: config.kerberos.allowedSPNs))
                     for app in load.apps {
                         if case .failed(let error)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
                             errors.append(error)

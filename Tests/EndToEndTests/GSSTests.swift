@@ -1,4 +1,5 @@
 import Foundation
+import SallyportKCD
 import SallyportKerberos
 import SallyportPluginAPI
 import SallyportSSO

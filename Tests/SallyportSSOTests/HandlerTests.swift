@@ -1,5 +1,6 @@
 import Foundation
 import SallyportConfig
+import SallyportKCD
 import SallyportKerberos
 import SallyportPluginAPI
 import Testing
@@ -188,16 +189,34 @@ struct KCDSettingsTests {
     }
 
     @Test func allowlistMatchesExactNamesAndDomains() throws {
-        #expect(KCDHandlerFactory.matches("HTTP/app.corp.example.com", pattern: "HTTP/App.Corp.Example.com"))
-        #expect(KCDHandlerFactory.matches("HTTP/app.corp.example.com", pattern: "HTTP/*.corp.example.com"))
-        #expect(KCDHandlerFactory.matches("HTTP/a.b.corp.example.com", pattern: "HTTP/*.corp.example.com"))
-        #expect(!KCDHandlerFactory.matches("HTTP/corp.example.com", pattern: "HTTP/*.corp.example.com"))
-        #expect(!KCDHandlerFactory.matches("HTTP/evilcorp.example.com", pattern: "HTTP/*.corp.example.com"))
-        #expect(!KCDHandlerFactory.matches("CIFS/app.corp.example.com", pattern: "HTTP/app.corp.example.com"))
+        #expect(KCDSettings.matches("HTTP/app.corp.example.com", pattern: "HTTP/App.Corp.Example.com"))
+        #expect(KCDSettings.matches("HTTP/app.corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(KCDSettings.matches("HTTP/a.b.corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDSettings.matches("HTTP/corp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDSettings.matches("HTTP/evilcorp.example.com", pattern: "HTTP/*.corp.example.com"))
+        #expect(!KCDSettings.matches("CIFS/app.corp.example.com", pattern: "HTTP/app.corp.example.com"))
         let factory = KCDHandlerFactory(allowedSPNs: ["HTTP/*.corp.example.com"])
         let settings: [String: SettingValue] = ["spn": .string("HTTP/payroll.elsewhere.com")]
         let handlerContext = HandlerContext(appName: "x", settings: settings, logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() })
         #expect(throws: SettingsError.self) { try factory.makeHandler(context: handlerContext) }
+    }
+
+    /// The relay and `config validate` check kcd settings without Kerberos (SallyportSSO does not link it).
+    @Test func theSettingsOnlyFactoryChecksWithoutKerberos() async throws {
+        func context(_ spn: String) -> HandlerContext {
+            HandlerContext(appName: "x", settings: ["spn": .string(spn)], logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() })
+        }
+        let factory = KCDSettingsFactory(allowedSPNs: ["HTTP/*.corp.example.com"])
+        #expect(throws: SettingsError.self) { try factory.makeHandler(context: context("HTTP/payroll.elsewhere.com")) }
+        #expect(throws: SettingsError.self) { try KCDSettingsFactory().makeHandler(context: context("not an spn")) }
+        let handler = try factory.makeHandler(context: context("HTTP/payroll.corp.example.com"))
+        var request = BackendRequest(method: "GET", path: "/")
+        guard case .refuse(let refusal) = await handler.prepare(&request, identity: nil, attempt: 1) else {
+            Issue.record("a process without Kerberos credentials refuses")
+            return
+        }
+        #expect(refusal.status == 502)
+        #expect(HandlerCatalog.builtIn.factories["kcd"] is KCDSettingsFactory)
     }
 
     @Test func withoutCredentialsTheHandlerRefusesAndDropsTheClientsAuthorization() async throws {

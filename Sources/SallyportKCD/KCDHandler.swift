@@ -1,88 +1,16 @@
 import Foundation
 import SallyportKerberos
 import SallyportPluginAPI
+import SallyportSSO
 import Synchronization
 
-/// `sso.handler: kcd`: Kerberos Constrained Delegation. The connector obtains a service ticket for the app's
-/// SPN on the user's behalf (S4U2Self, then S4U2Proxy) and sends it as `Authorization: Negotiate`.
-///
-/// ```yaml
-/// sso:
-///   handler: kcd
-///   spn: HTTP/payroll.corp.example.com
-///   delegatedLoginIdentity: upn        # upn | upnUsername | samAccountName | claim:NAME
-///   tokenFormat: spnego                # spnego | kerberos
-///   sendAuthorization: always          # always | on401
-/// ```
-public struct KCDSettings: Sendable, Hashable {
-    /// How the user's principal is formed from the identity.
-    public enum LoginIdentity: Sendable, Hashable {
-        case upn
-        case upnUsername
-        case samAccountName
-        case claim(String)
-    }
-
-    /// When the token is sent.
-    public enum SendAuthorization: String, Sendable, Hashable {
-        case always
-        /// First without a token; a `401 WWW-Authenticate: Negotiate` is answered with one.
-        case on401
-    }
-
-    public var spn: String
-    public var loginIdentity: LoginIdentity
-    public var mechanism: GSSMechanism
-    public var sendAuthorization: SendAuthorization
-
-    static let keys = ["spn", "delegatedLoginIdentity", "tokenFormat", "sendAuthorization"]
-    /// Claims that carry the on-premises account name, in the order they are looked for.
-    public static let samAccountNameClaims = ["samAccountName", "sAMAccountName", "onprem_sam_account_name"]
-
-    /// Reads and checks the settings.
-    public init(settings: [String: SettingValue]) throws {
-        for key in settings.keys.sorted() where !Self.keys.contains(key) {
-            throw SettingsError(key: key, message: "unknown setting for the kcd handler; allowed: \(Self.keys.joined(separator: ", "))")
+extension KCDSettings {
+    /// The GSS mechanism of ``tokenFormat``.
+    public var mechanism: GSSMechanism {
+        switch self.tokenFormat {
+        case .spnego: .spnego
+        case .kerberos: .kerberos
         }
-        guard let spn = settings["spn"]?.string else {
-            throw SettingsError(key: "spn", message: "is required: the app's service principal name, e.g. HTTP/payroll.corp.example.com")
-        }
-        guard Self.isServicePrincipal(spn) else {
-            throw SettingsError(
-                key: "spn", message: "must be a service principal name such as HTTP/payroll.corp.example.com (optionally @REALM), without spaces (got \"\(spn)\")"
-            )
-        }
-        self.spn = spn
-        switch settings["delegatedLoginIdentity"] {
-        case nil, .string("upn")?: self.loginIdentity = .upn
-        case .string("upnUsername")?: self.loginIdentity = .upnUsername
-        case .string("samAccountName")?: self.loginIdentity = .samAccountName
-        case .string(let text)? where text.hasPrefix("claim:") && text.count > 6 && !text.dropFirst(6).contains(where: \.isWhitespace):
-            self.loginIdentity = .claim(String(text.dropFirst(6)))
-        default:
-            throw SettingsError(key: "delegatedLoginIdentity", message: "must be upn, upnUsername, samAccountName or claim:NAME")
-        }
-        switch settings["tokenFormat"] {
-        case nil, .string("spnego")?: self.mechanism = .spnego
-        case .string("kerberos")?: self.mechanism = .kerberos
-        default: throw SettingsError(key: "tokenFormat", message: "must be spnego (what browsers send) or kerberos (a raw Kerberos AP-REQ)")
-        }
-        switch settings["sendAuthorization"] {
-        case nil: self.sendAuthorization = .always
-        case .string(let text)?:
-            guard let mode = SendAuthorization(rawValue: text) else { fallthrough }
-            self.sendAuthorization = mode
-        default: throw SettingsError(key: "sendAuthorization", message: "must be always or on401")
-        }
-    }
-
-    /// `service/host` with an optional `@REALM`: no spaces, control characters or further `/`.
-    static func isServicePrincipal(_ text: String) -> Bool {
-        let name = text.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
-        guard name.count <= 2, let first = name.first, name.count == 1 || !name[1].isEmpty, !name[1...].contains(where: { $0.contains("@") }) else { return false }
-        let parts = first.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return false }
-        return !text.unicodeScalars.contains { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" }
     }
 
     /// The user to delegate for `identity`, or why there is none.
@@ -125,7 +53,7 @@ public enum KCDRefusalReason: Error, Sendable, Hashable, CustomStringConvertible
     }
 }
 
-/// Makes `kcd` handlers. Without a delegator (on the relay, or for `config validate`) it only checks settings.
+/// Makes `kcd` handlers with the connector's delegator (without one, its handlers refuse every request).
 public struct KCDHandlerFactory: SSOHandlerFactory {
     public let name = "kcd"
     public let requiresIdentity = true
@@ -142,30 +70,8 @@ public struct KCDHandlerFactory: SSOHandlerFactory {
     }
 
     public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
-        let settings = try KCDSettings(settings: context.settings)
-        if !allowedSPNs.isEmpty, !allowedSPNs.contains(where: { Self.matches(settings.spn, pattern: $0) }) {
-            throw SettingsError(
-                key: "spn",
-                message: "\(settings.spn) is not in this connector's kerberos.allowedSPNs (\(allowedSPNs.joined(separator: ", "))); add it there if this connector should delegate to it"
-            )
-        }
+        let settings = try KCDSettings(settings: context.settings, allowedSPNs: self.allowedSPNs)
         return KCDHandler(settings: settings, delegator: delegator, context: context)
-    }
-
-    /// Whether `spn` (its realm ignored) matches an allowlist entry: exactly (host part case-insensitively), or
-    /// `service/*.domain` for any host below `domain`.
-    static func matches(_ spn: String, pattern: String) -> Bool {
-        let (service, host) = Self.split(spn)
-        let (patternService, patternHost) = Self.split(pattern)
-        guard service == patternService else { return false }
-        if patternHost.hasPrefix("*.") { return host.hasSuffix(patternHost.dropFirst(1)) && host.count > patternHost.count - 1 }
-        return host == patternHost
-    }
-
-    private static func split(_ spn: String) -> (String, String) {
-        let withoutRealm = spn.split(separator: "@", maxSplits: 1).first.map(String.init) ?? spn
-        let parts = withoutRealm.split(separator: "/", maxSplits: 1)
-        return (String(parts.first ?? ""), parts.count > 1 ? parts[1].lowercased() : "")
     }
 }
 
