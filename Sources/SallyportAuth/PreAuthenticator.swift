@@ -1,13 +1,13 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
-import HTTPTypes
-import Logging
+public import HTTPTypes
+public import Logging
 import NIOCore
 import NIOSSL
-import SallyportConfig
-import SallyportHTTP
-import SallyportPluginAPI
+public import SallyportConfig
+public import SallyportHTTP
+public import SallyportPluginAPI
 import Synchronization
 
 /// What the relay does with a request after pre-authentication.

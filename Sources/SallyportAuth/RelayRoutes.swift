@@ -1,7 +1,7 @@
 import Foundation
-import HTTPTypes
-import Logging
-import SallyportHTTP
+public import HTTPTypes
+public import Logging
+public import SallyportHTTP
 
 /// The relay's own paths under `/.sallyport/` on every published host: health, the sign-in callback and
 /// sign-out. They never reach an app.

@@ -1,7 +1,7 @@
-import Logging
-import SallyportConfig
-import SallyportSSO
-import SallyportTunnel
+public import Logging
+public import SallyportConfig
+public import SallyportSSO
+public import SallyportTunnel
 import Synchronization
 
 /// The apps this connector serves, as last pushed by the relay, each with its SSO pipeline. Kept only in memory.

@@ -1,13 +1,13 @@
 import Foundation
-import Logging
-import NIOCore
-import NIOPosix
+public import Logging
+public import NIOCore
+public import NIOPosix
 import SallyportKCD
-import SallyportConfig
-import SallyportKerberos
-import SallyportSSO
+public import SallyportConfig
+public import SallyportKerberos
+public import SallyportSSO
 import SallyportTunnel
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// The connector: keeps `connections` tunnel connections to the relay and forwards their requests to
 /// backends. Stateless: it holds only the relay address and its certificate; apps come from the relay.

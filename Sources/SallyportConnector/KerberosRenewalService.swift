@@ -1,6 +1,6 @@
 import Logging
 import SallyportKerberos
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// Keeps the connector's own Kerberos credentials (once obtained) from lapsing between requests: every 30 s
 /// it renews those that are due, on the blocking pool.

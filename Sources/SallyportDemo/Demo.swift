@@ -1,12 +1,12 @@
 import Foundation
-import Logging
+public import Logging
 import NIOCore
 import NIOPosix
 import SallyportConfig
 import SallyportConnector
 import SallyportPKI
 import SallyportRelay
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// `sallyport demo`: a relay, a connector and a sample app in one process, with throwaway TLS material.

@@ -1,8 +1,8 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOHTTP1
-import NIOPosix
-import ServiceLifecycle
+public import NIOPosix
+public import ServiceLifecycle
 
 /// The demo's sample app: a small HTTP/1.1 server on loopback that shows what reached it, so a user can
 /// see the request after relay, tunnel and connector (forwarding headers, internal Host, path).

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Base64url without padding (RFC 4648 §5), as JWTs, PKCE and Sallyport's cookies and tunnel fields use it.
 public enum Base64URL {

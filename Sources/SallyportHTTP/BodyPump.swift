@@ -1,6 +1,6 @@
 import HTTPTypes
-import NIOCore
-import NIOHTTPTypes
+public import NIOCore
+public import NIOHTTPTypes
 import Synchronization
 
 /// Copies a request body from one async channel to another with back-pressure: the relay from the user's

@@ -1,5 +1,5 @@
-import HTTPTypes
-import NIOCore
+public import HTTPTypes
+public import NIOCore
 
 /// The short pages Sallyport answers with when it, not the backend, ends a request.
 ///

@@ -1,6 +1,6 @@
 import HTTPTypes
-import NIOCore
-import NIOHTTPTypes
+public import NIOCore
+public import NIOHTTPTypes
 
 /// Remembers when the last message end (`.end` of a request or response) has actually been written, so
 /// a channel is closed only after it: `NIOAsyncChannel` closes as soon as its body returns, which can be

@@ -1,4 +1,4 @@
-import HTTPTypes
+public import HTTPTypes
 
 /// Hop-by-hop header handling (RFC 9110 §7.6.1).
 ///

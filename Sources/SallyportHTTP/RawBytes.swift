@@ -1,7 +1,7 @@
 import HTTPTypes
-import NIOCore
+public import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
+public import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
 /// After a protocol switch (WebSocket), carries raw bytes through a channel whose async wrapper still speaks

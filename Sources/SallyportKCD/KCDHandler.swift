@@ -1,7 +1,7 @@
 import Foundation
-import SallyportKerberos
-import SallyportPluginAPI
-import SallyportSSO
+public import SallyportKerberos
+public import SallyportPluginAPI
+public import SallyportSSO
 import Synchronization
 
 extension KCDSettings {

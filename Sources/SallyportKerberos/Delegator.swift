@@ -126,7 +126,7 @@ public final class KerberosDelegator: Sendable {
     }
 
     /// The number of cached credentials (for tests and status).
-    public var cachedCount: Int { self.state.withLock { $0.entries.count } }
+    package var cachedCount: Int { self.state.withLock { $0.entries.count } }
 
     // MARK: The connector's own credential
 

@@ -1,11 +1,11 @@
-import Logging
-import NIOCore
-import NIOPosix
+public import Logging
+public import NIOCore
+public import NIOPosix
 import NIOSSL
 import SallyportAuth
-import SallyportConfig
+public import SallyportConfig
 import SallyportTunnel
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// The relay: the public HTTPS edge, the tunnel listener for connectors, and the app catalog.
 ///

@@ -1,5 +1,5 @@
-import SallyportConfig
-import SallyportPluginAPI
+public import SallyportConfig
+public import SallyportPluginAPI
 
 /// The SSO handlers a process knows, by name: the built-in ones, plus plugins on a connector.
 public struct HandlerCatalog: Sendable {

@@ -1,4 +1,4 @@
-import SallyportPluginAPI
+public import SallyportPluginAPI
 
 /// `sso.handler: header`: request headers filled from the user's identity.
 ///

@@ -1,4 +1,4 @@
-import SallyportPluginAPI
+public import SallyportPluginAPI
 
 /// `sso.handler: kcd`: Kerberos Constrained Delegation. The connector obtains a service ticket for the app's
 /// SPN on the user's behalf (S4U2Self, then S4U2Proxy) and sends it as `Authorization: Negotiate`.

@@ -1,4 +1,4 @@
-import SallyportPluginAPI
+public import SallyportPluginAPI
 
 /// `sso.handler: passthrough`: the request goes as it came; no identity is added.
 public struct PassthroughHandlerFactory: SSOHandlerFactory {

@@ -1,5 +1,5 @@
-import Foundation
-import SallyportPKI
+public import Foundation
+public import SallyportPKI
 
 /// A real relay and real connectors, each its own `sallyport` process, with throwaway certificates, on
 /// loopback. The building block of every end-to-end test.

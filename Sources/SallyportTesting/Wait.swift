@@ -1,5 +1,5 @@
 import NIOCore
-import NIOPosix
+public import NIOPosix
 
 /// Polling helpers for servers the harness starts.
 public enum Wait {

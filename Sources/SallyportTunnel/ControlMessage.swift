@@ -1,6 +1,6 @@
 import Foundation
-import NIOCore
-import SallyportConfig
+public import NIOCore
+public import SallyportConfig
 
 /// A message on the control stream. Each is sent as a 4-byte big-endian length followed by that many bytes
 /// of JSON: `{"type": "hello", "hello": {...}}`.

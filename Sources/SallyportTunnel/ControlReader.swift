@@ -1,6 +1,6 @@
 import HTTPTypes
-import NIOCore
-import NIOHTTPTypes
+public import NIOCore
+public import NIOHTTPTypes
 
 /// What a control stream carries, whichever side reads it: the relay reads a response body, the connector a
 /// request body.

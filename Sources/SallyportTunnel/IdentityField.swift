@@ -1,6 +1,6 @@
 import Foundation
 import SallyportHTTP
-import SallyportPluginAPI
+public import SallyportPluginAPI
 
 /// The `sallyport-identity` tunnel field: the authenticated user as base64url-encoded JSON, so any name or
 /// group (non-ASCII included) crosses as a plain token. Only the relay sets it; it strips any a client sends.

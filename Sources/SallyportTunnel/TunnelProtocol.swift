@@ -1,6 +1,6 @@
-import HTTPTypes
+public import HTTPTypes
 import NIOCore
-import NIOHTTP2
+public import NIOHTTP2
 
 /// The tunnel wire protocol between relay and connector. See docs/tunnel-protocol.md.
 ///

@@ -1,5 +1,5 @@
 import NIOCore
-import NIOSSL
+public import NIOSSL
 
 /// TLS set-up for the tunnel. Both ends authenticate: the relay demands a client certificate that chains to
 /// its connector CA, and the connector verifies the relay's certificate and name.

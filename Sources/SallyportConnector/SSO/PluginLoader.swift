@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import SallyportPluginAPI
-import SallyportSSO
+public import SallyportSSO
 
 /// Loads SSO handler plugins (`*.so`) from a directory into a handler catalog.
 ///

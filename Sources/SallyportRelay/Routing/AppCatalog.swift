@@ -1,7 +1,7 @@
-import Logging
-import SallyportConfig
+public import Logging
+public import SallyportConfig
 import SallyportSSO
-import SallyportTunnel
+public import SallyportTunnel
 import Synchronization
 
 /// The relay's published apps: loads the app directory, keeps the last good version of every file, and tells

@@ -1,5 +1,5 @@
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// Re-reads the app directory every `interval` (changes made without SIGHUP are noticed by themselves); a
 /// service of its own in the relay's service group.

@@ -1,4 +1,4 @@
-import SallyportConfig
+public import SallyportConfig
 
 /// Maps a request's host and path to a published app: longest path prefix wins.
 ///

@@ -1,7 +1,7 @@
 import HTTPTypes
-import NIOCore
+public import NIOCore
 import NIOHTTP2
-import NIOHTTPTypes
+public import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 import SallyportHTTP
 import Synchronization
