@@ -334,22 +334,33 @@ public final class KerberosDelegator: Sendable {
 
     /// S4U2Self, then one context to the SPN (S4U2Proxy), whose token is dropped unsent. Blocks.
     private func obtain(_ key: Key) throws(DelegationError) -> Cached {
-        let (connector, realm) = try self.connectorCredential(key.mechanism)
-        let user: GSSName
+        let impersonated = try self.delegate(key.user, to: key.spn, mechanism: key.mechanism)
+        return Cached(credential: impersonated, lifetime: .seconds(Int((try? impersonated.remainingLifetime()) ?? 0)))
+    }
+
+    /// The steps behind a user's credential, with nothing cached: the connector's credential, S4U2Self, then
+    /// one context to the SPN (S4U2Proxy), whose token is dropped unsent. `progress` hears of each step that
+    /// succeeded (`sallyport check kcd` prints them); the cache uses the same steps. Blocks on the KDC.
+    public func delegate(
+        _ user: DelegatedUser, to spn: String, mechanism: GSSMechanism, progress: (DelegationStep, GSSCredential) -> Void = { _, _ in }
+    ) throws(DelegationError) -> GSSCredential {
+        let (connector, realm) = try self.connectorCredential(mechanism)
+        progress(.tgt, connector)
+        let principal: GSSName
         let target: GSSName
         do {
-            user = try Self.principal(for: key.user, realm: realm)
-            target = try GSSName(principal: key.spn)
+            principal = try Self.principal(for: user, realm: realm)
+            target = try GSSName(principal: spn)
         } catch let error as GSSError {
             throw DelegationError(step: .s4u2self, failure: .other, detail: error.description)
         } catch {
             throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)")
         }
-        let impersonated = try DelegationError.during(.s4u2self) { try connector.impersonate(user) }
-        return try DelegationError.during(.s4u2proxy) {
-            _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
-            return Cached(credential: impersonated, lifetime: .seconds(Int(try impersonated.remainingLifetime())))
-        }
+        let impersonated = try DelegationError.during(.s4u2self) { try connector.impersonate(principal) }
+        progress(.s4u2self, impersonated)
+        try DelegationError.during(.s4u2proxy) { _ = try GSSInitiator().firstToken(credential: impersonated, target: target) }
+        progress(.s4u2proxy, impersonated)
+        return impersonated
     }
 
     private func runBlocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {

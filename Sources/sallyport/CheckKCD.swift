@@ -174,44 +174,46 @@ struct DelegationCheck {
             outcome.lines.append("     fix: \(error.failure.likelyFix(step: error.step))")
             return outcome
         }
-        // The connector's own delegator: the same keytab check and TGT as in service.
+        // The connector's own delegator and its own steps: the same keytab check, TGT, S4U2Self and S4U2Proxy as
+        // in service, reported one by one.
         let delegator = ConnectorService.delegator(for: settings)
-        let connector: GSSCredential
-        let realm: String
-        do {
-            (connector, realm) = try delegator.connectorCredential(mechanism)
-        } catch {
-            if error.step != .keytab { ok(.keytab, "\(settings.keytab) is readable") }
-            return fail(error)
-        }
-        ok(.keytab, "\(settings.keytab) is readable")
-        ok(.tgt, "\((try? connector.name()) ?? "?"), valid for \(Self.format(seconds: (try? connector.remainingLifetime()) ?? 0))")
-
         let delegated: DelegatedUser = user.contains("@") ? .upn(user) : .account(user)
         guard DelegatedUser.isAcceptable(user, allowsAt: true) else {
+            if let error = Self.keytabProblem(settings.keytab) { return fail(error) }
+            ok(.keytab, "\(settings.keytab) is readable")
             return fail(DelegationError(step: .s4u2self, failure: .unknownUser, detail: "\"\(user)\" cannot name a Kerberos user"))
         }
         do {
-            let impersonated = try DelegationError.during(.s4u2self) {
-                try connector.impersonate(try KerberosDelegator.principal(for: delegated, realm: realm))
+            let impersonated = try delegator.delegate(delegated, to: spn, mechanism: mechanism) { step, credential in
+                switch step {
+                case .tgt:
+                    ok(.keytab, "\(settings.keytab) is readable")
+                    ok(.tgt, "\((try? credential.name()) ?? "?"), valid for \(Self.format(seconds: (try? credential.remainingLifetime()) ?? 0))")
+                case .s4u2self:
+                    ok(.s4u2self, "ticket for \((try? credential.name()) ?? "?") to the connector")
+                case .s4u2proxy:
+                    ok(.s4u2proxy, "ticket for the user to \(spn), valid for \(Self.format(seconds: (try? credential.remainingLifetime()) ?? 0))")
+                case .keytab, .token:
+                    break
+                }
             }
-            ok(.s4u2self, "ticket for \((try? impersonated.name()) ?? "?") to the connector")
-
-            let target = try DelegationError.during(.s4u2proxy) {
-                let target = try GSSName(principal: spn)
-                _ = try GSSInitiator().firstToken(credential: impersonated, target: target)
-                return target
-            }
-            ok(.s4u2proxy, "ticket for the user to \(spn), valid for \(Self.format(seconds: (try? impersonated.remainingLifetime()) ?? 0))")
-
+            let target = try DelegationError.during(.token) { try GSSName(principal: spn) }
             let initiator = GSSInitiator()
             let token = try DelegationError.during(.token) { try initiator.firstToken(credential: impersonated, target: target) }
             outcome.token = (token, initiator, impersonated, target)
             ok(.token, "\(token.count)-byte \(mechanism == .spnego ? "SPNEGO" : "raw Kerberos") token, made without the KDC (the header would be Authorization: Negotiate …)")
         } catch {
+            // A failure after the keytab was read still says that it was.
+            if error.step != .keytab, !outcome.lines.contains(where: { $0.hasPrefix("ok   keytab") }) { ok(.keytab, "\(settings.keytab) is readable") }
             return fail(error)
         }
         return outcome
+    }
+
+    /// Why the keytab cannot be read, if it cannot.
+    static func keytabProblem(_ keytab: String) -> DelegationError? {
+        guard access(keytab, R_OK) != 0 else { return nil }
+        return DelegationError(step: .keytab, failure: .connectorCredential, detail: "cannot read keytab \(keytab): \(String(cString: strerror(errno)))")
     }
 
     static func format(seconds: UInt32) -> String {
