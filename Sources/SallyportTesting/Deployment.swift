@@ -35,7 +35,8 @@ public final class Deployment: @unchecked Sendable {
         limits: [String] = [],
         reloadInterval: String = "500ms",
         extraCertificates: [(hosts: [String], certificate: String, key: String)] = [],
-        relayExtra: String = ""
+        relayExtra: String = "",
+        drainTimeout: String = "20s"
     ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
         self.pki = try ThrowawayPKI.write(to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" })
@@ -60,7 +61,7 @@ public final class Deployment: @unchecked Sendable {
               clientCA: \(self.pki.tunnelCA)
             apps: \(self.appsDirectory)
             reloadInterval: \(reloadInterval)
-            drainTimeout: 20s
+            drainTimeout: \(drainTimeout)
             \(relayExtra)
             """
         )

@@ -256,6 +256,47 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
+        @Test("drainTimeout cuts a drain short, and 0 stops the relay at once")
+        func drainTimeoutCutOff() async throws {
+            for (timeout, bound) in [("1s", Duration.seconds(8)), ("0s", Duration.seconds(5))] {
+                let deployment = try Deployment(hosts: ["app"], drainTimeout: timeout)
+                let nginx = try await Nginx.start(directory: deployment.directory)
+                try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+                try await deployment.startRelay()
+                try await deployment.startConnector()
+                // 20 MiB at 1 MiB/s: far longer than either drain.
+                let (download, _) = try Self.startSlowDownload(size: 20 * 1024 * 1024, deployment: deployment, nginx: nginx)
+                try await Task.sleep(for: .seconds(1))
+                let relay = try #require(deployment.relay)
+                let signalled = ContinuousClock.now
+                relay.signal(SIGTERM)
+                #expect(await relay.waitForExit(timeout: .seconds(30)) == 0)
+                let took = ContinuousClock.now - signalled
+                #expect(took < bound, "drainTimeout \(timeout): the relay took \(took) to stop")
+                let result = try await download.value
+                #expect(result.exitCode != 0, "drainTimeout \(timeout): the download finished although the drain was cut short")
+                if timeout != "0s" { #expect(relay.log().contains("drain timeout passed; closing remaining connections")) }
+                await nginx.stop()
+                await deployment.shutdown()
+            }
+        }
+
+        @Test("A refused WebSocket upgrade is answered as it came, and the connection then closes")
+        func refusedUpgradeClosesTheConnection() async throws {
+            let (deployment, nginx) = try await Self.publishedNginx()
+            // nginx answers the upgrade request with its page and does not switch protocols.
+            let refused = try await Curl.run(
+                deployment.url("app", "/"), caFile: deployment.caFile,
+                headers: ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]
+            )
+            #expect(refused.status == 200)
+            #expect(refused.body.contains("nginx backend"))
+            #expect(refused.header("connection")?.lowercased() == "close", "\(refused.headers)")
+            #expect(refused.header("upgrade") == nil)
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
         @Test("A connector's SIGTERM moves traffic to the other connector of the group without failing requests")
         func connectorDrainAndFailover() async throws {
             let (deployment, nginx) = try await Self.publishedNginx(connectors: 1)

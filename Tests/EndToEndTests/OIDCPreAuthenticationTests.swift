@@ -261,6 +261,37 @@ extension EndToEnd {
             await setup.stop()
         }
 
+        @Test("An unreadable sessions.keyFile makes OIDC apps answer 503; other apps keep serving")
+        func unreadableSessionKey() async throws {
+            let deployment = try Deployment(
+                hosts: ["portal", "plain"],
+                relayExtra: """
+                    identityProviders:
+                      corp:
+                        type: oidc
+                        issuer: http://127.0.0.1:\(try FreePort.next())
+                        clientID: sallyport-test
+                        clientSecretFile: oidc-secret
+                    sessions:
+                      keyFile: no-such-session.key
+                    """
+            )
+            _ = try deployment.directory.write("oidc-secret", "secret\n")
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            try deployment.writeApp(name: "portal", internalURL: nginx.baseURL + "/", auth: ["preAuthentication:", "  method: oidc", "  provider: corp"])
+            try deployment.writeApp(name: "plain", internalURL: nginx.baseURL + "/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            let portal = try await Curl.run(deployment.url("portal", "/headers"), caFile: deployment.caFile)
+            #expect(portal.status == 503)
+            #expect(portal.body.contains("Sign-in unavailable"))
+            #expect(try await Curl.run(deployment.url("plain", "/headers"), caFile: deployment.caFile).status == 200)
+            #expect(deployment.relay?.log().contains("sign-in sessions are unavailable") == true)
+            #expect(nginx.requestCount() == 1, "only the plain app's request reached the backend")
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
         @Test("A session ends after its idle timeout, and after its absolute lifetime however busy it is")
         func sessionLifetimes() async throws {
             // Margins for a loaded machine: requests 1 s apart keep a 4 s idle clock fresh even when one takes
