@@ -300,7 +300,15 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportKCD", "SallyportPluginAPI",
+                "SallyportTunnel",
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP2", package: "swift-nio-extras"),
             ],
             exclude: ["Resources"],
             swiftSettings: swiftSettings

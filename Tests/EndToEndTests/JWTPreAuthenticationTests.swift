@@ -221,6 +221,26 @@ extension EndToEnd {
             #expect(await validate.waitForExit(timeout: .seconds(20)) == 1)
             #expect(validate.log().contains("typo.yaml:7:3: preAuthentication.provider: no identity provider \"apii\" in the relay config (defined: api, broken)"))
 
+            // JWKS cache rules: unknown key ids refetch at most every 5 s, and known keys keep working while the
+            // issuer's key endpoint is down.
+            func jwksFetches() -> Int { nginx.accessLog().components(separatedBy: "\n").filter { $0.contains("GET /files/jwks.json") }.count }
+            try await Task.sleep(for: .seconds(5.5))
+            let fetchesBefore = jwksFetches()
+            for index in 0..<5 {
+                let unknown = try await issuer.token(signingKey: ES256PrivateKey(), kid: "unknown-\(index)")
+                #expect(try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(unknown)"]).status == 401)
+            }
+            #expect(jwksFetches() - fetchesBefore == 1, "five unknown key ids within 5 s fetch the keys once, not \(jwksFetches() - fetchesBefore) times")
+            try FileManager.default.removeItem(atPath: issuer.jwksFile)
+            try await Task.sleep(for: .seconds(5.5))
+            let whileDown = try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(rotated)"])
+            #expect(whileDown.status == 200, "a known key must keep working while the issuer's JWKS is unavailable: \(whileDown.body)")
+            let unknownWhileDown = try await issuer.token(signingKey: ES256PrivateKey(), kid: "unknown-while-down")
+            let refused = try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(unknownWhileDown)"])
+            #expect(refused.status == 503, "an unknown key while the keys cannot be fetched: the issuer is unavailable, not the token bad (\(refused.status))")
+            let stillKnown = try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(rotated)"])
+            #expect(stillKnown.status == 200, "a failed refetch must not drop the cached keys")
+
             // Tokens never appear in the relay's log.
             let relayLog = deployment.relay?.log() ?? ""
             #expect(!relayLog.contains(token) && !relayLog.contains(rotated))
