@@ -4,6 +4,7 @@ import SallyportKerberos
 import SallyportPluginAPI
 import SallyportSSO
 import SallyportTesting
+import Synchronization
 import Testing
 
 extension EndToEnd {
@@ -90,10 +91,16 @@ extension EndToEnd {
                 settings: .init(keytab: try #require(bed["CONNECTOR_KEYTAB"]), principal: bed["CONNECTOR_PRINCIPAL"], maxEntries: 1),
                 executor: { work in DispatchQueue.global().async { work() } }
             )
+            // GSS calls (tokens, reply checks) must run on the host's blocking pool, never on the concurrency pool.
+            let blockingCalls = Atomic<Int>(0)
             let handler = try KCDHandlerFactory(delegator: delegator).makeHandler(
                 context: HandlerContext(
                     appName: "app", settings: ["spn": .string("HTTP/app.corp.example.test")], logger: PluginLogger { _, _, _ in },
-                    metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() }
+                    metrics: PluginMetrics { _, _, _ in },
+                    blockingExecutor: { work in
+                        blockingCalls.add(1, ordering: .relaxed)
+                        DispatchQueue.global().async { work() }
+                    }
                 )
             )
             func identity(_ user: String) -> Identity {
@@ -107,6 +114,7 @@ extension EndToEnd {
 
             // A reply token that is not the backend's: refused with 502, nothing delivered.
             let forged = try await prepared("alice@corp.example.test")
+            #expect(blockingCalls.load(ordering: .relaxed) >= 1, "the token was made off the host's blocking pool")
             let bogus = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: "Negotiate oYGzMIGwoAMKAQChCwYJKoZIhvcSAQICooGbBIGYYIGVBgkqhkiG9xIBAgICAG+BhTCBgqADAgEFoQMCAQ+idjB0oAMCARKibQRr")]))
             guard case .refuse(let refusal) = await handler.inspect(bogus, request: forged, identity: identity("alice@corp.example.test"), attempt: 1) else {
                 Issue.record("a reply that does not verify must be refused")
@@ -122,7 +130,9 @@ extension EndToEnd {
             )
             #expect(answer.body.contains("user=alice@"))
             let reply = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: try #require(answer.header("www-authenticate")))]))
+            let callsBeforeReply = blockingCalls.load(ordering: .relaxed)
             #expect(await handler.inspect(reply, request: real, identity: identity("alice@corp.example.test"), attempt: 1) == .deliver)
+            #expect(blockingCalls.load(ordering: .relaxed) == callsBeforeReply + 1, "the reply was checked off the host's blocking pool")
             #expect(real.connectionAffinity != nil)
 
             // One entry: bob pushes alice out, so alice's next request is a new S4U2Self; bob's is not.
