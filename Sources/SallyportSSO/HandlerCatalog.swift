@@ -70,9 +70,7 @@ public struct HandlerCatalog: Sendable {
             let known = factories.keys.sorted().joined(separator: ", ")
             return .failed(app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?"))
         }
-        if factory.requiresIdentity, !app.sendsIdentity {
-            return .failed(Self.error(in: app, key: nil, "the \(factory.name) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt"))
-        }
+        if factory.requiresIdentity, !app.sendsIdentity { return .failed(Self.identityRequired(app, handler: factory.name)) }
         do {
             return .handler(try factory.makeHandler(context: context(app)), factory: factory)
         } catch let error as SettingsError {
@@ -82,30 +80,61 @@ public struct HandlerCatalog: Sendable {
         }
     }
 
-    /// Checks every app's SSO settings with the handlers known here (the relay's load-time check).
-    /// With `keptClaims` (the claims each identity provider passes on), the `header` handler's templates must
-    /// name only standard attributes or claims the app's provider keeps.
+    /// Checks every app's built-in SSO handler settings, without making any handler (the relay's load-time
+    /// check, and `config validate`). Handlers of plugins are left to the connectors. With `keptClaims` (the
+    /// claims each identity provider passes on), the `header` handler's templates must name only standard
+    /// attributes or claims the app's provider keeps.
     public func check(_ apps: [AppConfig], keptClaims: [String: [String]]? = nil) -> (apps: [AppConfig], errors: [ConfigError]) {
         var kept: [AppConfig] = []
         var errors: [ConfigError] = []
         for app in apps {
             let view = app.forConnector
-            switch self.make(for: view, context: Self.validationContext, unknownIsError: false) {
-            case .failed(let error)?:
+            switch Self.checkBuiltIn(view) {
+            case .failure(let error):
                 errors.append(error)
-            case .handler(let handler as HeaderHandler, _)?:
+            case .success(let header?):
                 if let keptClaims, let provider = app.preAuthentication.policy?.provider,
-                    let error = Self.unknownAttribute(in: handler, app: view, provider: provider, kept: keptClaims[provider] ?? [])
+                    let error = Self.unknownAttribute(in: header, app: view, provider: provider, kept: keptClaims[provider] ?? [])
                 {
                     errors.append(error)
                 } else {
                     kept.append(app)
                 }
-            default:
+            case .success(nil):
                 kept.append(app)
             }
         }
         return (kept, errors)
+    }
+
+    /// A built-in handler's settings read and checked, as its factory would (the header handler's are returned
+    /// for the template check); success for handlers that are not built in.
+    static func checkBuiltIn(_ app: ConnectorApp) -> Result<HeaderSettings?, ConfigError> {
+        let settings = Self.settings(of: app)
+        let requiresIdentity = ["header", "kcd"].contains(app.sso.handler)
+        if requiresIdentity, !app.sendsIdentity { return .failure(Self.identityRequired(app, handler: app.sso.handler)) }
+        do {
+            switch app.sso.handler {
+            case "passthrough":
+                try PassthroughHandlerFactory.check(settings)
+                return .success(nil)
+            case "header":
+                return .success(try HeaderSettings(settings: settings))
+            case "kcd":
+                _ = try KCDSettings(settings: settings)
+                return .success(nil)
+            default:
+                return .success(nil)
+            }
+        } catch let error as SettingsError {
+            return .failure(Self.error(in: app, key: error.key, error.message))
+        } catch {
+            return .failure(Self.error(in: app, key: nil, "the \(app.sso.handler) handler refused the settings: \(error)"))
+        }
+    }
+
+    static func identityRequired(_ app: ConnectorApp, handler: String) -> ConfigError {
+        Self.error(in: app, key: nil, "the \(handler) handler needs the user's identity, but preAuthentication is passthrough; use oidc or jwt")
     }
 
     /// What the relay checks on apps beyond their own files: the identity provider each names (filled in when
@@ -120,13 +149,13 @@ public struct HandlerCatalog: Sendable {
     }
 
     /// The first template attribute that is neither standard nor kept by the provider.
-    static func unknownAttribute(in handler: HeaderHandler, app: ConnectorApp, provider: String, kept: [String]) -> ConfigError? {
+    static func unknownAttribute(in handler: HeaderSettings, app: ConnectorApp, provider: String, kept: [String]) -> ConfigError? {
         for header in handler.headers {
-            for case .attribute(let name) in header.parts where !HeaderHandler.standardAttributes.contains(name) && !kept.contains(name) {
+            for case .attribute(let name) in header.parts where !HeaderSettings.standardAttributes.contains(name) && !kept.contains(name) {
                 let keptList = kept.isEmpty ? "it keeps none" : "it keeps \(kept.joined(separator: ", "))"
                 return Self.error(
                     in: app, key: "headers.\(header.name)",
-                    "names {\(name)}, which is neither a standard attribute (\(HeaderHandler.standardAttributes.joined(separator: ", "))) nor a claim provider \"\(provider)\" keeps (\(keptList); see claims.keep in the relay config)"
+                    "names {\(name)}, which is neither a standard attribute (\(HeaderSettings.standardAttributes.joined(separator: ", "))) nor a claim provider \"\(provider)\" keeps (\(keptList); see claims.keep in the relay config)"
                 )
             }
         }

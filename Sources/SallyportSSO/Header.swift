@@ -25,6 +25,57 @@ public struct HeaderHandlerFactory: SSOHandlerFactory {
 
 /// Sets identity headers from templates.
 public struct HeaderHandler: SSOHandler {
+    public typealias Header = HeaderSettings.Header
+    public typealias Part = HeaderSettings.Part
+
+    /// The headers and separator.
+    public let settings: HeaderSettings
+    /// The headers to set, sorted by name.
+    public var headers: [Header] { self.settings.headers }
+    /// Joins list values such as `groups`.
+    public var separator: String { self.settings.separator }
+    /// Attributes every identity has; templates may also name claims the provider keeps.
+    public static var standardAttributes: [String] { HeaderSettings.standardAttributes }
+
+    /// Reads and checks the settings.
+    public init(settings: [String: SettingValue]) throws {
+        self.settings = try HeaderSettings(settings: settings)
+    }
+
+    public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
+        guard let identity else {
+            return .refuse(Refusal(status: 502, message: "The application's sign-in is misconfigured.", reason: "the header handler got no identity; is the app passthrough at the relay?"))
+        }
+        self.apply(to: &request.headers, identity: identity)
+        return .proceed
+    }
+
+    /// Removes every spelling of each header, then sets those whose value is not empty.
+    public func apply(to fields: inout HeaderFields, identity: Identity) {
+        for header in headers { fields.remove(header.name) }
+        for header in headers {
+            let value = Self.render(header.parts, identity: identity, separator: separator)
+            if !value.isEmpty { fields.append(header.name, value) }
+        }
+    }
+
+    /// The template filled in; control characters in values become spaces.
+    static func render(_ parts: [Part], identity: Identity, separator: String) -> String {
+        var value = ""
+        for part in parts {
+            switch part {
+            case .literal(let text): value += text
+            case .attribute(let name): value += (identity.values(of: name) ?? []).joined(separator: separator)
+            }
+        }
+        guard value.unicodeScalars.contains(where: HeaderSettings.isControl) else { return value }
+        return String(String.UnicodeScalarView(value.unicodeScalars.map { HeaderSettings.isControl($0) ? " " : $0 }))
+    }
+}
+
+/// The header handler's settings: each header with its template, and the separator for lists. Reading them
+/// is all the relay and `config validate` do; the connector's handler fills them in per request.
+public struct HeaderSettings: Sendable, Hashable {
     /// One header and its template.
     public struct Header: Sendable, Hashable {
         /// The header name as written.
@@ -88,36 +139,6 @@ public struct HeaderHandler: SSOHandler {
         }
         self.headers = headers
         self.separator = separator
-    }
-
-    public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
-        guard let identity else {
-            return .refuse(Refusal(status: 502, message: "The application's sign-in is misconfigured.", reason: "the header handler got no identity; is the app passthrough at the relay?"))
-        }
-        self.apply(to: &request.headers, identity: identity)
-        return .proceed
-    }
-
-    /// Removes every spelling of each header, then sets those whose value is not empty.
-    public func apply(to fields: inout HeaderFields, identity: Identity) {
-        for header in headers { fields.remove(header.name) }
-        for header in headers {
-            let value = Self.render(header.parts, identity: identity, separator: separator)
-            if !value.isEmpty { fields.append(header.name, value) }
-        }
-    }
-
-    /// The template filled in; control characters in values become spaces.
-    static func render(_ parts: [Part], identity: Identity, separator: String) -> String {
-        var value = ""
-        for part in parts {
-            switch part {
-            case .literal(let text): value += text
-            case .attribute(let name): value += (identity.values(of: name) ?? []).joined(separator: separator)
-            }
-        }
-        guard value.unicodeScalars.contains(where: isControl) else { return value }
-        return String(String.UnicodeScalarView(value.unicodeScalars.map { isControl($0) ? " " : $0 }))
     }
 
     /// Characters a header value cannot carry (CR, LF and the other C0 controls, DEL).

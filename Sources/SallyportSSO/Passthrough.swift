@@ -8,10 +8,15 @@ public struct PassthroughHandlerFactory: SSOHandlerFactory {
     public init() {}
 
     public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
-        if let key = context.settings.keys.sorted().first {
+        try Self.check(context.settings)
+        return PassthroughHandler()
+    }
+
+    /// The passthrough handler has no settings.
+    static func check(_ settings: [String: SettingValue]) throws {
+        if let key = settings.keys.sorted().first {
             throw SettingsError(key: key, message: "the passthrough handler has no settings; remove it")
         }
-        return PassthroughHandler()
     }
 }
 

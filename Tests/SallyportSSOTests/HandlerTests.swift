@@ -233,3 +233,35 @@ struct KCDSettingsTests {
         #expect(request.headers["Authorization"] == nil)
     }
 }
+
+@Suite("The relay's check")
+struct RelayCheckTests {
+    /// Records whether a handler was made.
+    final class Recording: SSOHandlerFactory, @unchecked Sendable {
+        let name: String
+        let requiresIdentity = true
+        var made = 0
+        init(name: String) { self.name = name }
+        func makeHandler(context: HandlerContext) throws -> any SSOHandler {
+            made += 1
+            return PassthroughHandler()
+        }
+    }
+
+    /// The relay checks built-in settings on every reload without making a handler (before, it made each one,
+    /// and the kcd handler imported a GSS name each time).
+    @Test func builtInSettingsAreCheckedWithoutMakingHandlers() throws {
+        let kcd = Recording(name: "kcd")
+        let header = Recording(name: "header")
+        let catalog = HandlerCatalog(factories: [kcd, header, PassthroughHandlerFactory()])
+        let good = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kcd\n  spn: HTTP/app.corp.example.com\n", file: "apps/wiki.yaml")
+        let bad = try ConfigLoader.parseApp(yaml: oidcApp.replacingOccurrences(of: "wiki", with: "hr") + "sso:\n  handler: kcd\n  spn: not an spn\n", file: "apps/hr.yaml")
+        let templates = try ConfigLoader.parseApp(
+            yaml: oidcApp.replacingOccurrences(of: "wiki", with: "docs") + "sso:\n  handler: header\n  headers:\n    X-User: \"{upn}\"\n", file: "apps/docs.yaml"
+        )
+        let checked = catalog.check([good, bad, templates])
+        #expect(checked.apps.map(\.name) == ["wiki", "docs"])
+        #expect(checked.errors.first?.key == "sso.spn")
+        #expect(kcd.made == 0 && header.made == 0)
+    }
+}
