@@ -19,7 +19,7 @@ public struct ConnectorService: Service {
     /// The apps pushed by the relay, with their SSO pipelines (for status and tests).
     public let apps: AppTable
     /// Kerberos credentials for the `kcd` handler, obtained on first use.
-    public let delegator: KerberosDelegator
+    let delegator: KerberosDelegator
 
     /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
     public init(

@@ -20,7 +20,7 @@ public struct RelayService: Service {
     /// The catalog this relay serves; reload it with ``AppCatalog/reload()`` (SIGHUP does).
     public let catalog: AppCatalog
     /// The connected connectors.
-    public let registry = ConnectorRegistry()
+    let registry = ConnectorRegistry()
 
     /// The loop that re-reads the app directory every `reloadInterval`: a service of its own in the group.
     public var appReload: AppReloadService { AppReloadService(catalog: self.catalog, interval: self.config.reloadInterval) }

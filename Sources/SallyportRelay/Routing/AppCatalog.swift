@@ -68,7 +68,7 @@ public final class AppCatalog: Sendable {
     public var snapshot: Snapshot { self.state.withLock { $0.snapshot } }
 
     /// The errors of the last reload (empty when every file is good).
-    public var lastErrors: [ConfigError] { self.state.withLock { $0.lastErrors } }
+    var lastErrors: [ConfigError] { self.state.withLock { $0.lastErrors } }
 
     /// Re-reads the directory. Returns true when the apps in service changed.
     @discardableResult

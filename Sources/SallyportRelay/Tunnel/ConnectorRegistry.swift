@@ -7,18 +7,18 @@ import SallyportHTTP
 import Synchronization
 
 /// One connector's tunnel connection as the relay sees it.
-public final class TunnelConnection: Sendable {
+final class TunnelConnection: Sendable {
     /// A stream to the connector carrying one request.
-    public typealias Stream = NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>
+    typealias Stream = NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>
 
     /// Unique within this relay process.
-    public let id: UInt64
+    let id: UInt64
     /// The connector's name (from its hello).
-    public let connector: String
+    let connector: String
     /// The group it serves.
-    public let group: String
+    let group: String
     /// Peer address, for logs.
-    public let remoteAddress: String
+    let remoteAddress: String
 
     let channel: any Channel
     let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
@@ -36,13 +36,13 @@ public final class TunnelConnection: Sendable {
     }
 
     /// Requests currently in flight on this connection.
-    public var activeRequests: Int { self.inFlight.load(ordering: .relaxed) }
+    var activeRequests: Int { self.inFlight.load(ordering: .relaxed) }
     /// The newest configuration generation the connector has applied.
-    public var appliedGeneration: UInt64 { self.acked.load(ordering: .acquiring) }
+    var appliedGeneration: UInt64 { self.acked.load(ordering: .acquiring) }
     /// Whether the connector announced it is going away.
-    public var draining: Bool { self.isDraining.load(ordering: .relaxed) }
+    var draining: Bool { self.isDraining.load(ordering: .relaxed) }
 
-    public func markApplied(_ generation: UInt64) {
+    func markApplied(_ generation: UInt64) {
         var current = self.acked.load(ordering: .relaxed)
         while generation > current {
             let (exchanged, original) = self.acked.compareExchange(expected: current, desired: generation, ordering: .acquiringAndReleasing)
@@ -75,10 +75,10 @@ public final class TunnelConnection: Sendable {
 }
 
 /// The relay's registry of connector tunnels.
-public typealias ConnectorRegistry = TunnelRegistry<TunnelConnection>
+typealias ConnectorRegistry = TunnelRegistry<TunnelConnection>
 
 /// The live tunnel connections, by connector group, and the choice of one for each request.
-public final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
+final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     private struct State: Sendable {
         var groups: [String: [Connection]] = [:]
         var cursor = 0
@@ -99,7 +99,7 @@ public final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     private let nextID = Atomic<UInt64>(1)
 
     /// Creates an empty registry.
-    public init() {}
+    init() {}
 
     func makeID() -> UInt64 { self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue }
 
@@ -126,17 +126,17 @@ public final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     }
 
     /// The connections of a group (for pushing configuration).
-    public func connections(group: String) -> [Connection] {
+    func connections(group: String) -> [Connection] {
         self.state.withLock { $0.groups[group] ?? [] }
     }
 
     /// Every connection, for status and shutdown.
-    public var all: [Connection] { self.state.withLock { Array($0.groups.values.joined()) } }
+    var all: [Connection] { self.state.withLock { Array($0.groups.values.joined()) } }
 
     /// Picks a connection of `group` for a request of an app at `version` (see ``TunnelChoice``), skipping
     /// `excluding` (connections that already failed this request). When the group's connections are only
     /// still receiving the app's configuration, waits up to `wait` for one to apply it.
-    public func pick(
+    func pick(
         group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], wait: Duration = .zero
     ) async -> Connection? {
         let deadline = ContinuousClock.now + wait
@@ -190,7 +190,7 @@ public final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
 }
 
 /// What a tunnel connection looks like to the registry: enough to choose without touching a socket.
-public protocol TunnelCandidate: AnyObject, Sendable {
+protocol TunnelCandidate: AnyObject, Sendable {
     /// Unique within this relay process.
     var id: UInt64 { get }
     /// The connector group it serves.
