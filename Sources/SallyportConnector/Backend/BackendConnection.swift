@@ -10,8 +10,10 @@ import SallyportHTTP
 
 /// One HTTP/1.1 connection to a backend.
 ///
-/// Owned by exactly one request at a time: the pool hands it out and takes it back, so its single inbound
-/// iterator is never used by two tasks at once.
+/// Owned by exactly one exchange at a time (``BackendPool/withConnection(_:exchange:)`` lends it and takes it
+/// back), so its single inbound iterator is never used by two tasks at once. That iterator is why the class is
+/// `@unchecked Sendable`: the exchange's response pump reads it from a child task, and an async iterator can
+/// neither be shared nor held in a lock across an `await`.
 final class BackendConnection: @unchecked Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPResponsePart>.AsyncIterator
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPRequestPart>
@@ -21,16 +23,12 @@ final class BackendConnection: @unchecked Sendable {
     let channel: any Channel
     let writer: Writer
     var iterator: Iterator
-    var lastUsed: ContinuousClock.Instant
-    /// Requests served, for logs and tests.
-    var requests = 0
 
     private init(key: BackendKey, channel: any Channel, inbound: NIOAsyncChannelInboundStream<HTTPResponsePart>, writer: Writer) {
         self.key = key
         self.channel = channel
         self.iterator = inbound.makeAsyncIterator()
         self.writer = writer
-        self.lastUsed = .now
     }
 
     var isUsable: Bool { self.channel.isActive }

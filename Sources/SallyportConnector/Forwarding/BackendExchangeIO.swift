@@ -36,7 +36,6 @@ struct BackendExchangeIO {
     func run(
         on connection: BackendConnection, reused: Bool, first: HTTPRequestPart?, iterator: inout Iterator, writer: Writer
     ) async -> (Outcome, BackendPool.Return) {
-        connection.requests += 1
         let timedOut = OnceFlag()
         let headWritten = OnceFlag()
         // The response timeout runs from the end of the request (a long upload is not a slow backend) to the
