@@ -98,7 +98,7 @@ extension EndToEnd {
         /// Before, curl answered every stream whose END_STREAM came in an empty DATA frame (any response without
         /// Content-Length) with RST_STREAM; NIOHTTP2 counted those against its rapid-reset limit and closed busy
         /// connections with GOAWAY ENHANCE_YOUR_CALM, and curl lost requests ("Error in the HTTP2 framing layer").
-        @Test("20,000 HTTP/2 requests from curl and h2load on few connections all get their answers, with and without Content-Length")
+        @Test("20,000 HTTP/2 requests from curl and 20,000 from h2load on few connections all get their answers, with and without Content-Length")
         func manyHTTP2RequestsPerConnection() async throws {
             let deployment = try Deployment(hosts: ["app"])
             let nginx = try await Nginx.start(directory: deployment.directory)
@@ -107,7 +107,7 @@ extension EndToEnd {
             try await deployment.startRelay()
             try await deployment.startConnector()
             // /files/ten has a Content-Length; /headers (the echo module) is chunked.
-            let requests = (0..<10_000).map { index in
+            let requests = (0..<20_000).map { index in
                 Curl.BatchRequest(url: deployment.url("app", index % 2 == 0 ? "/files/ten?i=\(index)" : "/headers?i=\(index)"))
             }
             let (results, errors) = try await Curl.batchWithErrors(requests, caFile: deployment.caFile, parallel: 8)
@@ -116,16 +116,16 @@ extension EndToEnd {
             }
             #expect(failed.isEmpty, "\(failed.count) of \(requests.count) failed, e.g. \(failed.prefix(3).map { "#\($0.offset) \($0.element.status)" }); \(errors.suffix(500))")
 
-            // A second client: h2load, 2 connections with 16 streams each, 10,000 chunked responses.
+            // A second client: h2load, 2 connections with 16 streams each, 20,000 chunked responses.
             let h2load = try ChildProcess.launch(
                 "h2load",
-                ["-n", "10000", "-c", "2", "-m", "16", "--connect-to=127.0.0.1:\(deployment.publicPort)", deployment.url("app", "/headers")],
+                ["-n", "20000", "-c", "2", "-m", "16", "--connect-to=127.0.0.1:\(deployment.publicPort)", deployment.url("app", "/headers")],
                 logFile: deployment.directory.file("h2load.log")
             )
             #expect(await h2load.waitForExit(timeout: .seconds(300)) == 0)
             let report = h2load.log()
-            #expect(report.contains("10000 succeeded, 0 failed, 0 errored, 0 timeout"), "\(report)")
-            #expect(report.contains("status codes: 10000 2xx"), "\(report)")
+            #expect(report.contains("20000 succeeded, 0 failed, 0 errored, 0 timeout"), "\(report)")
+            #expect(report.contains("status codes: 20000 2xx"), "\(report)")
             #expect(!(deployment.relay?.log().contains("ENHANCE_YOUR_CALM") ?? true))
             await nginx.stop()
             await deployment.shutdown()
