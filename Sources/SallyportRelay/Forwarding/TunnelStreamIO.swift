@@ -8,7 +8,7 @@ import SallyportTunnel
 /// One request on one tunnel stream: the head goes first, then the request body is pumped by the calling task
 /// (it owns the user's connection's iterator) while a child task pumps the response back, so both directions
 /// stream with back-pressure and neither is ever held whole.
-struct TunnelStreamIO {
+struct TunnelStreamIO: Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
 
@@ -22,23 +22,13 @@ struct TunnelStreamIO {
 
     /// Runs the exchange; says whether the user's connection stays open.
     func run(iterator: inout Iterator, writer: Writer) async -> ForwardOutcome {
-        let (stream, context, logger, requestID) = (self.stream, self.context, self.logger, self.requestID)
-        let upgradeProtocol = self.upgradeProtocol
-        let setCookies = self.setCookies
-        let tunnelHead = self.head
+        let (stream, logger, upgradeProtocol) = (self.stream, self.logger, self.upgradeProtocol)
         let requestDone = OnceFlag()
-        let streamLogger = logger
-        let isHEAD = tunnelHead.method == .head
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
-                try await tunnelOut.write(.head(tunnelHead))
+                try await tunnelOut.write(.head(self.head))
                 return try await withThrowingTaskGroup(of: ResponseResult.self) { group in
-                    group.addTask {
-                        try await Self.pumpResponse(
-                            from: tunnelIn, to: writer, context: context, upgradeProtocol: upgradeProtocol,
-                            setCookies: setCookies, requestDone: requestDone, isHEAD: isHEAD, logger: streamLogger
-                        )
-                    }
+                    group.addTask { try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone) }
                     let requestResult = await BodyPump.copyRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
                     if requestResult == .complete {
                         requestDone.set()
@@ -59,7 +49,7 @@ struct TunnelStreamIO {
                         return .close
                     case .noResponse:
                         logger.warning("tunnel stream ended without a response")
-                        _ = try? await RequestForwarder.writePage(.badGateway, requestID: requestID, writer: writer, close: true)
+                        _ = try? await RequestForwarder.writePage(.badGateway, requestID: self.requestID, writer: writer, close: true)
                         return .close
                     }
                 }
@@ -77,16 +67,9 @@ struct TunnelStreamIO {
     }
 
     /// Copies the connector's response to the client.
-    static func pumpResponse(
-        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>,
-        to writer: Writer,
-        context: EdgeRequestContext,
-        upgradeProtocol: String?,
-        setCookies: [String],
-        requestDone: OnceFlag,
-        isHEAD: Bool = false,
-        logger: Logger
-    ) async throws -> ResponseResult {
+    func pumpResponse(from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag) async throws -> ResponseResult {
+        let (context, upgradeProtocol, logger) = (self.context, self.upgradeProtocol, self.logger)
+        let isHEAD = self.head.method == .head
         var headSent = false
         var upgraded = false
         // HTTP/2: once a Content-Length body is complete, END_STREAM goes out in the same flush as its last
@@ -99,13 +82,13 @@ struct TunnelStreamIO {
                 switch part {
                 case .head(var response):
                     if response.status.kind == .informational { continue }
-                    for cookie in setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
+                    for cookie in self.setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
                     }
                     if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
                         TunnelProtocol.removeReserved(&response.headerFields)
-                        try await switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
+                        try await Self.switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
                         upgraded = true
                     } else {
                         TunnelProtocol.removeReserved(&response.headerFields)
