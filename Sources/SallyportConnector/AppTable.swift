@@ -7,6 +7,8 @@ import Synchronization
 /// The apps this connector serves, as last pushed by the relay, each with its SSO pipeline. Kept only in memory.
 public final class AppTable: Sendable {
     private struct State {
+        /// The group the relay last said this connector serves; pushes for another group are ignored.
+        var group: String?
         var version: ConfigVersion?
         var apps: [String: ConnectorApp] = [:]
         var sso: [String: SSOPipeline] = [:]
@@ -22,6 +24,22 @@ public final class AppTable: Sendable {
         self.services = HandlerServices(logger: logger)
     }
 
+    /// Records the group the relay says this connector serves. A new group (the connector was moved) makes the
+    /// next push of it apply whatever its version. Returns whether the group changed.
+    @discardableResult
+    public func join(group: String) -> Bool {
+        self.state.withLock { state in
+            guard state.group != group else { return false }
+            let first = state.group == nil
+            state.group = group
+            if !first { state.version = nil }
+            return !first
+        }
+    }
+
+    /// The group the relay last said this connector serves.
+    public var group: String? { self.state.withLock { $0.group } }
+
     /// Replaces the apps unless the table holds a newer version of the same relay epoch (a push of another
     /// epoch comes from a relay that restarted, and is the truth). Returns the version held afterwards,
     /// which is what the connector acknowledges, and whether `version` was applied.
@@ -29,10 +47,14 @@ public final class AppTable: Sendable {
     /// An app whose configuration did not change keeps its handler (and whatever the handler caches); a new or
     /// changed app gets a new one. An app whose handler cannot be made is logged with file, line and key and
     /// answers 502; the other apps are unaffected.
+    ///
+    /// `group` is the group of the tunnel the push came on: a push for a group this connector no longer serves
+    /// (on a tunnel still draining after a move) is ignored.
     @discardableResult
-    public func apply(_ version: ConfigVersion, apps: [ConnectorApp]) -> (held: ConfigVersion, applied: Bool) {
+    public func apply(_ version: ConfigVersion, apps: [ConnectorApp], group: String? = nil) -> (held: ConfigVersion, applied: Bool) {
         let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let held = self.state.withLock { $0 }
+        if let group, let serving = held.group, group != serving { return (held.version ?? version, false) }
         if let current = held.version, !current.isSuperseded(by: version) { return (current, false) }
         // Handlers are made outside the lock: a slow factory must not hold up requests of other apps.
         var sso: [String: SSOPipeline] = [:]
@@ -47,6 +69,7 @@ public final class AppTable: Sendable {
             sso[name] = pipeline
         }
         let outcome = self.state.withLock { state -> (ConfigVersion, Bool) in
+            if let group, let serving = state.group, group != serving { return (state.version ?? version, false) }
             // Another push may have landed meanwhile; the newer one wins.
             if let current = state.version, current != held.version, !current.isSuperseded(by: version) { return (current, false) }
             state.version = version

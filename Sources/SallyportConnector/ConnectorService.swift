@@ -46,7 +46,8 @@ public struct ConnectorService: Service {
     }
 
     public func run() async throws {
-        let tls = try TunnelTLS.connectorContext(certificate: self.config.certificate, key: self.config.key, relayCA: self.config.relayCA)
+        let credentials = try Credentials(config: self.config)
+        let hub = TunnelHub()
         let name = self.config.name ?? ProcessInfo.processInfo.hostName
         let pool = BackendPool(
             maxIdlePerKey: self.config.maxIdleBackendConnections,
@@ -57,14 +58,17 @@ public struct ConnectorService: Service {
         var logger = self.logger
         logger[metadataKey: "connector"] = "\(name)"
         let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger)
-        logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "group": "\(self.config.group)", "connections": "\(self.config.connections)"])
+        logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "connections": "\(self.config.connections)", "certificateNotAfter": "\(credentials.notAfter)"])
         await withDiscardingTaskGroup { group in
+            let renewal = CertificateRenewal(credentials: credentials, hub: hub, logger: logger)
+            group.addTask { await renewal.run() }
             for index in 0..<self.config.connections {
                 let session = TunnelSession(
                     index: index,
                     config: self.config,
                     connectorName: name,
-                    tls: tls,
+                    credentials: credentials,
+                    hub: hub,
                     apps: self.apps,
                     forwarder: forwarder,
                     group: self.group,

@@ -6,9 +6,9 @@
     import Darwin
 #endif
 
-/// Turns an IP literal into the network-order bytes an `iPAddress` SAN holds.
-enum IPAddressBytes {
-    static func parse(_ text: String) throws -> [UInt8] {
+/// Turns an IP literal into the network-order bytes an `iPAddress` SAN holds, and tells IP literals from names.
+public enum IPAddressBytes {
+    public static func parse(_ text: String) throws -> [UInt8] {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             return withUnsafeBytes(of: &v4) { Array($0) }
@@ -21,7 +21,7 @@ enum IPAddressBytes {
     }
 
     /// Whether `text` is an IP literal rather than a DNS name.
-    static func isIPAddress(_ text: String) -> Bool {
+    public static func isIPAddress(_ text: String) -> Bool {
         (try? parse(text)) != nil
     }
 }

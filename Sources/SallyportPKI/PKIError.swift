@@ -1,4 +1,4 @@
-/// An error from building or writing the throwaway PKI.
+/// An error from reading, building or writing certificates.
 public struct PKIError: Error, Hashable, CustomStringConvertible {
     /// What went wrong, stable across releases; new codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -10,6 +10,12 @@ public struct PKIError: Error, Hashable, CustomStringConvertible {
         public static let invalidName = Code(name: "invalidName")
         /// A file or directory could not be written.
         public static let writeFailed = Code(name: "writeFailed")
+        /// A file could not be read.
+        public static let readFailed = Code(name: "readFailed")
+        /// A certificate or key is malformed, or they do not fit together.
+        public static let invalidCertificate = Code(name: "invalidCertificate")
+        /// A certificate signing request is malformed or not signed by its key.
+        public static let invalidRequest = Code(name: "invalidRequest")
 
         public var description: String { name }
     }
@@ -19,10 +25,10 @@ public struct PKIError: Error, Hashable, CustomStringConvertible {
     /// What failed and, where it helps, what to do about it.
     public var message: String
 
-    init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
-    public var description: String { "\(code): \(message)" }
+    public var description: String { message }
 }

@@ -14,18 +14,19 @@ import Foundation
 /// - `public-ca.pem`: trust anchor for the relay's public HTTPS listener (give it to curl's `--cacert`).
 /// - `public.pem`, `public.key`: chain (leaf + CA) for `*.localhost`, `localhost`, `127.0.0.1`, `::1`
 ///   and any extra public names.
-/// - `tunnel-ca.pem`: one CA that signs both the relay's tunnel server certificate and connector client certificates.
+/// - `tunnel-ca.pem`, `tunnel-ca.key`: one CA that signs both the relay's tunnel server certificate and connector
+///   client certificates (the relay's connector CA, `connectors.ca`).
 /// - `tunnel.pem`, `tunnel.key`: chain for the relay's tunnel listener (`localhost`, `127.0.0.1`, `::1`).
 /// - `connector.pem`, `connector.key`: chain of a client certificate whose subject CN is the connector's name.
 ///
-/// Key files are written with mode 0600. The CA keys stay in memory only.
+/// Key files are written with mode 0600. The public CA's key stays in memory only.
 ///
 /// curl, OpenSSL and Python refuse a wildcard directly under a single-label name, so `*.localhost` does not
 /// make them accept `hello.localhost`: pass the app host names a client will use in `extraPublicNames`.
 public struct ThrowawayPKI: Sendable {
     /// The directory holding the files.
     public var directory: String
-    private let tunnelAuthority: ThrowawayCA
+    private let tunnelAuthority: CertificateAuthority
 
     /// Generates both CAs and all leaf certificates and writes them into `directory`, creating it if missing.
     ///
@@ -42,8 +43,8 @@ public struct ThrowawayPKI: Sendable {
             throw PKIError(.writeFailed, "cannot create directory \(directory): \(error)")
         }
 
-        let publicAuthority = try ThrowawayCA.generate(commonName: "Sallyport throwaway public CA")
-        let tunnelAuthority = try ThrowawayCA.generate(commonName: "Sallyport throwaway tunnel CA")
+        let publicAuthority = try CertificateAuthority.generate(commonName: "Sallyport throwaway public CA")
+        let tunnelAuthority = try CertificateAuthority.generate(commonName: "Sallyport throwaway tunnel CA")
         let pki = ThrowawayPKI(directory: directory, tunnelAuthority: tunnelAuthority)
 
         let extraIPs = extraPublicNames.filter(IPAddressBytes.isIPAddress)
@@ -63,6 +64,7 @@ public struct ThrowawayPKI: Sendable {
         try Self.writeFile(pki.publicCertificate, publicLeaf.chainPEM, secret: false)
         try Self.writeFile(pki.publicKey, publicLeaf.privateKeyPEM, secret: true)
         try Self.writeFile(pki.tunnelCA, tunnelAuthority.certificatePEM, secret: false)
+        try Self.writeFile(pki.tunnelCAKey, tunnelAuthority.privateKeyPEM, secret: true)
         try Self.writeFile(pki.tunnelCertificate, tunnelLeaf.chainPEM, secret: false)
         try Self.writeFile(pki.tunnelKey, tunnelLeaf.privateKeyPEM, secret: true)
         _ = try pki.writeConnector(fileName: "connector", commonName: connectorName)
@@ -77,6 +79,8 @@ public struct ThrowawayPKI: Sendable {
     public var publicKey: String { path("public.key") }
     /// `tunnel-ca.pem`: the CA of the tunnel, trusted by both the relay and the connectors.
     public var tunnelCA: String { path("tunnel-ca.pem") }
+    /// `tunnel-ca.key`: that CA's key, for a relay that issues connector certificates with it.
+    public var tunnelCAKey: String { path("tunnel-ca.key") }
     /// `tunnel.pem`: the relay's tunnel listener chain.
     public var tunnelCertificate: String { path("tunnel.pem") }
     /// `tunnel.key`: the relay's tunnel listener key.

@@ -1,11 +1,15 @@
+import Foundation
 public import Logging
 public import NIOCore
 public import NIOPosix
 import NIOSSL
 import SallyportAuth
 public import SallyportConfig
+import SallyportPKI
+import SallyportState
 import SallyportTunnel
 public import ServiceLifecycle
+import Synchronization
 
 /// The relay: the public HTTPS edge, the tunnel listener for connectors, and the app catalog.
 ///
@@ -21,6 +25,8 @@ public struct RelayService: Service {
     public let catalog: AppCatalog
     /// The connected connectors.
     let registry = ConnectorRegistry()
+    /// The listeners' certificates, once loaded: reloaded on SIGHUP and when their files change.
+    let certificates = CertificateSet()
 
     /// The loop that re-reads the app directory every `reloadInterval`: a service of its own in the group.
     public var appReload: AppReloadService { AppReloadService(catalog: self.catalog, interval: self.config.reloadInterval) }
@@ -39,30 +45,51 @@ public struct RelayService: Service {
         self.catalog = AppCatalog(directory: config.appsDirectory, identityProviders: config.identityProviders, logger: logger)
     }
 
+    /// Re-reads the listeners' certificates: all of them with `force` (SIGHUP), else those whose files changed.
+    public func reloadCertificates(force: Bool) {
+        self.certificates.reload(force: force)
+    }
+
     public func run() async throws {
-        let publicTLS = try PublicTLS.makeContext(self.config.publicCertificates)
-        let tunnelTLS = try TunnelTLS.relayContext(
-            certificate: self.config.tunnelCertificate,
-            key: self.config.tunnelKey,
-            clientCA: self.config.tunnelClientCA
-        )
+        let config = self.config
+        let publicFiles = config.publicCertificates.flatMap { [$0.certificate, $0.key] }
+        let publicTLS = try ReloadableTLS(name: "public", files: publicFiles, logger: self.logger) {
+            try PublicTLS.makeContext(config.publicCertificates)
+        }
+        let clientCAs = (config.connectors.caCertificate.map { [(path: $0, role: "connectors.ca.certificate")] } ?? [])
+            + config.connectors.trustedCAs.enumerated().map { (path: $0.element, role: "connectors.trustedCAs[\($0.offset)]") }
+        let tunnelFiles = [config.tunnelCertificate, config.tunnelKey] + clientCAs.map(\.path)
+        let tunnelTLS = try ReloadableTLS(name: "tunnel", files: tunnelFiles, logger: self.logger) {
+            try TunnelTLS.relayContext(certificate: config.tunnelCertificate, key: config.tunnelKey, clientCAs: clientCAs)
+        }
+        self.certificates.set([publicTLS, tunnelTLS])
+        let store = try await RelayState.open(config: config, logger: self.logger)
+        let membership: Membership
+        do {
+            membership = try RelayState.membership(config: config, store: store, registry: self.registry, logger: self.logger)
+        } catch {
+            await store.close()
+            throw error
+        }
         // Reads client secrets and the session key; a provider that cannot be set up only affects its own apps.
         let authenticator = PreAuthenticator(config: self.config, logger: self.logger)
         do {
-            try await self.serve(publicTLS: publicTLS, tunnelTLS: tunnelTLS, authenticator: authenticator)
+            try await self.serve(publicTLS: publicTLS, tunnelTLS: tunnelTLS, membership: membership, authenticator: authenticator)
         } catch {
             await authenticator.shutdown()
+            await store.close()
             throw error
         }
         await authenticator.shutdown()
+        await store.close()
     }
 
-    private func serve(publicTLS: NIOSSLContext, tunnelTLS: NIOSSLContext, authenticator: PreAuthenticator) async throws {
+    private func serve(publicTLS: ReloadableTLS, tunnelTLS: ReloadableTLS, membership: Membership, authenticator: PreAuthenticator) async throws {
         self.catalog.reload()
 
         let publicConnections = ChannelTracker()
         let tunnelConnections = ChannelTracker()
-        let publicServer = try await Self.listening(on: self.config.publicListen, key: "public.listen") {
+        let publicServer = try await Self.listening(on: "\(self.config.publicListen)", key: "public.listen") {
             try await PublicListener.bind(
                 host: self.config.publicListen.host,
                 port: self.config.publicListen.port,
@@ -73,7 +100,7 @@ public struct RelayService: Service {
             group: self.group
             )
         }
-        let tunnelServer = try await Self.listening(on: self.config.tunnelListen, key: "tunnel.listen") {
+        let tunnelServer = try await Self.listening(on: "\(self.config.tunnelListen)", key: "tunnel.listen") {
             try await TunnelListener.bind(
                 host: self.config.tunnelListen.host,
                 port: self.config.tunnelListen.port,
@@ -82,19 +109,26 @@ public struct RelayService: Service {
                 group: self.group
             )
         }
+        let adminServer = try await Self.listening(on: self.config.adminSocket, key: "admin.socket") {
+            try await AdminAPI.bind(path: self.config.adminSocket, group: self.group)
+        }
         let publicPort = publicServer.channel.localAddress?.port ?? self.config.publicListen.port
         let tunnelPort = tunnelServer.channel.localAddress?.port ?? self.config.tunnelListen.port
         self.logger.info(
             "relay listening",
             metadata: ["public": "\(self.config.publicListen.host):\(publicPort)", "tunnel": "\(self.config.tunnelListen.host):\(tunnelPort)"]
         )
+        membership.tunnelBound(port: tunnelPort)
         self.onListening?(publicPort, tunnelPort)
 
         let forwarder = RequestForwarder(
             catalog: self.catalog, registry: self.registry, authenticator: authenticator, limits: self.config.limits, logger: self.logger
         )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
-        let tunnels = TunnelListener(catalog: self.catalog, registry: self.registry, logger: self.logger)
+        let tunnels = TunnelListener(
+            catalog: self.catalog, registry: self.registry, membership: membership, registration: membership.registrationEndpoint, logger: self.logger
+        )
+        let admin = AdminAPI(membership: membership, catalog: self.catalog, logger: self.logger).endpoint
 
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -116,6 +150,29 @@ public struct RelayService: Service {
                 }
             }
             group.addTask {
+                try await adminServer.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { connections in
+                        for try await connection in inbound {
+                            connections.addTask { await admin.serve(connection) }
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                // Upkeep: certificate files, inactive connectors, expired tokens and certificates.
+                try? await cancelWhenGracefulShutdown {
+                    var lastSweep = ContinuousClock.now - .seconds(3600)
+                    while true {
+                        self.reloadCertificates(force: false)
+                        if ContinuousClock.now - lastSweep >= membership.sweepInterval {
+                            lastSweep = .now
+                            await membership.sweep()
+                        }
+                        try await Task.sleep(for: min(self.config.reloadInterval, membership.sweepInterval))
+                    }
+                }
+            }
+            group.addTask {
                 // Graceful shutdown: stop accepting, drain, then close the tunnels.
                 try? await gracefulShutdown()
                 self.logger.info("relay draining", metadata: ["connections": "\(publicConnections.count)", "timeout": "\(self.config.drainTimeout)"])
@@ -127,6 +184,7 @@ public struct RelayService: Service {
                     publicConnections.closeAll()
                 }
                 tunnelServer.channel.close(promise: nil)
+                adminServer.channel.close(promise: nil)
                 tunnelConnections.closeAll()
                 self.logger.info("relay stopped")
             }
@@ -134,7 +192,7 @@ public struct RelayService: Service {
     }
 
     /// Binds a listener, turning a failure into a message that names the address and the config key.
-    static func listening<T>(on address: HostPort, key: String, _ bind: () async throws -> T) async throws -> T {
+    static func listening<T>(on address: String, key: String, _ bind: () async throws -> T) async throws -> T {
         do {
             return try await bind()
         } catch {
@@ -149,4 +207,15 @@ public struct RelayService: Service {
 public struct ListenError: Error, CustomStringConvertible {
     /// The message for the operator.
     public var description: String
+}
+
+/// The listeners' reloadable certificates, filled in when the relay starts.
+final class CertificateSet: Sendable {
+    private let all = Mutex<[ReloadableTLS]>([])
+
+    func set(_ contexts: [ReloadableTLS]) { self.all.withLock { $0 = contexts } }
+
+    func reload(force: Bool) {
+        for tls in self.all.withLock({ $0 }) { tls.reload(force: force) }
+    }
 }

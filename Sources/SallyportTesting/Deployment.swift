@@ -28,7 +28,8 @@ public final class Deployment: @unchecked Sendable {
 
     /// Prepares a deployment whose public certificate covers `hosts` (short names: "app" means "app.localhost").
     /// `limits` is YAML placed under `public.limits` (indented by the caller's lines as `key: value`);
-    /// `relayExtra` is appended at the top level of the relay file.
+    /// `relayExtra` is appended at the top level of the relay file; `connectors` are lines under its `connectors`
+    /// section (e.g. `certificateLifetime: 20s`).
     /// `extraCertificates` are further public certificates, each served for its `hosts` (full names) by SNI.
     public init(
         hosts: [String],
@@ -36,6 +37,7 @@ public final class Deployment: @unchecked Sendable {
         reloadInterval: String = "500ms",
         extraCertificates: [(hosts: [String], certificate: String, key: String)] = [],
         relayExtra: String = "",
+        connectors: [String] = [],
         drainTimeout: String = "20s"
     ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
@@ -58,7 +60,12 @@ public final class Deployment: @unchecked Sendable {
               listen: 127.0.0.1:\(self.tunnelPort)
               certificate: \(self.pki.tunnelCertificate)
               key: \(self.pki.tunnelKey)
-              clientCA: \(self.pki.tunnelCA)
+            connectors:
+              ca:
+                certificate: \(self.pki.tunnelCA)
+                key: \(self.pki.tunnelCAKey)
+            \(connectors.map { "  " + $0 }.joined(separator: "\n"))
+            state: \(self.directory.file("state"))
             apps: \(self.appsDirectory)
             reloadInterval: \(reloadInterval)
             drainTimeout: \(drainTimeout)
@@ -120,8 +127,11 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Starts a connector of `group` and waits until it has the relay's configuration.
-    /// `certificate` overrides the connector's client certificate and key (for negative tests); `extra` is
-    /// YAML appended to its config file (e.g. a `kerberos:` section); `environment` adds to its environment.
+    /// A connector registered the way an administrator does it: `sallyport connectors token create` on the relay,
+    /// then `sallyport connector register` into `DIR/NAME/`. The first start of a name registers it (in
+    /// `group`); later starts reuse its files. `certificate` instead uses a given certificate and key without
+    /// registering (negative tests). `extra` is YAML appended to its config file (e.g. a `kerberos:` section);
+    /// `environment` adds to its environment.
     @discardableResult
     public func startConnector(
         name: String = "connector-1",
@@ -134,16 +144,22 @@ public final class Deployment: @unchecked Sendable {
         waitForConfiguration: Bool = true,
         logLevel: String = "info"
     ) async throws -> ChildProcess {
-        let (certificate, key) = try override ?? self.pki.issueConnector(name: name)
+        let base: String
+        if let override {
+            base = """
+                relay: localhost:\(self.tunnelPort)
+                name: \(name)
+                certificate: \(override.certificate)
+                key: \(override.key)
+                relayCA: \(self.pki.tunnelCA)
+                """
+        } else {
+            base = try await self.registration(name: name, group: group)
+        }
         let file = try self.directory.write(
-            "\(name).yaml",
+            "\(name)/connector-run.yaml",
             """
-            relay: localhost:\(self.tunnelPort)
-            name: \(name)
-            group: \(group)
-            certificate: \(certificate)
-            key: \(key)
-            relayCA: \(self.pki.tunnelCA)
+            \(base)
             connections: \(connections)
             \(plugins.map { "plugins: \($0)" } ?? "")
             \(extra)
@@ -158,6 +174,43 @@ public final class Deployment: @unchecked Sendable {
         }
         return process
     }
+
+    /// The connector.yaml of `name`, registering it first if it has none (the relay must be running).
+    public func registration(name: String, group: String = "default") async throws -> String {
+        let file = self.directory.file("\(name)/connector.yaml")
+        if !FileManager.default.fileExists(atPath: file) {
+            let token = try await self.createToken(group: group)
+            _ = try await self.sallyport(["connector", "register", "--relay", "localhost:\(self.tunnelPort)", "--token", token, "--name", name, "--directory", self.directory.file(name)])
+        }
+        // Paths in the written file are relative to its directory, as is the run file beside it.
+        return try String(contentsOfFile: file, encoding: .utf8)
+    }
+
+    /// A registration token for `group` from the running relay's admin API, through the CLI.
+    public func createToken(group: String, expires: String = "10m", uses: Int = 1) async throws -> String {
+        let output = try await self.sallyport(
+            ["connectors", "token", "create", "--group", group, "--expires", expires, "--uses", "\(uses)", "--json", "--config", self.directory.file("relay.yaml")]
+        )
+        guard let data = output.data(using: .utf8), let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let token = object["token"] as? String
+        else { throw HarnessError(.commandFailed, "token create printed no token: \(output)") }
+        return token
+    }
+
+    /// Runs `sallyport ARGS` to completion; returns its output, throws if it failed.
+    @discardableResult
+    public func sallyport(_ arguments: [String], expectFailure: Bool = false) async throws -> String {
+        let log = self.directory.file("cli-\(UUID().uuidString.prefix(8)).log")
+        let process = try ChildProcess.launch(self.binary, arguments, logFile: log)
+        let status = await process.waitForExit(timeout: .seconds(60))
+        let output = process.log()
+        if (status == 0) == expectFailure {
+            throw HarnessError(.commandFailed, "sallyport \(arguments.joined(separator: " ")) exited \(status.map(String.init) ?? "by timeout"): \(output)")
+        }
+        return output
+    }
+
+    /// The admin socket of the relay.
+    public var adminSocket: String { self.directory.file("state/admin.sock") }
 
     /// Stops one connector.
     public func stopConnector(_ name: String, signal: Int32 = SIGTERM) async {

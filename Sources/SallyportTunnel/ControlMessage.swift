@@ -5,8 +5,10 @@ public import SallyportConfig
 /// A message on the control stream. Each is sent as a 4-byte big-endian length followed by that many bytes
 /// of JSON: `{"type": "hello", "hello": {...}}`.
 public enum ControlMessage: Sendable, Equatable {
-    /// Connector → relay, first message: who is connecting and for which group.
+    /// Connector → relay, first message: what is connecting (its identity is its certificate's).
     case hello(Hello)
+    /// Relay → connector, the answer to hello: who the relay's registry says it is.
+    case welcome(Welcome)
     /// Relay → connector: the complete set of apps of the connector's group.
     case config(AppSet)
     /// Connector → relay: the connector now serves the configuration of this version (the newest it holds).
@@ -15,6 +17,13 @@ public enum ControlMessage: Sendable, Equatable {
     case refresh
     /// Connector → relay: shutting down; send no new requests on this connection.
     case draining
+    /// Connector → relay: a PEM certificate signing request for a new key; the relay answers ``certificate(_:)``.
+    case renew(String)
+    /// Relay → connector: a renewed certificate (PEM, leaf then CA) for the key of the last ``renew(_:)``.
+    case certificate(String)
+    /// Relay → connector: open new tunnel connections, then drain this one (the connector was moved to another
+    /// group, or the relay wants fresh connections). The text says why, for logs.
+    case reconnect(String)
     /// Either way: a fatal problem; the sender closes the connection after it.
     case error(String)
 
@@ -22,19 +31,36 @@ public enum ControlMessage: Sendable, Equatable {
     public struct Hello: Sendable, Codable, Equatable {
         /// Tunnel protocol version the connector speaks.
         public var protocolVersion: Int
-        /// The connector's name (for logs and `sallyport status`).
+        /// The connector's name, for logs (the relay's registry has the one that counts).
         public var connector: String
-        /// The connector group it serves.
-        public var group: String
-        /// The software version, for logs.
+        /// The connector's host name, for `sallyport connectors list`.
+        public var host: String
+        /// The software version, for logs and status.
         public var software: String
 
         /// Creates a hello.
-        public init(protocolVersion: Int = TunnelProtocol.version, connector: String, group: String, software: String) {
+        public init(protocolVersion: Int = TunnelProtocol.version, connector: String, host: String, software: String) {
             self.protocolVersion = protocolVersion
             self.connector = connector
-            self.group = group
+            self.host = host
             self.software = software
+        }
+    }
+
+    /// The relay's word on who the connector is.
+    public struct Welcome: Sendable, Codable, Equatable {
+        /// The connector's id (its certificate's).
+        public var connectorID: String
+        /// Its registered name.
+        public var name: String
+        /// The group whose apps it serves.
+        public var group: String
+
+        /// Creates a welcome.
+        public init(connectorID: String, name: String, group: String) {
+            self.connectorID = connectorID
+            self.name = name
+            self.group = group
         }
     }
 
@@ -54,13 +80,17 @@ public enum ControlMessage: Sendable, Equatable {
 }
 
 extension ControlMessage: Codable {
-    private enum CodingKeys: String, CodingKey { case type, hello, config, version, message }
+    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let type = try container.decode(String.self, forKey: .type)
         switch type {
         case "hello": self = .hello(try container.decode(Hello.self, forKey: .hello))
+        case "welcome": self = .welcome(try container.decode(Welcome.self, forKey: .welcome))
+        case "renew": self = .renew(try container.decode(String.self, forKey: .pem))
+        case "certificate": self = .certificate(try container.decode(String.self, forKey: .pem))
+        case "reconnect": self = .reconnect(try container.decode(String.self, forKey: .message))
         case "config": self = .config(try container.decode(AppSet.self, forKey: .config))
         case "configApplied": self = .configApplied(try container.decode(ConfigVersion.self, forKey: .version))
         case "refresh": self = .refresh
@@ -77,6 +107,18 @@ extension ControlMessage: Codable {
         case .hello(let hello):
             try container.encode("hello", forKey: .type)
             try container.encode(hello, forKey: .hello)
+        case .welcome(let welcome):
+            try container.encode("welcome", forKey: .type)
+            try container.encode(welcome, forKey: .welcome)
+        case .renew(let pem):
+            try container.encode("renew", forKey: .type)
+            try container.encode(pem, forKey: .pem)
+        case .certificate(let pem):
+            try container.encode("certificate", forKey: .type)
+            try container.encode(pem, forKey: .pem)
+        case .reconnect(let reason):
+            try container.encode("reconnect", forKey: .type)
+            try container.encode(reason, forKey: .message)
         case .config(let set):
             try container.encode("config", forKey: .type)
             try container.encode(set, forKey: .config)

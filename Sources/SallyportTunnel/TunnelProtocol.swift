@@ -11,8 +11,9 @@ public enum TunnelProtocol {
     /// The ALPN identifier both sides require.
     public static let alpn = "sallyport/1"
     /// The version announced in ``ControlMessage/Hello``. 2: configuration versions carry the relay's epoch,
-    /// and apps cross as ``ConnectorApp``.
-    public static let version = 2
+    /// and apps cross as ``ConnectorApp``. 3: the relay's registry names the connector and its group
+    /// (``ControlMessage/Welcome``); certificates are renewed and connections rolled over the control stream.
+    public static let version = 3
     /// Path of the control stream the relay opens on every tunnel connection.
     public static let controlPath = "/.sallyport/v1/control"
     /// Every tunnel-private header starts with this prefix; the relay removes any such header a client sends.

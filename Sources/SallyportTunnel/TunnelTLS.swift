@@ -12,20 +12,23 @@ public enum TunnelTLS {
         public init(description: String) { self.description = description }
     }
 
-    /// The relay's tunnel listener context.
-    public static func relayContext(certificate: String, key: String, clientCA: String) throws -> NIOSSLContext {
+    /// The relay's tunnel listener context. A client certificate is asked for and, when sent, must chain to
+    /// one of `clientCAs` (the connector CA and any `connectors.trustedCAs`); a connection without one can
+    /// only register (the listener checks).
+    public static func relayContext(certificate: String, key: String, clientCAs: [(path: String, role: String)]) throws -> NIOSSLContext {
         let chain = try loadChain(certificate, role: "tunnel.certificate")
         let privateKey = try loadKey(key, role: "tunnel.key")
-        let roots = try loadChain(clientCA, role: "tunnel.clientCA")
+        let roots = try clientCAs.flatMap { try loadChain($0.path, role: $0.role) }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) },
             privateKey: .privateKey(privateKey)
         )
         configuration.minimumTLSVersion = .tlsv12
-        configuration.certificateVerification = .noHostnameVerification
+        configuration.certificateVerification = .optionalVerification
         configuration.trustRoots = .certificates(roots)
         configuration.sendCANameList = false
-        configuration.applicationProtocols = [TunnelProtocol.alpn]
+        // HTTP/1.1: registration, by connectors that have no certificate yet.
+        configuration.applicationProtocols = [TunnelProtocol.alpn, "http/1.1"]
         return try NIOSSLContext(configuration: configuration)
     }
 

@@ -37,7 +37,10 @@ struct Sallyport: AsyncParsableCommand {
         commandName: "sallyport",
         abstract: "Publish internal web apps through an outbound-only tunnel.",
         version: SallyportVersion.current,
-        subcommands: [RelayCommand.self, ConnectorCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self, CheckCommand.self]
+        subcommands: [
+            RelayCommand.self, ConnectorCommand.self, ConnectorsCommand.self, GroupsCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self,
+            CheckCommand.self,
+        ]
     )
 }
 
@@ -69,7 +72,16 @@ func loadOrExit<T>(_ load: () throws(ConfigError) -> T) -> T {
 }
 
 struct RelayCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "relay", abstract: "Run the relay: the public HTTPS edge and the tunnel listener.")
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Run the relay: the public HTTPS edge and the tunnel listener.",
+        subcommands: [RelayRun.self, RelayInitCommand.self],
+        defaultSubcommand: RelayRun.self
+    )
+}
+
+struct RelayRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the relay (the default: `sallyport relay --config FILE`).")
 
     @Option(name: .long, help: "The relay's configuration file.")
     var config: String
@@ -82,7 +94,7 @@ struct RelayCommand: AsyncParsableCommand {
         let relay = RelayService(config: config, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: relay), .init(service: relay.appReload), .init(service: HangupReload(catalog: relay.catalog, logger: logger))],
+                services: [.init(service: relay), .init(service: relay.appReload), .init(service: HangupReload(relay: relay, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -91,21 +103,31 @@ struct RelayCommand: AsyncParsableCommand {
     }
 }
 
-/// Reloads the app directory on SIGHUP.
+/// Reloads the app directory and the listeners' certificates on SIGHUP.
 struct HangupReload: Service {
-    let catalog: AppCatalog
+    let relay: RelayService
     let logger: Logger
 
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            self.logger.info("SIGHUP: reloading apps")
-            self.catalog.reload()
+            self.logger.info("SIGHUP: reloading apps and certificates")
+            self.relay.catalog.reload()
+            self.relay.reloadCertificates(force: true)
         }
     }
 }
 
 struct ConnectorCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "connector", abstract: "Run a connector: dial the relay and forward requests to internal apps.")
+    static let configuration = CommandConfiguration(
+        commandName: "connector",
+        abstract: "Run a connector: dial the relay and forward requests to internal apps.",
+        subcommands: [ConnectorRun.self, ConnectorRegister.self],
+        defaultSubcommand: ConnectorRun.self
+    )
+}
+
+struct ConnectorRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the connector (the default: `sallyport connector --config FILE`).")
 
     @Option(name: .long, help: "The connector's configuration file.")
     var config: String
@@ -130,6 +152,13 @@ struct ConnectorCommand: AsyncParsableCommand {
                 logger.error("plugin not loaded; apps using its handlers answer 502", metadata: ["file": "\(failure.path)", "reason": "\(failure.reason)"])
             }
             handlers = plugins.catalog
+        }
+        // A certificate that expired while the connector was off cannot be renewed: say how to register again.
+        do {
+            _ = try Credentials(config: config)
+        } catch {
+            FileHandle.standardError.write(Data("sallyport connector: \(error)\n".utf8))
+            throw ExitCode(2)
         }
         let connector = ConnectorService(config: config, logger: logger, handlers: handlers)
         let group = ServiceGroup(

@@ -183,7 +183,7 @@ extension EndToEnd {
         @Test("An https backend is verified: trusted through backendTLS.caFile, refused (502) when its CA is unknown")
         func httpsBackendVerification() async throws {
             let deployment = try Deployment(hosts: ["trusted", "untrusted"])
-            let authority = try ThrowawayCA.generate(commonName: "Internal test CA")
+            let authority = try CertificateAuthority.generate(commonName: "Internal test CA")
             let leaf = try authority.issueServer(commonName: "internal", dnsNames: ["internal.localhost"], ipAddresses: ["127.0.0.1"])
             let certificate = try deployment.directory.write("backend.pem", leaf.chainPEM)
             let key = try deployment.directory.write("backend.key", leaf.privateKeyPEM)
@@ -221,7 +221,7 @@ extension EndToEnd {
         func certificatePerHost() async throws {
             let scratch = try TestDirectory(prefix: "sallyport-sni")
             defer { scratch.remove() }
-            let otherCA = try ThrowawayCA.generate(commonName: "Other public CA")
+            let otherCA = try CertificateAuthority.generate(commonName: "Other public CA")
             let otherLeaf = try otherCA.issueServer(commonName: "other", dnsNames: ["other.localhost"])
             let otherCertificate = try scratch.write("other.pem", otherLeaf.chainPEM)
             let otherKey = try scratch.write("other.key", otherLeaf.privateKeyPEM)

@@ -118,7 +118,7 @@ struct PKITests {
 
     @Test("CA and server certificates have the expected extensions")
     func extensions() throws {
-        let ca = try ThrowawayCA.generate(commonName: "Test CA", validity: .seconds(3600))
+        let ca = try CertificateAuthority.generate(commonName: "Test CA", validity: .seconds(3600))
         let caCertificate = try Certificate(pemEncoded: ca.certificatePEM)
         let basic = try #require(caCertificate.extensions[oid: .X509ExtensionID.basicConstraints])
         #expect(basic.critical)

@@ -53,7 +53,7 @@ extension EndToEnd {
                 guard case .head(let head)? = try await iterator.next() else { return nil }
                 #expect(head.path == TunnelProtocol.controlPath)
                 try await outbound.write(.head(HTTPResponse(status: .ok)))
-                try await ControlFraming.send(.hello(.init(protocolVersion: 99, connector: "old", group: "default", software: "test")), on: outbound)
+                try await ControlFraming.send(.hello(.init(protocolVersion: 99, connector: "old", host: "test", software: "test")), on: outbound)
                 var messages = ControlReader(iterator: iterator)
                 return try await messages.next()
             }

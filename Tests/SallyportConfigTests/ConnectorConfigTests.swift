@@ -33,7 +33,6 @@ struct ConnectorConfigTests {
                         relay: HostPort(host: "relay.example.com", port: 8443),
                         relayServerName: nil,
                         name: nil,
-                        group: "default",
                         certificate: "\(base)/tls/connector.pem",
                         key: "\(base)/tls/connector.key",
                         relayCA: nil,
@@ -46,12 +45,21 @@ struct ConnectorConfigTests {
         }
     }
 
+    @Test func groupIsTheRelaysToSet() throws {
+        let yaml = "relay: relay.example.com:8443\ngroup: default\ncertificate: c.pem\nkey: c.key\n"
+        try withFile(yaml) { file, _ in
+            let error = try #require(throws: ConfigError.self) { try ConfigLoader.loadConnector(file: file) }
+            #expect(error.line == 2)
+            #expect(error.key == "group")
+            #expect(error.message.contains("sallyport connectors move"))
+        }
+    }
+
     @Test func everyKey() throws {
         let yaml = """
             relay: "[2001:db8::1]:443"
             relayServerName: Relay.Example.com
             name: branch-office-1.corp
-            group: branch-office
             certificate: /etc/sallyport/connector.pem
             key: /etc/sallyport/connector.key
             relayCA: ca/relay.pem
@@ -67,7 +75,6 @@ struct ConnectorConfigTests {
             #expect(connector.relay == HostPort(host: "2001:db8::1", port: 443))
             #expect(connector.relayServerName == "relay.example.com")
             #expect(connector.name == "branch-office-1.corp")
-            #expect(connector.group == "branch-office")
             #expect(connector.certificate == "/etc/sallyport/connector.pem")
             #expect(connector.relayCA == "\(base)/ca/relay.pem")
             #expect(connector.connections == 4)

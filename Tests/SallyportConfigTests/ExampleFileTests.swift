@@ -19,7 +19,9 @@ struct ExampleFileTests {
         #expect(relay.tunnelListen == HostPort(host: "0.0.0.0", port: 8443))
         #expect(relay.tunnelCertificate == "\(directory)/tls/tunnel.pem")
         #expect(relay.tunnelKey == "\(directory)/tls/tunnel.key")
-        #expect(relay.tunnelClientCA == "\(directory)/tls/connectors-ca.pem")
+        #expect(relay.connectors.caCertificate == "\(directory)/ca/connectors-ca.pem")
+        #expect(relay.connectors.caKey == "\(directory)/ca/connectors-ca.key")
+        #expect(relay.stateDirectory == "\(directory)/state")
         #expect(relay.appsDirectory == "\(directory)/apps")
         #expect(relay.reloadInterval == .seconds(2))
         #expect(relay.drainTimeout == .seconds(30))
@@ -28,7 +30,6 @@ struct ExampleFileTests {
     @Test func connectorExampleLoads() throws {
         let connector = try ConfigLoader.loadConnector(file: "\(directory)/connector.yaml")
         #expect(connector.relay == HostPort(host: "relay.example.com", port: 8443))
-        #expect(connector.group == "default")
         #expect(connector.certificate == "/etc/sallyport/connector.pem")
         #expect(connector.key == "/etc/sallyport/connector.key")
         #expect(connector.relayCA == "/etc/sallyport/relay-ca.pem")

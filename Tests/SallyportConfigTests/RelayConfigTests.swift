@@ -3,7 +3,7 @@ import SallyportConfig
 import Testing
 
 /// A relay config with relative and absolute paths. Lines: public 1, listen 2, certificates 3, first entry 4–6,
-/// tunnel 7, listen 8, certificate 9, key 10, clientCA 11, apps 12.
+/// tunnel 7, listen 8, certificate 9, key 10, address 11, apps 12.
 private let minimalRelay = """
     public:
       listen: 0.0.0.0:443
@@ -15,7 +15,7 @@ private let minimalRelay = """
       listen: "[::]:8443"
       certificate: tls/tunnel.pem
       key: ./tls/tunnel.key
-      clientCA: tls/connectors-ca.pem
+      address: relay.example.com:8443
     apps: apps
 
     """
@@ -154,7 +154,10 @@ struct RelayConfigTests {
         #expect(relay.tunnelListen == HostPort(host: "::", port: 8443))
         #expect(relay.tunnelCertificate == "\(base)/tls/tunnel.pem")
         #expect(relay.tunnelKey == "\(base)/tls/tunnel.key")
-        #expect(relay.tunnelClientCA == "\(base)/tls/connectors-ca.pem")
+        #expect(relay.tunnelAddress == HostPort(host: "relay.example.com", port: 8443))
+        #expect(relay.stateDirectory == "\(base)/state")
+        #expect(relay.adminSocket == "\(base)/state/admin.sock")
+        #expect(relay.connectors == ConnectorPolicy())
         #expect(relay.appsDirectory == "\(base)/apps")
         #expect(relay.reloadInterval == .seconds(2))
         #expect(relay.drainTimeout == .seconds(30))
@@ -180,7 +183,17 @@ struct RelayConfigTests {
               listen: 127.0.0.1:0
               certificate: /etc/tunnel.pem
               key: /etc/tunnel.key
-              clientCA: /etc/ca.pem
+            state: /var/lib/sallyport
+            admin:
+              socket: /run/sallyport/admin.sock
+            connectors:
+              ca:
+                certificate: ca/connectors-ca.pem
+                key: ca/connectors-ca.key
+              certificateLifetime: 7d
+              inactiveAfter: 2m
+              removeAfter: 30d
+              trustedCAs: [own-ca.pem]
             apps: /srv/sallyport/apps
             reloadInterval: 500ms
             drainTimeout: 0s
@@ -207,6 +220,16 @@ struct RelayConfigTests {
             ]
         )
         #expect(relay.appsDirectory == "/srv/sallyport/apps")
+        #expect(relay.stateDirectory == "/var/lib/sallyport")
+        #expect(relay.adminSocket == "/run/sallyport/admin.sock")
+        #expect(
+            relay.connectors
+                == ConnectorPolicy(
+                    caCertificate: "\(directory.path)/ca/connectors-ca.pem", caKey: "\(directory.path)/ca/connectors-ca.key",
+                    certificateLifetime: .seconds(7 * 86400), inactiveAfter: .seconds(120), removeAfter: .seconds(30 * 86400),
+                    trustedCAs: ["\(directory.path)/own-ca.pem"]
+                )
+        )
         #expect(relay.reloadInterval == .milliseconds(500))
         #expect(relay.drainTimeout == .zero)
     }
@@ -218,12 +241,29 @@ struct RelayConfigTests {
     }
 
     @Test func missingSectionKeyIsReportedAtTheSection() throws {
-        let yaml = minimalRelay.replacingOccurrences(of: "  clientCA: tls/connectors-ca.pem\n", with: "")
+        let yaml = minimalRelay.replacingOccurrences(of: "  key: ./tls/tunnel.key\n", with: "")
         let error = try #require(try relayError(yaml))
         #expect(error.line == 7)
         #expect(error.column == 1)
-        #expect(error.key == "tunnel.clientCA")
+        #expect(error.key == "tunnel.key")
         #expect(error.message == "required key is missing")
+    }
+
+    @Test func theOldClientCAKeySaysWhatReplacedIt() throws {
+        let yaml = minimalRelay.replacingOccurrences(of: "  address: relay.example.com:8443\n", with: "  clientCA: tls/connectors-ca.pem\n")
+        let error = try #require(try relayError(yaml))
+        #expect(error.line == 11)
+        #expect(error.key == "tunnel.clientCA")
+        #expect(error.message.contains("connectors.ca"))
+        #expect(error.message.contains("sallyport relay init"))
+        #expect(error.message.contains("connectors.trustedCAs"))
+    }
+
+    @Test func certificateLifetimeHasAFloor() throws {
+        let yaml = minimalRelay + "connectors:\n  certificateLifetime: 5s\n"
+        let error = try #require(try relayError(yaml))
+        #expect(error.key == "connectors.certificateLifetime")
+        #expect(error.message == "must be at least 10s")
     }
 
     @Test func unknownKeyInLimits() throws {

@@ -13,7 +13,11 @@ import Testing
 
     @Test func roundTripsEveryMessageKind() throws {
         let messages: [ControlMessage] = [
-            .hello(.init(connector: "c1", group: "default", software: "0.1.0")),
+            .hello(.init(connector: "c1", host: "host1", software: "0.1.0")),
+            .welcome(.init(connectorID: "c-abc", name: "c1", group: "default")),
+            .renew("-----BEGIN CERTIFICATE REQUEST-----\n"),
+            .certificate("-----BEGIN CERTIFICATE-----\n"),
+            .reconnect("moved to group b"),
             .config(.init(version: ConfigVersion(epoch: 3, generation: 7), apps: [])),
             .configApplied(ConfigVersion(epoch: 3, generation: 7)),
             .refresh,

@@ -8,8 +8,6 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var relayServerName: String?
     /// `name`: this connector's name as the relay shows it; nil means the machine's host name.
     public var name: String?
-    /// `group`: the connector group whose apps this connector serves. Default "default".
-    public var group: String
     /// `certificate`: the connector's client certificate (PEM chain).
     public var certificate: String
     /// `key`: its private key (PEM).
@@ -35,7 +33,6 @@ public struct ConnectorConfig: Sendable, Hashable {
         relay: HostPort,
         relayServerName: String? = nil,
         name: String? = nil,
-        group: String = "default",
         certificate: String,
         key: String,
         relayCA: String? = nil,
@@ -50,7 +47,6 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.relay = relay
         self.relayServerName = relayServerName
         self.name = name
-        self.group = group
         self.certificate = certificate
         self.key = key
         self.relayCA = relayCA
@@ -115,7 +111,13 @@ enum ConnectorFile {
         let relay = reader.required("relay") { value throws(ConfigError) in try value.hostPort(allowZeroPort: false) }
         let relayServerName = reader.optional("relayServerName") { value throws(ConfigError) in try value.serverName() }
         let name = reader.optional("name") { value throws(ConfigError) in try connectorName(value) }
-        let group = reader.optional("group", default: "default") { value throws(ConfigError) in try value.name() }
+        if reader.keyMark("group") != nil {
+            _ = reader.optional("group") { value throws(ConfigError) -> Void in
+                throw value.error(
+                    "is set by the relay now: a connector joins the group of its registration token; remove this key, and move it with `sallyport connectors move ID --group G` on the relay"
+                )
+            }
+        }
         let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let relayCA = reader.optional("relayCA") { value throws(ConfigError) in try value.path(relativeTo: directory) }
@@ -139,7 +141,6 @@ enum ConnectorFile {
                 relay: relay,
                 relayServerName: relayServerName,
                 name: name,
-                group: group,
                 certificate: certificate,
                 key: key,
                 relayCA: relayCA,

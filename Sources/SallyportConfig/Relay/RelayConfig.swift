@@ -14,8 +14,15 @@ public struct RelayConfig: Sendable, Hashable {
     public var tunnelCertificate: String
     /// `tunnel.key`: its private key (PEM).
     public var tunnelKey: String
-    /// `tunnel.clientCA`: the CA bundle that connector certificates must chain to.
-    public var tunnelClientCA: String
+    /// `tunnel.address`: the address connectors dial, printed in registration commands; nil means the tunnel
+    /// certificate's first DNS name with the listen port.
+    public var tunnelAddress: HostPort?
+    /// `state`: the directory of the relay's state database and admin socket. Default `state` beside the file.
+    public var stateDirectory: String
+    /// `connectors`: how connectors register, are identified, renewed and retired.
+    public var connectors: ConnectorPolicy
+    /// `admin.socket`: the Unix socket of the admin API. Default `<state>/admin.sock`.
+    public var adminSocket: String
     /// `apps`: the directory of app files.
     public var appsDirectory: String
     /// `reloadInterval`: how often the apps directory is checked for changes. Default 2s.
@@ -36,7 +43,10 @@ public struct RelayConfig: Sendable, Hashable {
         tunnelListen: HostPort,
         tunnelCertificate: String,
         tunnelKey: String,
-        tunnelClientCA: String,
+        tunnelAddress: HostPort? = nil,
+        stateDirectory: String,
+        connectors: ConnectorPolicy = ConnectorPolicy(),
+        adminSocket: String? = nil,
         appsDirectory: String,
         reloadInterval: Duration = .seconds(2),
         drainTimeout: Duration = .seconds(30),
@@ -50,12 +60,47 @@ public struct RelayConfig: Sendable, Hashable {
         self.tunnelListen = tunnelListen
         self.tunnelCertificate = tunnelCertificate
         self.tunnelKey = tunnelKey
-        self.tunnelClientCA = tunnelClientCA
+        self.tunnelAddress = tunnelAddress
+        self.stateDirectory = stateDirectory
+        self.connectors = connectors
+        self.adminSocket = adminSocket ?? (stateDirectory.hasSuffix("/") ? stateDirectory + "admin.sock" : stateDirectory + "/admin.sock")
         self.appsDirectory = appsDirectory
         self.reloadInterval = reloadInterval
         self.drainTimeout = drainTimeout
         self.identityProviders = identityProviders
         self.sessions = sessions
+    }
+}
+
+/// The relay's `connectors` section: the CA that issues connector certificates, their lifetime, when an
+/// unseen connector counts as inactive and when it is removed.
+public struct ConnectorPolicy: Sendable, Hashable {
+    /// `ca.certificate`: the connector CA's certificate (PEM); nil: no registration by token, only `connectors add`.
+    public var caCertificate: String?
+    /// `ca.key`: the connector CA's private key (PEM); it never leaves the relay host.
+    public var caKey: String?
+    /// `certificateLifetime`: how long a connector certificate is valid; connectors renew when a third is left.
+    /// Default 30d.
+    public var certificateLifetime: Duration
+    /// `inactiveAfter`: a connector with no tunnel for this long is inactive. Default 5m.
+    public var inactiveAfter: Duration
+    /// `removeAfter`: a connector inactive this long is removed. Default 10d.
+    public var removeAfter: Duration
+    /// `trustedCAs`: CA files of your own PKI; their certificates are accepted only for connectors added with
+    /// `sallyport connectors add`.
+    public var trustedCAs: [String]
+
+    /// Creates a policy; each value defaults to the documented one.
+    public init(
+        caCertificate: String? = nil, caKey: String? = nil, certificateLifetime: Duration = .seconds(30 * 86400),
+        inactiveAfter: Duration = .seconds(300), removeAfter: Duration = .seconds(10 * 86400), trustedCAs: [String] = []
+    ) {
+        self.caCertificate = caCertificate
+        self.caKey = caKey
+        self.certificateLifetime = certificateLifetime
+        self.inactiveAfter = inactiveAfter
+        self.removeAfter = removeAfter
+        self.trustedCAs = trustedCAs
     }
 }
 
@@ -112,7 +157,9 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
 
 /// Reads the relay's config file.
 enum RelayFile {
-    static let topLevelKeys = ["public", "tunnel", "apps", "reloadInterval", "drainTimeout", "identityProviders", "sessions"]
+    static let topLevelKeys = [
+        "public", "tunnel", "state", "connectors", "admin", "apps", "reloadInterval", "drainTimeout", "identityProviders", "sessions",
+    ]
 
     static func parse(yaml: String, file: String) -> Result<RelayConfig, FileProblems> {
         let diagnostics = Diagnostics(file: file)
@@ -128,6 +175,18 @@ enum RelayFile {
         // A section with a missing or invalid key comes back as nil (the problem is already reported).
         let edge = reader.required("public") { value throws(ConfigError) in try publicSection(value, directory: directory) } ?? nil
         let tunnel = reader.required("tunnel") { value throws(ConfigError) in try tunnelSection(value, directory: directory) } ?? nil
+        let state = reader.optional("state", default: ConfigPaths.resolve("state", relativeTo: directory)) { value throws(ConfigError) in
+            try value.path(relativeTo: directory)
+        }
+        let connectors = reader.optional("connectors", default: ConnectorPolicy()) { value throws(ConfigError) in
+            try connectorPolicy(value, directory: directory)
+        }
+        let adminSocket = reader.optional("admin") { value throws(ConfigError) -> String? in
+            var admin = try value.mapping()
+            let socket = admin.optional("socket") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            admin.finish()
+            return socket
+        } ?? nil
         let apps = reader.required("apps") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let reloadInterval = reader.optional("reloadInterval", default: .seconds(2)) { value throws(ConfigError) in
             try value.duration()
@@ -155,7 +214,10 @@ enum RelayFile {
                 tunnelListen: tunnel.listen,
                 tunnelCertificate: tunnel.certificate,
                 tunnelKey: tunnel.key,
-                tunnelClientCA: tunnel.clientCA,
+                tunnelAddress: tunnel.address,
+                stateDirectory: state,
+                connectors: connectors,
+                adminSocket: adminSocket,
                 appsDirectory: apps,
                 reloadInterval: reloadInterval,
                 drainTimeout: drainTimeout,
@@ -252,19 +314,54 @@ enum RelayFile {
 
     private struct TunnelSection {
         var listen: HostPort
+        var address: HostPort?
         var certificate: String
         var key: String
-        var clientCA: String
     }
 
     private static func tunnelSection(_ value: ValueNode, directory: String) throws(ConfigError) -> TunnelSection? {
         var reader = try value.mapping()
         let listen = reader.required("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
+        let address = reader.optional("address") { value throws(ConfigError) in try value.hostPort(allowZeroPort: false) }
         let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
-        let clientCA = reader.required("clientCA") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        if reader.keyMark("clientCA") != nil {
+            _ = reader.optional("clientCA") { value throws(ConfigError) -> Void in
+                throw value.error(
+                    "is replaced by the relay's connector CA (connectors.ca, made by `sallyport relay init`) and, for certificates from your own CA, connectors.trustedCAs with `sallyport connectors add`; see docs/deployment.md"
+                )
+            }
+        }
         reader.finish()
-        guard let listen, let certificate, let key, let clientCA else { return nil }
-        return TunnelSection(listen: listen, certificate: certificate, key: key, clientCA: clientCA)
+        guard let listen, let certificate, let key else { return nil }
+        return TunnelSection(listen: listen, address: address, certificate: certificate, key: key)
+    }
+
+    private static func connectorPolicy(_ value: ValueNode, directory: String) throws(ConfigError) -> ConnectorPolicy {
+        var reader = try value.mapping()
+        let defaults = ConnectorPolicy()
+        let ca = reader.optional("ca") { value throws(ConfigError) -> (String, String)? in
+            var ca = try value.mapping()
+            let certificate = ca.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            let key = ca.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            ca.finish()
+            guard let certificate, let key else { return nil }
+            return (certificate, key)
+        } ?? nil
+        let lifetime = reader.optional("certificateLifetime", default: defaults.certificateLifetime) { value throws(ConfigError) in
+            let duration = try value.duration()
+            guard duration >= .seconds(10) else { throw value.error("must be at least 10s") }
+            return duration
+        }
+        let inactiveAfter = reader.optional("inactiveAfter", default: defaults.inactiveAfter) { value throws(ConfigError) in try value.duration() }
+        let removeAfter = reader.optional("removeAfter", default: defaults.removeAfter) { value throws(ConfigError) in try value.duration() }
+        let trusted = reader.optional("trustedCAs", default: []) { value throws(ConfigError) in
+            try value.list { item throws(ConfigError) in try item.path(relativeTo: directory) }
+        }
+        reader.finish()
+        return ConnectorPolicy(
+            caCertificate: ca?.0, caKey: ca?.1, certificateLifetime: lifetime, inactiveAfter: inactiveAfter, removeAfter: removeAfter,
+            trustedCAs: trusted
+        )
     }
 }

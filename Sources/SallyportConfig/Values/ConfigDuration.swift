@@ -1,4 +1,4 @@
-/// Durations as written in config files: "500ms", "30s", "2m", "1h", or a bare whole number of seconds.
+/// Durations as written in config files: "500ms", "30s", "2m", "1h", "30d", or a bare whole number of seconds.
 enum ConfigDuration {
     enum Problem: Error {
         case malformed, negative, tooLarge
@@ -10,7 +10,7 @@ enum ConfigDuration {
             return .failure(.negative)
         }
         var digits = Substring(text)
-        let units: [(suffix: String, milliseconds: Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        let units: [(suffix: String, milliseconds: Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         var scale = 1000
         for unit in units where digits.hasSuffix(unit.suffix) {
             digits = digits.dropLast(unit.suffix.count)
@@ -31,6 +31,7 @@ enum ConfigDuration {
     static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        if milliseconds % 86_400_000 == 0 && milliseconds > 0 { return "\(milliseconds / 86_400_000)d" }
         if milliseconds % 3_600_000 == 0 && milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
         if milliseconds % 60_000 == 0 && milliseconds > 0 { return "\(milliseconds / 60_000)m" }
         if milliseconds % 1000 == 0 { return "\(milliseconds / 1000)s" }

@@ -95,3 +95,20 @@ struct HostProblem: Error {
     let message: String
     init(_ message: String) { self.message = message }
 }
+
+/// The config files' rules for values that also arrive on the command line and over the admin API.
+public enum ValueRules {
+    /// Nil if `text` is a valid connector group name, else what is wrong.
+    public static func groupProblem(_ text: String) -> String? {
+        Names.isValidName(text) ? nil : "group names follow the app name rule: \(Names.nameRule) (got \(quoted(text)))"
+    }
+
+    /// A duration written as in config files ("30s", "1h", "30d"), or nil.
+    public static func duration(_ text: String) -> Duration? {
+        if case .success(let duration) = ConfigDuration.parse(text) { return duration }
+        return nil
+    }
+
+    /// A duration as config files write it.
+    public static func format(_ duration: Duration) -> String { ConfigDuration.format(duration) }
+}

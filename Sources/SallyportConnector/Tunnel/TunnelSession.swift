@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Logging
 import NIOCore
@@ -11,41 +12,97 @@ import SallyportHTTP
 import SallyportTunnel
 import ServiceLifecycle
 
-/// One of the connector's tunnel connections: dials the relay, serves its streams, and dials again with
-/// backoff when the connection ends. Several run side by side.
+/// One of the connector's tunnel slots: keeps one connection to the relay serving, redials with backoff when
+/// it ends, and replaces it (make before break) when the certificate is renewed or the relay asks. The
+/// decisions are ``TunnelSlot``'s; this type dials, serves and drains.
 struct TunnelSession: Sendable {
     typealias StreamChannel = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    /// What a connection of the slot reports back.
+    enum Event: Sendable {
+        case ready(Int)
+        case ended(Int, uptime: Duration)
+        case roll(String)
+        case shutdown
+    }
 
     let index: Int
     let config: ConnectorConfig
     let connectorName: String
-    let tls: NIOSSLContext
+    let credentials: Credentials
+    let hub: TunnelHub
     let apps: AppTable
     let forwarder: BackendForwarder
     let group: any EventLoopGroup
     let logger: Logger
 
-    /// Runs until graceful shutdown.
+    /// Runs until graceful shutdown, and until its connections have drained.
     func run() async {
-        var backoff = Backoff()
         var logger = self.logger
         logger[metadataKey: "tunnel"] = "\(self.index)"
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            let started = ContinuousClock.now
-            do {
-                try await self.connectAndServe(logger: logger)
-            } catch {
-                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.config.relay)", "error": "\(error)"])
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        var slot = TunnelSlot()
+        var drains: [Int: AsyncStream<Void>.Continuation] = [:]
+        await withDiscardingTaskGroup { group in
+            let rolls = self.hub.rolls()
+            group.addTask { for await reason in rolls { sink.yield(.roll(reason)) } }
+            group.addTask {
+                try? await gracefulShutdown()
+                sink.yield(.shutdown)
             }
-            if Task.isShuttingDownGracefully || Task.isCancelled { break }
-            let delay = backoff.next(lastUptime: ContinuousClock.now - started)
-            logger.info("reconnecting", metadata: ["in": "\(delay)"])
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+            var actions = slot.start()
+            var events = events.makeAsyncIterator()
+            while true {
+                for action in actions {
+                    switch action {
+                    case .dial(let id, let delay):
+                        let (drain, trigger) = AsyncStream<Void>.makeStream()
+                        drains[id] = trigger
+                        group.addTask { [logger] in await self.connection(id, after: delay, drain: drain, events: sink, logger: logger) }
+                    case .drain(let id):
+                        drains.removeValue(forKey: id)?.yield()
+                    case .finish:
+                        group.cancelAll()
+                        return
+                    }
+                }
+                guard let event = await events.next() else { return }
+                switch event {
+                case .ready(let id): actions = slot.ready(id)
+                case .ended(let id, let uptime):
+                    drains.removeValue(forKey: id)
+                    actions = slot.ended(id, uptime: uptime)
+                case .roll(let reason):
+                    logger.info("opening a new tunnel connection to replace this one", metadata: ["reason": "\(reason)"])
+                    actions = slot.rollRequested()
+                case .shutdown: actions = slot.shutdown()
+                }
+            }
         }
     }
 
-    private func connectAndServe(logger: Logger) async throws {
+    /// Dials connection `id` after `delay` and serves it until it closes; reports ready and ended.
+    private func connection(_ id: Int, after delay: Duration, drain: AsyncStream<Void>, events: AsyncStream<Event>.Continuation, logger: Logger) async {
+        if delay > .zero {
+            logger.info("reconnecting", metadata: ["in": "\(delay)"])
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+        }
+        let started = ContinuousClock.now
+        if !Task.isShuttingDownGracefully {
+            do {
+                try await self.connectAndServe(drain: drain, ready: { events.yield(.ready(id)) }, roll: { events.yield(.roll($0)) }, logger: logger)
+            } catch {
+                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.config.relay)", "error": "\(error)"])
+            }
+        }
+        events.yield(.ended(id, uptime: ContinuousClock.now - started))
+    }
+
+    private func connectAndServe(
+        drain: AsyncStream<Void>, ready: @escaping @Sendable () -> Void, roll: @escaping @Sendable (String) -> Void, logger: Logger
+    ) async throws {
         let serverName = self.config.relayServerName ?? self.config.relay.host
+        let tls = self.credentials.context
         let (channel, multiplexer) = try await ClientBootstrap(group: self.group)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -54,7 +111,7 @@ struct TunnelSession: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName
-                    try sync.addHandler(NIOSSLClientHandler(context: self.tls, serverHostname: hostname))
+                    try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
                     let multiplexer = try sync.configureAsyncHTTP2Pipeline(
                         mode: .server,
                         connectionManagerConfiguration: .init(
@@ -78,69 +135,26 @@ struct TunnelSession: Sendable {
         defer { channel.close(promise: nil) }
         try await withThrowingDiscardingTaskGroup { group in
             for try await stream in multiplexer.inbound {
-                group.addTask { await self.serve(stream, connection: channel, logger: logger) }
+                group.addTask { await self.serve(stream, connection: channel, drain: drain, ready: ready, roll: roll, logger: logger) }
             }
         }
         logger.info("tunnel closed")
     }
 
-    private func serve(_ stream: StreamChannel, connection: any Channel, logger: Logger) async {
+    private func serve(
+        _ stream: StreamChannel, connection: any Channel, drain: AsyncStream<Void>, ready: @escaping @Sendable () -> Void,
+        roll: @escaping @Sendable (String) -> Void, logger: Logger
+    ) async {
         try? await stream.executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             guard case .head(let head) = try await iterator.next() else { return }
             if head.path == TunnelProtocol.controlPath {
-                try await self.control(iterator: iterator, writer: outbound, connection: connection, logger: logger)
+                let control = ControlSession(session: self, writer: outbound, connection: connection, logger: logger)
+                try await control.run(iterator: iterator, drain: drain, ready: ready, roll: roll)
             } else {
                 await self.forwarder.handle(head: head, iterator: &iterator, writer: outbound)
                 await GracefulClose.waitForEnd(of: stream.channel, part: HTTPResponsePart.self)
             }
         }
     }
-
-    /// The control stream: hello, configuration pushes, periodic refresh, and the drain notice.
-    private func control(
-        iterator: NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator,
-        writer: NIOAsyncChannelOutboundWriter<HTTPResponsePart>,
-        connection: any Channel,
-        logger: Logger
-    ) async throws {
-        try await writer.write(.head(HTTPResponse(status: .ok)))
-        let hello = ControlMessage.Hello(connector: self.connectorName, group: self.config.group, software: SallyportVersion.current)
-        try await ControlFraming.send(.hello(hello), on: writer)
-        var messages = ControlReader(iterator: iterator)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                // Ask for the configuration every couple of minutes, in case a push was lost.
-                while true {
-                    try await Task.sleep(for: self.config.configRefreshInterval)
-                    try await ControlFraming.send(.refresh, on: writer)
-                }
-            }
-            group.addTask {
-                // On SIGTERM: tell the relay, then let HTTP/2 close the connection once in-flight streams end.
-                try? await gracefulShutdown()
-                try? await ControlFraming.send(.draining, on: writer)
-                connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-            }
-            defer { group.cancelAll() }
-            while let message = try await messages.next() {
-                switch message {
-                case .config(let set):
-                    let (held, applied) = self.apps.apply(set.version, apps: set.apps)
-                    if applied {
-                        logger.info("configuration applied", metadata: ["version": "\(set.version)", "apps": "\(set.apps.map(\.name).joined(separator: ","))"])
-                    }
-                    // What this connector serves now: the push, or a newer one of the same relay.
-                    try await ControlFraming.send(.configApplied(held), on: writer)
-                case .error(let text):
-                    logger.error("relay refused this connector", metadata: ["reason": "\(text)"])
-                case .hello, .configApplied, .refresh, .draining:
-                    throw ControlProtocolError(description: "unexpected control message from the relay")
-                }
-            }
-            // The relay ended the control stream (we are draining): end our side too.
-            try? await writer.write(.end(nil))
-        }
-    }
-
 }

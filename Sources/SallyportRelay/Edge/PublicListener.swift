@@ -20,7 +20,7 @@ struct PublicListener {
     static func bind(
         host: String,
         port: Int,
-        tls: NIOSSLContext,
+        tls: ReloadableTLS,
         limits: EdgeLimits,
         drainTimeout: Duration,
         tracker: ChannelTracker,
@@ -33,7 +33,7 @@ struct PublicListener {
             .bind(host: host, port: port) { channel in
                 tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
                     try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
                 }.flatMap {
                     channel.configureHTTP2AsyncSecureUpgrade(

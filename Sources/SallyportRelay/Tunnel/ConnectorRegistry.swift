@@ -1,9 +1,11 @@
+import Foundation
 import HTTPTypes
 public import NIOCore
 import NIOHTTP2
 public import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 import SallyportHTTP
+import SallyportTunnel
 import Synchronization
 
 /// One connector's tunnel connection as the relay sees it.
@@ -13,10 +15,14 @@ final class TunnelConnection: Sendable {
 
     /// Unique within this relay process.
     let id: UInt64
-    /// The connector's name (from its hello).
+    /// The registered connector's id (from its certificate, through the registry).
+    let connectorID: String
+    /// The connector's registered name, for logs.
     let connector: String
-    /// The group it serves.
+    /// The group it serves: the registry's when the connection was made (a move reconnects).
     let group: String
+    /// When the connection was made.
+    let connectedAt = Date()
     /// Peer address, for logs.
     let remoteAddress: String
 
@@ -25,9 +31,15 @@ final class TunnelConnection: Sendable {
     private let inFlight = Atomic<Int>(0)
     private let acked = Atomic<UInt64>(0)
     private let isDraining = Atomic<Bool>(false)
+    private let outbox: AsyncStream<ControlMessage>.Continuation
 
-    init(id: UInt64, connector: String, group: String, remoteAddress: String, channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>) {
+    init(
+        id: UInt64, connectorID: String, connector: String, group: String, remoteAddress: String, channel: any Channel,
+        multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, outbox: AsyncStream<ControlMessage>.Continuation
+    ) {
         self.id = id
+        self.connectorID = connectorID
+        self.outbox = outbox
         self.connector = connector
         self.group = group
         self.remoteAddress = remoteAddress
@@ -52,6 +64,9 @@ final class TunnelConnection: Sendable {
     }
 
     func markDraining() { self.isDraining.store(true, ordering: .relaxed) }
+
+    /// Queues a control message to the connector (sent by the connection's control loop).
+    func send(_ message: ControlMessage) { self.outbox.yield(message) }
 
     /// Opens a request stream. The caller must call ``finished()`` once the stream is done.
     func openStream() async throws -> Stream {

@@ -1,24 +1,38 @@
+import Foundation
 import HTTPTypes
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTP2
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import NIOHTTPTypesHTTP2
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import SallyportConfig
 import SallyportHTTP
 import SallyportTunnel
 
-/// Accepts connectors' outbound tunnel connections, runs their control streams, and keeps the registry.
+/// Accepts connectors' outbound connections: tunnels (ALPN `sallyport/1`, a connector certificate required)
+/// and registrations (HTTP/1.1, no client certificate yet). Runs each tunnel's control stream and keeps the
+/// registry.
 struct TunnelListener {
-    typealias Accepted = (channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>)
+    /// What one accepted connection turned out to be.
+    enum Accepted: Sendable {
+        case tunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?)
+        case registration(JSONEndpoint.Connection)
+    }
 
     let catalog: AppCatalog
     let registry: ConnectorRegistry
+    let membership: Membership
+    let registration: JSONEndpoint
     let logger: Logger
 
-    static func bind(host: String, port: Int, tls: NIOSSLContext, tracker: ChannelTracker, group: any EventLoopGroup) async throws -> NIOAsyncChannel<Accepted, Never> {
+    static func bind(
+        host: String, port: Int, tls: ReloadableTLS, tracker: ChannelTracker, group: any EventLoopGroup
+    ) async throws -> NIOAsyncChannel<EventLoopFuture<Accepted>, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -28,31 +42,56 @@ struct TunnelListener {
                 tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(NIOSSLServerHandler(context: tls))
-                    // The connector pings every 20 s; a silent connection is dead.
-                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
-                    try sync.addHandler(CloseOnIdleHandler())
-                    let multiplexer = try sync.configureAsyncHTTP2Pipeline(
-                        mode: .client,
-                        configuration: TunnelProtocol.http2Configuration()
-                    ) { stream in
-                        // Connectors never open streams; refuse any.
-                        stream.close(promise: nil)
-                        return stream.eventLoop.makeSucceededVoidFuture()
+                    try sync.addHandler(NIOSSLServerHandler(context: tls.context))
+                    try sync.addHandler(HandshakeTimeoutHandler(timeout: .seconds(10)))
+                    let negotiation = NIOTypedApplicationProtocolNegotiationHandler<Accepted> { result, channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let sync = channel.pipeline.syncOperations
+                            if case .negotiated(TunnelProtocol.alpn) = result {
+                                let certificate = try sync.nioSSL_peerCertificate()?.toDERBytes()
+                                // The connector pings every 20 s; a silent connection is dead.
+                                try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
+                                try sync.addHandler(CloseOnIdleHandler())
+                                let multiplexer = try sync.configureAsyncHTTP2Pipeline(
+                                    mode: .client,
+                                    configuration: TunnelProtocol.http2Configuration()
+                                ) { stream in
+                                    // Connectors never open streams; refuse any.
+                                    stream.close(promise: nil)
+                                    return stream.eventLoop.makeSucceededVoidFuture()
+                                }
+                                return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate)
+                            }
+                            try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                            try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true))
+                            return .registration(try JSONEndpoint.Connection(wrappingChannelSynchronously: channel))
+                        }
                     }
-                    return (channel, multiplexer)
+                    try sync.addHandler(negotiation)
+                    return negotiation.protocolNegotiationResult
                 }
             }
     }
 
-    /// Serves one tunnel connection until it closes.
-    func serve(_ accepted: Accepted) async {
-        let remote = accepted.channel.remoteAddress.map { "\($0)" } ?? "unknown"
+    /// Serves one accepted connection until it closes.
+    func serve(_ accepted: EventLoopFuture<Accepted>) async {
+        switch try? await accepted.get() {
+        case .tunnel(let channel, let multiplexer, let certificate)?:
+            await self.serveTunnel(channel: channel, multiplexer: multiplexer, certificate: certificate)
+        case .registration(let connection)?:
+            await self.registration.serve(connection)
+        case nil:
+            break
+        }
+    }
+
+    private func serveTunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?) async {
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
         var logger = self.logger
         logger[metadataKey: "tunnel.peer"] = "\(remote)"
         var draining = false
         do {
-            let control = try await accepted.multiplexer.openStream { channel in
+            let control = try await multiplexer.openStream { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPClientCodec())
                     return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)
@@ -61,28 +100,45 @@ struct TunnelListener {
             try await control.executeThenClose { inbound, outbound in
                 try await outbound.write(.head(HTTPRequest(method: .post, scheme: "https", authority: "sallyport", path: TunnelProtocol.controlPath)))
                 var messages = ControlReader(iterator: inbound.makeAsyncIterator())
-                guard case .hello(let hello) = try await messages.next(timeout: .seconds(15), closing: accepted.channel) else {
+                guard case .hello(let hello) = try await messages.next(timeout: .seconds(15), closing: channel) else {
                     throw ControlProtocolError(description: "the connector did not say hello")
                 }
                 guard hello.protocolVersion == TunnelProtocol.version else {
                     try await ControlFraming.send(.error("this relay speaks tunnel protocol \(TunnelProtocol.version), the connector \(hello.protocolVersion); upgrade the older side"), on: outbound)
                     throw ControlProtocolError(description: "connector speaks tunnel protocol \(hello.protocolVersion), relay \(TunnelProtocol.version)")
                 }
+                // The certificate says who this is; the hello's name is only a claim for the logs.
+                let identity: Membership.Identity
+                switch await self.membership.identify(certificateDER: certificate) {
+                case .success(let known):
+                    identity = known
+                case .failure(let refusal):
+                    try? await ControlFraming.send(.error(refusal.message), on: outbound)
+                    throw ControlProtocolError(description: "connector refused (\(refusal.error)); it called itself \(hello.connector) on \(hello.host)")
+                }
+                logger[metadataKey: "connector"] = "\(identity.connectorID)"
+                logger[metadataKey: "group"] = "\(identity.group)"
+                let (outbox, mailbox) = AsyncStream<ControlMessage>.makeStream()
                 let connection = TunnelConnection(
                     id: self.registry.makeID(),
-                    connector: hello.connector,
-                    group: hello.group,
+                    connectorID: identity.connectorID,
+                    connector: identity.name,
+                    group: identity.group,
                     remoteAddress: remote,
-                    channel: accepted.channel,
-                    multiplexer: accepted.multiplexer
+                    channel: channel,
+                    multiplexer: multiplexer,
+                    outbox: mailbox
                 )
-                logger[metadataKey: "connector"] = "\(hello.connector)"
-                logger[metadataKey: "group"] = "\(hello.group)"
+                try await ControlFraming.send(.welcome(.init(connectorID: identity.connectorID, name: identity.name, group: identity.group)), on: outbound)
                 self.registry.add(connection)
-                logger.info("connector connected", metadata: ["software": "\(hello.software)"])
+                logger.info("connector connected", metadata: ["name": "\(identity.name)", "software": "\(hello.software)", "host": "\(hello.host)"])
                 defer {
                     self.registry.remove(connection)
                     logger.info("connector disconnected")
+                }
+                await self.membership.seen(identity, software: hello.software, host: hello.host)
+                guard await self.membership.isRegistered(identity.connectorID) else {
+                    throw ControlProtocolError(description: "connector was removed while it connected")
                 }
                 let epoch = self.catalog.snapshot.version.epoch
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -90,9 +146,13 @@ struct TunnelListener {
                     let updates = self.catalog.updates()
                     group.addTask {
                         for await snapshot in updates {
-                            try await ControlFraming.send(.config(snapshot.appSet(group: hello.group)), on: outbound)
+                            try await ControlFraming.send(.config(snapshot.appSet(group: identity.group)), on: outbound)
                         }
                     }
+                    group.addTask {
+                        for await message in outbox { try await ControlFraming.send(message, on: outbound) }
+                    }
+                    defer { mailbox.finish() }
                     while let message = try await messages.next() {
                         switch message {
                         case .configApplied(let version):
@@ -101,16 +161,25 @@ struct TunnelListener {
                             self.registry.applied(version.generation, on: connection)
                             logger.debug("connector applied configuration", metadata: ["version": "\(version)"])
                         case .refresh:
-                            try await ControlFraming.send(.config(self.catalog.snapshot.appSet(group: hello.group)), on: outbound)
+                            try await ControlFraming.send(.config(self.catalog.snapshot.appSet(group: identity.group)), on: outbound)
+                        case .renew(let request):
+                            do {
+                                let chain = try await self.membership.renew(connectorID: identity.connectorID, requestPEM: request)
+                                connection.send(.certificate(chain))
+                            } catch {
+                                logger.warning("certificate renewal refused", metadata: ["reason": "\(error)"])
+                                connection.send(.error("certificate renewal refused: \(error)"))
+                            }
                         case .draining:
                             connection.markDraining()
                             draining = true
                             logger.info("connector is draining")
                             // End the control stream so the connector can close once its requests finish.
+                            mailbox.finish()
                             try await outbound.write(.end(nil))
                         case .error(let text):
                             logger.error("connector reported an error", metadata: ["message": "\(text)"])
-                        case .hello, .config:
+                        case .hello, .welcome, .config, .certificate, .reconnect:
                             throw ControlProtocolError(description: "unexpected control message from connector")
                         }
                     }
@@ -119,14 +188,13 @@ struct TunnelListener {
             }
         } catch where !draining {
             logger.warning("tunnel connection ended", metadata: ["reason": "\(error)"])
-            accepted.channel.close(promise: nil)
+            channel.close(promise: nil)
         } catch {
             // A draining connector's control stream may end abruptly; its requests still finish.
         }
         // After a drain notice the connector closes the connection itself once its streams are done.
-        let timer = accepted.channel.eventLoop.scheduleTask(in: .seconds(120)) { accepted.channel.close(promise: nil) }
-        try? await accepted.channel.closeFuture.get()
+        let timer = channel.eventLoop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) }
+        try? await channel.closeFuture.get()
         timer.cancel()
     }
-
 }

@@ -1,0 +1,94 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import SallyportConfig
+import SallyportTunnel
+import ServiceLifecycle
+
+/// The connector's side of one control stream: hello, the relay's welcome, configuration pushes, the periodic
+/// refresh, renewed certificates, the relay's reconnect request, and the drain notice.
+struct ControlSession {
+    let session: TunnelSession
+    let writer: NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    let connection: any Channel
+    let logger: Logger
+
+    func run(
+        iterator: NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator, drain: AsyncStream<Void>, ready: @escaping @Sendable () -> Void,
+        roll: @escaping @Sendable (String) -> Void
+    ) async throws {
+        var logger = self.logger
+        let writer = self.writer
+        try await writer.write(.head(HTTPResponse(status: .ok)))
+        let hello = ControlMessage.Hello(connector: self.session.connectorName, host: ProcessInfo.processInfo.hostName, software: SallyportVersion.current)
+        try await ControlFraming.send(.hello(hello), on: writer)
+        var messages = ControlReader(iterator: iterator)
+        guard case .welcome(let welcome) = try await messages.next(timeout: .seconds(15), closing: self.connection) else {
+            throw ControlProtocolError(description: "the relay sent no welcome")
+        }
+        logger[metadataKey: "group"] = "\(welcome.group)"
+        if self.session.apps.join(group: welcome.group) {
+            logger.notice("the relay moved this connector to another group", metadata: ["group": "\(welcome.group)"])
+        }
+        logger.info("relay welcomed this connector", metadata: ["id": "\(welcome.connectorID)", "name": "\(welcome.name)"])
+        var senderID: Int?
+        defer { if let senderID { self.session.hub.removeSender(senderID) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Ask for the configuration every couple of minutes, in case a push was lost.
+                while true {
+                    try await Task.sleep(for: self.session.config.configRefreshInterval)
+                    try await ControlFraming.send(.refresh, on: writer)
+                }
+            }
+            group.addTask {
+                // On SIGTERM, or when a replacement connection serves: tell the relay, then let HTTP/2 close the
+                // connection once in-flight streams end.
+                await withTaskGroup(of: Void.self) { triggers in
+                    triggers.addTask { try? await gracefulShutdown() }
+                    triggers.addTask { for await _ in drain { return } }
+                    await triggers.next()
+                    triggers.cancelAll()
+                }
+                guard !Task.isCancelled else { return }
+                try? await ControlFraming.send(.draining, on: writer)
+                self.connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            }
+            defer { group.cancelAll() }
+            while let message = try await messages.next() {
+                switch message {
+                case .config(let set):
+                    let (held, applied) = self.session.apps.apply(set.version, apps: set.apps, group: welcome.group)
+                    if applied {
+                        logger.info("configuration applied", metadata: ["version": "\(set.version)", "apps": "\(set.apps.map(\.name).joined(separator: ","))"])
+                    }
+                    // What this connector serves now: the push, or a newer one of the same relay.
+                    try await ControlFraming.send(.configApplied(held), on: writer)
+                    if senderID == nil {
+                        senderID = self.session.hub.addSender { message in try await ControlFraming.send(message, on: writer) }
+                        ready()
+                    }
+                case .certificate(let chain):
+                    do {
+                        try self.session.credentials.install(chainPEM: chain)
+                        logger.notice("certificate renewed", metadata: ["notAfter": "\(self.session.credentials.notAfter)"])
+                        self.session.hub.roll(reason: "certificate renewed")
+                    } catch {
+                        logger.error("renewed certificate not installed; the current one stays in use", metadata: ["error": "\(error)"])
+                    }
+                case .reconnect(let reason):
+                    logger.notice("the relay asked for new tunnel connections", metadata: ["reason": "\(reason)"])
+                    roll(reason)
+                case .error(let text):
+                    logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
+                case .hello, .welcome, .configApplied, .refresh, .draining, .renew:
+                    throw ControlProtocolError(description: "unexpected control message from the relay")
+                }
+            }
+            // The relay ended the control stream (we are draining): end our side too.
+            try? await writer.write(.end(nil))
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOPosix
+import SallyportConfig
+import SallyportState
+import SallyportTunnel
+
+/// The admin API: HTTP/JSON on a Unix socket that only the relay's user can open (mode 0600 in a 0700
+/// directory). `sallyport connectors …` and `sallyport groups list` use it; so can automation. Never on the
+/// public or tunnel listeners. Routes: docs/admin-api.md.
+struct AdminAPI: Sendable {
+    let membership: Membership
+    let catalog: AppCatalog
+    let logger: Logger
+
+    /// Binds the socket, replacing a stale one left by a relay that did not stop cleanly.
+    static func bind(path: String, group: any EventLoopGroup) async throws -> NIOAsyncChannel<JSONEndpoint.Connection, Never> {
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try? FileManager.default.removeItem(atPath: path)
+        let previous = umask(0o177)
+        defer { umask(previous) }
+        return try await ServerBootstrap(group: group)
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                    return try JSONEndpoint.Connection(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
+    var endpoint: JSONEndpoint {
+        JSONEndpoint(logger: self.logger) { request, body in await self.handle(request, body: body) }
+    }
+
+    struct TokenRequest: Codable {
+        var group: String
+        /// "1h", "30m", "7d".
+        var expires: String?
+        var uses: Int?
+    }
+
+    struct MoveRequest: Codable { var group: String }
+
+    struct Deleted: Codable { var deleted: String }
+
+    struct AddRequest: Codable {
+        var certificate: String
+        var group: String
+        var name: String?
+    }
+
+    /// A token as listed: never its secret.
+    struct TokenInfo: Codable {
+        var id: String
+        var group: String
+        var createdAt: Date
+        var expiresAt: Date
+        var uses: Int
+        var usesLeft: Int
+        var state: String
+    }
+
+    func handle(_ request: HTTPRequest, body: Data) async -> JSONEndpoint.Reply {
+        let path = (request.path ?? "/").split(separator: "?").first.map(String.init) ?? "/"
+        let parts = path.split(separator: "/").map(String.init)
+        do {
+            switch (request.method, parts) {
+            case (.get, ["v1", "connectors"]):
+                return .json(try await self.membership.status())
+            case (.post, ["v1", "connectors"]):
+                let add = try Self.decode(AddRequest.self, body)
+                try Self.checkGroup(add.group)
+                return .json(try await self.membership.add(certificatePEM: add.certificate, name: add.name, group: add.group), status: .created)
+            case (.post, let route) where route.count == 4 && route[0] == "v1" && route[1] == "connectors" && route[3] == "move":
+                let id = route[2]
+                let move = try Self.decode(MoveRequest.self, body)
+                try Self.checkGroup(move.group)
+                return .json(try await self.membership.move(id: id, to: move.group))
+            case (.delete, let route) where route.count == 3 && route[0] == "v1" && route[1] == "connectors":
+                let id = route[2]
+                return .json(try await self.membership.remove(id: id))
+            case (.get, ["v1", "groups"]):
+                let apps = self.catalog.snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) }
+                return .json(try await self.membership.groups(apps: apps))
+            case (.post, ["v1", "tokens"]):
+                let token = try Self.decode(TokenRequest.self, body)
+                try Self.checkGroup(token.group)
+                let expires = token.expires ?? "1h"
+                guard let lifetime = ValueRules.duration(expires), lifetime > .zero else {
+                    throw Registration.Refusal(error: "bad-request", message: "expires must be a duration such as 30m, 1h or 7d (got \"\(expires)\")")
+                }
+                let uses = token.uses ?? 1
+                guard (1...10_000).contains(uses) else {
+                    throw Registration.Refusal(error: "bad-request", message: "uses must be from 1 to 10000 (got \(uses))")
+                }
+                return .json(try await self.membership.createToken(group: token.group, expiresIn: lifetime, uses: uses), status: .created)
+            case (.get, ["v1", "tokens"]):
+                let now = Date()
+                let tokens = try await self.membership.store.tokens().map { token in
+                    TokenInfo(
+                        id: token.id, group: token.group, createdAt: token.createdAt, expiresAt: token.expiresAt, uses: token.uses, usesLeft: token.usesLeft,
+                        state: token.usesLeft == 0 ? "used" : token.expiresAt <= now ? "expired" : "valid"
+                    )
+                }
+                return .json(tokens)
+            case (.delete, let route) where route.count == 3 && route[0] == "v1" && route[1] == "tokens":
+                let id = route[2]
+                guard try await self.membership.store.deleteToken(id: id) else {
+                    throw Registration.Refusal(error: "not-found", message: "no token has id \(id); list them with: sallyport connectors token list")
+                }
+                return .json(Deleted(deleted: id))
+            default:
+                return .refusal(Registration.Refusal(error: "not-found", message: "no admin route \(request.method) \(path); see docs/admin-api.md"), status: .notFound)
+            }
+        } catch let refusal as Registration.Refusal {
+            let status: HTTPResponse.Status =
+                switch refusal.error {
+                case "not-found": .notFound
+                case "conflict": .conflict
+                case "unavailable": .serviceUnavailable
+                default: .badRequest
+                }
+            return .refusal(refusal, status: status)
+        } catch {
+            return .refusal(Registration.Refusal(error: "unavailable", message: "\(error)"), status: .serviceUnavailable)
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws(Registration.Refusal) -> T {
+        switch JSONEndpoint.decode(type, from: body) {
+        case .success(let value): return value
+        case .failure(let refusal): throw refusal
+        }
+    }
+
+    static func checkGroup(_ group: String) throws(Registration.Refusal) {
+        if let problem = ValueRules.groupProblem(group) { throw Registration.Refusal(error: "bad-request", message: problem) }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import HTTPTypes
+import Logging
+import SallyportConfig
+import SallyportState
+
+/// One connector as `sallyport connectors list` and the admin API show it.
+struct ConnectorStatus: Codable, Sendable, Equatable {
+    var id: String
+    var name: String
+    var host: String
+    var group: String
+    var software: String
+    /// `active` (a tunnel is open, or one was within `inactiveAfter`) or `inactive`.
+    var state: String
+    var tunnels: Int
+    var requestsInFlight: Int
+    /// Now while connected; else when it was last connected (nil: never).
+    var lastSeen: Date?
+    var registeredAt: Date
+    /// Expiry of its newest certificate.
+    var certificateNotAfter: Date?
+    /// The newest configuration generation it applied on any tunnel (of this relay process).
+    var configGeneration: UInt64
+}
+
+/// One group as `sallyport groups list` shows it.
+struct GroupStatus: Codable, Sendable, Equatable {
+    var name: String
+    var apps: [String]
+    var activeConnectors: [String]
+    var connectors: Int
+    /// Set when the group has apps but no active connector: its apps answer 502.
+    var warning: String?
+}
+
+extension Membership {
+    /// Every registered connector with its live state.
+    func status(now: Date = Date()) async throws -> [ConnectorStatus] {
+        let records = try await self.store.connectors()
+        let live = Dictionary(grouping: self.registry.all, by: \.connectorID)
+        var result: [ConnectorStatus] = []
+        for record in records {
+            let tunnels = live[record.id] ?? []
+            let newest = try await self.store.certificates(connectorID: record.id).map(\.notAfter).max()
+            result.append(
+                ConnectorStatus(
+                    id: record.id, name: record.name, host: record.host, group: record.group, software: record.software,
+                    state: self.isActive(record, tunnels: tunnels.count, now: now) ? "active" : "inactive",
+                    tunnels: tunnels.count, requestsInFlight: tunnels.reduce(0) { $0 + $1.activeRequests },
+                    lastSeen: tunnels.isEmpty ? record.lastSeen : now, registeredAt: record.registeredAt, certificateNotAfter: newest,
+                    configGeneration: tunnels.map(\.appliedGeneration).max() ?? 0
+                )
+            )
+        }
+        return result
+    }
+
+    /// Every group named by the store, an app or a connector, with its apps and active connectors.
+    func groups(apps: [(name: String, group: String)], now: Date = Date()) async throws -> [GroupStatus] {
+        let connectors = try await self.status(now: now)
+        var names = Set(try await self.store.groups().map(\.name))
+        names.formUnion(apps.map(\.group))
+        names.formUnion(connectors.map(\.group))
+        return names.sorted().map { name in
+            let members = connectors.filter { $0.group == name }
+            let active = members.filter { $0.state == "active" }.map(\.id)
+            let groupApps = apps.filter { $0.group == name }.map(\.name).sorted()
+            return GroupStatus(
+                name: name, apps: groupApps, activeConnectors: active, connectors: members.count,
+                warning: !groupApps.isEmpty && active.isEmpty ? "apps but no active connector: they answer 502 until one connects" : nil
+            )
+        }
+    }
+
+    /// Active: connected now, or last seen within `inactiveAfter`.
+    func isActive(_ record: ConnectorRecord, tunnels: Int, now: Date) -> Bool {
+        if tunnels > 0 { return true }
+        guard let seen = record.lastSeen else { return now.timeIntervalSince(record.registeredAt) < self.policy.inactiveAfter.seconds }
+        return now.timeIntervalSince(seen) < self.policy.inactiveAfter.seconds
+    }
+
+    /// One round of upkeep: marks connected connectors as seen, removes connectors unseen for `removeAfter`,
+    /// and forgets expired certificates and tokens (tokens a day after they expired, so `token list` shows them
+    /// for a while).
+    func sweep(now: Date = Date()) async {
+        do {
+            let live = Dictionary(grouping: self.registry.all, by: \.connectorID)
+            for record in try await self.store.connectors() {
+                if live[record.id] != nil {
+                    try await self.store.recordSeen(id: record.id, at: now, software: record.software, host: record.host)
+                    continue
+                }
+                let since = record.lastSeen ?? record.registeredAt
+                if now.timeIntervalSince(since) >= self.policy.removeAfter.seconds {
+                    _ = try? await self.remove(id: record.id, reason: "removed after being inactive since \(since)")
+                }
+            }
+            _ = try await self.store.deleteCertificates(expiredBefore: now)
+            _ = try await self.store.deleteTokens(expiredBefore: now.addingTimeInterval(-86400))
+        } catch {
+            self.logger.warning("connector upkeep failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// How often ``sweep(now:)`` runs: often enough to notice `inactiveAfter` and `removeAfter`.
+    var sweepInterval: Duration {
+        let shortest = min(self.policy.inactiveAfter, self.policy.removeAfter) / 4
+        return max(.milliseconds(250), min(.seconds(30), shortest))
+    }
+}

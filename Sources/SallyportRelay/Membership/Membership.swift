@@ -1,0 +1,328 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import SallyportConfig
+import SallyportHTTP
+import SallyportPKI
+import SallyportState
+import SallyportTunnel
+import Synchronization
+import X509
+
+/// Connectors as members of the relay: registration with one-time tokens, identity from certificates, groups
+/// that the relay assigns, renewal, moves, removal and status. The one place that holds the store's rows and
+/// the live tunnels together.
+final class Membership: Sendable {
+    /// Who a tunnel connection belongs to, by the relay's registry.
+    struct Identity: Sendable, Equatable {
+        var connectorID: String
+        var name: String
+        var group: String
+        var certificateNotAfter: Date
+    }
+
+    let store: any RelayStore
+    let authority: CertificateAuthority?
+    /// The CA connectors trust for the tunnel listener (PEM) and its pin, which tokens carry.
+    let relayCA: (pem: String, pin: String)
+    let policy: ConnectorPolicy
+    let registry: ConnectorRegistry
+    /// `HOST:PORT` connectors dial, for printed commands (the port may only be known once the listener is bound).
+    private let dialAddress: Mutex<String>
+    let logger: Logger
+
+    var address: String { self.dialAddress.withLock { $0 } }
+
+    /// The tunnel listener is bound: an address that ended in port 0 gets the real port.
+    func tunnelBound(port: Int) {
+        self.dialAddress.withLock { address in
+            if address.hasSuffix(":0") { address = String(address.dropLast(2)) + ":\(port)" }
+        }
+    }
+
+    init(
+        store: any RelayStore, authority: CertificateAuthority?, relayCA: (pem: String, pin: String), policy: ConnectorPolicy,
+        registry: ConnectorRegistry, address: String, logger: Logger
+    ) {
+        self.store = store
+        self.authority = authority
+        self.relayCA = relayCA
+        self.policy = policy
+        self.registry = registry
+        self.dialAddress = Mutex(address)
+        self.logger = logger
+    }
+
+    // MARK: Identity
+
+    /// The registered connector a tunnel's client certificate identifies, or why it is refused.
+    func identify(certificateDER: [UInt8]?) async -> Result<Identity, Registration.Refusal> {
+        guard let certificateDER else {
+            return .failure(Registration.Refusal(error: "no-certificate", message: "a tunnel needs a connector certificate; register this connector first"))
+        }
+        do {
+            let facts = try CertificateFacts(der: certificateDER)
+            guard let (connector, certificate) = try await self.store.connector(certificateFingerprint: facts.fingerprint) else {
+                return .failure(
+                    Registration.Refusal(
+                        error: "not-registered",
+                        message:
+                            "this relay has no connector with certificate \(facts.fingerprint.prefix(16))… (serial \(facts.serial)): it was removed, or never registered. Register it again with a new token: on the relay, sallyport connectors token create --group GROUP"
+                    )
+                )
+            }
+            return .success(Identity(connectorID: connector.id, name: connector.name, group: connector.group, certificateNotAfter: certificate.notAfter))
+        } catch let error as StoreError {
+            return .failure(Registration.Refusal(error: "unavailable", message: "the relay cannot read its state: \(error)"))
+        } catch {
+            return .failure(Registration.Refusal(error: "bad-certificate", message: "unreadable client certificate: \(error)"))
+        }
+    }
+
+    /// Records that a connector is connected now.
+    func seen(_ identity: Identity, software: String, host: String) async {
+        do {
+            try await self.store.recordSeen(id: identity.connectorID, at: Date(), software: software, host: host)
+        } catch {
+            self.logger.warning("cannot record connector as seen", metadata: ["connector": "\(identity.connectorID)", "error": "\(error)"])
+        }
+    }
+
+    /// Whether a connector is still registered (checked again after its tunnel joined the registry, so a
+    /// removal that raced with the hello still cuts it off).
+    func isRegistered(_ connectorID: String) async -> Bool {
+        (try? await self.store.connector(id: connectorID)) != nil
+    }
+
+    // MARK: Tokens and registration
+
+    /// Makes a token for `group`; returns it with the command to run on the connector host.
+    func createToken(group: String, expiresIn: Duration, uses: Int) async throws(Registration.Refusal) -> TokenCreated {
+        guard self.authority != nil else {
+            throw Registration.Refusal(
+                error: "no-ca",
+                message: "this relay has no connector CA (connectors.ca in relay.yaml), so it cannot register connectors by token; add connectors with `sallyport connectors add --certificate FILE`, or run `sallyport relay init`"
+            )
+        }
+        let token = RegistrationToken.generate(pin: self.relayCA.pin)
+        let now = Date()
+        let record = TokenRecord(
+            id: token.id, secretHash: Self.hash(token.secret), group: group, createdAt: now, expiresAt: now.addingTimeInterval(expiresIn.seconds),
+            uses: uses, usesLeft: uses
+        )
+        do {
+            try await self.store.addGroup(group, at: now)
+            try await self.store.addToken(record)
+        } catch {
+            throw Registration.Refusal(error: "unavailable", message: "cannot store the token: \(error)")
+        }
+        self.logger.info("registration token created", metadata: ["token": "\(token.id)", "group": "\(group)", "uses": "\(uses)", "expires": "\(record.expiresAt)"])
+        return TokenCreated(
+            token: token.description, id: token.id, group: group, expiresAt: record.expiresAt, uses: uses,
+            command: "sallyport connector register --relay \(self.address) --token \(token)"
+        )
+    }
+
+    /// Registers a connector: checks the token, issues a certificate for the request's key, stores both.
+    func register(_ request: Registration.Request) async -> Result<Registration.Response, Registration.Refusal> {
+        guard let authority = self.authority else {
+            return .failure(Registration.Refusal(error: "no-ca", message: "this relay does not register connectors by token (it has no connectors.ca)"))
+        }
+        let name = request.name.trimmingCharacters(in: .whitespaces)
+        guard Self.isValidName(name), Self.isValidName(request.host) else {
+            return .failure(Registration.Refusal(error: "bad-request", message: "connector name and host must be 1 to 253 letters, digits, '.', '-' or '_'"))
+        }
+        let csr: CertificateSigningRequest
+        do {
+            csr = try KeyAndRequest.parseRequest(pem: request.certificateRequest)
+        } catch {
+            return .failure(Registration.Refusal(error: "bad-request", message: "\(error)"))
+        }
+        do {
+            let redemption = try await self.store.redeemToken(id: request.tokenID, secretHash: Self.hash(request.secret), now: Date())
+            let group: String
+            switch redemption {
+            case .accepted(let tokenGroup): group = tokenGroup
+            case .unknown:
+                return .failure(Registration.Refusal(error: "token-unknown", message: "this relay knows no such token (wrong, mistyped or deleted); create a new one on the relay: sallyport connectors token create --group GROUP"))
+            case .used:
+                return .failure(Registration.Refusal(error: "token-used", message: "this token was already used; tokens are single-use unless made with --uses N. Create a new one on the relay: sallyport connectors token create --group GROUP"))
+            case .expired:
+                return .failure(Registration.Refusal(error: "token-expired", message: "this token has expired; create a new one on the relay: sallyport connectors token create --group GROUP [--expires 1h]"))
+            }
+            if let expected = request.group, expected != group {
+                return .failure(Registration.Refusal(error: "wrong-group", message: "this token registers connectors in group \"\(group)\", not \"\(expected)\"; use a token for \"\(expected)\" (the token is spent)"))
+            }
+            let id = Self.makeConnectorID()
+            let issued = try authority.issueClient(
+                for: csr, commonName: id, organization: "Sallyport connector", validity: self.policy.certificateLifetime
+            )
+            let facts = try CertificateFacts(certificate: issued.certificate)
+            let now = Date()
+            try await self.store.addConnector(
+                ConnectorRecord(id: id, name: name, host: request.host, group: group, registeredAt: now, software: request.software),
+                certificate: CertificateRecord(
+                    fingerprint: facts.fingerprint, connectorID: id, serial: facts.serial, issuedAt: now, notAfter: facts.notAfter, issuedByRelay: true
+                )
+            )
+            self.logger.notice("connector registered", metadata: ["connector": "\(id)", "name": "\(name)", "host": "\(request.host)", "group": "\(group)", "token": "\(request.tokenID)"])
+            return .success(
+                Registration.Response(connectorID: id, name: name, group: group, certificateChain: issued.chainPEM, relayCA: self.relayCA.pem)
+            )
+        } catch {
+            self.logger.error("registration failed", metadata: ["error": "\(error)"])
+            return .failure(Registration.Refusal(error: "unavailable", message: "the relay could not register the connector: \(error)"))
+        }
+    }
+
+    /// Issues a renewed certificate for a connected connector's new key.
+    func renew(connectorID: String, requestPEM: String) async throws(Registration.Refusal) -> String {
+        guard let authority = self.authority else {
+            throw Registration.Refusal(error: "no-ca", message: "this relay has no connector CA; renew this connector's certificate in your own PKI and add it again")
+        }
+        do {
+            let request = try KeyAndRequest.parseRequest(pem: requestPEM)
+            guard try await self.store.connector(id: connectorID) != nil else {
+                throw Registration.Refusal(error: "not-registered", message: "connector \(connectorID) is no longer registered")
+            }
+            let issued = try authority.issueClient(for: request, commonName: connectorID, organization: "Sallyport connector", validity: self.policy.certificateLifetime)
+            let facts = try CertificateFacts(certificate: issued.certificate)
+            try await self.store.addCertificate(
+                CertificateRecord(fingerprint: facts.fingerprint, connectorID: connectorID, serial: facts.serial, issuedAt: Date(), notAfter: facts.notAfter, issuedByRelay: true)
+            )
+            self.logger.info("connector certificate renewed", metadata: ["connector": "\(connectorID)", "serial": "\(facts.serial)", "notAfter": "\(facts.notAfter)"])
+            return issued.chainPEM
+        } catch let refusal as Registration.Refusal {
+            throw refusal
+        } catch {
+            throw Registration.Refusal(error: "renewal-failed", message: "\(error)")
+        }
+    }
+
+    /// Registers a connector whose certificate the administrator's own CA issued (bring your own PKI).
+    func add(certificatePEM: String, name: String?, group: String) async throws(Registration.Refusal) -> ConnectorRecord {
+        do {
+            let certificates = try CertificateFacts.certificates(pem: certificatePEM, source: "the certificate")
+            let facts = try CertificateFacts(certificate: certificates[0])
+            let id = Self.makeConnectorID()
+            let now = Date()
+            let record = ConnectorRecord(id: id, name: name ?? facts.commonName ?? id, host: "", group: group, registeredAt: now)
+            try await self.store.addConnector(
+                record,
+                certificate: CertificateRecord(fingerprint: facts.fingerprint, connectorID: id, serial: facts.serial, issuedAt: now, notAfter: facts.notAfter, issuedByRelay: false)
+            )
+            self.logger.notice("connector added with its own certificate", metadata: ["connector": "\(id)", "name": "\(record.name)", "group": "\(group)", "serial": "\(facts.serial)"])
+            return record
+        } catch let error as StoreError where error.code == .conflict {
+            throw Registration.Refusal(error: "conflict", message: "this certificate is already registered to a connector")
+        } catch {
+            throw Registration.Refusal(error: "bad-request", message: "\(error)")
+        }
+    }
+
+    // MARK: Moves and removal
+
+    /// Moves a connector to another group: its tunnels stop taking the old group's requests at once, and it is
+    /// asked to reconnect, which gives it the new group's apps.
+    func move(id: String, to group: String) async throws(Registration.Refusal) -> ConnectorRecord {
+        let moved: ConnectorRecord?
+        do {
+            moved = try await self.store.moveConnector(id: id, to: group)
+        } catch {
+            throw Registration.Refusal(error: "unavailable", message: "\(error)")
+        }
+        guard let moved else { throw Self.unknownConnector(id) }
+        for connection in self.registry.all where connection.connectorID == id && connection.group != group {
+            connection.markDraining()
+            connection.send(.reconnect("moved to group \(group)"))
+        }
+        self.logger.notice("connector moved", metadata: ["connector": "\(id)", "group": "\(group)"])
+        return moved
+    }
+
+    /// Removes a connector: its tunnels close now and its certificates are refused from now on.
+    func remove(id: String, reason: String = "removed by an administrator") async throws(Registration.Refusal) -> ConnectorRecord {
+        let removed: ConnectorRecord?
+        do {
+            removed = try await self.store.removeConnector(id: id)
+        } catch {
+            throw Registration.Refusal(error: "unavailable", message: "\(error)")
+        }
+        guard let removed else { throw Self.unknownConnector(id) }
+        for connection in self.registry.all where connection.connectorID == id {
+            connection.send(.error("this connector was \(reason); register it again to use it"))
+            connection.channel.close(promise: nil)
+        }
+        self.logger.notice("connector removed", metadata: ["connector": "\(id)", "name": "\(removed.name)", "reason": "\(reason)"])
+        return removed
+    }
+
+    static func unknownConnector(_ id: String) -> Registration.Refusal {
+        Registration.Refusal(error: "not-found", message: "no connector has id \(id); list them with: sallyport connectors list")
+    }
+
+    // MARK: Helpers
+
+    /// Lowercase hex SHA-256: how token secrets are stored.
+    static func hash(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
+    }
+
+    /// `c-` and 10 random letters and digits: unique enough that two connectors never share one (the store's
+    /// primary key makes sure).
+    static func makeConnectorID() -> String {
+        let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
+        return "c-" + String((0..<10).map { _ in alphabet.randomElement()! })
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_".unicodeScalars)
+        return !name.isEmpty && name.unicodeScalars.count <= 253 && name.unicodeScalars.allSatisfy(allowed.contains)
+    }
+}
+
+/// A token just made, as the admin API returns it (the only time the secret is shown).
+struct TokenCreated: Codable, Sendable {
+    var token: String
+    var id: String
+    var group: String
+    var expiresAt: Date
+    var uses: Int
+    var command: String
+}
+
+extension Duration {
+    var seconds: TimeInterval {
+        let (seconds, attoseconds) = self.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}
+
+extension Membership {
+    /// The registration service on the tunnel listener: the relay CA for anyone (the connector checks its pin),
+    /// and registration itself.
+    var registrationEndpoint: JSONEndpoint {
+        JSONEndpoint(logger: self.logger) { request, body in
+            switch (request.method, request.path ?? "") {
+            case (.get, Registration.caPath):
+                return .text(self.relayCA.pem, contentType: "application/x-pem-file")
+            case (.post, Registration.registerPath):
+                switch JSONEndpoint.decode(Registration.Request.self, from: body) {
+                case .failure(let refusal):
+                    return .refusal(refusal, status: .badRequest)
+                case .success(let registration):
+                    switch await self.register(registration) {
+                    case .success(let response): return .json(response, status: .created)
+                    case .failure(let refusal):
+                        self.logger.warning("registration refused", metadata: ["reason": "\(refusal.error)", "token": "\(registration.tokenID)", "name": "\(registration.name)"])
+                        return .refusal(refusal, status: refusal.error == "unavailable" ? .serviceUnavailable : .forbidden)
+                    }
+                }
+            default:
+                return .refusal(Registration.Refusal(error: "not-found", message: "this is a Sallyport tunnel listener; connectors register with `sallyport connector register`"), status: .notFound)
+            }
+        }
+    }
+}

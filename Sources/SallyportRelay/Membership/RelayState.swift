@@ -1,0 +1,59 @@
+import Foundation
+import Logging
+import SallyportConfig
+import SallyportPKI
+import SallyportState
+import SallyportTunnel
+import SwiftASN1
+import X509
+
+/// Opens what the relay keeps between runs: the state directory, its database, the connector CA.
+enum RelayState {
+    /// A problem at start-up with the state directory or the connector CA; says what to do.
+    struct StartError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The state database file in a state directory.
+    static func databasePath(_ directory: String) -> String { (directory as NSString).appendingPathComponent("relay.db") }
+
+    /// Creates the state directory (0700) if needed and opens the database.
+    static func open(config: RelayConfig, logger: Logger) async throws -> any RelayStore {
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StartError(description: "state: cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
+        }
+        return try await SQLiteStore.open(path: Self.databasePath(config.stateDirectory), logger: logger)
+    }
+
+    /// The membership service for this configuration: the CA (if configured), the CA connectors trust, and the
+    /// address connectors dial.
+    static func membership(config: RelayConfig, store: any RelayStore, registry: ConnectorRegistry, logger: Logger) throws -> Membership {
+        var authority: CertificateAuthority?
+        if let certificate = config.connectors.caCertificate, let key = config.connectors.caKey {
+            do {
+                authority = try CertificateAuthority.load(certificateFile: certificate, keyFile: key)
+            } catch {
+                throw StartError(description: "connectors.ca: \(error)")
+            }
+        }
+        let chainPEM: String
+        do {
+            chainPEM = try String(contentsOfFile: config.tunnelCertificate, encoding: .utf8)
+        } catch {
+            throw StartError(description: "tunnel.certificate: cannot read \(config.tunnelCertificate): \(error.localizedDescription)")
+        }
+        let chain = try CertificateFacts.certificates(pem: chainPEM, source: config.tunnelCertificate)
+        // Connectors trust the last certificate of the tunnel chain (the CA that `relay init` put there), or the
+        // connector CA when the file holds only the leaf.
+        let anchor = chain.count > 1 ? chain[chain.count - 1] : authority?.certificate ?? chain[0]
+        let anchorPEM = try anchor.serializeAsPEM().pemString + "\n"
+        let pin = try CertificateFacts.pin(of: anchor.publicKey)
+        let leafName = try CertificateFacts(certificate: chain[0]).commonName
+        let address = config.tunnelAddress.map { "\($0)" } ?? "\(leafName ?? ProcessInfo.processInfo.hostName):\(config.tunnelListen.port)"
+        return Membership(
+            store: store, authority: authority, relayCA: (anchorPEM, pin), policy: config.connectors, registry: registry, address: address, logger: logger
+        )
+    }
+}
