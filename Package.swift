@@ -283,7 +283,8 @@ let package = Package(
         .testTarget(
             name: "SallyportRelayTests",
             dependencies: [
-                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportHTTP", "SallyportPluginAPI", .product(name: "Logging", package: "swift-log"),
+                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportHTTP", "SallyportPluginAPI", "SallyportState", "SallyportPKI",
+                .product(name: "Logging", package: "swift-log"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ],

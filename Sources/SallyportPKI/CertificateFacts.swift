@@ -31,9 +31,14 @@ public struct CertificateFacts: Sendable, Equatable {
 
     /// Facts of a parsed certificate.
     public init(certificate: Certificate) throws {
+        self.init(certificate: certificate, der: try Self.der(of: certificate))
+    }
+
+    /// A certificate's DER encoding (what TLS sends and the fingerprint hashes).
+    public static func der(of certificate: Certificate) throws -> [UInt8] {
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
-        self.init(certificate: certificate, der: serializer.serializedBytes)
+        return serializer.serializedBytes
     }
 
     private init(certificate: Certificate, der: [UInt8]) {

@@ -118,23 +118,8 @@ public struct ThrowawayPKI: Sendable {
         return names.filter { seen.insert($0).inserted }
     }
 
-    /// Writes `contents`, replacing the file. Secrets are created 0600 so no other user can ever read them,
-    /// even briefly.
+    /// Writes `contents`, replacing the file; secrets are 0600 from the first byte.
     private static func writeFile(_ path: String, _ contents: String, secret: Bool) throws {
-        let mode: mode_t = secret ? 0o600 : 0o644
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else {
-            throw PKIError(.writeFailed, "cannot open \(path) for writing: \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        // A file that already existed keeps its old mode through O_CREAT; set it explicitly.
-        guard fchmod(fd, mode) == 0 else {
-            throw PKIError(.writeFailed, "cannot set mode of \(path): \(String(cString: strerror(errno)))")
-        }
-        do {
-            try FileHandle(fileDescriptor: fd, closeOnDealloc: false).write(contentsOf: Data(contents.utf8))
-        } catch {
-            throw PKIError(.writeFailed, "cannot write \(path): \(error)")
-        }
+        try FileWriter.replace(contents, at: path, mode: secret ? 0o600 : 0o644)
     }
 }

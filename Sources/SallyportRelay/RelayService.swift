@@ -162,8 +162,14 @@ public struct RelayService: Service {
                 // Upkeep: certificate files, inactive connectors, expired tokens and certificates.
                 try? await cancelWhenGracefulShutdown {
                     var lastSweep = ContinuousClock.now - .seconds(3600)
+                    var lastExpiryCheck = ContinuousClock.now
                     while true {
                         self.reloadCertificates(force: false)
+                        if ContinuousClock.now - lastExpiryCheck >= .seconds(86400) {
+                            lastExpiryCheck = .now
+                            publicTLS.warnAboutExpiry()
+                            tunnelTLS.warnAboutExpiry()
+                        }
                         if ContinuousClock.now - lastSweep >= membership.sweepInterval {
                             lastSweep = .now
                             await membership.sweep()

@@ -209,6 +209,9 @@ public final class Deployment: @unchecked Sendable {
         return output
     }
 
+    /// The config file a connector started by ``startConnector(name:group:connections:certificate:plugins:extra:environment:waitForConfiguration:logLevel:)`` runs with.
+    public func connectorConfig(_ name: String = "connector-1") -> String { self.directory.file("\(name)/connector-run.yaml") }
+
     /// The admin socket of the relay.
     public var adminSocket: String { self.directory.file("state/admin.sock") }
 

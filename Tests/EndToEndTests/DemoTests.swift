@@ -29,6 +29,25 @@ extension EndToEnd {
             #expect(output.contains("Hello from the sample app behind Sallyport."))
             #expect(output.contains("X-Forwarded-Host: hello.localhost:\(port)"))
 
+            // It set itself up the real way, and says so.
+            let log = demo.log()
+            #expect(log.contains("step 1: relay initialised") && log.contains("sallyport relay init"))
+            #expect(log.contains("step 2: registration token created") && log.contains("sallyport connectors token create"))
+            #expect(log.contains("step 3: connector registered") && log.contains("sallyport connector register"))
+
+            // Single sign-on in the first minute: the printed line with the demo token shows the user at the app.
+            let ssoLine = try #require(log.split(separator: "\n").first { $0.contains("SSO:") })
+            let ssoCommand = String(ssoLine.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces)
+            let sso = try ChildProcess.launch("/bin/sh", ["-c", ssoCommand], logFile: directory.file("sso.out"))
+            #expect(await sso.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(sso.log().contains("X-Remote-User: alice@demo.example"), "\(sso.log())")
+            // Without the token the relay answers itself: the app never sees the request.
+            let anonymous = try ChildProcess.launch(
+                "/bin/sh", ["-c", ssoCommand.replacingOccurrences(of: "-H 'Authorization", with: "-H 'X-Not-Auth")], logFile: directory.file("anon.out")
+            )
+            _ = await anonymous.waitForExit(timeout: .seconds(30))
+            #expect(!anonymous.log().contains("Hello from the sample app"))
+
             demo.signal(SIGINT)
             #expect(await demo.waitForExit(timeout: .seconds(30)) == 0)
         }

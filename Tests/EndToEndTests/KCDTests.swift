@@ -250,7 +250,7 @@ extension EndToEnd {
                 let log = s.work.file("check-\(UUID().uuidString).log")
                 let process = try ChildProcess.launch(
                     s.deployment.binary,
-                    ["check", "kcd", "--config", s.deployment.directory.file("connector-1.yaml"), "--apps", s.deployment.appsDirectory] + arguments,
+                    ["check", "kcd", "--config", s.deployment.connectorConfig(), "--apps", s.deployment.appsDirectory] + arguments,
                     environment: ["KRB5_CONFIG": try #require(s.bed["KRB5_CONFIG"])], logFile: log
                 )
                 let status = await process.waitForExit(timeout: .seconds(60))

@@ -12,7 +12,7 @@ struct PKITests {
     func files() throws {
         let directory = try TestDirectory(prefix: "pki-files")
         let pki = try ThrowawayPKI.write(to: directory.file("pki"))
-        let keys = [pki.publicKey, pki.tunnelKey, pki.connectorKey]
+        let keys = [pki.publicKey, pki.tunnelKey, pki.tunnelCAKey, pki.connectorKey]
         let certificates = [pki.publicCA, pki.publicCertificate, pki.tunnelCA, pki.tunnelCertificate, pki.connectorCertificate]
         for path in keys {
             #expect(try permissions(path) == 0o600, "\(path)")
@@ -23,7 +23,7 @@ struct PKITests {
         }
         let names = try FileManager.default.contentsOfDirectory(atPath: pki.directory).sorted()
         #expect(
-            names == ["connector.key", "connector.pem", "public-ca.pem", "public.key", "public.pem", "tunnel-ca.pem", "tunnel.key", "tunnel.pem"])
+            names == ["connector.key", "connector.pem", "public-ca.pem", "public.key", "public.pem", "tunnel-ca.key", "tunnel-ca.pem", "tunnel.key", "tunnel.pem"])
 
         // Writing again over existing files keeps the keys private.
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: pki.publicKey)

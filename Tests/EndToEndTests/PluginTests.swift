@@ -80,7 +80,7 @@ extension EndToEnd {
 
             // config validate with the connector file checks plugin handlers' settings offline.
             let validate = try ChildProcess.launch(
-                deployment.binary, ["config", "validate", deployment.appsDirectory, "--connector", deployment.directory.file("connector-1.yaml")],
+                deployment.binary, ["config", "validate", deployment.appsDirectory, "--connector", deployment.connectorConfig()],
                 logFile: work.file("validate.log")
             )
             #expect(await validate.waitForExit(timeout: .seconds(30)) == 1)

@@ -19,8 +19,8 @@ extension EndToEnd {
         typealias Stream = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
         /// Dials the relay's tunnel listener and returns the first stream the relay opens (the control stream).
-        static func dial(_ deployment: Deployment) async throws -> (any Channel, Stream) {
-            let (certificate, key) = try deployment.pki.issueConnector(name: "handshake-test")
+        static func dial(_ deployment: Deployment, certificate given: (certificate: String, key: String)? = nil) async throws -> (any Channel, Stream) {
+            let (certificate, key) = try given ?? deployment.pki.issueConnector(name: "handshake-test")
             let tls = try TunnelTLS.connectorContext(certificate: certificate, key: key, relayCA: deployment.pki.tunnelCA)
             let (channel, multiplexer) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: deployment.tunnelPort) { channel in

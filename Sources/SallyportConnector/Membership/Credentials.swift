@@ -77,8 +77,8 @@ public final class Credentials: Sendable {
         }
         // Key first: a crash in between leaves the old certificate with a key it does not match, which the
         // next start reports; the reverse would be the same. Each file is replaced atomically.
-        try FileWriter.write(keyPEM, to: self.config.key, mode: 0o600)
-        try FileWriter.write(chainPEM, to: self.config.certificate, mode: 0o644)
+        try FileWriter.replace(keyPEM, at: self.config.key, mode: 0o600)
+        try FileWriter.replace(chainPEM, at: self.config.certificate, mode: 0o644)
         let context = try TunnelTLS.connectorContext(certificate: self.config.certificate, key: self.config.key, relayCA: self.config.relayCA)
         let facts = try CertificateFacts(certificate: leaf)
         self.state.withLock { state in
@@ -98,24 +98,5 @@ public final class Credentials: Sendable {
             throw TunnelTLS.FileError(description: "certificate: cannot read \(file): \(error.localizedDescription)")
         }
         return try CertificateFacts(certificate: CertificateFacts.certificates(pem: pem, source: file)[0])
-    }
-}
-
-/// Writes files whole: a temporary file in the same directory, fsync, rename.
-enum FileWriter {
-    static func write(_ text: String, to path: String, mode: mode_t) throws {
-        let temporary = path + ".new-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw PKIError(.writeFailed, "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        var ok = fchmod(fd, mode) == 0
-        let bytes = Array(text.utf8)
-        ok = ok && bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) } == bytes.count
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw PKIError(.writeFailed, "cannot write \(path): \(reason)")
-        }
     }
 }

@@ -73,10 +73,10 @@ public struct RegistrationClient: Sendable {
         let response = try await self.register(request, trusting: caPEM)
         do {
             try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
-            try FileWriter.write(keyAndRequest.privateKeyPEM, to: self.file("connector.key"), mode: 0o600)
-            try FileWriter.write(response.certificateChain, to: self.file("connector.pem"), mode: 0o644)
-            try FileWriter.write(response.relayCA, to: self.file("relay-ca.pem"), mode: 0o644)
-            try FileWriter.write(self.connectorYAML(response), to: self.configFile, mode: 0o640)
+            try FileWriter.replace(keyAndRequest.privateKeyPEM, at: self.file("connector.key"), mode: 0o600)
+            try FileWriter.replace(response.certificateChain, at: self.file("connector.pem"), mode: 0o644)
+            try FileWriter.replace(response.relayCA, at: self.file("relay-ca.pem"), mode: 0o644)
+            try FileWriter.replace(self.connectorYAML(response), at: self.configFile, mode: 0o640)
         } catch {
             throw Failure(code: "write-failed", description: "registered as \(response.connectorID), but \(error); remove it on the relay (sallyport connectors remove \(response.connectorID)) and register again")
         }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTPTypes
 import SallyportConfig
+import SallyportHTTP
 import SallyportTunnel
 import ServiceLifecycle
 
@@ -25,7 +26,13 @@ struct ControlSession {
         let hello = ControlMessage.Hello(connector: self.session.connectorName, host: ProcessInfo.processInfo.hostName, software: SallyportVersion.current)
         try await ControlFraming.send(.hello(hello), on: writer)
         var messages = ControlReader(iterator: iterator)
-        guard case .welcome(let welcome) = try await messages.next(timeout: .seconds(15), closing: self.connection) else {
+        let first = try await messages.next(timeout: .seconds(15), closing: self.connection)
+        if case .error(let text)? = first {
+            // Not registered, removed, or another protocol version: the relay says which and what to do.
+            logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
+            throw ControlProtocolError(description: text)
+        }
+        guard case .welcome(let welcome)? = first else {
             throw ControlProtocolError(description: "the relay sent no welcome")
         }
         logger[metadataKey: "group"] = "\(welcome.group)"
@@ -43,9 +50,11 @@ struct ControlSession {
                     try await ControlFraming.send(.refresh, on: writer)
                 }
             }
-            group.addTask {
-                // On SIGTERM, or when a replacement connection serves: tell the relay, then let HTTP/2 close the
-                // connection once in-flight streams end.
+            let drainSent = OnceFlag()
+            group.addTask { [logger] in
+                // On SIGTERM, or when a replacement connection serves: tell the relay. The relay stops choosing this
+                // connection and ends its side of the control stream; the loop below then closes the connection.
+                // Should the relay not answer, close anyway after a while.
                 await withTaskGroup(of: Void.self) { triggers in
                     triggers.addTask { try? await gracefulShutdown() }
                     triggers.addTask { for await _ in drain { return } }
@@ -54,7 +63,11 @@ struct ControlSession {
                 }
                 guard !Task.isCancelled else { return }
                 try? await ControlFraming.send(.draining, on: writer)
-                self.connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+                drainSent.set()
+                try? await Task.sleep(for: Self.drainAcknowledgementTimeout)
+                guard !Task.isCancelled else { return }
+                logger.warning("the relay did not acknowledge the drain notice; closing the connection anyway")
+                self.quiesce()
             }
             defer { group.cancelAll() }
             while let message = try await messages.next() {
@@ -87,8 +100,24 @@ struct ControlSession {
                     throw ControlProtocolError(description: "unexpected control message from the relay")
                 }
             }
-            // The relay ended the control stream (we are draining): end our side too.
+            // The relay ended the control stream (we are draining): end our side too, and close the connection once
+            // its requests are done. Streams the relay opened just before it saw the notice are still on their way:
+            // wait for them, or HTTP/2's GOAWAY would refuse them.
             try? await writer.write(.end(nil))
+            if drainSent.isSet {
+                try? await Task.sleep(for: Self.drainGrace)
+                self.quiesce()
+            }
         }
+    }
+
+    /// After the relay acknowledged a drain notice, how long requests it had already sent may take to arrive.
+    static let drainGrace: Duration = .seconds(1)
+    /// How long to wait for the relay to acknowledge a drain notice.
+    static let drainAcknowledgementTimeout: Duration = .seconds(5)
+
+    /// Lets HTTP/2 send GOAWAY and close the connection once its streams have ended.
+    private func quiesce() {
+        self.connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 }

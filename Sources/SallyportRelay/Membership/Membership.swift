@@ -251,13 +251,19 @@ final class Membership: Sendable {
             throw Registration.Refusal(error: "unavailable", message: "\(error)")
         }
         guard let removed else { throw Self.unknownConnector(id) }
+        // No new requests from now; those in flight get a moment to finish, then the tunnels close.
         for connection in self.registry.all where connection.connectorID == id {
+            connection.markDraining()
             connection.send(.error("this connector was \(reason); register it again to use it"))
-            connection.channel.close(promise: nil)
+            let channel = connection.channel
+            channel.eventLoop.scheduleTask(in: Self.removalGrace) { channel.close(promise: nil) }
         }
         self.logger.notice("connector removed", metadata: ["connector": "\(id)", "name": "\(removed.name)", "reason": "\(reason)"])
         return removed
     }
+
+    /// How long a removed connector's requests in flight may take before its tunnels close.
+    static let removalGrace: TimeAmount = .milliseconds(800)
 
     static func unknownConnector(_ id: String) -> Registration.Refusal {
         Registration.Refusal(error: "not-found", message: "no connector has id \(id); list them with: sallyport connectors list")

@@ -134,14 +134,7 @@ public struct RelayInit: Sendable {
 
     private func write(_ name: String, _ text: String, mode: Int) throws -> (String, Int) {
         let path = self.path(name)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(mode))
-        guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        fchmod(fd, mode_t(mode))
-        let bytes = Array(text.utf8)
-        guard bytes.withUnsafeBytes({ Foundation.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw Failure(description: "cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        try FileWriter.create(text, at: path, mode: mode_t(mode))
         return (path, mode)
     }
 }
