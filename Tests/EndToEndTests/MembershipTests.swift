@@ -93,6 +93,8 @@ extension EndToEnd {
             try await relay.waitForLog(containing: "relay listening", timeout: .seconds(30))
             #expect(try mode(relayDirectory + "/state/admin.sock") & 0o077 == 0)
             #expect(try mode(relayDirectory + "/state/relay.db") == 0o600)
+            // What init makes is far from expiry: no warning.
+            #expect(!relay.log().contains("expires soon"))
 
             let create = try ChildProcess.launch(
                 binary, ["connectors", "token", "create", "--group", "default", "--config", relayDirectory + "/relay.yaml"], logFile: directory.file("token.log")
@@ -370,14 +372,24 @@ extension EndToEnd {
             try await deployment.startRelay()
             try await deployment.startConnector()
             #expect(try await Curl.run(deployment.url("app", "/headers"), caFile: deployment.caFile).status == 200)
-            let next = try CertificateAuthority.generate(commonName: "Next public CA")
-            let leaf = try next.issueServer(commonName: "app.localhost", dnsNames: ["app.localhost"])
+            // The throwaway certificates last 7 days: the relay warns, naming the file.
+            #expect(deployment.relay!.log().contains("file=\(deployment.pki.publicCertificate) listener=public"))
+            #expect(deployment.relay!.log().contains("a certificate expires soon: replace it"))
+            let next = try CertificateAuthority.generate(commonName: "Next public CA", validity: .seconds(90 * 86400))
+            let leaf = try next.issueServer(commonName: "app.localhost", dnsNames: ["app.localhost"], validity: .seconds(60 * 86400))
             let nextCA = try deployment.directory.write("next-ca.pem", next.certificatePEM)
             try leaf.privateKeyPEM.write(toFile: deployment.pki.publicKey, atomically: true, encoding: .utf8)
             try leaf.chainPEM.write(toFile: deployment.pki.publicCertificate, atomically: true, encoding: .utf8)
             try await deployment.relay!.waitForLog(containing: "certificates reloaded", timeout: .seconds(10))
             #expect(try await Curl.run(deployment.url("app", "/headers"), caFile: nextCA).status == 200)
             #expect(try await Curl.run(deployment.url("app", "/headers"), caFile: deployment.caFile).status != 200)
+            // SIGHUP reloads too; the new certificate is far from expiry, so no new warning for it.
+            let warnings = deployment.relay!.log().components(separatedBy: "listener=public").count
+            deployment.relay!.signal(SIGHUP)
+            try await deployment.relay!.waitForLog(containing: "SIGHUP: reloading apps and certificates", timeout: .seconds(10))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(deployment.relay!.log().components(separatedBy: "certificates reloaded").count - 1 >= 3)
+            #expect(deployment.relay!.log().components(separatedBy: "listener=public").count == warnings + 1, "only the reload line names the listener")
             await nginx.stop()
             await deployment.shutdown()
         }

@@ -22,10 +22,7 @@ struct AdminAPI: Sendable {
     static func bind(path: String, group: any EventLoopGroup) async throws -> NIOAsyncChannel<JSONEndpoint.Connection, Never> {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try? FileManager.default.removeItem(atPath: path)
-        let previous = umask(0o177)
-        defer { umask(previous) }
-        return try await ServerBootstrap(group: group)
+        let server = try await ServerBootstrap(group: group)
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -33,6 +30,12 @@ struct AdminAPI: Sendable {
                     return try JSONEndpoint.Connection(wrappingChannelSynchronously: channel)
                 }
             }
+        // Owner only; the directory is 0700 as well, so no one else could connect even before this.
+        guard chmod(path, 0o600) == 0 else {
+            try? await server.channel.close()
+            throw RelayState.StartError(description: "admin.socket: cannot restrict \(path) to its owner: \(String(cString: strerror(errno)))")
+        }
+        return server
     }
 
     var endpoint: JSONEndpoint {

@@ -62,6 +62,9 @@ struct TunnelListener {
                                 }
                                 return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate)
                             }
+                            // Registration: a few small requests, so a silent client is closed soon.
+                            try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
+                            try sync.addHandler(CloseOnIdleHandler())
                             try sync.configureHTTPServerPipeline(withErrorHandling: true)
                             try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true))
                             return .registration(try JSONEndpoint.Connection(wrappingChannelSynchronously: channel))
