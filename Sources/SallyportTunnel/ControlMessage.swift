@@ -55,12 +55,16 @@ public enum ControlMessage: Sendable, Equatable {
         public var name: String
         /// The group whose apps it serves.
         public var group: String
+        /// Whether the relay renews this connector's certificate (it issued it); false for a certificate from the
+        /// administrator's own PKI, which is renewed there.
+        public var renewable: Bool
 
         /// Creates a welcome.
-        public init(connectorID: String, name: String, group: String) {
+        public init(connectorID: String, name: String, group: String, renewable: Bool) {
             self.connectorID = connectorID
             self.name = name
             self.group = group
+            self.renewable = renewable
         }
     }
 

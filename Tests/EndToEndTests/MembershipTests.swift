@@ -394,7 +394,7 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("Bring your own PKI: a certificate from a trusted CA is accepted only once `connectors add` registered it")
+        @Test("Bring your own PKI: a certificate from a trusted CA is accepted only once `connectors add` registered it, and not past its end")
         func bringYourOwnPKI() async throws {
             let own = try CertificateAuthority.generate(commonName: "Corp connector CA")
             let directory = try TestDirectory(prefix: "sallyport-byo")
@@ -404,7 +404,8 @@ extension EndToEnd {
             let nginx = try await Nginx.start(directory: deployment.directory)
             try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
             try await deployment.startRelay()
-            let issued = try own.issueClient(commonName: "corp-connector-7")
+            // Short-lived, to see what its end does; the relay renews only the certificates it issued.
+            let issued = try own.issueClient(commonName: "corp-connector-7", validity: .seconds(15))
             let certificate = try deployment.directory.write("own/connector.pem", issued.chainPEM)
             let key = try deployment.directory.write("own/connector.key", issued.privateKeyPEM)
 
@@ -416,6 +417,14 @@ extension EndToEnd {
             try await deployment.startConnector(name: "own", certificate: (certificate, key))
             #expect(try await Curl.run(deployment.url("app", "/headers"), caFile: deployment.caFile).status == 200)
             #expect(try await Self.list(deployment).first?["name"] as? String == "corp-connector-7")
+
+            // The relay does not renew a certificate it did not issue, and says so.
+            #expect(deployment.connectors["own"]!.log().contains("comes from your own PKI"))
+            // Its certificate's end ends its tunnels, and TLS refuses it from then on.
+            try await deployment.relay!.waitForLog(containing: "the connector's certificate expired; closing its tunnel", timeout: .seconds(30))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await Curl.run(deployment.url("app", "/headers"), caFile: deployment.caFile).status == 503)
+            #expect(!(deployment.relay?.log().contains("connector certificate renewed") ?? true))
             await nginx.stop()
             await deployment.shutdown()
         }

@@ -14,7 +14,7 @@ import Testing
     @Test func roundTripsEveryMessageKind() throws {
         let messages: [ControlMessage] = [
             .hello(.init(connector: "c1", host: "host1", software: "0.1.0")),
-            .welcome(.init(connectorID: "c-abc", name: "c1", group: "default")),
+            .welcome(.init(connectorID: "c-abc", name: "c1", group: "default", renewable: true)),
             .renew("-----BEGIN CERTIFICATE REQUEST-----\n"),
             .certificate("-----BEGIN CERTIFICATE-----\n"),
             .reconnect("moved to group b"),

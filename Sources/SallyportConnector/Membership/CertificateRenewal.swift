@@ -18,7 +18,8 @@ struct CertificateRenewal: Sendable {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(min(wait, 86400) * 1000))) }
                 continue
             }
-            guard let send = self.hub.anySender else {
+            // A certificate from the administrator's own PKI is renewed there, not here.
+            guard self.credentials.renewable, let send = self.hub.anySender else {
                 try? await Task.sleep(for: .milliseconds(200))
                 continue
             }

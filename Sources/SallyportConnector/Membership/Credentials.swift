@@ -21,6 +21,7 @@ public final class Credentials: Sendable {
         var notAfter: Date
         var generation = 0
         var pendingKey: String?
+        var renewable: Bool?
     }
 
     let config: ConnectorConfig
@@ -50,6 +51,17 @@ public final class Credentials: Sendable {
     public var generation: Int { self.state.withLock { $0.generation } }
     /// When the current certificate expires.
     public var notAfter: Date { self.state.withLock { $0.notAfter } }
+
+    /// Whether the relay said it renews this certificate (it issued it), as of the last welcome.
+    public var renewable: Bool { self.state.withLock { $0.renewable ?? false } }
+
+    /// Records what a welcome said; returns whether that is news (the first welcome, or a change).
+    func welcomed(renewable: Bool) -> Bool {
+        self.state.withLock { state in
+            defer { state.renewable = renewable }
+            return state.renewable != renewable
+        }
+    }
 
     /// When to renew: once a third of the certificate's lifetime is left.
     public var renewalDue: Date {

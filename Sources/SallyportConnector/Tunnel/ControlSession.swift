@@ -40,6 +40,12 @@ struct ControlSession {
             logger.notice("the relay moved this connector to another group", metadata: ["group": "\(welcome.group)"])
         }
         logger.info("relay welcomed this connector", metadata: ["id": "\(welcome.connectorID)", "name": "\(welcome.name)"])
+        if self.session.credentials.welcomed(renewable: welcome.renewable), !welcome.renewable {
+            logger.notice(
+                "this connector's certificate comes from your own PKI: the relay does not renew it; replace it before it expires",
+                metadata: ["notAfter": "\(self.session.credentials.notAfter)"]
+            )
+        }
         var senderID: Int?
         defer { if let senderID { self.session.hub.removeSender(senderID) } }
         try await withThrowingTaskGroup(of: Void.self) { group in

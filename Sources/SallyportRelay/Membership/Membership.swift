@@ -21,6 +21,8 @@ final class Membership: Sendable {
         var name: String
         var group: String
         var certificateNotAfter: Date
+        /// The relay issued the certificate and can renew it.
+        var renewable: Bool
     }
 
     let store: any RelayStore
@@ -73,7 +75,12 @@ final class Membership: Sendable {
                     )
                 )
             }
-            return .success(Identity(connectorID: connector.id, name: connector.name, group: connector.group, certificateNotAfter: certificate.notAfter))
+            return .success(
+                Identity(
+                    connectorID: connector.id, name: connector.name, group: connector.group, certificateNotAfter: certificate.notAfter,
+                    renewable: certificate.issuedByRelay && self.authority != nil
+                )
+            )
         } catch let error as StoreError {
             return .failure(Registration.Refusal(error: "unavailable", message: "the relay cannot read its state: \(error)"))
         } catch {

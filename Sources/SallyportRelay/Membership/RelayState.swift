@@ -38,6 +38,11 @@ enum RelayState {
                 throw StartError(description: "connectors.ca: \(error)")
             }
         }
+        if authority == nil, config.connectors.trustedCAs.isEmpty {
+            logger.warning(
+                "no connector can connect: relay.yaml names no connector CA (connectors.ca) and no connectors.trustedCAs; run `sallyport relay init` for a new relay, or see docs/deployment.md"
+            )
+        }
         let chainPEM: String
         do {
             chainPEM = try String(contentsOfFile: config.tunnelCertificate, encoding: .utf8)

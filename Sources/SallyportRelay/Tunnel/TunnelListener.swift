@@ -132,13 +132,24 @@ struct TunnelListener {
                     multiplexer: multiplexer,
                     outbox: mailbox
                 )
-                try await ControlFraming.send(.welcome(.init(connectorID: identity.connectorID, name: identity.name, group: identity.group)), on: outbound)
+                try await ControlFraming.send(
+                    .welcome(.init(connectorID: identity.connectorID, name: identity.name, group: identity.group, renewable: identity.renewable)),
+                    on: outbound
+                )
                 self.registry.add(connection)
                 logger.info("connector connected", metadata: ["name": "\(identity.name)", "software": "\(hello.software)", "host": "\(hello.host)"])
                 defer {
                     self.registry.remove(connection)
                     logger.info("connector disconnected")
                 }
+                // A certificate's end is the end of the tunnels made with it (a renewing connector replaced them long before).
+                let expiry = max(0, identity.certificateNotAfter.timeIntervalSinceNow)
+                let expiryTimer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(min(expiry, 365 * 86400) * 1000))) {
+                    connection.markDraining()
+                    logger.warning("the connector's certificate expired; closing its tunnel", metadata: ["notAfter": "\(identity.certificateNotAfter)"])
+                    channel.close(promise: nil)
+                }
+                defer { expiryTimer.cancel() }
                 await self.membership.seen(identity, software: hello.software, host: hello.host)
                 guard await self.membership.isRegistered(identity.connectorID) else {
                     throw ControlProtocolError(description: "connector was removed while it connected")
@@ -166,6 +177,10 @@ struct TunnelListener {
                         case .refresh:
                             try await ControlFraming.send(.config(self.catalog.snapshot.appSet(group: identity.group)), on: outbound)
                         case .renew(let request):
+                            guard identity.renewable else {
+                                connection.send(.error("certificate renewal refused: this connector's certificate comes from your own PKI; renew it there"))
+                                continue
+                            }
                             do {
                                 let chain = try await self.membership.renew(connectorID: identity.connectorID, requestPEM: request)
                                 connection.send(.certificate(chain))
