@@ -186,6 +186,21 @@ import Testing
         #expect(table.apply(version(2, epoch: 0xB), apps: []).applied)
     }
 
+    /// After a move the relay pushes the new group's apps at the version the connector already holds; they must
+    /// still replace the old group's, and a late push on a tunnel of the old group must not bring those back.
+    @Test func aNewGroupTakesItsAppsAtTheSameVersionAndIgnoresTheOldGroup() throws {
+        let table = AppTable(handlers: .builtIn)
+        #expect(!table.join(group: "red"))
+        #expect(table.apply(version(5), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
+        #expect(table.join(group: "blue"))
+        #expect(table.apply(version(5), apps: [try app("blue-app", handler: "passthrough")], group: "blue").applied)
+        #expect(table.app(named: "blue-app") != nil)
+        #expect(table.app(named: "red-app") == nil)
+        #expect(!table.apply(version(6), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
+        #expect(table.app(named: "red-app") == nil)
+        #expect(!table.join(group: "blue"))
+    }
+
     @Test func handlerChangesAreCheckedAndCleaned() throws {
         var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/x")
         request.headerFields[HTTPField.Name("X-Kept")!] = "1"
