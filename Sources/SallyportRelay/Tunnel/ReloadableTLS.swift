@@ -81,5 +81,3 @@ final class ReloadableTLS: Sendable {
         return stamps
     }
 }
-
-extension NIOSSLContext: @retroactive @unchecked Sendable {}

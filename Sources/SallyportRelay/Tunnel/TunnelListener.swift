@@ -144,7 +144,7 @@ struct TunnelListener {
                 }
                 // A certificate's end is the end of the tunnels made with it (a renewing connector replaced them long before).
                 let expiry = max(0, identity.certificateNotAfter.timeIntervalSinceNow)
-                let expiryTimer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(min(expiry, 365 * 86400) * 1000))) {
+                let expiryTimer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(min(expiry, 365 * 86400) * 1000))) { [logger] in
                     connection.markDraining()
                     logger.warning("the connector's certificate expired; closing its tunnel", metadata: ["notAfter": "\(identity.certificateNotAfter)"])
                     channel.close(promise: nil)
