@@ -173,6 +173,19 @@ extension EndToEnd {
             let foreign = try await other.createToken(group: "default")
             #expect(try await register(foreign, name: "foreign").contains("made by another relay"))
 
+            // A withdrawn token is unknown; the list shows each token's state, never a secret.
+            let withdrawn = try await deployment.createToken(group: "default")
+            let withdrawnID = String(withdrawn.split(separator: ".")[1])
+            try await deployment.sallyport(["connectors", "token", "delete", withdrawnID, "--config", deployment.directory.file("relay.yaml")])
+            #expect(try await register(withdrawn, name: "withdrawn").contains("knows no such token"))
+            let tokens = try await deployment.sallyport(["connectors", "token", "list", "--json", "--config", deployment.directory.file("relay.yaml")])
+            let states = try (JSONSerialization.jsonObject(with: Data(tokens.utf8)) as? [[String: Any]] ?? []).map { "\($0["id"] ?? "")=\($0["state"] ?? "")" }
+            #expect(states.contains("\(single.split(separator: ".")[1])=used"))
+            #expect(states.contains("\(expiring.split(separator: ".")[1])=expired"))
+            #expect(states.contains("\(wrongGroup.split(separator: ".")[1])=used"), "a wrong-group registration spends the token")
+            #expect(!states.contains { $0.hasPrefix(withdrawnID) })
+            #expect(!tokens.contains(String(single.split(separator: ".")[2])))
+
             let listed = try await Self.list(deployment)
             #expect(listed.map { $0["name"] as? String } == ["first"])
             await other.shutdown()
