@@ -55,7 +55,7 @@ let package = Package(
         // The kcd handler itself (the relay and `config validate` only check its settings, in SallyportSSO).
         .target(
             name: "SallyportKCD",
-            dependencies: ["SallyportSSO", "SallyportPluginAPI", "SallyportKerberos"],
+            dependencies: ["SallyportSSO", "SallyportPluginAPI", "SallyportKerberos", .product(name: "SwiftASN1", package: "swift-asn1")],
             swiftSettings: swiftSettings
         ),
         // Pre-authentication at the relay: OIDC sign-in, trusted JWTs, sessions, access rules.

@@ -152,7 +152,19 @@ public final class KCDHandler: SSOHandler {
                 )
             )
         }
-        if let context, let reply = negotiate, let bytes = reply.flatMap({ Data(base64Encoded: $0) }), !bytes.isEmpty, let target {
+        let replyBytes = negotiate.flatMap { $0 }.flatMap { Data(base64Encoded: $0) }.map { Array($0) } ?? []
+        let reply = replyBytes.isEmpty ? nil : NegotiateReply.classify(replyBytes)
+        if context != nil, reply != .token, settings.mutualAuthentication == .required, response.status < 400 {
+            metrics.increment("refusals", dimensions: ["reason": "mutual-authentication-missing"])
+            return .refuse(
+                Refusal(
+                    status: 502, message: Self.unavailableMessage,
+                    reason: "mutual-authentication-missing: the backend for \(settings.spn) answered without a Kerberos reply, and the app sets mutualAuthentication: required; use ifOffered for backends that never send one (lighttpd, Go's gokrb5)"
+                )
+            )
+        }
+        if let context, reply == .token, let target {
+            let bytes = replyBytes
             do {
                 _ = try await self.host.runBlocking { try context.initiator.verifyReply(Array(bytes), credential: context.credential, target: target) }
             } catch {

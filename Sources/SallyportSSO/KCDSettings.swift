@@ -10,6 +10,7 @@ public import SallyportPluginAPI
 ///   delegatedLoginIdentity: upn        # upn | upnUsername | samAccountName | claim:NAME
 ///   tokenFormat: spnego                # spnego | kerberos
 ///   sendAuthorization: always          # always | on401
+///   mutualAuthentication: ifOffered    # ifOffered | required
 /// ```
 public struct KCDSettings: Sendable, Hashable {
     /// How the user's principal is formed from the identity.
@@ -33,12 +34,21 @@ public struct KCDSettings: Sendable, Hashable {
         case on401
     }
 
+    /// Whether the backend must prove itself with a Kerberos reply.
+    public enum MutualAuthentication: String, Sendable, Hashable {
+        /// A reply the backend sends is verified; none (lighttpd, Go's gokrb5) is accepted.
+        case ifOffered
+        /// A success without a verified reply is refused (502): for backends that always send one.
+        case required
+    }
+
     public var spn: String
     public var loginIdentity: LoginIdentity
     public var tokenFormat: TokenFormat
     public var sendAuthorization: SendAuthorization
+    public var mutualAuthentication: MutualAuthentication
 
-    static let keys = ["spn", "delegatedLoginIdentity", "tokenFormat", "sendAuthorization"]
+    static let keys = ["spn", "delegatedLoginIdentity", "tokenFormat", "sendAuthorization", "mutualAuthentication"]
     /// Claims that carry the on-premises account name, in the order they are looked for.
     public static let samAccountNameClaims = ["samAccountName", "sAMAccountName", "onprem_sam_account_name"]
 
@@ -76,6 +86,17 @@ public struct KCDSettings: Sendable, Hashable {
             guard let mode = SendAuthorization(rawValue: text) else { fallthrough }
             self.sendAuthorization = mode
         default: throw SettingsError(key: "sendAuthorization", message: "must be always or on401")
+        }
+        switch settings["mutualAuthentication"] {
+        case nil: self.mutualAuthentication = .ifOffered
+        case .string(let text)?:
+            guard let mode = MutualAuthentication(rawValue: text) else { fallthrough }
+            self.mutualAuthentication = mode
+        default:
+            throw SettingsError(
+                key: "mutualAuthentication",
+                message: "must be ifOffered (verify a Kerberos reply when the backend sends one) or required (refuse answers without one)"
+            )
         }
     }
 

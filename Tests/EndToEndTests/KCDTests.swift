@@ -17,6 +17,7 @@ extension EndToEnd {
             let issuer: TestIssuer
             let realm: String
             let connectorLog: () -> String
+            let goBackend: ChildProcess
 
             func get(_ app: String, _ path: String, user: String) async throws -> Curl.Result {
                 let token = try await issuer.token(user: user)
@@ -24,6 +25,8 @@ extension EndToEnd {
             }
 
             func tearDown() async {
+                self.goBackend.signal(SIGTERM)
+                _ = await self.goBackend.waitForExit(timeout: .seconds(10))
                 await deployment.shutdown()
                 await bed.stop()
                 work.remove()
@@ -44,8 +47,10 @@ extension EndToEnd {
                 try await bed.startApache(port: apachePort)
                 let realm = try #require(bed["REALM"])
                 let issuer = try TestIssuer(issuer: Self.issuer, jwksFile: work.file("jwks.json"))
+                let goPort = try FreePort.next()
+                let goBackend = try await Self.startGoBackend(work: work, port: goPort, keytab: try #require(bed["APP_KEYTAB"]))
                 let deployment = try Deployment(
-                    hosts: ["kcd", "kcdraw", "other", "outside", "byname"],
+                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual"] + Self.goApps.map(\.name) + ["gomutual"],
                     relayExtra: """
                         identityProviders:
                           api:
@@ -65,6 +70,15 @@ extension EndToEnd {
                 )
                 try deployment.writeApp(name: "byname", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "delegatedLoginIdentity: upnUsername"]))
                 try deployment.writeApp(name: "other", internalURL: backend, auth: kcd(["spn: HTTP/other.corp.example.test"]))
+                try deployment.writeApp(name: "kcdmutual", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
+                let goURL = "http://127.0.0.1:\(goPort)/"
+                for app in Self.goApps {
+                    try deployment.writeApp(
+                        name: app.name, internalURL: goURL,
+                        auth: kcd(["spn: HTTP/app.corp.example.test", "tokenFormat: \(app.format)", "sendAuthorization: \(app.mode)"])
+                    )
+                }
+                try deployment.writeApp(name: "gomutual", internalURL: goURL, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
                 try deployment.writeApp(name: "outside", internalURL: backend, auth: kcd(["spn: HTTP/payroll.elsewhere.test"]))
                 // At debug level: tokens must not reach the logs even there.
                 try await deployment.startRelay(logLevel: "debug")
@@ -77,11 +91,63 @@ extension EndToEnd {
                 let connector = try await deployment.startConnector(
                     extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])], logLevel: "debug"
                 )
-                return Setup(work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() })
+                return Setup(
+                    work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() }, goBackend: goBackend
+                )
             } catch {
                 await bed.stop()
                 throw error
             }
+        }
+
+        /// The Go backend's apps: every token format with every mode.
+        static let goApps = [
+            (name: "go", format: "spnego", mode: "always"), (name: "go401", format: "spnego", mode: "on401"),
+            (name: "goraw", format: "kerberos", mode: "always"), (name: "goraw401", format: "kerberos", mode: "on401"),
+        ]
+
+        /// Builds `Resources/gokrb5-backend` (Go with Debian's gokrb5 v8) and starts it with the app's keytab.
+        static func startGoBackend(work: TestDirectory, port: Int, keytab: String) async throws -> ChildProcess {
+            let binary = work.file("gokrb5-backend")
+            let build = try ChildProcess.launch(
+                "go", ["build", "-o", binary, EndToEnd.resource("gokrb5-backend/main.go")],
+                environment: [
+                    "GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOFLAGS": "", "GOCACHE": "/tmp/sallyport-test-gocache",
+                    "HOME": work.path,
+                ],
+                logFile: work.file("go-build.log")
+            )
+            #expect(await build.waitForExit(timeout: .seconds(300)) == 0, "go build: \(build.log())")
+            let backend = try ChildProcess.launch(binary, ["-listen", "127.0.0.1:\(port)", "-keytab", keytab], logFile: work.file("gokrb5-backend.log"))
+            try await backend.waitForLog(containing: "listening on", timeout: .seconds(20))
+            return backend
+        }
+
+        @Test("Go's gokrb5 backends work in every token format and mode; mutualAuthentication: required insists on a verified reply")
+        func goBackends() async throws {
+            let s = try await Self.setUp()
+            do {
+                let alice = "alice@corp.example.test"
+                for app in Self.goApps {
+                    let result = try await s.get(app.name, "/whoami", user: alice)
+                    #expect(result.status == 200, "\(app): \(result.body) \(s.connectorLog().suffix(1500))")
+                    #expect(Self.field("user", in: result.body) == "alice@\(s.realm)", "\(app)")
+                    #expect(Self.field("server", in: result.body) == "gokrb5", "\(app)")
+                    #expect(!result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
+                }
+                // gokrb5 sends accept-completed without a Kerberos reply: with the reply required, that is refused.
+                let strict = try await s.get("gomutual", "/whoami", user: alice)
+                #expect(strict.status == 502)
+                #expect(s.connectorLog().contains("mutual-authentication-missing"))
+                // Apache sends a reply that verifies: required is met.
+                let apache = try await s.get("kcdmutual", "/whoami", user: alice)
+                #expect(apache.status == 200, "\(apache.body)")
+                #expect(Self.field("user", in: apache.body) == "alice@\(s.realm)")
+            } catch {
+                await s.tearDown()
+                throw error
+            }
+            await s.tearDown()
         }
 
         /// The response head of `url` asked with curl --negotiate as alice (kinit with her password), straight

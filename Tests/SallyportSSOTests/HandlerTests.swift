@@ -141,11 +141,14 @@ struct KCDSettingsTests {
     @Test func settingsAreReadWithDefaults() throws {
         let minimal = try KCDSettings(settings: ["spn": .string("HTTP/payroll.corp.example.com")])
         #expect(minimal.mechanism == .spnego && minimal.sendAuthorization == .always && minimal.loginIdentity == .upn)
+        #expect(minimal.mutualAuthentication == .ifOffered)
         let full = try KCDSettings(settings: [
             "spn": .string("HTTP/payroll.corp.example.com@CORP.EXAMPLE.COM"), "tokenFormat": .string("kerberos"),
             "sendAuthorization": .string("on401"), "delegatedLoginIdentity": .string("claim:onprem_name"),
+            "mutualAuthentication": .string("required"),
         ])
         #expect(full.mechanism == .kerberos && full.sendAuthorization == .on401 && full.loginIdentity == .claim("onprem_name"))
+        #expect(full.mutualAuthentication == .required)
     }
 
     @Test func mistakesNameTheirSetting() {
@@ -166,6 +169,7 @@ struct KCDSettingsTests {
         #expect(key(["spn": .string("HTTP/a@B@C")]) == "spn")
         #expect(key(["spn": spn, "tokenFormat": .string("ntlm")]) == "tokenFormat")
         #expect(key(["spn": spn, "sendAuthorization": .string("sometimes")]) == "sendAuthorization")
+        #expect(key(["spn": spn, "mutualAuthentication": .string("yes")]) == "mutualAuthentication")
         #expect(key(["spn": spn, "delegatedLoginIdentity": .string("claim:")]) == "delegatedLoginIdentity")
         #expect(key(["spn": spn, "realm": .string("X")]) == "realm")
     }
