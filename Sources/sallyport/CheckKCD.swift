@@ -57,6 +57,7 @@ struct CheckCommand: AsyncParsableCommand {
         func run() async throws {
             // As in the connector: never the default credential cache (the operator's own tickets).
             setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
+            KerberosDefaults.requestForwardableTickets()
             var settings = KerberosSettings()
             if let file = self.config {
                 do { settings = try ConfigLoader.loadConnector(file: file).kerberos } catch {

@@ -141,6 +141,7 @@ struct ConnectorRun: AsyncParsableCommand {
         // cache makes any GSS call that would fall back to "the default credential" fail instead of acting as
         // whoever's tickets happen to be in /tmp/krb5cc_*.
         setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
+        KerberosDefaults.requestForwardableTickets()
         var handlers = HandlerCatalog.builtIn
         if let directory = config.pluginsDirectory {
             // A plugin that does not load is reported; only the apps that use its handlers are affected.

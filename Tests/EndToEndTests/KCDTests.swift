@@ -35,7 +35,10 @@ extension EndToEnd {
 
         /// `bedEnvironment`: settings for the test bed's `start` (ports are added); `kerberosExtra`: lines
         /// under the connector's `kerberos:` section.
-        static func setUp(bedEnvironment: [String: String] = [:], kerberosExtra: [String] = []) async throws -> Setup {
+        /// `krb5Conf` edits the connector's copy of the test bed's krb5.conf.
+        static func setUp(
+            bedEnvironment: [String: String] = [:], kerberosExtra: [String] = [], krb5Conf: ((String) -> String)? = nil
+        ) async throws -> Setup {
             let work = try TestDirectory(prefix: "sallyport-kcd")
             chmod(work.path, 0o755)  // Apache's workers (www-data) read the backend keytab inside
             var environment = bedEnvironment
@@ -88,8 +91,12 @@ extension EndToEnd {
                     "  principal: \(try #require(bed["CONNECTOR_PRINCIPAL"]))",
                     "  allowedSPNs: [HTTP/*.corp.example.test]",
                 ] + kerberosExtra.map { "  " + $0 }
+                var krb5Config = try #require(bed["KRB5_CONFIG"])
+                if let krb5Conf {
+                    krb5Config = try work.write("connector-krb5.conf", krb5Conf(try String(contentsOfFile: krb5Config, encoding: .utf8)))
+                }
                 let connector = try await deployment.startConnector(
-                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])], logLevel: "debug"
+                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": krb5Config], logLevel: "debug"
                 )
                 return Setup(
                     work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() }, goBackend: goBackend
@@ -121,6 +128,23 @@ extension EndToEnd {
             let backend = try ChildProcess.launch(binary, ["-listen", "127.0.0.1:\(port)", "-keytab", keytab], logFile: work.file("gokrb5-backend.log"))
             try await backend.waitForLog(containing: "listening on", timeout: .seconds(20))
             return backend
+        }
+
+        @Test("Delegation works with a krb5.conf that lacks forwardable = true (MIT asks for no forwardable TGT then)")
+        func delegationWithoutForwardableInKrb5Conf() async throws {
+            let s = try await Self.setUp(krb5Conf: { text in
+                text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("forwardable") }.joined(separator: "\n")
+            })
+            do {
+                #expect(!(try String(contentsOfFile: s.work.file("connector-krb5.conf"), encoding: .utf8)).contains("forwardable"))
+                let result = try await s.get("kcd", "/whoami", user: "alice@corp.example.test")
+                #expect(result.status == 200, "\(result.body) \(s.connectorLog().suffix(1500))")
+                #expect(Self.field("user", in: result.body) == "alice@\(s.realm)")
+            } catch {
+                await s.tearDown()
+                throw error
+            }
+            await s.tearDown()
         }
 
         @Test("Go's gokrb5 backends work in every token format and mode; mutualAuthentication: required insists on a verified reply")
