@@ -428,6 +428,14 @@ EOF
 # ---------------------------------------------------------------------------------------------------
 # count: S4U exchanges in the KDC's log (needs the default log level "1 kerberos:3")
 
+cmd_user() { # DIR enable|disable NAME: what an administrator does to an account in AD
+    DIR=$(abs_dir "${1:-}")
+    case "${2:-}" in enable | disable) ;; *) die "usage: $0 user DIR enable|disable NAME" ;; esac
+    [ -n "${3:-}" ] || die "usage: $0 user DIR enable|disable NAME"
+    samba_tool user "$2" "$3" >/dev/null || die "samba-tool user $2 $3 failed"
+    log "user $3: $2d"
+}
+
 cmd_count() {
     DIR=$(abs_dir "${1:-}")
     local user=${2:-} log="$DIR/log/samba.log" u=".*"
@@ -739,6 +747,7 @@ main() {
     count) cmd_count "$@" ;;
     apache) cmd_apache "$@" ;;
     apache-stop) cmd_apache_stop "$@" ;;
+    user) cmd_user "$@" ;;
     verify) cmd_verify "$@" ;;
     *) usage ;;
     esac

@@ -39,7 +39,7 @@ public struct ConnectorService: Service {
         KerberosDelegator(
             settings: .init(
                 keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets,
-                kdcRetryDelay: settings.kdcRetryDelay
+                kdcRetryDelay: settings.kdcRetryDelay, revalidateInterval: settings.revalidateInterval
             ),
             executor: BlockingPool.executor
         )
@@ -69,6 +69,7 @@ public struct ConnectorService: Service {
                     connectorName: name,
                     credentials: credentials,
                     hub: hub,
+                    delegator: self.delegator,
                     apps: self.apps,
                     forwarder: forwarder,
                     group: self.group,

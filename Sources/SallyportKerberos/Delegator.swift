@@ -46,16 +46,20 @@ public final class KerberosDelegator: Sendable {
         public var maxEntries: Int
         /// How long new exchanges fail at once after no KDC answered.
         public var kdcRetryDelay: Duration
+        /// How long a cached user credential is used without the KDC confirming the user (one S4U2Self): a user
+        /// disabled or deleted in the directory is refused within this.
+        public var revalidateInterval: Duration
 
         public init(
             keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxEntries: Int = 10_000,
-            kdcRetryDelay: Duration = .seconds(2)
+            kdcRetryDelay: Duration = .seconds(2), revalidateInterval: Duration = .seconds(300)
         ) {
             self.keytab = keytab
             self.principal = principal
             self.renewBefore = renewBefore
             self.maxEntries = maxEntries
             self.kdcRetryDelay = kdcRetryDelay
+            self.revalidateInterval = revalidateInterval
         }
     }
 
@@ -84,6 +88,10 @@ public final class KerberosDelegator: Sendable {
         var expiresAt: ContinuousClock.Instant
         var lastUse: UInt64
         var flight: Task<Cached, any Error>?
+        /// When the KDC last vouched for the user (the credential was obtained, or revalidated).
+        var validatedAt: ContinuousClock.Instant
+        /// When a request last used it.
+        var usedAt: ContinuousClock.Instant
     }
 
     private struct Cached: Sendable {
@@ -234,6 +242,7 @@ public final class KerberosDelegator: Sendable {
             state.noteUse(key, at: tick)
             if var entry = state.entries[key] {
                 entry.lastUse = tick
+                entry.usedAt = now
                 defer { state.entries[key] = entry }
                 if let credential = entry.credential, now < entry.refreshAt { return .ready(credential) }
                 let fallback = now < entry.expiresAt ? entry.credential : nil
@@ -248,7 +257,7 @@ public final class KerberosDelegator: Sendable {
             }
             if let until = state.kdcDownUntil, now < until { return .kdcDown(until: until) }
             let flight = self.startFlight(key)
-            state.entries[key] = Entry(credential: nil, refreshAt: now, expiresAt: now, lastUse: tick, flight: flight)
+            state.entries[key] = Entry(credential: nil, refreshAt: now, expiresAt: now, lastUse: tick, flight: flight, validatedAt: now, usedAt: now)
             Self.evict(&state, keeping: self.settings.maxEntries)
             return .wait(flight, fallback: nil)
         }
@@ -319,6 +328,7 @@ public final class KerberosDelegator: Sendable {
                 switch result {
                 case .success(let cached):
                     entry.credential = cached.credential
+                    entry.validatedAt = now
                     entry.expiresAt = now + cached.lifetime
                     entry.refreshAt = now + Self.refreshDelay(lifetime: cached.lifetime, renewBefore: self.settings.renewBefore)
                     state.entries[key] = entry
@@ -329,6 +339,73 @@ public final class KerberosDelegator: Sendable {
                 }
             }
             return try result.get()
+        }
+    }
+
+    // MARK: Revalidation and flushing
+
+    /// What one revalidation round did.
+    public struct Revalidation: Sendable, Equatable {
+        /// Users the KDC vouched for again.
+        public var confirmed: [String] = []
+        /// Users the KDC refused (disabled, locked, deleted): their credentials are gone.
+        public var revoked: [String] = []
+        /// Credentials dropped because they went unused for the interval (the next use asks the KDC).
+        public var expired = 0
+        /// Users not checked because of a transient failure (no KDC); tried again next round.
+        public var deferred: [String] = []
+    }
+
+    /// Keeps every cached credential within `revalidateInterval` of the KDC's word: users active since their
+    /// last check get one S4U2Self each (off the request path); credentials unused that long are dropped; users
+    /// the KDC now refuses lose theirs. Blocks on the KDC: call off the event loops.
+    public func revalidate() -> Revalidation {
+        let now = self.clock.now
+        let interval = self.settings.revalidateInterval
+        var outcome = Revalidation()
+        let due: [DelegatedUser: GSSMechanism] = self.state.withLock { state in
+            var users: [DelegatedUser: GSSMechanism] = [:]
+            for (key, entry) in state.entries where entry.flight == nil && now - entry.validatedAt >= interval {
+                if entry.usedAt > entry.validatedAt {
+                    users[key.user] = key.mechanism
+                } else {
+                    state.entries[key] = nil
+                    outcome.expired += 1
+                }
+            }
+            return users
+        }
+        for (user, mechanism) in due.sorted(by: { $0.key.description < $1.key.description }) {
+            do throws(DelegationError) {
+                let (connector, realm) = try self.connectorCredential(mechanism)
+                let principal: GSSName
+                do { principal = try Self.principal(for: user, realm: realm) } catch { throw DelegationError(step: .s4u2self, failure: .other, detail: "\(error)") }
+                _ = try DelegationError.during(.s4u2self) { try connector.impersonate(principal) }
+                self.state.withLock { state in
+                    for key in state.entries.keys where key.user == user { state.entries[key]?.validatedAt = now }
+                }
+                outcome.confirmed.append(user.description)
+            } catch {
+                switch error.failure {
+                case .kdcUnreachable, .clockSkew, .connectorCredential, .other:
+                    outcome.deferred.append(user.description)
+                case .unknownUser, .userDisabled, .delegationRefused, .unknownSPN:
+                    self.flush(user: user.description)
+                    outcome.revoked.append(user.description)
+                }
+            }
+        }
+        return outcome
+    }
+
+    /// Drops the cached credentials of `user` (as the cache names it: the UPN or account, any case); nil drops
+    /// all. Returns how many were dropped. The next request asks the KDC.
+    @discardableResult
+    public func flush(user: String?) -> Int {
+        self.state.withLock { state in
+            let keys = state.entries.keys.filter { key in user.map { key.user.description.lowercased() == $0.lowercased() } ?? true }
+            for key in keys where state.entries[key]?.flight == nil { state.entries[key] = nil }
+            return keys.count
         }
     }
 

@@ -42,6 +42,11 @@ public final class KerberosTestBed: @unchecked Sendable {
         return Self.parse(output).compactMapValues { Int($0) }
     }
 
+    /// Enables or disables a user's account in the directory (as an administrator would in AD).
+    public func setUser(_ name: String, enabled: Bool) async throws {
+        _ = try await Self.run(["user", directory, enabled ? "enable" : "disable", name], environment: environment, log: directory + ".user.log")
+    }
+
     /// Value of a `KEY=VALUE` line.
     public subscript(key: String) -> String? { values[key] }
 

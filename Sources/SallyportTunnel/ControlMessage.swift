@@ -24,6 +24,9 @@ public enum ControlMessage: Sendable, Equatable {
     /// Relay → connector: open new tunnel connections, then drain this one (the connector was moved to another
     /// group, or the relay wants fresh connections). The text says why, for logs.
     case reconnect(String)
+    /// Relay → connector: drop the cached Kerberos tickets of one user (nil: of every user), so the next request
+    /// asks the KDC (`sallyport kcd flush`).
+    case kcdFlush(user: String?)
     /// Either way: a fatal problem; the sender closes the connection after it.
     case error(String)
 
@@ -84,7 +87,7 @@ public enum ControlMessage: Sendable, Equatable {
 }
 
 extension ControlMessage: Codable {
-    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem }
+    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem, user }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -95,6 +98,7 @@ extension ControlMessage: Codable {
         case "renew": self = .renew(try container.decode(String.self, forKey: .pem))
         case "certificate": self = .certificate(try container.decode(String.self, forKey: .pem))
         case "reconnect": self = .reconnect(try container.decode(String.self, forKey: .message))
+        case "kcdFlush": self = .kcdFlush(user: try container.decodeIfPresent(String.self, forKey: .user))
         case "config": self = .config(try container.decode(AppSet.self, forKey: .config))
         case "configApplied": self = .configApplied(try container.decode(ConfigVersion.self, forKey: .version))
         case "refresh": self = .refresh
@@ -123,6 +127,9 @@ extension ControlMessage: Codable {
         case .reconnect(let reason):
             try container.encode("reconnect", forKey: .type)
             try container.encode(reason, forKey: .message)
+        case .kcdFlush(let user):
+            try container.encode("kcdFlush", forKey: .type)
+            try container.encodeIfPresent(user, forKey: .user)
         case .config(let set):
             try container.encode("config", forKey: .type)
             try container.encode(set, forKey: .config)

@@ -312,3 +312,29 @@ enum Table {
         }
     }
 }
+
+struct KCDCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kcd", abstract: "Kerberos constrained delegation across the connectors.", subcommands: [Flush.self])
+
+    struct Flush: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop cached Kerberos tickets on every connected connector: one user's (--user), or everyone's (--all). The next request asks the KDC."
+        )
+        @Option(name: .long, help: "The user, as the connector names them to the KDC (UPN or account name).") var user: String?
+        @Flag(name: .long, help: "Every user's tickets.") var all = false
+        @OptionGroup var admin: AdminOptions
+
+        func validate() throws {
+            if (self.user == nil) == !self.all { throw ValidationError("give --user U or --all") }
+        }
+
+        func run() async throws {
+            var body: [String: any Sendable] = [:]
+            if let user = self.user { body["user"] = user }
+            let data = try await self.admin.call(.POST, "/v1/kcd/flush", body: body)
+            if self.admin.json { return print(String(decoding: data, as: UTF8.self)) }
+            let connectors = (Self.object(data)["connectors"] as? [String]) ?? []
+            print("flushed \(self.user.map { "the tickets of \($0)" } ?? "all tickets") on \(connectors.count) connector(s): \(connectors.joined(separator: ", "))")
+        }
+    }
+}

@@ -38,8 +38,8 @@ struct Sallyport: AsyncParsableCommand {
         abstract: "Publish internal web apps through an outbound-only tunnel.",
         version: SallyportVersion.current,
         subcommands: [
-            RelayCommand.self, ConnectorCommand.self, ConnectorsCommand.self, GroupsCommand.self, DemoCommand.self, ConfigCommand.self, PluginsCommand.self,
-            CheckCommand.self,
+            RelayCommand.self, ConnectorCommand.self, ConnectorsCommand.self, GroupsCommand.self, KCDCommand.self, DemoCommand.self, ConfigCommand.self,
+            PluginsCommand.self, CheckCommand.self,
         ]
     )
 }

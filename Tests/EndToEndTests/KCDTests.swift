@@ -130,16 +130,59 @@ extension EndToEnd {
             return backend
         }
 
-        @Test("Delegation works with a krb5.conf that lacks forwardable = true (MIT asks for no forwardable TGT then)")
-        func delegationWithoutForwardableInKrb5Conf() async throws {
+        @Test("Delegation works with a krb5.conf that lacks forwardable = true; `sallyport kcd flush` drops a user's cached tickets on every connector")
+        func delegationWithoutForwardableAndFlush() async throws {
             let s = try await Self.setUp(krb5Conf: { text in
                 text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.contains("forwardable") }.joined(separator: "\n")
             })
             do {
+                // MIT asks for a forwardable TGT only when krb5.conf says so; the connector asks regardless.
                 #expect(!(try String(contentsOfFile: s.work.file("connector-krb5.conf"), encoding: .utf8)).contains("forwardable"))
-                let result = try await s.get("kcd", "/whoami", user: "alice@corp.example.test")
+                let alice = "alice@corp.example.test"
+                let result = try await s.get("kcd", "/whoami", user: alice)
                 #expect(result.status == 200, "\(result.body) \(s.connectorLog().suffix(1500))")
                 #expect(Self.field("user", in: result.body) == "alice@\(s.realm)")
+
+                // Cached: no KDC exchange for the next request, until an administrator flushes alice's tickets.
+                _ = try await s.get("kcd", "/whoami", user: alice)
+                let before = try await s.bed.count(user: "alice")["S4U2SELF"] ?? 0
+                let flushed = try await s.deployment.sallyport(["kcd", "flush", "--user", alice, "--config", s.deployment.directory.file("relay.yaml")])
+                #expect(flushed.contains("on 1 connector(s)"), "\(flushed)")
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(s.connectorLog().contains("Kerberos tickets flushed on the relay's request"))
+                #expect(try await s.get("kcd", "/whoami", user: alice).status == 200)
+                #expect(try await s.bed.count(user: "alice")["S4U2SELF"] == before + 1, "the flushed user's next request asks the KDC")
+            } catch {
+                await s.tearDown()
+                throw error
+            }
+            await s.tearDown()
+        }
+
+        @Test("A user disabled in the directory is refused within ticketCache.revalidateInterval, though their ticket is cached")
+        func disabledUserIsCutOff() async throws {
+            let s = try await Self.setUp(kerberosExtra: ["ticketCache:", "  revalidateInterval: 3s"])
+            do {
+                let alice = "alice@corp.example.test"
+                #expect(try await s.get("kcd", "/whoami", user: alice).status == 200)
+                // Active: revalidated in the background (one S4U2Self more), still served from the cache.
+                for _ in 0..<5 {
+                    #expect(try await s.get("kcd", "/whoami", user: alice).status == 200)
+                    try await Task.sleep(for: .seconds(1))
+                }
+                #expect((try await s.bed.count(user: "alice")["S4U2SELF"] ?? 0) >= 2, "no revalidation")
+
+                try await s.bed.setUser("alice", enabled: false)
+                let disabled = ContinuousClock.now
+                var status = 200
+                while status == 200, ContinuousClock.now - disabled < .seconds(15) {
+                    status = try await s.get("kcd", "/whoami", user: alice).status
+                    if status == 200 { try await Task.sleep(for: .milliseconds(500)) }
+                }
+                let after = ContinuousClock.now - disabled
+                #expect(status == 403, "still served \(after) after the account was disabled")
+                #expect(after < .seconds(8), "refused only after \(after)")
+                #expect(s.connectorLog().contains("the KDC no longer vouches for a user"))
             } catch {
                 await s.tearDown()
                 throw error

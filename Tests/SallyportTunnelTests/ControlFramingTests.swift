@@ -18,6 +18,8 @@ import Testing
             .renew("-----BEGIN CERTIFICATE REQUEST-----\n"),
             .certificate("-----BEGIN CERTIFICATE-----\n"),
             .reconnect("moved to group b"),
+            .kcdFlush(user: "alice@corp.example.com"),
+            .kcdFlush(user: nil),
             .config(.init(version: ConfigVersion(epoch: 3, generation: 7), apps: [])),
             .configApplied(ConfigVersion(epoch: 3, generation: 7)),
             .refresh,

@@ -76,11 +76,15 @@ public struct KerberosSettings: Sendable, Hashable {
     /// `allowedSPNs`: the only SPNs this connector delegates to (`HTTP/*.corp.example.com` for any host
     /// below); empty allows every SPN the directory lets it delegate to.
     public var allowedSPNs: [String]
+    /// `ticketCache.revalidateInterval`: a cached user ticket is used at most this long without the KDC
+    /// confirming the user (one S4U2Self in the background), so disabled users are cut off within it. Default 5m.
+    public var revalidateInterval: Duration
 
     public init(
         keytab: String = "/etc/krb5.keytab", principal: String? = nil, renewBefore: Duration = .seconds(300), maxCachedTickets: Int = 10_000,
-        allowedSPNs: [String] = [], kdcRetryDelay: Duration = .seconds(2)
+        allowedSPNs: [String] = [], kdcRetryDelay: Duration = .seconds(2), revalidateInterval: Duration = .seconds(300)
     ) {
+        self.revalidateInterval = revalidateInterval
         self.keytab = keytab
         self.principal = principal
         self.renewBefore = renewBefore
@@ -176,11 +180,17 @@ enum ConnectorFile {
             }
             return duration
         }
-        let maxEntries = reader.optional("ticketCache", default: defaults.maxCachedTickets) { value throws(ConfigError) in
+        let (maxEntries, revalidateInterval) = reader.optional("ticketCache", default: (defaults.maxCachedTickets, defaults.revalidateInterval)) {
+            value throws(ConfigError) in
             var cache = try value.mapping()
             let entries = cache.optional("maxEntries", default: defaults.maxCachedTickets) { value throws(ConfigError) in try value.int(in: 1...10_000_000) }
+            let interval = cache.optional("revalidateInterval", default: defaults.revalidateInterval) { value throws(ConfigError) in
+                let duration = try value.duration()
+                guard duration >= .seconds(1), duration <= .seconds(86400) else { throw value.error("must be from 1s to 24h") }
+                return duration
+            }
             cache.finish()
-            return entries
+            return (entries, interval)
         }
         let allowed = reader.optional("allowedSPNs", default: []) { value throws(ConfigError) in
             try value.list { item throws(ConfigError) in try kerberosName(item, service: true) }
@@ -192,7 +202,8 @@ enum ConnectorFile {
         }
         reader.finish()
         return KerberosSettings(
-            keytab: keytab, principal: principal, renewBefore: renewBefore, maxCachedTickets: maxEntries, allowedSPNs: allowed, kdcRetryDelay: retryDelay
+            keytab: keytab, principal: principal, renewBefore: renewBefore, maxCachedTickets: maxEntries, allowedSPNs: allowed, kdcRetryDelay: retryDelay,
+            revalidateInterval: revalidateInterval
         )
     }
 

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTPTypes
 import SallyportConfig
 import SallyportHTTP
+import SallyportKerberos
 import SallyportTunnel
 import ServiceLifecycle
 
@@ -97,6 +98,9 @@ struct ControlSession {
                     } catch {
                         logger.error("renewed certificate not installed; the current one stays in use", metadata: ["error": "\(error)"])
                     }
+                case .kcdFlush(let user):
+                    let dropped = self.session.delegator.flush(user: user)
+                    logger.notice("Kerberos tickets flushed on the relay's request", metadata: ["user": "\(user ?? "(all)")", "dropped": "\(dropped)"])
                 case .reconnect(let reason):
                     logger.notice("the relay asked for new tunnel connections", metadata: ["reason": "\(reason)"])
                     roll(reason)

@@ -9,6 +9,7 @@ import NIOPosix
 import NIOSSL
 import SallyportConfig
 import SallyportHTTP
+import SallyportKerberos
 import SallyportTunnel
 import ServiceLifecycle
 
@@ -31,6 +32,7 @@ struct TunnelSession: Sendable {
     let connectorName: String
     let credentials: Credentials
     let hub: TunnelHub
+    let delegator: KerberosDelegator
     let apps: AppTable
     let forwarder: BackendForwarder
     let group: any EventLoopGroup

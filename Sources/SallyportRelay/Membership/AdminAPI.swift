@@ -53,6 +53,10 @@ struct AdminAPI: Sendable {
 
     struct Deleted: Codable { var deleted: String }
 
+    struct FlushRequest: Codable { var user: String? }
+
+    struct Flushed: Codable { var connectors: [String] }
+
     struct AddRequest: Codable {
         var certificate: String
         var group: String
@@ -104,6 +108,12 @@ struct AdminAPI: Sendable {
                     throw Registration.Refusal(error: "bad-request", message: "uses must be from 1 to 10000 (got \(uses))")
                 }
                 return .json(try await self.membership.createToken(group: token.group, expiresIn: lifetime, uses: uses), status: .created)
+            case (.post, ["v1", "kcd", "flush"]):
+                let flush = try Self.decode(FlushRequest.self, body)
+                if let user = flush.user, user.isEmpty || user.count > 256 || user.contains(where: { $0.isWhitespace }) {
+                    throw Registration.Refusal(error: "bad-request", message: "user must be a user principal name or account name without spaces")
+                }
+                return .json(Flushed(connectors: self.membership.flushKerberos(user: flush.user)))
             case (.get, ["v1", "tokens"]):
                 let now = Date()
                 let tokens = try await self.membership.store.tokens().map { token in

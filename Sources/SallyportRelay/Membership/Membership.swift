@@ -269,6 +269,15 @@ final class Membership: Sendable {
         return removed
     }
 
+    /// Tells every connected connector to drop the cached Kerberos tickets of `user` (nil: of everyone);
+    /// returns the connectors told.
+    func flushKerberos(user: String?) -> [String] {
+        let connections = self.registry.all
+        for connection in connections { connection.send(.kcdFlush(user: user)) }
+        self.logger.notice("Kerberos ticket flush sent to connectors", metadata: ["user": "\(user ?? "(all)")", "connectors": "\(Set(connections.map(\.connectorID)).count)"])
+        return Array(Set(connections.map(\.connectorID))).sorted()
+    }
+
     /// How long a removed connector's requests in flight may take before its tunnels close.
     static let removalGrace: TimeAmount = .milliseconds(800)
 

@@ -197,7 +197,7 @@ struct TunnelListener {
                             try await outbound.write(.end(nil))
                         case .error(let text):
                             logger.error("connector reported an error", metadata: ["message": "\(text)"])
-                        case .hello, .welcome, .config, .certificate, .reconnect:
+                        case .hello, .welcome, .config, .certificate, .reconnect, .kcdFlush:
                             throw ControlProtocolError(description: "unexpected control message from connector")
                         }
                     }
