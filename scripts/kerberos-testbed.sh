@@ -98,10 +98,11 @@ cmd_install() {
     # templates that `samba-tool domain provision` reads (only a Recommends of samba-ad-dc).
     # krb5-user: kinit, kvno, klist. ldb-tools: ldbmodify. python3-gssapi: raw krb5 tokens in `verify`.
     # golang-go, golang-github-jcmturner-gokrb5.v8-dev: the Go backend the tests build (gokrb5's SPNEGO).
+    # lighttpd, lighttpd-mod-authn-gssapi: a backend that sends no mutual-authentication reply.
     local packages=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind
         krb5-user libkrb5-dev libgssapi-krb5-2 pkg-config ldb-tools
         apache2 libapache2-mod-auth-gssapi curl python3-gssapi
-        golang-go golang-github-jcmturner-gokrb5.v8-dev)
+        golang-go golang-github-jcmturner-gokrb5.v8-dev lighttpd lighttpd-mod-authn-gssapi)
     local missing=() package
     for package in "${packages[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -129,7 +130,7 @@ cmd_install() {
     fi
     # The test bed runs its own samba and apache2; system copies must neither run nor start at boot.
     local service
-    for service in samba-ad-dc smbd nmbd winbind samba apache2; do
+    for service in samba-ad-dc smbd nmbd winbind samba apache2 lighttpd; do
         if [ -e "/etc/init.d/$service" ] || [ -e "/lib/systemd/system/$service.service" ]; then
             if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
                 systemctl disable --now "$service" >/dev/null 2>&1 || true
@@ -142,11 +143,12 @@ cmd_install() {
         fi
     done
     local tool
-    for tool in samba samba-tool ldbmodify kinit kvno klist apache2 curl go; do
+    for tool in samba samba-tool ldbmodify kinit kvno klist apache2 curl go lighttpd; do
         command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is missing after installation"
     done
     [ -e /usr/lib/apache2/modules/mod_auth_gssapi.so ] || die "mod_auth_gssapi.so is missing"
     [ -d /usr/share/gocode/src/github.com/jcmturner/gokrb5/v8 ] || die "gokrb5 v8's sources are missing"
+    [ -e /usr/lib/lighttpd/mod_authn_gssapi.so ] || die "lighttpd's mod_authn_gssapi.so is missing"
     log "ready: samba $(samba -V 2>/dev/null | sed 's/^Version //'), krb5 $(dpkg-query -W -f='${Version}' krb5-user)," \
         "apache2 $(dpkg-query -W -f='${Version}' apache2), mod_auth_gssapi $(dpkg-query -W -f='${Version}' libapache2-mod-auth-gssapi)"
 }

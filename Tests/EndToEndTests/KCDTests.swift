@@ -18,6 +18,7 @@ extension EndToEnd {
             let realm: String
             let connectorLog: () -> String
             let goBackend: ChildProcess
+            let otherBackends: [ChildProcess]
 
             func get(_ app: String, _ path: String, user: String) async throws -> Curl.Result {
                 let token = try await issuer.token(user: user)
@@ -25,8 +26,10 @@ extension EndToEnd {
             }
 
             func tearDown() async {
-                self.goBackend.signal(SIGTERM)
-                _ = await self.goBackend.waitForExit(timeout: .seconds(10))
+                for backend in [self.goBackend] + self.otherBackends {
+                    backend.signal(SIGTERM)
+                    _ = await backend.waitForExit(timeout: .seconds(10))
+                }
                 await deployment.shutdown()
                 await bed.stop()
                 work.remove()
@@ -52,8 +55,18 @@ extension EndToEnd {
                 let issuer = try TestIssuer(issuer: Self.issuer, jwksFile: work.file("jwks.json"))
                 let goPort = try FreePort.next()
                 let goBackend = try await Self.startGoBackend(work: work, port: goPort, keytab: try #require(bed["APP_KEYTAB"]))
+                let pythonPort = try FreePort.next()
+                let lighttpdPort = try FreePort.next()
+                let backendEnvironment = ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"]), "KRB5_KTNAME": "FILE:" + (try #require(bed["APP_KEYTAB"]))]
+                let python = try ChildProcess.launch(
+                    "/usr/bin/python3", [EndToEnd.resource("gssapi_backend.py"), String(pythonPort)], environment: backendEnvironment,
+                    logFile: work.file("gssapi-backend.log")
+                )
+                try await python.waitForLog(containing: "listening", timeout: .seconds(20))
+                let lighttpd = try await Self.startLighttpd(work: work, port: lighttpdPort, keytab: try #require(bed["APP_KEYTAB"]), environment: backendEnvironment)
                 let deployment = try Deployment(
-                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual"] + Self.goApps.map(\.name) + ["gomutual"],
+                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual"] + Self.goApps.map(\.name) + ["gomutual"]
+                        + Self.goApps.map { "py" + $0.name.dropFirst(2) } + Self.goApps.map { "lt" + $0.name.dropFirst(2) },
                     relayExtra: """
                         identityProviders:
                           api:
@@ -82,6 +95,14 @@ extension EndToEnd {
                     )
                 }
                 try deployment.writeApp(name: "gomutual", internalURL: goURL, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
+                for (prefix, port) in [("py", pythonPort), ("lt", lighttpdPort)] {
+                    for app in Self.goApps {
+                        try deployment.writeApp(
+                            name: prefix + app.name.dropFirst(2), internalURL: "http://127.0.0.1:\(port)/",
+                            auth: kcd(["spn: HTTP/app.corp.example.test", "tokenFormat: \(app.format)", "sendAuthorization: \(app.mode)"])
+                        )
+                    }
+                }
                 try deployment.writeApp(name: "outside", internalURL: backend, auth: kcd(["spn: HTTP/payroll.elsewhere.test"]))
                 // At debug level: tokens must not reach the logs even there.
                 try await deployment.startRelay(logLevel: "debug")
@@ -99,7 +120,8 @@ extension EndToEnd {
                     extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": krb5Config], logLevel: "debug"
                 )
                 return Setup(
-                    work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() }, goBackend: goBackend
+                    work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() }, goBackend: goBackend,
+                    otherBackends: [python, lighttpd]
                 )
             } catch {
                 await bed.stop()
@@ -190,17 +212,54 @@ extension EndToEnd {
             await s.tearDown()
         }
 
-        @Test("Go's gokrb5 backends work in every token format and mode; mutualAuthentication: required insists on a verified reply")
+        /// lighttpd with mod_authn_gssapi (it sends no mutual-authentication reply), a CGI answering /whoami.
+        static func startLighttpd(work: TestDirectory, port: Int, keytab: String, environment: [String: String]) async throws -> ChildProcess {
+            let root = work.file("lighttpd")
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let configuration = try work.write(
+                "lighttpd/lighttpd.conf",
+                """
+                server.modules = ("mod_auth", "mod_authn_gssapi", "mod_cgi", "mod_alias", "mod_accesslog")
+                server.bind = "127.0.0.1"
+                server.port = \(port)
+                server.document-root = "\(root)"
+                server.errorlog = "\(root)/error.log"
+                accesslog.filename = "\(root)/access.log"
+                alias.url = ("/whoami" => "\(EndToEnd.resource("lighttpd-whoami.cgi"))")
+                cgi.assign = ("" => "")
+                auth.backend = "gssapi"
+                auth.backend.gssapi.keytab = "\(keytab)"
+                auth.backend.gssapi.principal = "HTTP/app.corp.example.test"
+                auth.backend.gssapi.store-creds = "disable"
+                auth.require = ("/whoami" => ("method" => "gssapi", "realm" => "", "require" => "valid-user"))
+
+                """
+            )
+            let server = try ChildProcess.launch("/usr/sbin/lighttpd", ["-D", "-f", configuration], environment: environment, logFile: work.file("lighttpd.log"))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                if (try? await Curl.run("http://127.0.0.1:\(port)/whoami", caFile: nil).status) == 401 { return server }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            throw HarnessTimeout(description: "lighttpd did not answer: \(server.log())")
+        }
+
+        struct HarnessTimeout: Error, CustomStringConvertible { var description: String }
+
+        @Test("Go (gokrb5), Python (python3-gssapi) and lighttpd (mod_authn_gssapi) backends work in every token format and mode; mutualAuthentication: required insists on a verified reply")
         func goBackends() async throws {
             let s = try await Self.setUp()
             do {
                 let alice = "alice@corp.example.test"
-                for app in Self.goApps {
-                    let result = try await s.get(app.name, "/whoami", user: alice)
-                    #expect(result.status == 200, "\(app): \(result.body) \(s.connectorLog().suffix(1500))")
-                    #expect(Self.field("user", in: result.body) == "alice@\(s.realm)", "\(app)")
-                    #expect(Self.field("server", in: result.body) == "gokrb5", "\(app)")
-                    #expect(!result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
+                for (prefix, server) in [("go", "gokrb5"), ("py", "python-gssapi"), ("lt", "lighttpd")] {
+                    for app in Self.goApps {
+                        let name = prefix + app.name.dropFirst(2)
+                        let result = try await s.get(name, "/whoami", user: alice)
+                        #expect(result.status == 200, "\(name): \(result.body) \(s.connectorLog().suffix(1500))")
+                        #expect(Self.field("user", in: result.body) == "alice@\(s.realm)", "\(name): \(result.body)")
+                        #expect(Self.field("server", in: result.body) == server, "\(name)")
+                        #expect(!result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
+                    }
                 }
                 // gokrb5 sends accept-completed without a Kerberos reply: with the reply required, that is refused.
                 let strict = try await s.get("gomutual", "/whoami", user: alice)
