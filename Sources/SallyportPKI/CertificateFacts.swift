@@ -1,4 +1,4 @@
-public import Crypto
+import Crypto
 public import Foundation
 import SwiftASN1
 public import X509
@@ -79,7 +79,8 @@ public struct CertificateFacts: Sendable, Equatable {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+    /// Lowercase hex of `bytes` (fingerprints, serials, stored token hashes).
+    public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         bytes.map { byte in
             let text = String(byte, radix: 16)
             return byte < 16 ? "0" + text : text

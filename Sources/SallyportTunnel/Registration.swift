@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import SallyportHTTP
 
 /// Connector registration: the one-time token and the messages of the registration exchange.
@@ -104,11 +104,16 @@ public struct RegistrationToken: Sendable, Equatable, CustomStringConvertible {
 
     /// A new random token for a relay whose tunnel CA has `pin`.
     public static func generate(pin: String) -> RegistrationToken {
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return RegistrationToken(id: Self.randomID(), secret: Base64URL.encode(secret), pin: pin)
+    }
+
+    /// `length` random lowercase letters and digits, without look-alikes (no l, o, 0, 1): token and connector ids.
+    public static func randomID(length: Int = 10) -> String {
         let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
         var generator = SystemRandomNumberGenerator()
-        let id = String((0..<10).map { _ in alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))] })
-        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return RegistrationToken(id: id, secret: Base64URL.encode(secret), pin: pin)
+        return String((0..<length).map { _ in alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))] })
     }
 
     /// Reads a token as printed by `sallyport connectors token create`; says what is wrong with a bad one.

@@ -65,8 +65,8 @@ extension EndToEnd {
                 try await python.waitForLog(containing: "listening", timeout: .seconds(20))
                 let lighttpd = try await Self.startLighttpd(work: work, port: lighttpdPort, keytab: try #require(bed["APP_KEYTAB"]), environment: backendEnvironment)
                 let deployment = try Deployment(
-                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual"] + Self.goApps.map(\.name) + ["gomutual"]
-                        + Self.goApps.map { "py" + $0.name.dropFirst(2) } + Self.goApps.map { "lt" + $0.name.dropFirst(2) },
+                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual", "gomutual"]
+                        + Self.interopBackends.flatMap { backend in Self.modes.map { backend.prefix + $0.suffix } },
                     relayExtra: """
                         identityProviders:
                           api:
@@ -87,22 +87,18 @@ extension EndToEnd {
                 try deployment.writeApp(name: "byname", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "delegatedLoginIdentity: upnUsername"]))
                 try deployment.writeApp(name: "other", internalURL: backend, auth: kcd(["spn: HTTP/other.corp.example.test"]))
                 try deployment.writeApp(name: "kcdmutual", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
-                let goURL = "http://127.0.0.1:\(goPort)/"
-                for app in Self.goApps {
-                    try deployment.writeApp(
-                        name: app.name, internalURL: goURL,
-                        auth: kcd(["spn: HTTP/app.corp.example.test", "tokenFormat: \(app.format)", "sendAuthorization: \(app.mode)"])
-                    )
-                }
-                try deployment.writeApp(name: "gomutual", internalURL: goURL, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
-                for (prefix, port) in [("py", pythonPort), ("lt", lighttpdPort)] {
-                    for app in Self.goApps {
+                let ports = ["go": goPort, "py": pythonPort, "lt": lighttpdPort]
+                for backend in Self.interopBackends {
+                    for mode in Self.modes {
                         try deployment.writeApp(
-                            name: prefix + app.name.dropFirst(2), internalURL: "http://127.0.0.1:\(port)/",
-                            auth: kcd(["spn: HTTP/app.corp.example.test", "tokenFormat: \(app.format)", "sendAuthorization: \(app.mode)"])
+                            name: backend.prefix + mode.suffix, internalURL: "http://127.0.0.1:\(ports[backend.prefix]!)/",
+                            auth: kcd(["spn: HTTP/app.corp.example.test", "tokenFormat: \(mode.format)", "sendAuthorization: \(mode.mode)"])
                         )
                     }
                 }
+                try deployment.writeApp(
+                    name: "gomutual", internalURL: "http://127.0.0.1:\(goPort)/", auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"])
+                )
                 try deployment.writeApp(name: "outside", internalURL: backend, auth: kcd(["spn: HTTP/payroll.elsewhere.test"]))
                 // At debug level: tokens must not reach the logs even there.
                 try await deployment.startRelay(logLevel: "debug")
@@ -129,11 +125,14 @@ extension EndToEnd {
             }
         }
 
-        /// The Go backend's apps: every token format with every mode.
-        static let goApps = [
-            (name: "go", format: "spnego", mode: "always"), (name: "go401", format: "spnego", mode: "on401"),
-            (name: "goraw", format: "kerberos", mode: "always"), (name: "goraw401", format: "kerberos", mode: "on401"),
+        /// Every token format with every mode; an interop app is named by its backend's prefix and the suffix.
+        static let modes = [
+            (suffix: "", format: "spnego", mode: "always"), (suffix: "401", format: "spnego", mode: "on401"),
+            (suffix: "raw", format: "kerberos", mode: "always"), (suffix: "raw401", format: "kerberos", mode: "on401"),
         ]
+
+        /// The backends beside Apache, by app prefix, with the `server=` each answers.
+        static let interopBackends = [(prefix: "go", server: "gokrb5"), (prefix: "py", server: "python-gssapi"), (prefix: "lt", server: "lighttpd")]
 
         /// Builds `Resources/gokrb5-backend` (Go with Debian's gokrb5 v8) and starts it with the app's keytab.
         static func startGoBackend(work: TestDirectory, port: Int, keytab: String) async throws -> ChildProcess {
@@ -251,13 +250,13 @@ extension EndToEnd {
             let s = try await Self.setUp()
             do {
                 let alice = "alice@corp.example.test"
-                for (prefix, server) in [("go", "gokrb5"), ("py", "python-gssapi"), ("lt", "lighttpd")] {
-                    for app in Self.goApps {
-                        let name = prefix + app.name.dropFirst(2)
+                for backend in Self.interopBackends {
+                    for mode in Self.modes {
+                        let name = backend.prefix + mode.suffix
                         let result = try await s.get(name, "/whoami", user: alice)
                         #expect(result.status == 200, "\(name): \(result.body) \(s.connectorLog().suffix(1500))")
                         #expect(Self.field("user", in: result.body) == "alice@\(s.realm)", "\(name): \(result.body)")
-                        #expect(Self.field("server", in: result.body) == server, "\(name)")
+                        #expect(Self.field("server", in: result.body) == backend.server, "\(name)")
                         #expect(!result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
                     }
                 }

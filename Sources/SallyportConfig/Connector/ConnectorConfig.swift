@@ -161,10 +161,7 @@ enum ConnectorFile {
     /// Connector names are shown in logs and status; host names are the usual choice, so allow their characters.
     private static func connectorName(_ value: ValueNode) throws(ConfigError) -> String {
         let text = try value.nonEmptyString()
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_".unicodeScalars)
-        guard text.unicodeScalars.count <= 253, text.unicodeScalars.allSatisfy(allowed.contains) else {
-            throw value.error("must be 1 to 253 letters, digits, \".\", \"-\" or \"_\" (got \(quoted(text)))")
-        }
+        if let problem = ValueRules.connectorNameProblem(text) { throw value.error(problem) }
         return text
     }
 

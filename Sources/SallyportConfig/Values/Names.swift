@@ -103,6 +103,15 @@ public enum ValueRules {
         Names.isValidName(text) ? nil : "group names follow the app name rule: \(Names.nameRule) (got \(quoted(text)))"
     }
 
+    /// Nil if `text` can name a connector or a host (shown in logs and status), else what is wrong.
+    public static func connectorNameProblem(_ text: String) -> String? {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_".unicodeScalars)
+        guard !text.isEmpty, text.unicodeScalars.count <= 253, text.unicodeScalars.allSatisfy(allowed.contains) else {
+            return "must be 1 to 253 letters, digits, \".\", \"-\" or \"_\" (got \(quoted(text)))"
+        }
+        return nil
+    }
+
     /// A duration written as in config files ("30s", "1h", "30d"), or nil.
     public static func duration(_ text: String) -> Duration? {
         if case .success(let duration) = ConfigDuration.parse(text) { return duration }

@@ -82,12 +82,12 @@ struct AdminAPI: Sendable {
             case (.get, ["v1", "connectors"]):
                 return .json(try await self.membership.status())
             case (.post, ["v1", "connectors"]):
-                let add = try Self.decode(AddRequest.self, body)
+                let add = try JSONEndpoint.decode(AddRequest.self, from: body)
                 try Self.checkGroup(add.group)
                 return .json(try await self.membership.add(certificatePEM: add.certificate, name: add.name, group: add.group), status: .created)
             case (.post, let route) where route.count == 4 && route[0] == "v1" && route[1] == "connectors" && route[3] == "move":
                 let id = route[2]
-                let move = try Self.decode(MoveRequest.self, body)
+                let move = try JSONEndpoint.decode(MoveRequest.self, from: body)
                 try Self.checkGroup(move.group)
                 return .json(try await self.membership.move(id: id, to: move.group))
             case (.delete, let route) where route.count == 3 && route[0] == "v1" && route[1] == "connectors":
@@ -97,7 +97,7 @@ struct AdminAPI: Sendable {
                 let apps = self.catalog.snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) }
                 return .json(try await self.membership.groups(apps: apps))
             case (.post, ["v1", "tokens"]):
-                let token = try Self.decode(TokenRequest.self, body)
+                let token = try JSONEndpoint.decode(TokenRequest.self, from: body)
                 try Self.checkGroup(token.group)
                 let expires = token.expires ?? "1h"
                 guard let lifetime = ValueRules.duration(expires), lifetime > .zero else {
@@ -109,7 +109,7 @@ struct AdminAPI: Sendable {
                 }
                 return .json(try await self.membership.createToken(group: token.group, expiresIn: lifetime, uses: uses), status: .created)
             case (.post, ["v1", "kcd", "flush"]):
-                let flush = try Self.decode(FlushRequest.self, body)
+                let flush = try JSONEndpoint.decode(FlushRequest.self, from: body)
                 if let user = flush.user, user.isEmpty || user.count > 256 || user.contains(where: { $0.isWhitespace }) {
                     throw Registration.Refusal(error: "bad-request", message: "user must be a user principal name or account name without spaces")
                 }
@@ -143,13 +143,6 @@ struct AdminAPI: Sendable {
             return .refusal(refusal, status: status)
         } catch {
             return .refusal(Registration.Refusal(error: "unavailable", message: "\(error)"), status: .serviceUnavailable)
-        }
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws(Registration.Refusal) -> T {
-        switch JSONEndpoint.decode(type, from: body) {
-        case .success(let value): return value
-        case .failure(let refusal): throw refusal
         }
     }
 

@@ -58,7 +58,9 @@ public struct AdminClient: Sendable {
     public func createToken(group: String, expires: String = "1h", uses: Int = 1) async throws(Failure) -> (token: String, command: String) {
         let body = try? JSONSerialization.data(withJSONObject: ["group": group, "expires": expires, "uses": uses])
         let data = try await self.call("POST", "/v1/tokens", json: body)
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        return ("\(object["token"] ?? "")", "\(object["command"] ?? "")")
+        guard let created = try? JSONEndpoint.decoder.decode(TokenCreated.self, from: data) else {
+            throw Failure(unreachable: false, description: "the relay's answer is not a token: \(String(decoding: data, as: UTF8.self).prefix(200))")
+        }
+        return (created.token, created.command)
     }
 }

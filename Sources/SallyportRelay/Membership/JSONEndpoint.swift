@@ -85,12 +85,12 @@ struct JSONEndpoint: Sendable {
         }
     }
 
-    /// Decodes a request body, or a 400 reply that says what is wrong.
-    static func decode<T: Decodable>(_ type: T.Type, from body: Data) -> Result<T, Registration.Refusal> {
+    /// Decodes a request body; a malformed one is a `bad-request` refusal that says what is wrong.
+    static func decode<T: Decodable>(_ type: T.Type, from body: Data) throws(Registration.Refusal) -> T {
         do {
-            return .success(try Self.decoder.decode(type, from: body))
+            return try Self.decoder.decode(type, from: body)
         } catch {
-            return .failure(Registration.Refusal(error: "bad-request", message: "malformed JSON body: \(error)"))
+            throw Registration.Refusal(error: "bad-request", message: "malformed JSON body: \(error)")
         }
     }
 }

@@ -138,8 +138,10 @@ final class Membership: Sendable {
             return .failure(Registration.Refusal(error: "no-ca", message: "this relay does not register connectors by token (it has no connectors.ca)"))
         }
         let name = request.name.trimmingCharacters(in: .whitespaces)
-        guard Self.isValidName(name), Self.isValidName(request.host) else {
-            return .failure(Registration.Refusal(error: "bad-request", message: "connector name and host must be 1 to 253 letters, digits, '.', '-' or '_'"))
+        for (field, value) in [("name", name), ("host", request.host)] {
+            if let problem = ValueRules.connectorNameProblem(value) {
+                return .failure(Registration.Refusal(error: "bad-request", message: "the connector's \(field) \(problem)"))
+            }
         }
         let csr: CertificateSigningRequest
         do {
@@ -289,20 +291,12 @@ final class Membership: Sendable {
 
     /// Lowercase hex SHA-256: how token secrets are stored.
     static func hash(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
+        CertificateFacts.hex(SHA256.hash(data: Data(secret.utf8)))
     }
 
     /// `c-` and 10 random letters and digits: unique enough that two connectors never share one (the store's
     /// primary key makes sure).
-    static func makeConnectorID() -> String {
-        let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
-        return "c-" + String((0..<10).map { _ in alphabet.randomElement()! })
-    }
-
-    static func isValidName(_ name: String) -> Bool {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_".unicodeScalars)
-        return !name.isEmpty && name.unicodeScalars.count <= 253 && name.unicodeScalars.allSatisfy(allowed.contains)
-    }
+    static func makeConnectorID() -> String { "c-" + RegistrationToken.randomID() }
 }
 
 /// A token just made, as the admin API returns it (the only time the secret is shown).
@@ -331,16 +325,17 @@ extension Membership {
             case (.get, Registration.caPath):
                 return .text(self.relayCA.pem, contentType: "application/x-pem-file")
             case (.post, Registration.registerPath):
-                switch JSONEndpoint.decode(Registration.Request.self, from: body) {
+                let registration: Registration.Request
+                do throws(Registration.Refusal) {
+                    registration = try JSONEndpoint.decode(Registration.Request.self, from: body)
+                } catch {
+                    return .refusal(error, status: .badRequest)
+                }
+                switch await self.register(registration) {
+                case .success(let response): return .json(response, status: .created)
                 case .failure(let refusal):
-                    return .refusal(refusal, status: .badRequest)
-                case .success(let registration):
-                    switch await self.register(registration) {
-                    case .success(let response): return .json(response, status: .created)
-                    case .failure(let refusal):
-                        self.logger.warning("registration refused", metadata: ["reason": "\(refusal.error)", "token": "\(registration.tokenID)", "name": "\(registration.name)"])
-                        return .refusal(refusal, status: refusal.error == "unavailable" ? .serviceUnavailable : .forbidden)
-                    }
+                    self.logger.warning("registration refused", metadata: ["reason": "\(refusal.error)", "token": "\(registration.tokenID)", "name": "\(registration.name)"])
+                    return .refusal(refusal, status: refusal.error == "unavailable" ? .serviceUnavailable : .forbidden)
                 }
             default:
                 return .refusal(Registration.Refusal(error: "not-found", message: "this is a Sallyport tunnel listener; connectors register with `sallyport connector register`"), status: .notFound)

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import SallyportPKI
 
 /// `sallyport relay init DIR`: everything a relay needs to start, with safe permissions. The connector CA's key
