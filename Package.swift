@@ -323,7 +323,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportKCD", "SallyportPluginAPI",
+                "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportKCD", "SallyportPluginAPI", "SallyportConfig",
                 "SallyportTunnel",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,5 +1,5 @@
 import NIOCore
-public import NIOPosix
+import NIOPosix
 
 /// Polling helpers for servers the harness starts.
 public enum Wait {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import SallyportConfig
 import SallyportPKI
 import SallyportTesting
 import SallyportTunnel

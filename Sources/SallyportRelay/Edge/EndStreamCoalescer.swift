@@ -18,7 +18,7 @@ final class EndStreamCoalescer: ChannelOutboundHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let payload = self.unwrapOutboundIn(data)
         if case .data(let frame) = payload {
-            if frame.endStream, frame.data.readableBytes == 0, var (last, lastPromise) = self.held {
+            if frame.endStream, frame.data.readableBytes == 0, case (var last, let lastPromise)? = self.held {
                 // The end of the stream: ride on the DATA frame before it.
                 self.held = nil
                 last.endStream = true

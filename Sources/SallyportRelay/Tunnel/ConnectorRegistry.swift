@@ -1,8 +1,8 @@
 import Foundation
 import HTTPTypes
-public import NIOCore
+import NIOCore
 import NIOHTTP2
-public import NIOHTTPTypes
+import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 import SallyportHTTP
 import SallyportTunnel
