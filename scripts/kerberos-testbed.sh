@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Kerberos test bed for Kerberos Constrained Delegation: a Samba AD domain controller (realm
-# CORP.EXAMPLE.TEST) serving only its KDC on loopback, and Apache httpd with mod_auth_gssapi as a backend
-# that requires Negotiate and echoes the authenticated user. Everything lives in one directory DIR.
+# CORP.EXAMPLE.TEST) serving only its KDC on loopback, or an MIT krb5kdc with the OpenLDAP backend for the
+# same realm and accounts (KRB_TESTBED_KDC=mit; scripts/kerberos-testbed-mit.bash), and Apache httpd with
+# mod_auth_gssapi as a backend that requires Negotiate and echoes the authenticated user. Everything lives
+# in one directory DIR; the KDC kind is chosen when DIR is first provisioned.
 #
 #   kerberos-testbed.sh install            Debian packages (non-interactive; starts no system service)
 #   kerberos-testbed.sh start DIR          provision the domain once, start the KDC, print KEY=VALUE lines
@@ -10,9 +12,11 @@
 #   kerberos-testbed.sh apache DIR PORT    start Apache on 127.0.0.1:PORT (needs `start DIR` first)
 #   kerberos-testbed.sh apache-stop DIR    stop Apache
 #   kerberos-testbed.sh count DIR [USER]   count S4U exchanges in the KDC's log (KEY=VALUE lines)
+#   kerberos-testbed.sh user DIR enable|disable NAME   enable or disable an account, as an administrator would
 #   kerberos-testbed.sh verify DIR PORT    check the whole chain with MIT tools and curl (no Sallyport)
 #
 # Settings of `start` (environment; the ticket and port settings apply at every start, not only the first):
+#   KRB_TESTBED_KDC                   samba (default) or mit, read when DIR is first provisioned
 #   KRB_TESTBED_USER_TICKET_HOURS     KDC's TGT lifetime in whole hours (default 10; smb.conf
 #                                     kdc:user ticket lifetime; fractions are read as 0, which breaks TGS)
 #   KRB_TESTBED_SERVICE_TICKET_HOURS  KDC's service ticket lifetime in whole hours (default 10)
@@ -56,7 +60,21 @@ OTHER_SPN=HTTP/other.corp.example.test
 KDC_PORT=${KRB_TESTBED_KDC_PORT:-88}
 KPASSWD_PORT=${KRB_TESTBED_KPASSWD_PORT:-464}
 
+# shellcheck source=kerberos-testbed-mit.bash
+. "$(dirname "${BASH_SOURCE[0]}")/kerberos-testbed-mit.bash"
+
 log() { echo "kerberos-testbed: $*" >&2; }
+
+# samba or mit: what DIR was provisioned with, else what KRB_TESTBED_KDC asks for.
+kdc_kind() {
+    local kind
+    if [ -s "$DIR/kdc" ]; then kind=$(cat "$DIR/kdc"); else kind=${KRB_TESTBED_KDC:-samba}; fi
+    case "$kind" in samba | mit) echo "$kind" ;; *) die "KRB_TESTBED_KDC must be samba or mit, not '$kind'" ;; esac
+}
+
+kdc_pid() { if [ "$(kdc_kind)" = mit ]; then mit_kdc_pid; else samba_running_pid; fi; }
+
+kdc_log() { if [ "$(kdc_kind)" = mit ]; then echo "$DIR/log/krb5kdc.log"; else echo "$DIR/log/samba.log"; fi; }
 die() { log "$*"; exit 1; }
 
 usage() {
@@ -99,7 +117,9 @@ cmd_install() {
     # krb5-user: kinit, kvno, klist. ldb-tools: ldbmodify. python3-gssapi: raw krb5 tokens in `verify`.
     # golang-go, golang-github-jcmturner-gokrb5.v8-dev: the Go backend the tests build (gokrb5's SPNEGO).
     # lighttpd, lighttpd-mod-authn-gssapi: a backend that sends no mutual-authentication reply.
+    # slapd, ldap-utils, krb5-kdc, krb5-kdc-ldap, krb5-admin-server: the MIT KDC on OpenLDAP (kadmin.local).
     local packages=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules winbind
+        slapd ldap-utils krb5-kdc krb5-kdc-ldap krb5-admin-server
         krb5-user libkrb5-dev libgssapi-krb5-2 pkg-config ldb-tools
         apache2 libapache2-mod-auth-gssapi curl python3-gssapi
         golang-go golang-github-jcmturner-gokrb5.v8-dev lighttpd lighttpd-mod-authn-gssapi)
@@ -130,7 +150,7 @@ cmd_install() {
     fi
     # The test bed runs its own samba and apache2; system copies must neither run nor start at boot.
     local service
-    for service in samba-ad-dc smbd nmbd winbind samba apache2 lighttpd; do
+    for service in samba-ad-dc smbd nmbd winbind samba apache2 lighttpd slapd krb5-kdc krb5-admin-server; do
         if [ -e "/etc/init.d/$service" ] || [ -e "/lib/systemd/system/$service.service" ]; then
             if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
                 systemctl disable --now "$service" >/dev/null 2>&1 || true
@@ -143,12 +163,14 @@ cmd_install() {
         fi
     done
     local tool
-    for tool in samba samba-tool ldbmodify kinit kvno klist apache2 curl go lighttpd; do
+    for tool in samba samba-tool ldbmodify kinit kvno klist apache2 curl go lighttpd slapd slapadd ldapmodify krb5kdc kadmin.local kdb5_ldap_util; do
         command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is missing after installation"
     done
     [ -e /usr/lib/apache2/modules/mod_auth_gssapi.so ] || die "mod_auth_gssapi.so is missing"
     [ -d /usr/share/gocode/src/github.com/jcmturner/gokrb5/v8 ] || die "gokrb5 v8's sources are missing"
     [ -e /usr/lib/lighttpd/mod_authn_gssapi.so ] || die "lighttpd's mod_authn_gssapi.so is missing"
+    [ -e /usr/lib/x86_64-linux-gnu/krb5/plugins/kdb/kldap.so ] || [ -n "$(find /usr/lib -name kldap.so -path '*krb5/plugins/kdb*' 2>/dev/null)" ] ||
+        die "MIT's LDAP database module (kldap.so, krb5-kdc-ldap) is missing"
     log "ready: samba $(samba -V 2>/dev/null | sed 's/^Version //'), krb5 $(dpkg-query -W -f='${Version}' krb5-user)," \
         "apache2 $(dpkg-query -W -f='${Version}' apache2), mod_auth_gssapi $(dpkg-query -W -f='${Version}' libapache2-mod-auth-gssapi)"
 }
@@ -285,6 +307,7 @@ cmdline_argument() {
 # Apache whose configuration file no longer exists belong to no test bed. Stop them.
 reap_orphans() {
     local pid conf
+    mit_reap_orphans
     # samba renames its processes ("samba: root process"), so its command line says nothing: a test bed's
     # samba writes its stderr to DIR/log/samba.log, which shows as deleted once DIR is gone.
     for pid in $(pgrep -x samba 2>/dev/null || true); do
@@ -303,8 +326,13 @@ reap_orphans() {
 
 cmd_start() {
     DIR=$(abs_dir "${1:-}")
-    command -v samba >/dev/null 2>&1 || die "samba is not installed: run $0 install"
     reap_orphans
+    kdc_kind >"$DIR/kdc.tmp" && mv "$DIR/kdc.tmp" "$DIR/kdc"
+    if [ "$(kdc_kind)" = mit ]; then
+        mit_cmd_start
+        return
+    fi
+    command -v samba >/dev/null 2>&1 || die "samba is not installed: run $0 install"
     local pid
     pid=$(samba_running_pid)
     if [ -n "$pid" ]; then
@@ -349,7 +377,7 @@ wait_for_kdc() {
         tcp_open 127.0.0.1 "$KDC_PORT" && break
         sleep 0.1
     done
-    tcp_open 127.0.0.1 "$KDC_PORT" || die "KDC is not listening on 127.0.0.1:$KDC_PORT after 30 s; see $DIR/log/samba.log"
+    tcp_open 127.0.0.1 "$KDC_PORT" || die "KDC is not listening on 127.0.0.1:$KDC_PORT after 30 s; see $(kdc_log)"
     # The KDC answers for real: an AS exchange with the connector's keytab.
     local ccache
     ccache=$(mktemp)
@@ -357,17 +385,21 @@ wait_for_kdc() {
         if KRB5_CONFIG="$DIR/krb5.conf" kinit -k -t "$DIR/connector.keytab" -c "FILE:$ccache" \
             "$CONNECTOR_ACCOUNT@$REALM" 2>/dev/null; then
             rm -f "$ccache"
-            log "KDC answering on 127.0.0.1:$KDC_PORT ($((SECONDS - started)) s after start, pid $(samba_running_pid))"
+            log "KDC answering on 127.0.0.1:$KDC_PORT ($((SECONDS - started)) s after start, pid $(kdc_pid))"
             return 0
         fi
         sleep 0.2
     done
     rm -f "$ccache"
-    die "KDC on 127.0.0.1:$KDC_PORT does not issue tickets; see $DIR/log/samba.log"
+    die "KDC on 127.0.0.1:$KDC_PORT does not issue tickets; see $(kdc_log)"
 }
 
 cmd_stop() {
     DIR=$(abs_dir "${1:-}")
+    if [ "$(kdc_kind)" = mit ]; then
+        mit_cmd_stop
+        return
+    fi
     local pid
     pid=$(samba_running_pid)
     if [ -z "$pid" ]; then
@@ -388,10 +420,11 @@ KRB5_CONFIG=$DIR/krb5.conf
 REALM=$REALM
 DOMAIN=$DOMAIN
 KDC=127.0.0.1:$KDC_PORT
-KDC_PID=$(samba_running_pid)
-KDC_LOG=$DIR/log/samba.log
-ADMIN_PRINCIPAL=Administrator@$REALM
-ADMIN_PASSWORD=$ADMIN_PASSWORD
+KDC_KIND=$(kdc_kind)
+KDC_PID=$(kdc_pid)
+KDC_LOG=$(kdc_log)
+$([ "$(kdc_kind)" = samba ] && echo "ADMIN_PRINCIPAL=Administrator@$REALM")
+$([ "$(kdc_kind)" = samba ] && echo "ADMIN_PASSWORD=$ADMIN_PASSWORD")
 ALICE_PRINCIPAL=alice@$REALM
 ALICE_PASSWORD=$ALICE_PASSWORD
 BOB_PRINCIPAL=bob@$REALM
@@ -399,16 +432,17 @@ BOB_PASSWORD=$BOB_PASSWORD
 CAROL_PRINCIPAL=carol@$REALM
 CAROL_PASSWORD=$CAROL_PASSWORD
 CAROL_SENSITIVE=true
+$([ "$(kdc_kind)" = mit ] && echo "EXPIRED_PRINCIPAL=$MIT_EXPIRED_USER@$REALM")
 CONNECTOR_PRINCIPAL=$CONNECTOR_ACCOUNT@$REALM
 CONNECTOR_PASSWORD=$CONNECTOR_PASSWORD
-CONNECTOR_SPN=$CONNECTOR_SPN@$REALM
+$([ "$(kdc_kind)" = samba ] && echo "CONNECTOR_SPN=$CONNECTOR_SPN@$REALM")
 CONNECTOR_KEYTAB=$DIR/connector.keytab
 CONNECTOR_DELEGATES_TO=$APP_SPN@$REALM
 APP_SPN=$APP_SPN@$REALM
-APP_ACCOUNT=$APP_ACCOUNT@$REALM
+$([ "$(kdc_kind)" = samba ] && echo "APP_ACCOUNT=$APP_ACCOUNT@$REALM")
 APP_KEYTAB=$DIR/app.keytab
 OTHER_SPN=$OTHER_SPN@$REALM
-OTHER_ACCOUNT=$OTHER_ACCOUNT@$REALM
+$([ "$(kdc_kind)" = samba ] && echo "OTHER_ACCOUNT=$OTHER_ACCOUNT@$REALM")
 OTHER_KEYTAB=$DIR/other.keytab
 EOF
     local port
@@ -434,17 +468,26 @@ cmd_user() { # DIR enable|disable NAME: what an administrator does to an account
     DIR=$(abs_dir "${1:-}")
     case "${2:-}" in enable | disable) ;; *) die "usage: $0 user DIR enable|disable NAME" ;; esac
     [ -n "${3:-}" ] || die "usage: $0 user DIR enable|disable NAME"
+    if [ "$(kdc_kind)" = mit ]; then
+        mit_user "$2" "$3"
+        return
+    fi
     samba_tool user "$2" "$3" >/dev/null || die "samba-tool user $2 $3 failed"
     log "user $3: $2d"
 }
 
 cmd_count() {
     DIR=$(abs_dir "${1:-}")
-    local user=${2:-} log="$DIR/log/samba.log" u=".*"
+    local user=${2:-} log u=".*"
+    log=$(kdc_log)
     [ -f "$log" ] || die "no KDC log at $log"
     if [ -n "$user" ]; then
         case "$user" in *@*) ;; *) user="$user@$REALM" ;; esac
         u=$(printf '%s' "$user" | sed 's/[.[\*^$/]/\\&/g')
+    fi
+    if [ "$(kdc_kind)" = mit ]; then
+        mit_count "$u"
+        return
     fi
     # AS-REQ (any principal, any result): one per "AS-REQ <client> from ..." line.
     echo "AS_REQ=$(grep -c -E "Kerberos: AS-REQ $u from " "$log" || true)"
@@ -507,6 +550,7 @@ auth_type=<!--#echo var="AUTH_TYPE" -->
 request_had_token=<!--#if expr="-n v('NEGOTIATE_TOKEN')" -->yes<!--#else -->no<!--#endif -->
 remote_port=<!--#echo var="REMOTE_PORT" -->
 path=<!--#echo var="DOCUMENT_URI" -->
+server=apache
 EOF
     cp "$a/htdocs/whoami" "$a/htdocs/bound/whoami"
     cat >"$a/httpd.conf" <<EOF

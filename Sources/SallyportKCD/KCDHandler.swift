@@ -183,10 +183,10 @@ public final class KCDHandler: SSOHandler {
     /// A refusal for a failed delegation step: its category decides the status; the log gets the KDC's words.
     func refusal(for error: DelegationError, user: DelegatedUser) -> Refusal {
         let failure = error.failure
-        var hint = failure.likelyFix(step: error.step)
-        if failure == .delegationRefused, self.workingSPN.load(ordering: .relaxed) {
+        var hint = error.likelyFix
+        if failure == .delegationRefused, error.evidenceForwardable != true, self.workingSPN.load(ordering: .relaxed) {
             // Other users got tickets for this SPN here, so the delegation list is fine: this user's account is not delegable.
-            hint = "other users get tickets for this SPN, so this user's account is likely marked sensitive or in Protected Users"
+            hint = "other users get tickets for this SPN, so this user's account is likely marked sensitive (AD: \"Account is sensitive and cannot be delegated\" or Protected Users; MIT: -allow_forwardable)"
         }
         metrics.increment("refusals", dimensions: ["reason": failure.rawValue])
         let message: String

@@ -435,9 +435,20 @@ public final class KerberosDelegator: Sendable {
         }
         let impersonated = try DelegationError.during(.s4u2self) { try connector.impersonate(principal) }
         progress(.s4u2self, impersonated)
-        try DelegationError.during(.s4u2proxy) { _ = try GSSInitiator().firstToken(credential: impersonated, target: target) }
+        do {
+            try DelegationError.during(.s4u2proxy) { _ = try GSSInitiator().firstToken(credential: impersonated, target: target) }
+        } catch {
+            var refused = error
+            if refused.failure == .delegationRefused { refused.evidenceForwardable = Self.evidence(in: impersonated)?.isForwardable }
+            throw refused
+        }
         progress(.s4u2proxy, impersonated)
         return impersonated
+    }
+
+    /// The S4U2Self ticket of an impersonated user's credential (its first ticket that is no TGT), if readable.
+    public static func evidence(in impersonated: GSSCredential) -> GSSCredential.Ticket? {
+        (try? impersonated.tickets())?.first { !$0.isTGT }
     }
 
     private func runBlocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {

@@ -14,6 +14,14 @@ public struct GSSError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(operation): \(message)" }
 
+    /// A status with its text already known.
+    init(operation: String, major: UInt32, minor: UInt32, message: String) {
+        self.operation = operation
+        self.major = major
+        self.minor = minor
+        self.message = message
+    }
+
     init(_ operation: String, major: OM_uint32, minor: OM_uint32) {
         self.operation = operation
         self.major = major
@@ -196,6 +204,33 @@ public final class GSSCredential: @unchecked Sendable {
         let major = gss_inquire_cred(&minor, self.handle, &name, nil, nil, nil)
         guard csallyport_gss_is_error(major) == 0, let name else { throw GSSError("gss_inquire_cred", major: major, minor: minor) }
         return GSSName(taking: name).principal
+    }
+
+    /// One Kerberos ticket the credential holds.
+    public struct Ticket: Sendable, Equatable {
+        /// The ticket's server, e.g. `krbtgt/CORP.EXAMPLE.TEST@CORP.EXAMPLE.TEST`.
+        public var server: String
+        /// The krb5 ticket flags.
+        public var flags: Int32
+        /// The KDC marked it forwardable: a TGT without it gives no forwardable S4U2Self ticket, and an S4U2Self
+        /// ticket without it is no evidence for classic constrained delegation (S4U2Proxy).
+        public var isForwardable: Bool { flags & csallyport_ticket_flag_forwardable() != 0 }
+        /// A ticket-granting ticket.
+        public var isTGT: Bool { server.hasPrefix("krbtgt/") }
+    }
+
+    /// The tickets the credential holds now (a connector's: its TGT; an impersonated user's: the S4U2Self
+    /// ticket, and the TGT behind it). Reads flags only; no KDC traffic.
+    public func tickets() throws -> [Ticket] {
+        var buffer = [csallyport_ticket](repeating: csallyport_ticket(), count: 16)
+        var code: Int32 = 0
+        let count = buffer.withUnsafeMutableBufferPointer { csallyport_gss_cred_tickets(self.handle, $0.baseAddress, Int32($0.count), &code) }
+        guard count >= 0 else { throw GSSError("gss_krb5_copy_ccache", major: csallyport_gss_failure(), minor: OM_uint32(bitPattern: code)) }
+        return buffer.prefix(Int(count)).map { ticket in
+            var server = ticket.server
+            let name = withUnsafeBytes(of: &server) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return Ticket(server: name, flags: ticket.flags)
+        }
     }
 
     /// Seconds until the credential expires (0 when it has).

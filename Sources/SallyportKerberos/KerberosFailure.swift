@@ -49,7 +49,7 @@ public enum DelegationFailure: String, Sendable, Hashable {
         // Through SPNEGO the minor status is a number the GSS mechglue assigned, not the krb5 code; the text
         // (krb5's own error message) still names it.
         var code = Int(Int32(bitPattern: error.minor))
-        if !Self.knownCodes.contains(code), let match = Self.messages.first(where: { error.message.contains($0.text) }) { code = match.code }
+        if !Self.knownCodes.contains(code), let match = Self.code(inMessage: error.message) { code = match }
         switch code {
         case KRB5_KDC_UNREACH, KRB5_REALM_CANT_RESOLVE, KRB5_REALM_UNKNOWN, Int(ECONNREFUSED), Int(ETIMEDOUT), Int(EHOSTUNREACH), Int(ENETUNREACH):
             self = .kdcUnreachable
@@ -57,7 +57,7 @@ public enum DelegationFailure: String, Sendable, Hashable {
             self = .clockSkew
         case KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN:
             self = step == .s4u2self ? .unknownUser : .connectorCredential
-        case KRB5KDC_ERR_POLICY, KRB5KDC_ERR_CLIENT_REVOKED:
+        case KRB5KDC_ERR_POLICY, KRB5KDC_ERR_CLIENT_REVOKED, KRB5KDC_ERR_NAME_EXP:
             self = step == .s4u2self ? .userDisabled : .connectorCredential
         case KRB5KDC_ERR_BADOPTION:
             self = step == .s4u2proxy || step == .s4u2self ? .delegationRefused : .other
@@ -70,6 +70,10 @@ public enum DelegationFailure: String, Sendable, Hashable {
         }
     }
 
+    /// Where a KDC keeps the SPNs an account may delegate to.
+    static let delegationList =
+        "the SPN is not in the connector account's delegation list (AD: msDS-AllowedToDelegateTo, or resource-based delegation on the backend's account; MIT: krbAllowedToDelegateTo on the connector's principal, which needs the LDAP database backend: DB2 cannot delegate)"
+
     /// krb5's messages for the codes classified here (krb5_err.et), for minor statuses SPNEGO renumbered.
     static let messages: [(text: String, code: Int)] = [
         ("Cannot contact any KDC", KRB5_KDC_UNREACH),
@@ -80,6 +84,7 @@ public enum DelegationFailure: String, Sendable, Hashable {
         ("Server not found in Kerberos database", KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN),
         ("KDC policy rejects request", KRB5KDC_ERR_POLICY),
         ("Client's credentials have been revoked", KRB5KDC_ERR_CLIENT_REVOKED),
+        ("Client's entry in database has expired", KRB5KDC_ERR_NAME_EXP),
         ("KDC can't fulfill requested option", KRB5KDC_ERR_BADOPTION),
         ("Preauthentication failed", KRB5KDC_ERR_PREAUTH_FAILED),
         ("Ticket expired", KRB5KRB_AP_ERR_TKT_EXPIRED),
@@ -87,17 +92,30 @@ public enum DelegationFailure: String, Sendable, Hashable {
     ]
     static let knownCodes = Set(messages.map(\.code))
 
+    /// The krb5 code a status text names: one of `messages`, or the forms that name the principal ("Server
+    /// HTTP/x@R not found in Kerberos database", "Client 'u@R' not found in Kerberos database").
+    static func code(inMessage message: String) -> Int? {
+        if let match = messages.first(where: { message.contains($0.text) }) { return match.code }
+        // The mechanism's words come last, after "; ".
+        let last = message.split(separator: ";").last.map { $0.drop { $0 == " " } } ?? Substring(message)
+        guard last.contains(" not found in Kerberos database") else { return nil }
+        if last.hasPrefix("Server ") { return KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN }
+        if last.hasPrefix("Client ") { return KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN }
+        return nil
+    }
+
     /// What usually fixes it, for logs and `sallyport check kcd`.
     public func likelyFix(step: DelegationStep) -> String {
         switch self {
         case .kdcUnreachable:
             "check that the connector reaches a KDC on port 88 (TCP and UDP): the realm's kdc lines in krb5.conf (or KRB5_CONFIG) or DNS SRV records (_kerberos._tcp), firewalls"
         case .unknownUser:
-            "the directory has no such user: check delegatedLoginIdentity (upn, upnUsername, samAccountName, claim:NAME) and that the user exists on premises"
+            "the directory has no such user: check delegatedLoginIdentity (upn, upnUsername, samAccountName, claim:NAME) and that the user exists on premises; an MIT KDC knows no enterprise names, so use upnUsername or samAccountName there when UPN suffixes differ from the realm"
         case .userDisabled:
-            "the user's account is disabled, locked, expired or outside its logon hours"
+            "the user's account is disabled, locked, expired or outside its logon hours (MIT: the principal has -allow_tix or an expiration date in the past)"
         case .delegationRefused:
-            "the user may be marked \"Account is sensitive and cannot be delegated\" or be in Protected Users; otherwise the SPN is not in the connector account's delegation list (msDS-AllowedToDelegateTo, or the backend's resource-based delegation) or protocol transition (\"Use any authentication protocol\") is off"
+            "the user may be marked sensitive (AD: \"Account is sensitive and cannot be delegated\" or Protected Users; MIT: -allow_forwardable); otherwise " + Self.delegationList
+                + ", or the connector's account may not use protocol transition (AD: \"Use any authentication protocol\"; MIT: +ok_to_auth_as_delegate)"
         case .unknownSPN:
             "no account has this SPN: register it on the backend's account (setspn -S) and write it in the app's sso.spn exactly as registered (the host's A-record name, not a CNAME)"
         case .connectorCredential:
@@ -118,6 +136,9 @@ public struct DelegationError: Error, Sendable, CustomStringConvertible {
     public var failure: DelegationFailure
     /// The GSS-API call and its status text (the KDC's error); never a token or key.
     public var detail: String
+    /// For a refused S4U2Proxy: whether the user's S4U2Self ticket (the evidence) was forwardable, which tells a
+    /// user who may not be delegated from an SPN missing from the delegation list. Nil when not known.
+    public var evidenceForwardable: Bool?
 
     public init(step: DelegationStep, failure: DelegationFailure, detail: String) {
         self.step = step
@@ -141,4 +162,16 @@ public struct DelegationError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(step.rawValue) failed (\(failure.rawValue)): \(detail)" }
+
+    /// What usually fixes it; sharper than the category's advice when the evidence ticket's flags are known.
+    public var likelyFix: String {
+        guard failure == .delegationRefused, step == .s4u2proxy, let forwardable = evidenceForwardable else { return failure.likelyFix(step: step) }
+        return forwardable
+            ? "the user's S4U2Self ticket is forwardable, so the user may be delegated: " + DelegationFailure.delegationList
+            : Self.notForwardableFix
+    }
+
+    /// Why an S4U2Self ticket comes without the forwardable flag, and where each KDC keeps the setting.
+    public static let notForwardableFix =
+        "the KDC made the user's S4U2Self ticket non-forwardable: the user is marked sensitive (AD: \"Account is sensitive and cannot be delegated\" or Protected Users; MIT: -allow_forwardable), or the connector's account may not use protocol transition (AD: \"Use any authentication protocol\", TRUSTED_TO_AUTH_FOR_DELEGATION; MIT: +ok_to_auth_as_delegate), or the connector's TGT is not forwardable (MIT: -allow_forwardable on the connector's principal)"
 }

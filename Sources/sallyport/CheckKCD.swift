@@ -168,11 +168,17 @@ struct DelegationCheck {
     func run() -> Outcome {
         var outcome = Outcome()
         func ok(_ step: DelegationStep, _ text: String) { outcome.lines.append("ok   \(step.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(text)") }
+        // A finding that fails no step by itself (resource-based delegation may not need it), with its fix.
+        func warn(_ step: DelegationStep, _ text: String, fix: String) {
+            outcome.lines.append("warn \(step.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(text)")
+            outcome.lines.append("     fix: \(fix)")
+        }
         func fail(_ error: DelegationError) -> Outcome {
             outcome.passed = false
             outcome.lines.append("FAIL \(error.step.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(error.detail)")
             outcome.lines.append("     category: \(error.failure.rawValue) (users get \(error.failure.status))")
-            outcome.lines.append("     fix: \(error.failure.likelyFix(step: error.step))")
+            let fix = error.likelyFix
+            outcome.lines.append(outcome.lines.contains("     fix: \(fix)") ? "     fix: as above" : "     fix: \(fix)")
             return outcome
         }
         // The connector's own delegator and its own steps: the same keytab check, TGT, S4U2Self and S4U2Proxy as
@@ -189,9 +195,23 @@ struct DelegationCheck {
                 switch step {
                 case .tgt:
                     ok(.keytab, "\(settings.keytab) is readable")
-                    ok(.tgt, "\((try? credential.name()) ?? "?"), valid for \(Self.format(seconds: (try? credential.remainingLifetime()) ?? 0))")
+                    let text = "\((try? credential.name()) ?? "?"), valid for \(Self.format(seconds: (try? credential.remainingLifetime()) ?? 0))"
+                    switch (try? credential.tickets())?.first(where: \.isTGT)?.isForwardable {
+                    case true?: ok(.tgt, text + ", forwardable")
+                    case false?:
+                        warn(
+                            .tgt, text + ", NOT forwardable",
+                            fix: "the KDC refused a forwardable TGT, so no S4U2Self ticket will be forwardable (classic constrained delegation fails; resource-based may work): MIT: the connector's principal has -allow_forwardable (kadmin: modprinc +allow_forwardable); AD: check the account's delegation settings"
+                        )
+                    case nil: ok(.tgt, text + ", flags unreadable")
+                    }
                 case .s4u2self:
-                    ok(.s4u2self, "ticket for \((try? credential.name()) ?? "?") to the connector")
+                    let text = "ticket for \((try? credential.name()) ?? "?") to the connector"
+                    switch KerberosDelegator.evidence(in: credential)?.isForwardable {
+                    case true?: ok(.s4u2self, text + ", forwardable")
+                    case false?: warn(.s4u2self, text + ", NOT forwardable: classic constrained delegation (S4U2Proxy) will be refused", fix: DelegationError.notForwardableFix)
+                    case nil: ok(.s4u2self, text + ", flags unreadable")
+                    }
                 case .s4u2proxy:
                     ok(.s4u2proxy, "ticket for the user to \(spn), valid for \(Self.format(seconds: (try? credential.remainingLifetime()) ?? 0))")
                 case .keytab, .token:

@@ -50,6 +50,14 @@ extension EndToEnd {
                 )
                 let alice = try connector.impersonate(try GSSName(principal: "alice@\(realm)"))
                 #expect(try alice.remainingLifetime() > 0)
+                // Ticket flags, read through a copy of the credential's ccache: the connector's TGT and alice's
+                // S4U2Self ticket are forwardable; carol's (sensitive) is not, which is why S4U2Proxy fails for her.
+                let connectorTickets = try connector.tickets()
+                let found = connectorTickets.first { $0.isTGT }
+                let tgt = try #require(found, "\(connectorTickets)")
+                #expect(tgt.server == "krbtgt/\(realm)@\(realm)" && tgt.isForwardable)
+                let evidence = try #require(KerberosDelegator.evidence(in: alice), "\((try? alice.tickets()) ?? [])")
+                #expect(evidence.server.hasPrefix("sallyport-conn") && evidence.isForwardable, "\(evidence)")
                 let context = GSSInitiator()
                 let token = try context.firstToken(credential: alice, target: app)
                 #expect(!token.isEmpty)
@@ -67,6 +75,7 @@ extension EndToEnd {
 
                 // A sensitive account and an SPN outside the delegation list fail at S4U2Proxy with the KDC's reason.
                 let carol = try connector.impersonate(try GSSName(principal: "carol@\(realm)"))
+                #expect(KerberosDelegator.evidence(in: carol)?.isForwardable == false, "\((try? carol.tickets()) ?? [])")
                 #expect {
                     try GSSInitiator().firstToken(credential: carol, target: app)
                 } throws: { error in

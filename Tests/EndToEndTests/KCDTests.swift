@@ -25,6 +25,17 @@ extension EndToEnd {
                 return try await Curl.run(deployment.url(app, path), caFile: deployment.caFile, headers: ["Authorization: Bearer \(token)"])
             }
 
+            /// Runs `sallyport check kcd` with the connector's configuration and app files, and `arguments`.
+            func checkKCD(_ arguments: [String]) async throws -> (status: Int32?, output: String) {
+                let log = work.file("check-\(UUID().uuidString).log")
+                let process = try ChildProcess.launch(
+                    deployment.binary, ["check", "kcd", "--config", deployment.connectorConfig(), "--apps", deployment.appsDirectory] + arguments,
+                    environment: ["KRB5_CONFIG": try #require(bed["KRB5_CONFIG"])], logFile: log
+                )
+                let status = await process.waitForExit(timeout: .seconds(60))
+                return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+            }
+
             func tearDown() async {
                 for backend in [self.goBackend] + self.otherBackends {
                     backend.signal(SIGTERM)
@@ -65,7 +76,7 @@ extension EndToEnd {
                 try await python.waitForLog(containing: "listening", timeout: .seconds(20))
                 let lighttpd = try await Self.startLighttpd(work: work, port: lighttpdPort, keytab: try #require(bed["APP_KEYTAB"]), environment: backendEnvironment)
                 let deployment = try Deployment(
-                    hosts: ["kcd", "kcdraw", "other", "outside", "byname", "kcdmutual", "gomutual"]
+                    hosts: ["kcd", "kcdraw", "other", "nospn", "outside", "byname", "kcdmutual", "gomutual"]
                         + Self.interopBackends.flatMap { backend in Self.modes.map { backend.prefix + $0.suffix } },
                     relayExtra: """
                         identityProviders:
@@ -86,8 +97,9 @@ extension EndToEnd {
                 )
                 try deployment.writeApp(name: "byname", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "delegatedLoginIdentity: upnUsername"]))
                 try deployment.writeApp(name: "other", internalURL: backend, auth: kcd(["spn: HTTP/other.corp.example.test"]))
+                try deployment.writeApp(name: "nospn", internalURL: backend, auth: kcd(["spn: HTTP/nope.corp.example.test"]))
                 try deployment.writeApp(name: "kcdmutual", internalURL: backend, auth: kcd(["spn: HTTP/app.corp.example.test", "mutualAuthentication: required"]))
-                let ports = ["go": goPort, "py": pythonPort, "lt": lighttpdPort]
+                let ports = ["ap": apachePort, "go": goPort, "py": pythonPort, "lt": lighttpdPort]
                 for backend in Self.interopBackends {
                     for mode in Self.modes {
                         try deployment.writeApp(
@@ -132,7 +144,37 @@ extension EndToEnd {
         ]
 
         /// The backends beside Apache, by app prefix, with the `server=` each answers.
-        static let interopBackends = [(prefix: "go", server: "gokrb5"), (prefix: "py", server: "python-gssapi"), (prefix: "lt", server: "lighttpd")]
+        static let interopBackends = [
+            (prefix: "ap", server: "apache", documented: "Apache"), (prefix: "go", server: "gokrb5", documented: "Go, gokrb5"),
+            (prefix: "py", server: "python-gssapi", documented: "Python, python3-gssapi"), (prefix: "lt", server: "lighttpd", documented: "lighttpd"),
+        ]
+
+        /// Every backend in every token format and mode as alice; then docs/kerberos.md's compatibility table must
+        /// show exactly these results for `kdc` (the first words of its KDC column), so it says what the tests ran.
+        static func checkMatrix(_ s: Setup, kdc: String) async throws {
+            let alice = "alice@corp.example.test"
+            var passed: [String: [Bool]] = [:]
+            for backend in Self.interopBackends {
+                for mode in Self.modes {
+                    let name = backend.prefix + mode.suffix
+                    let result = try await s.get(name, "/whoami", user: alice)
+                    let ok = result.status == 200 && Self.field("user", in: result.body) == "alice@\(s.realm)"
+                        && Self.field("server", in: result.body) == backend.server
+                        && !result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") }
+                        && result.header("persistent-auth") == nil
+                    #expect(ok, "\(kdc) \(name): \(result.status) \(result.body) \(s.connectorLog().suffix(1500))")
+                    passed[backend.prefix, default: []].append(ok)
+                }
+            }
+            let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("docs/kerberos.md").path
+            let rows = try String(contentsOfFile: docs, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("| \(kdc)") }
+            for backend in Self.interopBackends {
+                let row = rows.first { $0.split(separator: "|")[1].trimmingCharacters(in: .whitespaces).hasPrefix(backend.documented) }
+                let cells = row.map { $0.split(separator: "|").dropFirst(2).prefix(4).map { $0.trimmingCharacters(in: .whitespaces) } }
+                #expect(cells == passed[backend.prefix]?.map { $0 ? "✓" : "✗" }, "docs/kerberos.md's compatibility row for \(kdc) × \(backend.documented): \(row ?? "missing")")
+            }
+        }
 
         /// Builds `Resources/gokrb5-backend` (Go with Debian's gokrb5 v8) and starts it with the app's keytab.
         static func startGoBackend(work: TestDirectory, port: Int, keytab: String) async throws -> ChildProcess {
@@ -245,21 +287,12 @@ extension EndToEnd {
 
         struct HarnessTimeout: Error, CustomStringConvertible { var description: String }
 
-        @Test("Go (gokrb5), Python (python3-gssapi) and lighttpd (mod_authn_gssapi) backends work in every token format and mode; mutualAuthentication: required insists on a verified reply")
+        @Test("Apache, Go (gokrb5), Python (python3-gssapi) and lighttpd (mod_authn_gssapi) backends work in every token format and mode, as docs/kerberos.md says; mutualAuthentication: required insists on a verified reply")
         func goBackends() async throws {
             let s = try await Self.setUp()
             do {
                 let alice = "alice@corp.example.test"
-                for backend in Self.interopBackends {
-                    for mode in Self.modes {
-                        let name = backend.prefix + mode.suffix
-                        let result = try await s.get(name, "/whoami", user: alice)
-                        #expect(result.status == 200, "\(name): \(result.body) \(s.connectorLog().suffix(1500))")
-                        #expect(Self.field("user", in: result.body) == "alice@\(s.realm)", "\(name): \(result.body)")
-                        #expect(Self.field("server", in: result.body) == backend.server, "\(name)")
-                        #expect(!result.headers(named: "www-authenticate").contains { $0.lowercased().hasPrefix("negotiate") })
-                    }
-                }
+                try await Self.checkMatrix(s, kdc: "Samba AD DC")
                 // gokrb5 sends accept-completed without a Kerberos reply: with the reply required, that is refused.
                 let strict = try await s.get("gomutual", "/whoami", user: alice)
                 #expect(strict.status == 502)
@@ -420,13 +453,17 @@ extension EndToEnd {
             #expect(other.status == 403)
             let outside = try await s.get("outside", "/whoami", user: alice)
             #expect(outside.status == 502)
+            let unregistered = try await s.get("nospn", "/whoami", user: alice)
+            #expect(unregistered.status == 502)
             let log = s.connectorLog()
             #expect(log.contains("delegation-refused for carol@corp.example.test to HTTP/app.corp.example.test at S4U2Proxy"), "\(log)")
             #expect(log.contains("KDC can't fulfill requested option"))
             #expect(log.contains("other users get tickets for this SPN, so this user's account is likely marked sensitive"))
             #expect(log.contains("unknown-user for nobody@corp.example.test"))
             #expect(log.contains("Client not found in Kerberos database"))
+            #expect(log.contains("unknown-spn for alice@corp.example.test to HTTP/nope.corp.example.test at S4U2Proxy"), "\(log)")
             #expect(log.contains("delegation-refused for alice@corp.example.test to HTTP/other.corp.example.test"))
+            #expect(log.contains("the user's S4U2Self ticket is forwardable, so the user may be delegated: the SPN is not in the connector account's delegation list"))
             #expect(log.contains("outside.yaml") && log.contains("is not in this connector's kerberos.allowedSPNs"))
             // Neither log, at debug level, holds a token: no Negotiate value, no bearer token.
             let relayLog = s.deployment.relay?.log() ?? ""
@@ -437,27 +474,21 @@ extension EndToEnd {
             }
 
             // `sallyport check kcd` runs the same exchange step by step and says what failed and why.
-            func check(_ arguments: [String]) async throws -> (status: Int32?, output: String) {
-                let log = s.work.file("check-\(UUID().uuidString).log")
-                let process = try ChildProcess.launch(
-                    s.deployment.binary,
-                    ["check", "kcd", "--config", s.deployment.connectorConfig(), "--apps", s.deployment.appsDirectory] + arguments,
-                    environment: ["KRB5_CONFIG": try #require(s.bed["KRB5_CONFIG"])], logFile: log
-                )
-                let status = await process.waitForExit(timeout: .seconds(60))
-                return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-            }
+            let check = s.checkKCD
             let good = try await check(["--app", "kcdraw", "--user", alice])
             #expect(good.status == 0, "\(good.output)")
             for step in ["keytab", "TGT", "S4U2Self", "S4U2Proxy", "token"] {
                 #expect(good.output.contains("ok   \(step)"), "\(step): \(good.output)")
             }
             #expect(good.output.contains("raw Kerberos token"))
+            #expect(good.output.contains(", forwardable") && !good.output.contains("NOT forwardable"), "\(good.output)")
             let sensitive = try await check(["--app", "kcd", "--user", "carol@corp.example.test"])
             #expect(sensitive.status == 1)
             #expect(sensitive.output.contains("FAIL S4U2Proxy") && sensitive.output.contains("KDC can't fulfill requested option"), "\(sensitive.output)")
             #expect(sensitive.output.contains("category: delegation-refused (users get 403)"))
-            #expect(sensitive.output.contains("fix: the user may be marked"))
+            // The S4U2Self ticket's flag says why: the user, not the delegation list.
+            #expect(sensitive.output.contains("warn S4U2Self") && sensitive.output.contains("NOT forwardable"), "\(sensitive.output)")
+            #expect(sensitive.output.contains("fix: the KDC made the user's S4U2Self ticket non-forwardable: the user is marked sensitive (AD:"))
             // --url sends the token to the backend too: Apache accepts it and its reply verifies.
             let backend = try await check(["--app", "kcd", "--user", alice, "--url", "http://127.0.0.1:\(try #require(s.bed["APACHE_PORT"]))/whoami"])
             #expect(backend.status == 0 && backend.output.contains("ok   backend") && backend.output.contains("reply verifies"), "\(backend.output)")
@@ -488,6 +519,74 @@ extension EndToEnd {
             let partner = try await s.get("kcd", "/whoami", user: "erin@partner.example.test")
             #expect(partner.status == 200, "\(partner.body)")
             #expect(Self.field("user", in: partner.body) == "erin\\@partner.example.test@\(realm)", "\(partner.body)")
+        }
+
+        @Test("MIT KDC with the OpenLDAP backend: every backend, token format and mode; refusal categories and hints that name MIT's settings; check kcd")
+        func mitKDC() async throws {
+            let s = try await Self.setUp(bedEnvironment: ["KRB_TESTBED_KDC": "mit"])
+            do {
+                #expect(s.bed["KDC_KIND"] == "mit")
+                let realm = s.realm
+                let alice = "alice@corp.example.test"
+                let first = try await s.get("kcd", "/whoami", user: alice)
+                #expect(first.status == 200, "\(first.body) \(s.connectorLog().suffix(1500))")
+                #expect(Self.field("user", in: first.body) == "alice@\(realm)")
+                #expect(Self.field("gss_mech", in: first.body) == "Negotiate/krb5")
+                let counts = try await s.bed.count(user: "alice")
+                #expect(counts["S4U2SELF"] == 1 && counts["S4U2PROXY_OK"] == 1, "the MIT KDC's log counts: \(counts)")
+                let raw = try await s.get("kcdraw", "/bound/whoami", user: alice)
+                #expect(raw.status == 200 && Self.field("user", in: raw.body) == "alice@\(realm)", "\(raw.body)")
+                try await Self.checkMatrix(s, kdc: "MIT krb5kdc")
+                // upnUsername: the advice for MIT, which resolves no enterprise names.
+                let byName = try await s.get("byname", "/whoami", user: "bob@partner.example.test")
+                #expect(byName.status == 200 && Self.field("user", in: byName.body) == "bob@\(realm)", "\(byName.body)")
+
+                // Refusals in the same categories as with AD, each with the hint that names MIT's setting.
+                let carol = try await s.get("kcd", "/whoami", user: "carol@corp.example.test")
+                #expect(carol.status == 403)
+                let other = try await s.get("other", "/whoami", user: alice)
+                #expect(other.status == 403)
+                let nobody = try await s.get("kcd", "/whoami", user: "nobody@corp.example.test")
+                #expect(nobody.status == 403)
+                let expired = try await s.get("kcd", "/whoami", user: "frank@corp.example.test")
+                #expect(expired.status == 403, "an expired principal (KDC_ERR_NAME_EXP) is user-disabled, not a 502: \(expired.body)")
+                // An SPN the directory lacks: through SPNEGO the KDC's code is lost and only its words say which.
+                let unregistered = try await s.get("nospn", "/whoami", user: alice)
+                #expect(unregistered.status == 502)
+                try await s.bed.setUser("dave", enabled: false)
+                let disabled = try await s.get("kcd", "/whoami", user: "dave@corp.example.test")
+                #expect(disabled.status == 403)
+                let log = s.connectorLog()
+                #expect(log.contains("delegation-refused for carol@corp.example.test to HTTP/app.corp.example.test at S4U2Proxy"), "\(log.suffix(3000))")
+                #expect(log.contains("so this user's account is likely marked sensitive (AD: \"Account is sensitive and cannot be delegated\" or Protected Users; MIT: -allow_forwardable)"))
+                #expect(log.contains("delegation-refused for alice@corp.example.test to HTTP/other.corp.example.test"))
+                #expect(log.contains("MIT: krbAllowedToDelegateTo on the connector's principal"))
+                #expect(log.contains("unknown-user for nobody@corp.example.test"))
+                #expect(log.contains("unknown-spn for alice@corp.example.test to HTTP/nope.corp.example.test at S4U2Proxy"), "\(log.suffix(3000))")
+                #expect(log.contains("user-disabled for frank@corp.example.test") && log.contains("Client's entry in database has expired"))
+                #expect(log.contains("user-disabled for dave@corp.example.test") && log.contains("Client's credentials have been revoked"))
+                let kdcLog = try String(contentsOfFile: try #require(s.bed["KDC_LOG"]), encoding: .utf8)
+                for code in ["EVIDENCE_TKT_NOT_FORWARDABLE", "UNSUPPORTED_S4U2PROXY_REQUEST", "UNKNOWN_S4U2SELF_PRINCIPAL", "CLIENT EXPIRED", "CLIENT LOCKED OUT"] {
+                    #expect(kdcLog.contains(code), "the troubleshooting table's KDC log code \(code)")
+                }
+
+                // check kcd against MIT: flags, and the fixes that name MIT's settings.
+                let check = s.checkKCD
+                let good = try await check(["--app", "kcdraw", "--user", alice])
+                #expect(good.status == 0, "\(good.output)")
+                #expect(good.output.contains("ok   TGT") && good.output.contains("ok   S4U2Self") && good.output.contains(", forwardable"), "\(good.output)")
+                let sensitive = try await check(["--app", "kcd", "--user", "carol"])
+                #expect(sensitive.status == 1 && sensitive.output.contains("warn S4U2Self") && sensitive.output.contains("FAIL S4U2Proxy"), "\(sensitive.output)")
+                #expect(sensitive.output.contains("MIT: -allow_forwardable") && sensitive.output.contains("MIT: +ok_to_auth_as_delegate"))
+                let unlisted = try await check(["--app", "other", "--user", "alice"])
+                #expect(unlisted.status == 1 && unlisted.output.contains("FAIL S4U2Proxy") && unlisted.output.contains("krbAllowedToDelegateTo"), "\(unlisted.output)")
+                let gone = try await check(["--app", "kcd", "--user", "frank"])
+                #expect(gone.status == 1 && gone.output.contains("category: user-disabled"), "\(gone.output)")
+            } catch {
+                await s.tearDown()
+                throw error
+            }
+            await s.tearDown()
         }
 
         @Test("Short tickets: the connector's TGT and users' tickets are renewed before they expire, and requests keep working")

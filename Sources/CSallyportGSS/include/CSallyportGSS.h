@@ -1,12 +1,13 @@
-// What Swift cannot reach in GSS-API directly: status macros and the OIDs the library exports as
-// macros or pointers to static data. Nothing else lives in C.
+// What Swift cannot reach in GSS-API directly: status macros, the OIDs the library exports as macros or
+// pointers to static data, and the one krb5 walk GSS-API has no call for (a credential's ticket flags).
+// Nothing else lives in C.
 #ifndef CSALLYPORT_GSS_H
 #define CSALLYPORT_GSS_H
 
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
-// For the krb5 error codes (KRB5KDC_ERR_*) that GSS-API returns as minor statuses; no krb5 calls.
+// For the krb5 error codes (KRB5KDC_ERR_*) that GSS-API returns as minor statuses, and the ticket walk below.
 #include <krb5/krb5.h>
 
 /// GSS_ERROR(major): non-zero when `major` reports a failure.
@@ -29,7 +30,21 @@ gss_cred_id_t csallyport_gss_no_credential(void);
 gss_ctx_id_t csallyport_gss_no_context(void);
 gss_name_t csallyport_gss_no_name(void);
 gss_OID_set csallyport_gss_no_oid_set(void);
+/// GSS_S_FAILURE.
+OM_uint32 csallyport_gss_failure(void);
 /// GSS_C_INDEFINITE.
 OM_uint32 csallyport_gss_indefinite(void);
+
+/// One ticket of a credential: its server principal (NUL-terminated, cut at 255 bytes) and krb5 ticket flags.
+typedef struct {
+    char server[256];
+    krb5_flags flags;
+} csallyport_ticket;
+
+/// The tickets `cred` holds (copied into a private memory ccache, destroyed before returning): up to `capacity`
+/// into `out`. Returns how many, or -1 with the krb5 or GSS minor status in `*code`. Keys stay inside krb5.
+int csallyport_gss_cred_tickets(gss_cred_id_t cred, csallyport_ticket *out, int capacity, int32_t *code);
+/// TKT_FLG_FORWARDABLE.
+krb5_flags csallyport_ticket_flag_forwardable(void);
 
 #endif
