@@ -35,6 +35,7 @@ public struct ThrowawayPKI: Sendable {
     public static func write(
         to directory: String,
         extraPublicNames: [String] = [],
+        extraTunnelAddresses: [String] = [],
         connectorName: String = "connector-1"
     ) throws -> ThrowawayPKI {
         do {
@@ -57,7 +58,7 @@ public struct ThrowawayPKI: Sendable {
         let tunnelLeaf = try tunnelAuthority.issueServer(
             commonName: "localhost",
             dnsNames: ["localhost"],
-            ipAddresses: ["127.0.0.1", "::1"]
+            ipAddresses: Self.unique(["127.0.0.1", "::1"] + extraTunnelAddresses)
         )
 
         try Self.writeFile(pki.publicCA, publicAuthority.certificatePEM, secret: false)

@@ -105,8 +105,10 @@ public struct RelayService: Service {
                 host: self.config.tunnelListen.host,
                 port: self.config.tunnelListen.port,
                 tls: tunnelTLS,
+                liveness: self.config.tunnelLiveness,
                 tracker: tunnelConnections,
-                group: self.group
+                group: self.group,
+                logger: self.logger
             )
         }
         let adminServer = try await Self.listening(on: self.config.adminSocket, key: "admin.socket") {

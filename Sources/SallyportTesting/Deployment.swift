@@ -14,6 +14,9 @@ public final class Deployment: @unchecked Sendable {
     public let publicPort: Int
     /// The relay's tunnel port.
     public let tunnelPort: Int
+    /// The address the relay's tunnel listens on and connectors dial: loopback, or the host end of a
+    /// ``NetworkNamespace`` so that connectors inside one reach it.
+    public let tunnelHost: String
     /// The relay process, while running.
     public private(set) var relay: ChildProcess?
     /// Connector processes by name.
@@ -38,10 +41,14 @@ public final class Deployment: @unchecked Sendable {
         extraCertificates: [(hosts: [String], certificate: String, key: String)] = [],
         relayExtra: String = "",
         connectors: [String] = [],
-        drainTimeout: String = "20s"
+        drainTimeout: String = "20s",
+        tunnelHost: String = "127.0.0.1"
     ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
-        self.pki = try ThrowawayPKI.write(to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" })
+        self.tunnelHost = tunnelHost
+        self.pki = try ThrowawayPKI.write(
+            to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" }, extraTunnelAddresses: [tunnelHost]
+        )
         self.publicPort = try FreePort.next()
         self.tunnelPort = try FreePort.next()
         self.binary = try ProcessInfo.processInfo.environment["SALLYPORT_BINARY"] ?? BuiltProduct.path("sallyport")
@@ -57,7 +64,7 @@ public final class Deployment: @unchecked Sendable {
             \(extraCertificates.map { "    - hosts: [\($0.hosts.map { "\"\($0)\"" }.joined(separator: ", "))]\n      certificate: \($0.certificate)\n      key: \($0.key)" }.joined(separator: "\n"))
             \(limits.isEmpty ? "" : "  limits:\n" + limits.map { "    " + $0 }.joined(separator: "\n"))
             tunnel:
-              listen: 127.0.0.1:\(self.tunnelPort)
+              listen: \(tunnelHost):\(self.tunnelPort)
               certificate: \(self.pki.tunnelCertificate)
               key: \(self.pki.tunnelKey)
             connectors:
@@ -142,12 +149,13 @@ public final class Deployment: @unchecked Sendable {
         extra: String = "",
         environment: [String: String]? = nil,
         waitForConfiguration: Bool = true,
-        logLevel: String = "info"
+        logLevel: String = "info",
+        namespace: NetworkNamespace? = nil
     ) async throws -> ChildProcess {
         let base: String
         if let override {
             base = """
-                relay: localhost:\(self.tunnelPort)
+                relay: \(self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost):\(self.tunnelPort)
                 name: \(name)
                 certificate: \(override.certificate)
                 key: \(override.key)
@@ -165,8 +173,10 @@ public final class Deployment: @unchecked Sendable {
             \(extra)
             """
         )
+        let command = (executable: self.binary, arguments: ["connector", "--config", file, "--log-level", logLevel])
+        let launched = namespace?.command(command.executable, command.arguments) ?? command
         let process = try ChildProcess.launch(
-            self.binary, ["connector", "--config", file, "--log-level", logLevel], environment: environment, logFile: self.directory.file("\(name).log")
+            launched.executable, launched.arguments, environment: environment, logFile: self.directory.file("\(name).log")
         )
         self.connectors[name] = process
         if waitForConfiguration {
@@ -180,7 +190,8 @@ public final class Deployment: @unchecked Sendable {
         let file = self.directory.file("\(name)/connector.yaml")
         if !FileManager.default.fileExists(atPath: file) {
             let token = try await self.createToken(group: group)
-            _ = try await self.sallyport(["connector", "register", "--relay", "localhost:\(self.tunnelPort)", "--token", token, "--name", name, "--directory", self.directory.file(name)])
+            let relay = self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost
+            _ = try await self.sallyport(["connector", "register", "--relay", "\(relay):\(self.tunnelPort)", "--token", token, "--name", name, "--directory", self.directory.file(name)])
         }
         // Paths in the written file are relative to its directory, as is the run file beside it.
         return try String(contentsOfFile: file, encoding: .utf8)

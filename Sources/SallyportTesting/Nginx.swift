@@ -28,8 +28,10 @@ import Foundation
 /// Everything (config, logs, temp files) lives in `DIRECTORY/nginx/`. Install nginx with
 /// `scripts/setup-test-deps.sh`.
 public final class Nginx: @unchecked Sendable {
-    /// The port nginx listens on, on 127.0.0.1.
+    /// The port nginx listens on.
     public let port: Int
+    /// The address it listens on: 127.0.0.1, or the host end of a ``NetworkNamespace``.
+    public let host: String
     /// Where `/files/` and `/slow/` are served from.
     public let filesDirectory: String
     /// Where `PUT /uploads/NAME` stores bodies.
@@ -43,7 +45,8 @@ public final class Nginx: @unchecked Sendable {
     static let executable = "/usr/sbin/nginx"
     static let echoModule = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
-    private init(port: Int, filesDirectory: String, uploadsDirectory: String, home: String, process: ChildProcess) {
+    private init(host: String, port: Int, filesDirectory: String, uploadsDirectory: String, home: String, process: ChildProcess) {
+        self.host = host
         self.port = port
         self.filesDirectory = filesDirectory
         self.uploadsDirectory = uploadsDirectory
@@ -63,7 +66,8 @@ public final class Nginx: @unchecked Sendable {
     /// Starts nginx on a free port and returns once it accepts connections.
     ///
     /// - Parameter filesDirectory: served under `/files/` and `/slow/`; defaults to `DIRECTORY/nginx/files`.
-    public static func start(directory: TestDirectory, filesDirectory: String? = nil) async throws -> Nginx {
+    /// - Parameter host: the address to listen on.
+    public static func start(directory: TestDirectory, filesDirectory: String? = nil, host: String = "127.0.0.1") async throws -> Nginx {
         let manager = FileManager.default
         for required in [executable, echoModule] where !manager.fileExists(atPath: required) {
             throw HarnessError(.notFound, "\(required) is missing: run scripts/setup-test-deps.sh (as root) to install nginx")
@@ -88,7 +92,7 @@ public final class Nginx: @unchecked Sendable {
         var failures: [String] = []
         for _ in 0..<3 {
             let port = try FreePort.next()
-            let configuration = Self.configuration(home: home, port: port, files: files, uploads: uploads)
+            let configuration = Self.configuration(home: home, host: host, port: port, files: files, uploads: uploads)
             let configFile = (home as NSString).appendingPathComponent("nginx.conf")
             do {
                 try Data(configuration.utf8).write(to: URL(fileURLWithPath: configFile))
@@ -104,7 +108,7 @@ public final class Nginx: @unchecked Sendable {
                 stderr: (home as NSString).appendingPathComponent("stdout.log"),
                 currentDirectory: home
             )
-            let nginx = Nginx(port: port, filesDirectory: files, uploadsDirectory: uploads, home: home, process: process)
+            let nginx = Nginx(host: host, port: port, filesDirectory: files, uploadsDirectory: uploads, home: home, process: process)
             if try await nginx.waitUntilListening() {
                 return nginx
             }
@@ -114,8 +118,8 @@ public final class Nginx: @unchecked Sendable {
         throw HarnessError(.launchFailed, "nginx did not start; attempts:\n\(failures.joined(separator: "\n"))")
     }
 
-    /// `http://127.0.0.1:PORT`
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// `http://HOST:PORT`
+    public var baseURL: String { "http://\(host):\(port)" }
 
     /// The access log so far: one line per request,
     /// `METHOD URI STATUS BYTES xff="…" xfp="…" xfh="…" host="…"`.
@@ -152,13 +156,13 @@ public final class Nginx: @unchecked Sendable {
         let deadline = clock.now.advanced(by: .seconds(15))
         while clock.now < deadline {
             guard process.isRunning else { return false }
-            if (try? await Wait.forPort(port, timeout: .milliseconds(200))) != nil {
+            if (try? await Wait.forPort(port, host: host, timeout: .milliseconds(200))) != nil {
                 return true
             }
         }
         throw HarnessError(
             .timedOut,
-            "nginx (pid \(process.pid)) did not listen on 127.0.0.1:\(port) within 15s; error log:\n\(tail(errorLog()))"
+            "nginx (pid \(process.pid)) did not listen on \(host):\(port) within 15s; error log:\n\(tail(errorLog()))"
         )
     }
 
@@ -176,7 +180,7 @@ public final class Nginx: @unchecked Sendable {
 
         """
 
-    static func configuration(home: String, port: Int, files: String, uploads: String) -> String {
+    static func configuration(home: String, host: String, port: Int, files: String, uploads: String) -> String {
         // nginx drops privileges to `nobody` when started as root, and `nobody` cannot enter the 0700 test
         // directory; stay root instead.
         let user = geteuid() == 0 ? "user root root;" : ""
@@ -219,7 +223,7 @@ public final class Nginx: @unchecked Sendable {
                 scgi_temp_path \(home)/tmp/scgi;
 
                 server {
-                    listen 127.0.0.1:\(port);
+                    listen \(host):\(port);
                     server_name _;
                     root \(home)/www;
 

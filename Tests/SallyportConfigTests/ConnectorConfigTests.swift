@@ -84,6 +84,19 @@ struct ConnectorConfigTests {
         }
     }
 
+    @Test func liveness() throws {
+        let base = "relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\n"
+        let defaults = try withFile(base) { file, _ in try ConfigLoader.loadConnector(file: file) }
+        #expect(defaults.liveness == TunnelLiveness(interval: .seconds(5), timeout: .seconds(15)))
+        let set = try withFile(base + "liveness:\n  interval: 2s\n  timeout: 6s\n") { file, _ in try ConfigLoader.loadConnector(file: file) }
+        #expect(set.liveness == TunnelLiveness(interval: .seconds(2), timeout: .seconds(6)))
+        let short = try #require(try connectorError(base + "liveness:\n  interval: 5s\n  timeout: 8s\n"))
+        #expect(short.line == 6 && short.key == "liveness.timeout", "\(short)")
+        #expect(short.message.hasPrefix("must be at least twice liveness.interval (5s)"))
+        let often = try #require(try connectorError(base + "liveness:\n  interval: 500ms\n"))
+        #expect(often.key == "liveness.interval" && often.message == "must be from 1s to 60s")
+    }
+
     @Test func connectionsOutOfRange() throws {
         let error = try #require(try connectorError("relay: r.example.com:8443\ncertificate: c.pem\nkey: k.pem\nconnections: 17\n"))
         #expect(error.line == 4)

@@ -1,4 +1,5 @@
 import Synchronization
+import SallyportConfig
 import Testing
 
 @testable import SallyportRelay
@@ -8,11 +9,13 @@ final class FakeTunnel: TunnelCandidate {
     let id: UInt64
     let group: String
     private let state: Mutex<(applied: UInt64, draining: Bool, active: Int)>
+    let suspect: Bool
 
-    init(_ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0) {
+    init(_ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0, suspect: Bool = false) {
         self.id = id
         self.group = group
         self.state = Mutex((applied, draining, active))
+        self.suspect = suspect
     }
 
     var appliedGeneration: UInt64 { self.state.withLock { $0.applied } }
@@ -46,6 +49,25 @@ final class FakeTunnel: TunnelCandidate {
             Issue.record("an app no connector has yet is pending")
             return
         }
+    }
+
+    /// A tunnel that stopped answering PINGs gets no request while another can take it, even when it is idle.
+    @Test func suspectConnectionsOnlyWhenNothingElseServes() {
+        let version = Version(changed: 1, introduced: 1)
+        let tunnels = [FakeTunnel(1, applied: 3, suspect: true), FakeTunnel(2, applied: 3, active: 9)]
+        for start in 0..<4 { #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], start: start)) == 2) }
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [2], start: 0)) == 1)
+        // An answering tunnel without the app yet does not beat a suspect one that has it.
+        let mixed = [FakeTunnel(1, applied: 3, suspect: true), FakeTunnel(2, applied: 0)]
+        #expect(chosen(TunnelChoice.choose(among: mixed, app: version, excluding: [], start: 0)) == 1)
+    }
+
+    @Test func livenessVerdicts() {
+        let liveness = TunnelLiveness(interval: .seconds(5), timeout: .seconds(15))
+        #expect(liveness.verdict(silence: .seconds(6)) == .alive)
+        #expect(liveness.verdict(silence: .seconds(7)) == .suspect)
+        #expect(liveness.verdict(silence: .seconds(15)) == .dead)
+        #expect(TunnelLiveness(interval: .seconds(1), timeout: .seconds(3)).suspectAfter == .seconds(2))
     }
 
     @Test func drainingAndExcludedConnectionsAreNeverChosenAndTiesRotate() {

@@ -26,6 +26,8 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var pluginsDirectory: String?
     /// `kerberos`: the connector's Kerberos identity for the `kcd` handler.
     public var kerberos: KerberosSettings
+    /// `liveness`: how the connector notices a relay that went silent (PING interval and timeout).
+    public var liveness: TunnelLiveness
 
     /// Creates a connector configuration in code (tests, the demo); paths are used as given.
     public init(
@@ -41,7 +43,8 @@ public struct ConnectorConfig: Sendable, Hashable {
         maxIdleBackendConnections: Int = 32,
         backendIdleTimeout: Duration = .seconds(60),
         pluginsDirectory: String? = nil,
-        kerberos: KerberosSettings = KerberosSettings()
+        kerberos: KerberosSettings = KerberosSettings(),
+        liveness: TunnelLiveness = TunnelLiveness()
     ) {
         self.file = file
         self.relay = relay
@@ -56,6 +59,7 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.backendIdleTimeout = backendIdleTimeout
         self.pluginsDirectory = pluginsDirectory
         self.kerberos = kerberos
+        self.liveness = liveness
     }
 }
 
@@ -98,7 +102,7 @@ public struct KerberosSettings: Sendable, Hashable {
 enum ConnectorFile {
     static let topLevelKeys = [
         "relay", "relayServerName", "name", "group", "certificate", "key", "relayCA", "connections", "configRefreshInterval", "backend",
-        "plugins", "kerberos",
+        "plugins", "kerberos", "liveness",
     ]
 
     static func parse(yaml: String, file: String) -> Result<ConnectorConfig, FileProblems> {
@@ -134,6 +138,7 @@ enum ConnectorFile {
         let kerberos = reader.optional("kerberos", default: KerberosSettings()) { value throws(ConfigError) in
             try kerberosSection(value, directory: directory)
         }
+        let liveness = reader.optional("liveness", default: TunnelLiveness()) { value throws(ConfigError) in try value.liveness() }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let relay, let certificate, let key else {
@@ -153,7 +158,8 @@ enum ConnectorFile {
                 maxIdleBackendConnections: backend.maxIdleConnectionsPerHost,
                 backendIdleTimeout: backend.idleTimeout,
                 pluginsDirectory: plugins,
-                kerberos: kerberos
+                kerberos: kerberos,
+                liveness: liveness
             )
         )
     }

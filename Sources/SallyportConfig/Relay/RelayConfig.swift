@@ -17,6 +17,8 @@ public struct RelayConfig: Sendable, Hashable {
     /// `tunnel.address`: the address connectors dial, printed in registration commands; nil means the tunnel
     /// certificate's first DNS name with the listen port.
     public var tunnelAddress: HostPort?
+    /// `tunnel.liveness`: how the relay notices a connector that went silent (PING interval and timeout).
+    public var tunnelLiveness: TunnelLiveness
     /// `state`: the directory of the relay's state database and admin socket. Default `state` beside the file.
     public var stateDirectory: String
     /// `connectors`: how connectors register, are identified, renewed and retired.
@@ -44,6 +46,7 @@ public struct RelayConfig: Sendable, Hashable {
         tunnelCertificate: String,
         tunnelKey: String,
         tunnelAddress: HostPort? = nil,
+        tunnelLiveness: TunnelLiveness = TunnelLiveness(),
         stateDirectory: String,
         connectors: ConnectorPolicy = ConnectorPolicy(),
         adminSocket: String? = nil,
@@ -61,6 +64,7 @@ public struct RelayConfig: Sendable, Hashable {
         self.tunnelCertificate = tunnelCertificate
         self.tunnelKey = tunnelKey
         self.tunnelAddress = tunnelAddress
+        self.tunnelLiveness = tunnelLiveness
         self.stateDirectory = stateDirectory
         self.connectors = connectors
         self.adminSocket = adminSocket ?? (stateDirectory.hasSuffix("/") ? stateDirectory + "admin.sock" : stateDirectory + "/admin.sock")
@@ -215,6 +219,7 @@ enum RelayFile {
                 tunnelCertificate: tunnel.certificate,
                 tunnelKey: tunnel.key,
                 tunnelAddress: tunnel.address,
+                tunnelLiveness: tunnel.liveness,
                 stateDirectory: state,
                 connectors: connectors,
                 adminSocket: adminSocket,
@@ -317,6 +322,7 @@ enum RelayFile {
         var address: HostPort?
         var certificate: String
         var key: String
+        var liveness: TunnelLiveness
     }
 
     private static func tunnelSection(_ value: ValueNode, directory: String) throws(ConfigError) -> TunnelSection? {
@@ -325,6 +331,7 @@ enum RelayFile {
         let address = reader.optional("address") { value throws(ConfigError) in try value.hostPort(allowZeroPort: false) }
         let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let liveness = reader.optional("liveness", default: TunnelLiveness()) { value throws(ConfigError) in try value.liveness() }
         if reader.keyMark("clientCA") != nil {
             _ = reader.optional("clientCA") { value throws(ConfigError) -> Void in
                 throw value.error(
@@ -334,7 +341,7 @@ enum RelayFile {
         }
         reader.finish()
         guard let listen, let certificate, let key else { return nil }
-        return TunnelSection(listen: listen, address: address, certificate: certificate, key: key)
+        return TunnelSection(listen: listen, address: address, certificate: certificate, key: key, liveness: liveness)
     }
 
     private static func connectorPolicy(_ value: ValueNode, directory: String) throws(ConfigError) -> ConnectorPolicy {

@@ -105,6 +105,7 @@ struct TunnelSession: Sendable {
     ) async throws {
         let serverName = self.config.relayServerName ?? self.config.relay.host
         let tls = self.credentials.context
+        let liveness = self.config.liveness
         let (channel, multiplexer) = try await ClientBootstrap(group: self.group)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -113,15 +114,21 @@ struct TunnelSession: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName
+                    // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
+                    let watch = TunnelLivenessHandler(liveness) { verdict, silence in
+                        switch verdict {
+                        case .suspect: logger.warning("relay silent", metadata: ["silence": "\(silence)"])
+                        case .alive: logger.info("relay answers again")
+                        case .dead: logger.warning("tunnel closed: the relay did not answer; dialling again", metadata: ["silence": "\(silence)"])
+                        }
+                    }
+                    try sync.addHandler(watch)
                     try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
+                    // The connection manager turns a quiesce (drain) into GOAWAY and a close once the streams are
+                    // done; liveness is the handler's above, not the manager's keepalive.
                     let multiplexer = try sync.configureAsyncHTTP2Pipeline(
                         mode: .server,
-                        connectionManagerConfiguration: .init(
-                            maxIdleTime: nil,
-                            maxAge: nil,
-                            maxGraceTime: .seconds(60),
-                            keepalive: .init(pingInterval: .seconds(20), ackTimeout: .seconds(10))
-                        ),
+                        connectionManagerConfiguration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: .seconds(60), keepalive: nil),
                         http2HandlerConfiguration: TunnelProtocol.http2Configuration()
                     ) { stream in
                         stream.eventLoop.makeCompletedFuture {
@@ -130,6 +137,7 @@ struct TunnelSession: Sendable {
                             return try StreamChannel(wrappingChannelSynchronously: stream)
                         }
                     }
+                    watch.start()
                     return (channel, multiplexer)
                 }
             }

@@ -28,6 +28,8 @@ final class TunnelConnection: Sendable {
 
     let channel: any Channel
     let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
+    /// Whether the connector still answers (``TunnelLivenessHandler``).
+    let health: TunnelHealth
     private let inFlight = Atomic<Int>(0)
     private let acked = Atomic<UInt64>(0)
     private let isDraining = Atomic<Bool>(false)
@@ -35,7 +37,7 @@ final class TunnelConnection: Sendable {
 
     init(
         id: UInt64, connectorID: String, connector: String, group: String, remoteAddress: String, channel: any Channel,
-        multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, outbox: AsyncStream<ControlMessage>.Continuation
+        multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, health: TunnelHealth, outbox: AsyncStream<ControlMessage>.Continuation
     ) {
         self.id = id
         self.connectorID = connectorID
@@ -45,6 +47,7 @@ final class TunnelConnection: Sendable {
         self.remoteAddress = remoteAddress
         self.channel = channel
         self.multiplexer = multiplexer
+        self.health = health
     }
 
     /// Requests currently in flight on this connection.
@@ -53,6 +56,8 @@ final class TunnelConnection: Sendable {
     var appliedGeneration: UInt64 { self.acked.load(ordering: .acquiring) }
     /// Whether the connector announced it is going away.
     var draining: Bool { self.isDraining.load(ordering: .relaxed) }
+    /// Whether the connector has gone quiet: new requests go elsewhere while another tunnel answers.
+    var suspect: Bool { self.health.isSuspect }
 
     func markApplied(_ generation: UInt64) {
         var current = self.acked.load(ordering: .relaxed)
@@ -214,6 +219,8 @@ protocol TunnelCandidate: AnyObject, Sendable {
     var appliedGeneration: UInt64 { get }
     /// Whether the connector announced it is going away.
     var draining: Bool { get }
+    /// Whether the connector has stopped answering PINGs for a while (it may be cut off).
+    var suspect: Bool { get }
     /// Requests in flight on it.
     var activeRequests: Int { get }
     /// Records an applied generation (never goes back).
@@ -227,7 +234,7 @@ extension TunnelConnection: TunnelCandidate {}
 /// A connection that has applied the app's newest version is preferred. Until one has, a connection that
 /// serves an earlier version of the app keeps serving it (an edit never makes an app unavailable). Among
 /// equals, the one with the fewest requests in flight wins, and ties rotate from `start`. Draining and
-/// excluded connections are never chosen.
+/// excluded connections are never chosen; a suspect one (silent for a while) only when nothing else can serve.
 enum TunnelChoice {
     enum Outcome<Candidate> {
         case chosen(Candidate)
@@ -241,6 +248,11 @@ enum TunnelChoice {
         among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], start: Int
     ) -> Outcome<Candidate> {
         guard !candidates.isEmpty else { return .none }
+        let answering = candidates.filter { !$0.suspect }
+        if answering.count < candidates.count, !answering.isEmpty {
+            let outcome = Self.choose(among: answering, app: version, excluding: excluding, start: start)
+            if case .chosen = outcome { return outcome }
+        }
         var newest: Candidate?
         var earlier: Candidate?
         var pending = false

@@ -20,7 +20,7 @@ import SallyportTunnel
 struct TunnelListener {
     /// What one accepted connection turned out to be.
     enum Accepted: Sendable {
-        case tunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?)
+        case tunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?, health: TunnelHealth)
         case registration(JSONEndpoint.Connection)
     }
 
@@ -31,7 +31,7 @@ struct TunnelListener {
     let logger: Logger
 
     static func bind(
-        host: String, port: Int, tls: ReloadableTLS, tracker: ChannelTracker, group: any EventLoopGroup
+        host: String, port: Int, tls: ReloadableTLS, liveness: TunnelLiveness, tracker: ChannelTracker, group: any EventLoopGroup, logger: Logger
     ) async throws -> NIOAsyncChannel<EventLoopFuture<Accepted>, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -42,6 +42,10 @@ struct TunnelListener {
                 tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    let health = TunnelHealth(logger: logger, peer: channel.remoteAddress.map { "\($0)" } ?? "unknown")
+                    // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
+                    let watch = TunnelLivenessHandler(liveness) { verdict, silence in health.observe(verdict, silence: silence) }
+                    try sync.addHandler(watch)
                     try sync.addHandler(NIOSSLServerHandler(context: tls.context))
                     try sync.addHandler(HandshakeTimeoutHandler(timeout: .seconds(10)))
                     let negotiation = NIOTypedApplicationProtocolNegotiationHandler<Accepted> { result, channel in
@@ -49,9 +53,6 @@ struct TunnelListener {
                             let sync = channel.pipeline.syncOperations
                             if case .negotiated(TunnelProtocol.alpn) = result {
                                 let certificate = try sync.nioSSL_peerCertificate()?.toDERBytes()
-                                // The connector pings every 20 s; a silent connection is dead.
-                                try sync.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
-                                try sync.addHandler(CloseOnIdleHandler())
                                 let multiplexer = try sync.configureAsyncHTTP2Pipeline(
                                     mode: .client,
                                     configuration: TunnelProtocol.http2Configuration()
@@ -60,9 +61,12 @@ struct TunnelListener {
                                     stream.close(promise: nil)
                                     return stream.eventLoop.makeSucceededVoidFuture()
                                 }
-                                return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate)
+                                // Pings go through HTTP/2, so they start once it is in place.
+                                watch.start()
+                                return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
                             }
-                            // Registration: a few small requests, so a silent client is closed soon.
+                            // Registration: a few small requests, so a silent client is closed soon (and no pings).
+                            sync.removeHandler(watch, promise: nil)
                             try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
                             try sync.addHandler(CloseOnIdleHandler())
                             try sync.configureHTTPServerPipeline(withErrorHandling: true)
@@ -79,8 +83,8 @@ struct TunnelListener {
     /// Serves one accepted connection until it closes.
     func serve(_ accepted: EventLoopFuture<Accepted>) async {
         switch try? await accepted.get() {
-        case .tunnel(let channel, let multiplexer, let certificate)?:
-            await self.serveTunnel(channel: channel, multiplexer: multiplexer, certificate: certificate)
+        case .tunnel(let channel, let multiplexer, let certificate, let health)?:
+            await self.serveTunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
         case .registration(let connection)?:
             await self.registration.serve(connection)
         case nil:
@@ -88,7 +92,9 @@ struct TunnelListener {
         }
     }
 
-    private func serveTunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?) async {
+    private func serveTunnel(
+        channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?, health: TunnelHealth
+    ) async {
         let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
         var logger = self.logger
         logger[metadataKey: "tunnel.peer"] = "\(remote)"
@@ -121,6 +127,7 @@ struct TunnelListener {
                 }
                 logger[metadataKey: "connector"] = "\(identity.connectorID)"
                 logger[metadataKey: "group"] = "\(identity.group)"
+                health.logger = logger
                 let (outbox, mailbox) = AsyncStream<ControlMessage>.makeStream()
                 let connection = TunnelConnection(
                     id: self.registry.makeID(),
@@ -130,6 +137,7 @@ struct TunnelListener {
                     remoteAddress: remote,
                     channel: channel,
                     multiplexer: multiplexer,
+                    health: health,
                     outbox: mailbox
                 )
                 try await ControlFraming.send(

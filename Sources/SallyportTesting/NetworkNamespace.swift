@@ -1,0 +1,96 @@
+import Foundation
+
+/// A network namespace the test owns, joined to the host by a veth pair: the host side has `hostAddress`, the
+/// namespace `innerAddress` (a /30 of 10.213.0.0/16) and a default route through the host, so a process inside
+/// reaches every address of the host (the relay's tunnel listener, backends) and nothing beyond it. ``cut()``
+/// drops every packet in and out silently (nft), as a pulled cable or a stateful firewall losing its state
+/// would: no FIN, no RST. Needs root, `ip` (iproute2) and `nft` (nftables).
+public final class NetworkNamespace: @unchecked Sendable {
+    /// `sp<pid>-<index>`.
+    public let name: String
+    /// The host end's address, e.g. 10.213.4.1.
+    public let hostAddress: String
+    /// The namespace end's address, e.g. 10.213.4.2.
+    public let innerAddress: String
+    private let hostInterface: String
+    private var removed = false
+
+    /// Creates namespace `index` (0...3 per process) with its veth pair.
+    public init(index: Int) throws {
+        let pid = ProcessInfo.processInfo.processIdentifier
+        // Four namespaces per process; processes with other pids get other subnets.
+        precondition((0..<4).contains(index), "namespace index 0...3")
+        let third = Int(pid) % 60 * 4 + index + 1
+        self.name = "sp\(pid)-\(index)"
+        self.hostInterface = "sph\(pid % 100_000)x\(index)"
+        let inner = "spn\(pid % 100_000)x\(index)"
+        self.hostAddress = "10.213.\(third).1"
+        self.innerAddress = "10.213.\(third).2"
+        // Leftovers of an earlier run with the same pid and index would make `add` fail.
+        _ = try? Self.run(["netns", "del", self.name])
+        _ = try? Self.run(["link", "del", self.hostInterface])
+        do {
+            try Self.run(["netns", "add", self.name])
+            try Self.run(["link", "add", self.hostInterface, "type", "veth", "peer", "name", inner])
+            try Self.run(["link", "set", inner, "netns", self.name])
+            try Self.run(["addr", "add", "\(self.hostAddress)/30", "dev", self.hostInterface])
+            try Self.run(["link", "set", self.hostInterface, "up"])
+            try Self.run(["-n", self.name, "addr", "add", "\(self.innerAddress)/30", "dev", inner])
+            try Self.run(["-n", self.name, "link", "set", inner, "up"])
+            try Self.run(["-n", self.name, "link", "set", "lo", "up"])
+            try Self.run(["-n", self.name, "route", "add", "default", "via", self.hostAddress])
+        } catch {
+            self.remove()
+            throw error
+        }
+    }
+
+    deinit { self.remove() }
+
+    /// `executable arguments` run inside the namespace (through `ip netns exec`).
+    public func command(_ executable: String, _ arguments: [String]) -> (executable: String, arguments: [String]) {
+        ("/usr/sbin/ip", ["netns", "exec", self.name, executable] + arguments)
+    }
+
+    /// Drops every packet into and out of the namespace, silently.
+    public func cut() throws {
+        try Self.nft(self.name, ["add", "table", "inet", "sallyport_cut"])
+        try Self.nft(self.name, ["add", "chain", "inet", "sallyport_cut", "in", "{ type filter hook input priority -300; policy drop; }"])
+        try Self.nft(self.name, ["add", "chain", "inet", "sallyport_cut", "out", "{ type filter hook output priority -300; policy drop; }"])
+    }
+
+    /// Lets packets through again.
+    public func restore() throws {
+        try Self.nft(self.name, ["delete", "table", "inet", "sallyport_cut"])
+    }
+
+    /// Deletes the namespace (its processes must have exited) and the host's end of the pair.
+    public func remove() {
+        guard !self.removed else { return }
+        self.removed = true
+        _ = try? Self.run(["netns", "del", self.name])
+        _ = try? Self.run(["link", "del", self.hostInterface])
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String], executable: String = "/usr/sbin/ip") throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw HarnessError(.commandFailed, "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+
+    static func nft(_ namespace: String, _ arguments: [String]) throws {
+        try Self.run(["netns", "exec", namespace, "/usr/sbin/nft"] + arguments)
+    }
+}
