@@ -19,6 +19,9 @@ apt_packages+=(nghttp2-client)
 apt_packages+=(chromium chromium-driver libnss3-tools fonts-dejavu-core)
 # Debian's Python with venv: the Python peers get a virtual environment of their own (see below).
 apt_packages+=(python3 python3-venv)
+# Network namespaces for the failover tests (NetworkNamespace): ip (iproute2) for namespaces and veth pairs,
+# nft (nftables) to cut a connector off silently. The nftables service stays off; rules live in the namespaces.
+apt_packages+=(iproute2 nftables)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
