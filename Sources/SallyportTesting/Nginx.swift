@@ -24,6 +24,7 @@ import Foundation
 /// - `GET /connection`: the serial number of the TCP connection that carried the request (`$connection`),
 ///   to tell which requests shared a backend connection.
 /// - `GET /status/CODE`: an empty response with status 204, 400, 403, 404, 500, 502 or 503.
+/// - `GET /delay?id=N`: "delayed N" after half a second, with nothing sent before.
 ///
 /// Everything (config, logs, temp files) lives in `DIRECTORY/nginx/`. Install nginx with
 /// `scripts/setup-test-deps.sh`.
@@ -267,6 +268,12 @@ public final class Nginx: @unchecked Sendable {
                     location = /connection {
                         default_type text/plain;
                         return 200 "$connection";
+                    }
+                    # Answers after half a second, nothing sent before: a request a connector holds in flight.
+                    location = /delay {
+                        default_type text/plain;
+                        echo_sleep 0.5;
+                        echo "delayed $arg_id";
                     }
             \(statusLocations)
                 }

@@ -42,6 +42,15 @@ extension EndToEnd {
             struct Outcome: Sendable {
                 var started: ContinuousClock.Instant
                 var status: Int
+                var request: Request
+                var body: String
+            }
+
+            /// The n-th request: its method (`GET`, `POST`), path, and whether it goes over HTTP/2.
+            struct Request: Sendable {
+                var method: String
+                var path: String
+                var http2: Bool
             }
 
             private final class Shared: Sendable {
@@ -52,16 +61,27 @@ extension EndToEnd {
             private let shared: Shared
             private let task: Task<Void, Never>
 
-            init(url: String, caFile: String, every interval: Duration) {
+            /// `request(n)` says what the n-th request is; `url(path)` where it goes.
+            init(
+                caFile: String, every interval: Duration, url: @escaping @Sendable (String) -> String,
+                request: @escaping @Sendable (Int) -> Request = { _ in Request(method: "GET", path: "/", http2: false) }
+            ) {
                 let shared = Shared()
                 self.shared = shared
                 self.task = Task {
                     await withTaskGroup(of: Void.self) { group in
+                        var index = 0
                         while shared.running.load(ordering: .relaxed) {
+                            let next = request(index)
+                            index += 1
                             group.addTask {
                                 let started = ContinuousClock.now
-                                let status = (try? await Curl.run(url, caFile: caFile, timeout: 30).status) ?? -1
-                                shared.outcomes.withLock { $0.append(Outcome(started: started, status: status)) }
+                                let result = try? await Curl.run(
+                                    url(next.path), caFile: caFile, http2: next.http2, method: next.method, data: next.method == "POST" ? "payload" : nil, timeout: 30
+                                )
+                                shared.outcomes.withLock {
+                                    $0.append(Outcome(started: started, status: result?.status ?? -1, request: next, body: result?.body ?? ""))
+                                }
                             }
                             try? await Task.sleep(for: interval)
                         }
@@ -88,7 +108,7 @@ extension EndToEnd {
                 #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
                 let connectedBefore = relay.log().components(separatedBy: "connector connected").count - 1
 
-                let load = Load(url: deployment.url("app"), caFile: deployment.caFile, every: .milliseconds(200))
+                let load = Load(caFile: deployment.caFile, every: .milliseconds(200), url: { deployment.url("app", $0) })
                 try await Task.sleep(for: .seconds(1))
                 try bed.namespace.cut()
                 let cut = ContinuousClock.now
@@ -112,6 +132,8 @@ extension EndToEnd {
                 let afterSuspicion = outcomes.filter { $0.started > cut + suspected + .milliseconds(500) }
                 #expect(afterSuspicion.count >= 20)
                 #expect(afterSuspicion.allSatisfy { $0.status == 200 }, "\(afterSuspicion.map(\.status))")
+                // Those sent to it before: the GETs went to the other connector once its tunnels were closed.
+                #expect(outcomes.allSatisfy { $0.status == 200 }, "\(outcomes.map(\.status))")
 
                 // Back on the network, it dials again and receives its configuration.
                 try bed.namespace.restore()
@@ -126,6 +148,69 @@ extension EndToEnd {
                 throw error
             }
             await bed.tearDown()
+        }
+
+        /// Mixed load on two connectors: every third request a POST, every other one over HTTP/2; the backend
+        /// holds each for half a second, so some are in flight on the connector that goes away.
+        static func mixedLoad(_ deployment: Deployment) -> Load {
+            Load(caFile: deployment.caFile, every: .milliseconds(40), url: { deployment.url("app", $0) }) { index in
+                Load.Request(method: index % 3 == 2 ? "POST" : "GET", path: "/delay?id=\(index)", http2: index % 2 == 1)
+            }
+        }
+
+        /// POSTs the backend saw more than once (nginx logs each request it read, even one whose client left).
+        static func duplicatePOSTs(_ nginx: Nginx, _ outcomes: [Load.Outcome]) -> [String] {
+            let log = nginx.accessLog()
+            return outcomes.filter { $0.request.method == "POST" }.map(\.request.path).filter { path in
+                log.components(separatedBy: "POST \(path) ").count - 1 > 1
+            }
+        }
+
+        /// Two connectors under ``mixedLoad(_:)``; after 2 s connector "a" gets `signal`, and the load goes on for 2–3 s
+        /// more. Hands the outcomes to `check`.
+        static func oneOfTwoGoes(signal: Int32, check: (Bed, [Load.Outcome]) throws -> Void) async throws {
+            let bed = try await Bed.start()
+            do {
+                let deployment = bed.deployment
+                _ = try await deployment.startConnector(name: "a")
+                _ = try await deployment.startConnector(name: "b")
+                let load = Self.mixedLoad(deployment)
+                try await Task.sleep(for: .seconds(2))
+                await deployment.stopConnector("a", signal: signal)
+                try await Task.sleep(for: .seconds(signal == SIGKILL ? 3 : 2))
+                try check(bed, await load.finish())
+            } catch {
+                await bed.tearDown()
+                throw error
+            }
+            await bed.tearDown()
+        }
+
+        @Test("kill -9 of one of two connectors under mixed load: no idempotent request fails, no POST reaches the backend twice, an interrupted POST gets a page that says so")
+        func killedConnector() async throws {
+            try await Self.oneOfTwoGoes(signal: SIGKILL) { bed, outcomes in
+                let gets = outcomes.filter { $0.request.method == "GET" }
+                let posts = outcomes.filter { $0.request.method == "POST" }
+                #expect(gets.count > 60 && posts.count > 30)
+                #expect(gets.allSatisfy { $0.status == 200 }, "failed GETs: \(gets.filter { $0.status != 200 }.map { "\($0.status) \($0.request.path)" })")
+                let failedPOSTs = posts.filter { $0.status != 200 }
+                #expect(
+                    failedPOSTs.allSatisfy { $0.status == 502 && $0.body.contains("Request interrupted") },
+                    "\(failedPOSTs.map { "\($0.status) \($0.request.path) h2=\($0.request.http2) \($0.body.suffix(300))" })"
+                )
+                #expect(failedPOSTs.count <= 8, "POSTs in flight on the killed connector: \(failedPOSTs.count)")
+                #expect(Self.duplicatePOSTs(bed.nginx, outcomes).isEmpty, "POSTs delivered twice: \(Self.duplicatePOSTs(bed.nginx, outcomes))")
+            }
+        }
+
+        @Test("SIGTERM of one of two connectors under mixed load loses nothing: in-flight requests finish, new ones go to the other")
+        func stoppedConnector() async throws {
+            try await Self.oneOfTwoGoes(signal: SIGTERM) { bed, outcomes in
+                #expect(outcomes.count > 80)
+                let failed = outcomes.filter { $0.status != 200 }
+                #expect(failed.isEmpty, "\(failed.map { "\($0.status) \($0.request.method) \($0.request.path) \($0.body.prefix(120))" })")
+                #expect(Self.duplicatePOSTs(bed.nginx, outcomes).isEmpty)
+            }
         }
     }
 }

@@ -1,5 +1,8 @@
-import Synchronization
+import HTTPTypes
+import NIOHTTP2
 import SallyportConfig
+import SallyportHTTP
+import Synchronization
 import Testing
 
 @testable import SallyportRelay
@@ -126,5 +129,29 @@ final class FakeTunnel: TunnelCandidate {
         #expect(await picked === second)
         registry.remove(second)
         #expect(registry.all.map(\.id) == [1])
+    }
+}
+
+/// When a request that failed on one connector goes to another.
+@Suite struct FailoverPolicyTests {
+    @Test func idempotentRequestsRetryWhateverHappenedOthersOnlyWhenNeverProcessed() {
+        for method in [HTTPRequest.Method.get, .head, .options, .put, .delete] {
+            #expect(Failover.mayRetry(method: method, failure: .lost, bodyReplayable: true), "\(method)")
+        }
+        for method in [HTTPRequest.Method.post, .patch] {
+            #expect(!Failover.mayRetry(method: method, failure: .lost, bodyReplayable: true), "\(method)")
+            #expect(Failover.mayRetry(method: method, failure: .refused, bodyReplayable: true))
+            #expect(Failover.mayRetry(method: method, failure: .notForwarded(status: .badGateway, reason: "backend-refused"), bodyReplayable: true))
+        }
+        // A body that was not kept cannot be sent again, whatever the method.
+        #expect(!Failover.mayRetry(method: .put, failure: .refused, bodyReplayable: false))
+    }
+
+    @Test func pagesSayWhatHappened() {
+        #expect(Failover.page(for: .lost, method: .post).title == "Request interrupted")
+        #expect(Failover.page(for: .lost, method: .get).status == .badGateway)
+        #expect(Failover.page(for: .notForwarded(status: .gatewayTimeout, reason: "backend-connect-timeout"), method: .post).status == .gatewayTimeout)
+        #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .refusedStream)) == .refused)
+        #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .cancel)) == .lost)
     }
 }

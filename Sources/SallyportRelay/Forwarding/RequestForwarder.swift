@@ -80,35 +80,67 @@ struct RequestForwarder: Sendable {
         let upgradeProtocol = TunnelHead.requestedUpgrade(head, isHTTP1: context.isHTTP1)
         let tunnelHead = TunnelHead.make(from: head, app: app.name, identity: identity, upgrade: upgradeProtocol, requestID: requestID, context: context)
 
-        // A connector of the app's group that has this app's configuration; another one if opening fails.
-        let version = snapshot.appVersions[app.name] ?? AppCatalog.AppVersion(changed: snapshot.generation, introduced: snapshot.generation)
-        var tried: [UInt64] = []
-        var chosen: (TunnelConnection, TunnelConnection.Stream)?
-        while tried.count < 3,
-            let connection = await self.registry.pick(group: app.connectorGroup, app: version, excluding: tried, wait: Self.configurationWait)
-        {
-            do {
-                chosen = (connection, try await connection.openStream())
-                break
-            } catch {
-                tried.append(connection.id)
-                logger.warning("could not open a tunnel stream; trying another connection", metadata: ["connector": "\(connection.connector)", "error": "\(error)"])
-            }
-        }
-        guard let (connection, stream) = chosen else {
-            logger.warning("no connector available for the app's group", metadata: ["group": "\(app.connectorGroup)"])
-            return await self.answerLocally(.noConnector, requestID: requestID, iterator: &iterator, writer: writer, context: context)
-        }
-        defer { connection.finished() }
-        logger[metadataKey: "connector"] = "\(connection.connector)"
-
         if head.headerFields[.expect]?.lowercased() == "100-continue", context.isHTTP1, upgradeProtocol == nil {
             try? await writer.write(.head(HTTPResponse(status: .continue)))
         }
-        let io = TunnelStreamIO(
-            stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, setCookies: setCookies, context: context, requestID: requestID, logger: logger
-        )
-        return await io.run(iterator: &iterator, writer: writer)
+        // A connector of the app's group that has this app's configuration. When an attempt fails before anything
+        // reached the user, another connection takes the request if ``Failover`` allows it.
+        let version = snapshot.appVersions[app.name] ?? AppCatalog.AppVersion(changed: snapshot.generation, introduced: snapshot.generation)
+        var tried: [UInt64] = []
+        var replay = ReplayBuffer()
+        var lastFailure: Failover.Failure?
+        while tried.count < Self.maxAttempts,
+            let connection = await self.registry.pick(group: app.connectorGroup, app: version, excluding: tried, wait: Self.configurationWait)
+        {
+            tried.append(connection.id)
+            var attemptLogger = logger
+            attemptLogger[metadataKey: "connector"] = "\(connection.connector)"
+            let stream: TunnelConnection.Stream
+            do {
+                stream = try await connection.openStream()
+            } catch {
+                attemptLogger.warning("could not open a tunnel stream; trying another connection", metadata: ["error": "\(error)"])
+                lastFailure = .refused
+                continue
+            }
+            let io = TunnelStreamIO(
+                stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, setCookies: setCookies, context: context, requestID: requestID,
+                logger: attemptLogger
+            )
+            let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
+            connection.finished()
+            switch attempt {
+            case .finished(let outcome):
+                return outcome
+            case .failed(_, sourceEnded: true):
+                return .close
+            case .failed(let failure, sourceEnded: false):
+                lastFailure = failure
+                guard Failover.mayRetry(method: head.method, failure: failure, bodyReplayable: replay.isReplayable) else {
+                    attemptLogger.warning("request failed on a connector and cannot be sent again", metadata: ["failure": "\(failure)"])
+                    return await self.answerAfterFailure(failure, method: head.method, requestID: requestID, writer: writer, context: context)
+                }
+                attemptLogger.warning("request failed before an answer; sending it to another connection", metadata: ["failure": "\(failure)"])
+            }
+        }
+        guard let lastFailure else {
+            logger.warning("no connector available for the app's group", metadata: ["group": "\(app.connectorGroup)"])
+            return await self.answerLocally(.noConnector, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+        }
+        logger.warning("no further connection could take the request", metadata: ["failure": "\(lastFailure)", "attempts": "\(tried.count)"])
+        return await self.answerAfterFailure(lastFailure, method: head.method, requestID: requestID, writer: writer, context: context)
+    }
+
+    /// Connections a request is tried on at most.
+    static let maxAttempts = 3
+
+    /// The page for a request no connection could answer; an HTTP/1.1 connection closes (its body may be unread).
+    /// HTTP/2 has no `Connection: close`: a response carrying it is malformed, and clients reset the stream.
+    func answerAfterFailure(
+        _ failure: Failover.Failure, method: HTTPRequest.Method, requestID: String, writer: Writer, context: EdgeRequestContext
+    ) async -> ForwardOutcome {
+        _ = try? await Self.writePage(Failover.page(for: failure, method: method), requestID: requestID, writer: writer, close: context.isHTTP1)
+        return .close
     }
 
     /// Answers from the relay itself. Reads a small request body so the connection can stay open, else closes.

@@ -20,20 +20,35 @@ struct TunnelStreamIO: Sendable {
     let requestID: String
     let logger: Logger
 
-    /// Runs the exchange; says whether the user's connection stays open.
-    func run(iterator: inout Iterator, writer: Writer) async -> ForwardOutcome {
+    /// How one attempt ended.
+    enum Attempt {
+        /// Something reached the user: the exchange is over, and the user's connection stays open or closes.
+        case finished(ForwardOutcome)
+        /// Nothing reached the user: the request may go to another connector (``Failover``). `sourceEnded`: the
+        /// user stopped sending the request's body before its end.
+        case failed(Failover.Failure, sourceEnded: Bool)
+    }
+
+    /// Runs the exchange. The request's body comes from `replay` (what an earlier attempt sent) and then from
+    /// `iterator`, and is kept in `replay` for a further attempt.
+    func run(iterator: inout Iterator, writer: Writer, replay: inout ReplayBuffer) async -> Attempt {
         let (stream, logger, upgradeProtocol) = (self.stream, self.logger, self.upgradeProtocol)
         let requestDone = OnceFlag()
+        let answered = OnceFlag()
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
-                try await tunnelOut.write(.head(self.head))
+                do {
+                    try await tunnelOut.write(.head(self.head))
+                } catch {
+                    return .failed(Failover.failure(of: error), sourceEnded: false)
+                }
                 return try await withThrowingTaskGroup(of: ResponseResult.self) { group in
-                    group.addTask { try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone) }
-                    let requestResult = await BodyPump.copyRequest(from: &iterator, to: tunnelOut, upgrading: upgradeProtocol != nil)
+                    group.addTask { try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone, answered: answered) }
+                    let requestResult = await replay.send(to: tunnelOut, from: &iterator, upgrading: upgradeProtocol != nil)
                     if requestResult == .complete {
                         requestDone.set()
-                    } else {
-                        // The client or the stream is gone: stop waiting for the rest of the answer.
+                    } else if requestResult == .sourceEnded || answered.isSet {
+                        // The client is gone, or the answer is under way: stop waiting for the rest of the answer.
                         stream.channel.close(promise: nil)
                     }
                     let response = try await group.next()!
@@ -42,32 +57,33 @@ struct TunnelStreamIO: Sendable {
                         if requestResult == .complete {
                             await GracefulClose.waitForEnd(of: stream.channel, part: HTTPRequestPart.self)
                         }
-                        if upgraded || requestResult != .complete || upgradeProtocol != nil { return .close }
-                        return .keepAlive
+                        if upgraded || requestResult != .complete || upgradeProtocol != nil { return .finished(.close) }
+                        return .finished(.keepAlive)
                     case .truncated:
                         logger.warning("tunnel stream ended before the response was complete")
-                        return .close
-                    case .noResponse:
-                        logger.warning("tunnel stream ended without a response")
-                        _ = try? await RequestForwarder.writePage(.badGateway, requestID: self.requestID, writer: writer, close: true)
-                        return .close
+                        return .finished(.close)
+                    case .noResponse(let failure):
+                        return .failed(failure, sourceEnded: requestResult == .sourceEnded)
                     }
                 }
             }
         } catch {
             logger.debug("request aborted", metadata: ["error": "\(error)"])
-            return .close
+            return answered.isSet ? .finished(.close) : .failed(Failover.failure(of: error), sourceEnded: false)
         }
     }
 
     enum ResponseResult {
         case completed(upgraded: Bool)
         case truncated
-        case noResponse
+        /// Nothing was written to the user.
+        case noResponse(Failover.Failure)
     }
 
     /// Copies the connector's response to the client.
-    func pumpResponse(from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag) async throws -> ResponseResult {
+    func pumpResponse(
+        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag, answered: OnceFlag
+    ) async throws -> ResponseResult {
         let (context, upgradeProtocol, logger) = (self.context, self.upgradeProtocol, self.logger)
         let isHEAD = self.head.method == .head
         var headSent = false
@@ -85,7 +101,11 @@ struct TunnelStreamIO: Sendable {
                     for cookie in self.setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
+                        if Failover.notForwardedReasons.contains(reason) {
+                            return .noResponse(.notForwarded(status: response.status, reason: reason))
+                        }
                     }
+                    answered.set()
                     if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
                         TunnelProtocol.removeReserved(&response.headerFields)
                         try await Self.switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)
@@ -103,7 +123,7 @@ struct TunnelStreamIO: Sendable {
                     }
                     headSent = true
                 case .body(let buffer):
-                    guard headSent else { return .noResponse }
+                    guard headSent else { return .noResponse(.lost) }
                     if endedEarly { continue }
                     if let left = remaining {
                         remaining = left - buffer.readableBytes
@@ -115,7 +135,7 @@ struct TunnelStreamIO: Sendable {
                     }
                     try await writer.write(.body(buffer))
                 case .end(let trailers):
-                    guard headSent else { return .noResponse }
+                    guard headSent else { return .noResponse(.lost) }
                     // After an upgrade the end carries no trailers; it only marks when the last bytes are out.
                     if !endedEarly { try await writer.write(.end(upgraded ? nil : trailers)) }
                     if context.isHTTP1, !requestDone.isSet {
@@ -129,9 +149,9 @@ struct TunnelStreamIO: Sendable {
                 }
             }
         } catch where !headSent {
-            // The stream was reset before any answer: the user gets a 502 page, not a dropped connection.
+            // The stream was reset before any answer: another connector may take it, else the user gets a page.
             logger.warning("tunnel stream failed before a response", metadata: ["error": "\(error)"])
-            return .noResponse
+            return .noResponse(Failover.failure(of: error))
         }
         if upgraded {
             // The backend side ended: deliver what is left, then close the user's connection.
@@ -141,7 +161,7 @@ struct TunnelStreamIO: Sendable {
             return .completed(upgraded: true)
         }
         if headSent { context.channel.close(promise: nil) }
-        return headSent ? .truncated : .noResponse
+        return headSent ? .truncated : .noResponse(.lost)
     }
 
     /// Answers 101 and turns the client's HTTP/1.1 connection into a raw byte pipe.
