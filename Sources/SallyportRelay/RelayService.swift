@@ -124,7 +124,7 @@ public struct RelayService: Service {
         self.onListening?(publicPort, tunnelPort)
 
         let forwarder = RequestForwarder(
-            catalog: self.catalog, registry: self.registry, authenticator: authenticator, limits: self.config.limits, logger: self.logger
+            catalog: self.catalog, registry: self.registry, reachability: Reachability(), authenticator: authenticator, limits: self.config.limits, logger: self.logger
         )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
         let tunnels = TunnelListener(

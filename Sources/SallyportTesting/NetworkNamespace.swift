@@ -59,6 +59,14 @@ public final class NetworkNamespace: @unchecked Sendable {
         try Self.nft(self.name, ["add", "chain", "inet", "sallyport_cut", "out", "{ type filter hook output priority -300; policy drop; }"])
     }
 
+    /// Refuses connections from the namespace to `host:port` (TCP reset), as a firewall that lets this
+    /// connector reach everything but one backend would.
+    public func refuse(host: String, port: Int) throws {
+        try Self.nft(self.name, ["add", "table", "inet", "sallyport_refuse"])
+        try Self.nft(self.name, ["add", "chain", "inet", "sallyport_refuse", "out", "{ type filter hook output priority 0; }"])
+        try Self.nft(self.name, ["add", "rule", "inet", "sallyport_refuse", "out", "ip", "daddr", host, "tcp", "dport", "\(port)", "reject", "with", "tcp", "reset"])
+    }
+
     /// Lets packets through again.
     public func restore() throws {
         try Self.nft(self.name, ["delete", "table", "inet", "sallyport_cut"])

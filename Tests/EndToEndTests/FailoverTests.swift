@@ -212,5 +212,72 @@ extension EndToEnd {
                 #expect(Self.duplicatePOSTs(bed.nginx, outcomes).isEmpty)
             }
         }
+
+        @Test("A connector that cannot reach the app's backend while another can: no user sees a 502, whatever the method, and it is asked again only after a back-off")
+        func unreachableBackend() async throws {
+            let bed = try await Bed.start()
+            do {
+                let deployment = bed.deployment
+                let inside = try await deployment.startConnector(name: "inside", namespace: bed.namespace)
+                _ = try await deployment.startConnector(name: "outside")
+                try bed.namespace.refuse(host: bed.nginx.host, port: bed.nginx.port)
+                let load = Load(caFile: deployment.caFile, every: .milliseconds(50), url: { deployment.url("app", $0) }) { index in
+                    index % 3 == 2
+                        ? Load.Request(method: "POST", path: "/echo?id=\(index)", http2: index % 2 == 1)
+                        : Load.Request(method: "GET", path: "/?id=\(index)", http2: index % 2 == 1)
+                }
+                try await Task.sleep(for: .seconds(6))
+                let outcomes = await load.finish()
+                #expect(outcomes.count > 80)
+                let failed = outcomes.filter { $0.status != 200 }
+                #expect(failed.isEmpty, "\(failed.map { "\($0.status) \($0.request.method) \($0.request.path)" })")
+                let warnings = (deployment.relay?.log() ?? "").split(separator: "\n").filter { $0.contains("connector cannot reach the app's backend") }
+                #expect(warnings.count == 1 && warnings[0].contains("connector=inside") && warnings[0].contains("reason=backend-refused"), "\(warnings)")
+                // Within the first 10 s back-off only the requests already on their way when it began reach it.
+                let attempts = inside.log().components(separatedBy: "backend connection failed").count - 1
+                #expect(attempts >= 1 && attempts <= 3, "the connector that cannot reach the backend was asked \(attempts) times")
+            } catch {
+                await bed.tearDown()
+                throw error
+            }
+            await bed.tearDown()
+        }
+
+        @Test("After a relay restart, 100 tunnels (10 connectors × 10) are all back within 5 s of it listening, spread over more than a second")
+        func relayRestartHerd() async throws {
+            let deployment = try Deployment(hosts: ["app"])
+            let nginx = try await Nginx.start(directory: deployment.directory)
+            do {
+                try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+                try await deployment.startRelay()
+                for index in 0..<10 { _ = try await deployment.startConnector(name: "c\(index)", connections: 10) }
+                func connected() -> Int { (deployment.relay?.log() ?? "").components(separatedBy: "connector connected").count - 1 }
+                let settle = ContinuousClock.now + .seconds(30)
+                while connected() < 100, ContinuousClock.now < settle { try await Task.sleep(for: .milliseconds(100)) }
+                #expect(connected() == 100)
+
+                await deployment.stopRelay(signal: SIGTERM)
+                try await deployment.startRelay()
+                let listening = ContinuousClock.now
+                var arrivals: [Duration] = []
+                while arrivals.count < 100, ContinuousClock.now - listening < .seconds(15) {
+                    let count = connected()
+                    while arrivals.count < count { arrivals.append(ContinuousClock.now - listening) }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(arrivals.count == 100, "only \(arrivals.count) tunnels came back")
+                let last = arrivals.last ?? .seconds(99)
+                #expect(last < .seconds(5), "the last tunnel came back \(last) after the relay listened again")
+                let spread = last - (arrivals.first ?? .zero)
+                #expect(spread > .seconds(1), "reconnections arrived within \(spread): a herd")
+                #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
+            } catch {
+                await nginx.stop()
+                await deployment.shutdown()
+                throw error
+            }
+            await nginx.stop()
+            await deployment.shutdown()
+        }
     }
 }

@@ -25,19 +25,19 @@ import Testing
         }
     }
 
-    /// The defaults docs/tunnel-protocol.md promises: 250 ms doubling to a 30 s cap; stable after 30 s.
+    /// The defaults docs/tunnel-protocol.md promises: 1 s doubling to a 5 s cap; stable after 30 s.
     @Test func defaultsAreTheDocumentedOnes() {
         var backoff = Backoff()
         var ceilings: [Duration] = []
-        for _ in 0..<10 { ceilings.append(backoff.next(lastUptime: .zero, random: { $0.upperBound })) }
-        #expect(ceilings == [.milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30), .seconds(30)])
-        #expect(backoff.next(lastUptime: .seconds(31), random: { $0.upperBound }) == .milliseconds(250))
+        for _ in 0..<6 { ceilings.append(backoff.next(lastUptime: .zero, random: { $0.upperBound })) }
+        #expect(ceilings == [.seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5), .seconds(5)])
+        #expect(backoff.next(lastUptime: .seconds(31), random: { $0.upperBound }) == .seconds(1))
         var jittered = Backoff()
-        for _ in 0..<5 { _ = jittered.next(lastUptime: .zero) }
+        for _ in 0..<2 { _ = jittered.next(lastUptime: .zero) }
         for _ in 0..<100 {
             var copy = jittered
             let delay = copy.next(lastUptime: .zero)
-            #expect(delay >= .seconds(0.8) && delay <= .seconds(8), "full jitter within 10–100 % of the 8 s ceiling: \(delay)")
+            #expect(delay >= .seconds(0.4) && delay <= .seconds(4), "full jitter within 10–100 % of the 4 s ceiling: \(delay)")
         }
     }
 

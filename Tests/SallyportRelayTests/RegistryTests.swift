@@ -13,9 +13,14 @@ final class FakeTunnel: TunnelCandidate {
     let group: String
     private let state: Mutex<(applied: UInt64, draining: Bool, active: Int)>
     let suspect: Bool
+    let connectorID: String
 
-    init(_ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0, suspect: Bool = false) {
+    init(
+        _ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0, suspect: Bool = false,
+        connector: String? = nil
+    ) {
         self.id = id
+        self.connectorID = connector ?? "c\(id)"
         self.group = group
         self.state = Mutex((applied, draining, active))
         self.suspect = suspect
@@ -63,6 +68,30 @@ final class FakeTunnel: TunnelCandidate {
         // An answering tunnel without the app yet does not beat a suspect one that has it.
         let mixed = [FakeTunnel(1, applied: 3, suspect: true), FakeTunnel(2, applied: 0)]
         #expect(chosen(TunnelChoice.choose(among: mixed, app: version, excluding: [], start: 0)) == 1)
+    }
+
+    /// A connector that cannot reach the app's backend gets none of its requests while another connector can.
+    @Test func avoidedConnectorsOnlyWhenNothingElseServes() {
+        let version = Version(changed: 1, introduced: 1)
+        let tunnels = [FakeTunnel(1, applied: 3, connector: "a"), FakeTunnel(2, applied: 3, connector: "a"), FakeTunnel(3, applied: 3, active: 5, connector: "b")]
+        for start in 0..<4 { #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], avoiding: ["a"], start: start)) == 3) }
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [3], avoiding: ["a"], start: 0)) != nil)
+    }
+
+    @Test func reachabilityBacksOffAndForgives() {
+        let reachability = Reachability()
+        let now = ContinuousClock.now
+        #expect(reachability.avoided(app: "payroll").isEmpty)
+        #expect(reachability.failed(connectorID: "a", app: "payroll", now: now) == .seconds(10))
+        #expect(reachability.avoided(app: "payroll", now: now + .seconds(1)) == ["a"])
+        #expect(reachability.avoided(app: "wiki", now: now + .seconds(1)).isEmpty)
+        // A failure already on its way when the back-off began changes nothing; after the probe fails, twice as long.
+        #expect(reachability.failed(connectorID: "a", app: "payroll", now: now + .seconds(2)) == nil)
+        #expect(reachability.avoided(app: "payroll", now: now + .seconds(11)).isEmpty)
+        #expect(reachability.failed(connectorID: "a", app: "payroll", now: now + .seconds(11)) == .seconds(20))
+        #expect(reachability.succeeded(connectorID: "a", app: "payroll"))
+        #expect(reachability.avoided(app: "payroll", now: now + .seconds(12)).isEmpty)
+        #expect(!reachability.succeeded(connectorID: "a", app: "payroll"))
     }
 
     @Test func livenessVerdicts() {

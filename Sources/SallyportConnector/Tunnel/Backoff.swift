@@ -10,7 +10,9 @@ public struct Backoff: Sendable {
     private var attempt = 0
 
     /// Creates a backoff.
-    public init(base: Duration = .milliseconds(250), cap: Duration = .seconds(30), stableAfter: Duration = .seconds(30)) {
+    /// The defaults: a relay that restarts has every connector back within 5 s of listening again, and the
+    /// first redials of many connectors spread over a second rather than arriving together.
+    public init(base: Duration = .seconds(1), cap: Duration = .seconds(5), stableAfter: Duration = .seconds(30)) {
         self.base = base
         self.cap = cap
         self.stableAfter = stableAfter

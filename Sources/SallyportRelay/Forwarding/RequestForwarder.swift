@@ -36,6 +36,8 @@ struct RequestForwarder: Sendable {
 
     let catalog: AppCatalog
     let registry: ConnectorRegistry
+    /// Connectors that cannot reach an app's backend, learnt from their answers.
+    let reachability: Reachability
     let authenticator: PreAuthenticator
     let limits: EdgeLimits
     let logger: Logger
@@ -89,8 +91,11 @@ struct RequestForwarder: Sendable {
         var tried: [UInt64] = []
         var replay = ReplayBuffer()
         var lastFailure: Failover.Failure?
+        let avoiding = self.reachability.avoided(app: app.name)
         while tried.count < Self.maxAttempts,
-            let connection = await self.registry.pick(group: app.connectorGroup, app: version, excluding: tried, wait: Self.configurationWait)
+            let connection = await self.registry.pick(
+                group: app.connectorGroup, app: version, excluding: tried, avoiding: avoiding, wait: Self.configurationWait
+            )
         {
             tried.append(connection.id)
             var attemptLogger = logger
@@ -111,11 +116,20 @@ struct RequestForwarder: Sendable {
             connection.finished()
             switch attempt {
             case .finished(let outcome):
+                if self.reachability.succeeded(connectorID: connection.connectorID, app: app.name) {
+                    attemptLogger.notice("connector reaches the app's backend again")
+                }
                 return outcome
             case .failed(_, sourceEnded: true):
                 return .close
             case .failed(let failure, sourceEnded: false):
                 lastFailure = failure
+                if case .notForwarded(_, let reason) = failure, let backoff = self.reachability.failed(connectorID: connection.connectorID, app: app.name) {
+                    attemptLogger.warning(
+                        "connector cannot reach the app's backend; the app's requests go to other connectors of the group meanwhile",
+                        metadata: ["reason": "\(reason)", "for": "\(backoff)", "backend": "\(app.internalURL.string)"]
+                    )
+                }
                 guard Failover.mayRetry(method: head.method, failure: failure, bodyReplayable: replay.isReplayable) else {
                     attemptLogger.warning("request failed on a connector and cannot be sent again", metadata: ["failure": "\(failure)"])
                     return await self.answerAfterFailure(failure, method: head.method, requestID: requestID, writer: writer, context: context)

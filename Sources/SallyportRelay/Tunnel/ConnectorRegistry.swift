@@ -154,17 +154,19 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     var all: [Connection] { self.state.withLock { Array($0.groups.values.joined()) } }
 
     /// Picks a connection of `group` for a request of an app at `version` (see ``TunnelChoice``), skipping
-    /// `excluding` (connections that already failed this request). When the group's connections are only
-    /// still receiving the app's configuration, waits up to `wait` for one to apply it.
+    /// `excluding` (connections that already failed this request) and, while others can serve, the connectors in
+    /// `avoiding` (those that cannot reach the app's backend). When the group's connections are only still
+    /// receiving the app's configuration, waits up to `wait` for one to apply it.
     func pick(
-        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], wait: Duration = .zero
+        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], avoiding: Set<String> = [], wait: Duration = .zero
     ) async -> Connection? {
         let deadline = ContinuousClock.now + wait
         while true {
             let (outcome, seen) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64) in
                 let candidates = state.groups[group] ?? []
                 state.cursor &+= 1
-                return (TunnelChoice.choose(among: candidates, app: version, excluding: excluding, start: state.cursor), state.changes)
+                let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, start: state.cursor)
+                return (outcome, state.changes)
             }
             switch outcome {
             case .chosen(let connection):
@@ -213,6 +215,8 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
 protocol TunnelCandidate: AnyObject, Sendable {
     /// Unique within this relay process.
     var id: UInt64 { get }
+    /// The registered connector it belongs to.
+    var connectorID: String { get }
     /// The connector group it serves.
     var group: String { get }
     /// The newest configuration generation (of this relay's epoch) the connector has applied.
@@ -234,7 +238,8 @@ extension TunnelConnection: TunnelCandidate {}
 /// A connection that has applied the app's newest version is preferred. Until one has, a connection that
 /// serves an earlier version of the app keeps serving it (an edit never makes an app unavailable). Among
 /// equals, the one with the fewest requests in flight wins, and ties rotate from `start`. Draining and
-/// excluded connections are never chosen; a suspect one (silent for a while) only when nothing else can serve.
+/// excluded connections are never chosen; a suspect one (silent for a while), or one of a connector in
+/// `avoiding` (it cannot reach the app's backend), only when nothing else can serve.
 enum TunnelChoice {
     enum Outcome<Candidate> {
         case chosen(Candidate)
@@ -245,12 +250,12 @@ enum TunnelChoice {
     }
 
     static func choose<Candidate: TunnelCandidate>(
-        among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], start: Int
+        among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], avoiding: Set<String> = [], start: Int
     ) -> Outcome<Candidate> {
         guard !candidates.isEmpty else { return .none }
-        let answering = candidates.filter { !$0.suspect }
-        if answering.count < candidates.count, !answering.isEmpty {
-            let outcome = Self.choose(among: answering, app: version, excluding: excluding, start: start)
+        let preferred = candidates.filter { !$0.suspect && !avoiding.contains($0.connectorID) }
+        if preferred.count < candidates.count, !preferred.isEmpty {
+            let outcome = Self.choose(among: preferred, app: version, excluding: excluding, start: start)
             if case .chosen = outcome { return outcome }
         }
         var newest: Candidate?
