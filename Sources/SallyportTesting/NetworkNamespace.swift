@@ -67,6 +67,15 @@ public final class NetworkNamespace: @unchecked Sendable {
         try Self.nft(self.name, ["add", "rule", "inet", "sallyport_refuse", "out", "ip", "daddr", host, "tcp", "dport", "\(port)", "reject", "with", "tcp", "reset"])
     }
 
+    /// Host names as processes in the namespace resolve them: `ip netns exec` mounts /etc/netns/NAME/hosts
+    /// over /etc/hosts for them.
+    public func setHosts(_ entries: [String: String]) throws {
+        let directory = "/etc/netns/\(self.name)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let lines = ["127.0.0.1 localhost", "::1 localhost"] + entries.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: directory + "/hosts", atomically: true, encoding: .utf8)
+    }
+
     /// Lets packets through again.
     public func restore() throws {
         try Self.nft(self.name, ["delete", "table", "inet", "sallyport_cut"])
@@ -78,6 +87,7 @@ public final class NetworkNamespace: @unchecked Sendable {
         self.removed = true
         _ = try? Self.run(["netns", "del", self.name])
         _ = try? Self.run(["link", "del", self.hostInterface])
+        try? FileManager.default.removeItem(atPath: "/etc/netns/\(self.name)")
     }
 
     @discardableResult

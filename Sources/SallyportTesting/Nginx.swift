@@ -24,7 +24,7 @@ import Foundation
 /// - `GET /connection`: the serial number of the TCP connection that carried the request (`$connection`),
 ///   to tell which requests shared a backend connection.
 /// - `GET /status/CODE`: an empty response with status 204, 400, 403, 404, 500, 502 or 503.
-/// - `GET /delay?id=N`: "delayed N" after half a second, with nothing sent before.
+/// - `GET /delay?id=N`: "delayed N" after half a second (`delay`), with nothing sent before.
 ///
 /// Everything (config, logs, temp files) lives in `DIRECTORY/nginx/`. Install nginx with
 /// `scripts/setup-test-deps.sh`.
@@ -68,12 +68,18 @@ public final class Nginx: @unchecked Sendable {
     ///
     /// - Parameter filesDirectory: served under `/files/` and `/slow/`; defaults to `DIRECTORY/nginx/files`.
     /// - Parameter host: the address to listen on.
-    public static func start(directory: TestDirectory, filesDirectory: String? = nil, host: String = "127.0.0.1") async throws -> Nginx {
+    /// - Parameter port: the port (default: a free one); two instances on different hosts may share one.
+    /// - Parameter name: its directory under `directory`, so that several can run side by side.
+    /// - Parameter delay: seconds `/delay` waits before answering.
+    public static func start(
+        directory: TestDirectory, filesDirectory: String? = nil, host: String = "127.0.0.1", port fixedPort: Int? = nil, name: String = "nginx",
+        delay: Double = 0.5
+    ) async throws -> Nginx {
         let manager = FileManager.default
         for required in [executable, echoModule] where !manager.fileExists(atPath: required) {
             throw HarnessError(.notFound, "\(required) is missing: run scripts/setup-test-deps.sh (as root) to install nginx")
         }
-        let home = directory.file("nginx")
+        let home = directory.file(name)
         let files = filesDirectory ?? (home as NSString).appendingPathComponent("files")
         let uploads = (home as NSString).appendingPathComponent("uploads")
         do {
@@ -92,8 +98,8 @@ public final class Nginx: @unchecked Sendable {
         // FreePort's port can be taken by someone else before nginx binds it: try a few.
         var failures: [String] = []
         for _ in 0..<3 {
-            let port = try FreePort.next()
-            let configuration = Self.configuration(home: home, host: host, port: port, files: files, uploads: uploads)
+            let port = try fixedPort ?? FreePort.next()
+            let configuration = Self.configuration(home: home, host: host, port: port, files: files, uploads: uploads, delay: delay)
             let configFile = (home as NSString).appendingPathComponent("nginx.conf")
             do {
                 try Data(configuration.utf8).write(to: URL(fileURLWithPath: configFile))
@@ -181,7 +187,7 @@ public final class Nginx: @unchecked Sendable {
 
         """
 
-    static func configuration(home: String, host: String, port: Int, files: String, uploads: String) -> String {
+    static func configuration(home: String, host: String, port: Int, files: String, uploads: String, delay: Double = 0.5) -> String {
         // nginx drops privileges to `nobody` when started as root, and `nobody` cannot enter the 0700 test
         // directory; stay root instead.
         let user = geteuid() == 0 ? "user root root;" : ""
@@ -272,7 +278,7 @@ public final class Nginx: @unchecked Sendable {
                     # Answers after half a second, nothing sent before: a request a connector holds in flight.
                     location = /delay {
                         default_type text/plain;
-                        echo_sleep 0.5;
+                        echo_sleep \(delay);
                         echo "delayed $arg_id";
                     }
             \(statusLocations)

@@ -279,5 +279,59 @@ extension EndToEnd {
             await nginx.stop()
             await deployment.shutdown()
         }
+
+        @Test("Load is spread by connector: two equal connectors get 40–60 % each; one whose backend path is slow gets clearly less")
+        func loadSpread() async throws {
+            // Each connector in its own namespace, where backend.test names its own nginx (same port, other address).
+            let left = try NetworkNamespace(index: 1)
+            let right = try NetworkNamespace(index: 2)
+            let deployment = try Deployment(hosts: ["app"], tunnelHost: left.hostAddress)
+            var backends: [Nginx] = []
+            func stop() async {
+                for backend in backends { await backend.stop() }
+                await deployment.shutdown()
+                left.remove()
+                right.remove()
+            }
+            do {
+                let leftBackend = try await Nginx.start(directory: deployment.directory, host: left.hostAddress, name: "nginx-left", delay: 0.05)
+                backends.append(leftBackend)
+                var rightBackend = try await Nginx.start(
+                    directory: deployment.directory, host: right.hostAddress, port: leftBackend.port, name: "nginx-right", delay: 0.05
+                )
+                backends.append(rightBackend)
+                try left.setHosts(["backend.test": left.hostAddress])
+                try right.setHosts(["backend.test": right.hostAddress])
+                try deployment.writeApp(name: "app", internalURL: "http://backend.test:\(leftBackend.port)/")
+                try await deployment.startRelay()
+                _ = try await deployment.startConnector(name: "left", namespace: left)
+                _ = try await deployment.startConnector(name: "right", namespace: right)
+                let token = ProcessInfo.processInfo.processIdentifier
+                func burst(_ tag: String) async throws -> (left: Int, right: Int) {
+                    let (leftBefore, rightBefore) = (leftBackend.requestCount(), rightBackend.requestCount())
+                    let requests = (0..<240).map { Curl.BatchRequest(url: deployment.url("app", "/delay?id=\(tag)-\(token)-\($0)")) }
+                    let results = try await Curl.batch(requests, caFile: deployment.caFile, parallel: 16)
+                    #expect(results.allSatisfy { $0.status == 200 }, "\(tag): \(results.map(\.status).filter { $0 != 200 })")
+                    return (leftBackend.requestCount() - leftBefore, rightBackend.requestCount() - rightBefore)
+                }
+                let equal = try await burst("equal")
+                let share = Double(equal.left) / Double(max(equal.left + equal.right, 1))
+                #expect(share >= 0.4 && share <= 0.6, "equal connectors: left \(equal.left), right \(equal.right)")
+
+                // The right connector's backend path turns slow (0.4 s instead of 0.05 s).
+                await rightBackend.stop()
+                rightBackend = try await Nginx.start(
+                    directory: deployment.directory, host: right.hostAddress, port: leftBackend.port, name: "nginx-right-slow", delay: 0.4
+                )
+                backends.append(rightBackend)
+                let skewed = try await burst("skewed")
+                let slowShare = Double(skewed.right) / Double(max(skewed.left + skewed.right, 1))
+                #expect(slowShare < 0.25, "the slow connector's share: left \(skewed.left), right \(skewed.right)")
+            } catch {
+                await stop()
+                throw error
+            }
+            await stop()
+        }
     }
 }

@@ -14,12 +14,14 @@ final class FakeTunnel: TunnelCandidate {
     private let state: Mutex<(applied: UInt64, draining: Bool, active: Int)>
     let suspect: Bool
     let connectorID: String
+    let recentLatency: Double
 
     init(
         _ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0, suspect: Bool = false,
-        connector: String? = nil
+        connector: String? = nil, latency: Double = 0
     ) {
         self.id = id
+        self.recentLatency = latency
         self.connectorID = connector ?? "c\(id)"
         self.group = group
         self.state = Mutex((applied, draining, active))
@@ -76,6 +78,37 @@ final class FakeTunnel: TunnelCandidate {
         let tunnels = [FakeTunnel(1, applied: 3, connector: "a"), FakeTunnel(2, applied: 3, connector: "a"), FakeTunnel(3, applied: 3, active: 5, connector: "b")]
         for start in 0..<4 { #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], avoiding: ["a"], start: start)) == 3) }
         #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [3], avoiding: ["a"], start: 0)) != nil)
+    }
+
+    /// Balancing is by connector: its requests on all its connections, times its recent latency.
+    @Test func powerOfTwoChoicesByConnector() {
+        let version = Version(changed: 1, introduced: 1)
+        // Connector a has two idle connections but 6 requests on a third; b one connection with 2.
+        let busy = [
+            FakeTunnel(1, applied: 1, connector: "a"), FakeTunnel(2, applied: 1, connector: "a"), FakeTunnel(3, applied: 1, active: 6, connector: "a"),
+            FakeTunnel(4, applied: 1, active: 2, connector: "b"),
+        ]
+        for start in 0..<6 { #expect(chosen(TunnelChoice.choose(among: busy, app: version, excluding: [], start: start)) == 4) }
+        // Equal load: the one that answers ten times faster wins even with more in flight.
+        let slow = [FakeTunnel(1, applied: 1, active: 1, connector: "slow", latency: 0.5), FakeTunnel(2, applied: 1, active: 3, connector: "fast", latency: 0.05)]
+        for start in 0..<4 { #expect(chosen(TunnelChoice.choose(among: slow, app: version, excluding: [], start: start)) == 2) }
+        // Within the chosen connector, its least busy connection.
+        let within = [FakeTunnel(1, applied: 1, active: 4, connector: "a"), FakeTunnel(2, applied: 1, active: 1, connector: "a")]
+        #expect(chosen(TunnelChoice.choose(among: within, app: version, excluding: [], start: 0)) == 2)
+    }
+
+    @Test func peakEWMATakesPeaksAtOnceAndForgetsSlowly() {
+        var ewma = PeakEWMA()
+        let now = ContinuousClock.now
+        #expect(ewma.value(at: now) == 0)
+        ewma.observe(.milliseconds(100), at: now)
+        #expect(abs(ewma.value(at: now) - 0.1) < 1e-9)
+        ewma.observe(.milliseconds(500), at: now + .milliseconds(10))
+        #expect(abs(ewma.value(at: now + .milliseconds(10)) - 0.5) < 1e-9, "a peak counts at once")
+        ewma.observe(.milliseconds(10), at: now + .seconds(1))
+        let after = ewma.value(at: now + .seconds(1))
+        #expect(after < 0.5 && after > 0.4, "one fast answer pulls it down a little: \(after)")
+        #expect(ewma.value(at: now + .seconds(120)) < 0.01, "and it fades while nothing is measured")
     }
 
     @Test func reachabilityBacksOffAndForgives() {

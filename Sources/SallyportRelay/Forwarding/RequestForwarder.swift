@@ -110,7 +110,7 @@ struct RequestForwarder: Sendable {
             }
             let io = TunnelStreamIO(
                 stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, setCookies: setCookies, context: context, requestID: requestID,
-                logger: attemptLogger
+                logger: attemptLogger, observeLatency: { connection.observe(latency: $0) }
             )
             let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
             connection.finished()

@@ -19,6 +19,8 @@ struct TunnelStreamIO: Sendable {
     let context: EdgeRequestContext
     let requestID: String
     let logger: Logger
+    /// Hears how long the connector took to start answering.
+    let observeLatency: @Sendable (Duration) -> Void
 
     /// How one attempt ended.
     enum Attempt {
@@ -35,6 +37,7 @@ struct TunnelStreamIO: Sendable {
         let (stream, logger, upgradeProtocol) = (self.stream, self.logger, self.upgradeProtocol)
         let requestDone = OnceFlag()
         let answered = OnceFlag()
+        let started = ContinuousClock.now
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
                 do {
@@ -43,7 +46,9 @@ struct TunnelStreamIO: Sendable {
                     return .failed(Failover.failure(of: error), sourceEnded: false)
                 }
                 return try await withThrowingTaskGroup(of: ResponseResult.self) { group in
-                    group.addTask { try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone, answered: answered) }
+                    group.addTask {
+                        try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone, answered: answered, started: started)
+                    }
                     let requestResult = await replay.send(to: tunnelOut, from: &iterator, upgrading: upgradeProtocol != nil)
                     if requestResult == .complete {
                         requestDone.set()
@@ -82,7 +87,8 @@ struct TunnelStreamIO: Sendable {
 
     /// Copies the connector's response to the client.
     func pumpResponse(
-        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag, answered: OnceFlag
+        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag, answered: OnceFlag,
+        started: ContinuousClock.Instant
     ) async throws -> ResponseResult {
         let (context, upgradeProtocol, logger) = (self.context, self.upgradeProtocol, self.logger)
         let isHEAD = self.head.method == .head
@@ -106,6 +112,7 @@ struct TunnelStreamIO: Sendable {
                         }
                     }
                     answered.set()
+                    self.observeLatency(ContinuousClock.now - started)
                     if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
                         TunnelProtocol.removeReserved(&response.headerFields)
                         try await Self.switchToRawBytes(response: response, upgradeProtocol: upgradeProtocol, writer: writer, channel: context.channel)

@@ -31,6 +31,7 @@ final class TunnelConnection: Sendable {
     /// Whether the connector still answers (``TunnelLivenessHandler``).
     let health: TunnelHealth
     private let inFlight = Atomic<Int>(0)
+    private let latency = Mutex(PeakEWMA())
     private let acked = Atomic<UInt64>(0)
     private let isDraining = Atomic<Bool>(false)
     private let outbox: AsyncStream<ControlMessage>.Continuation
@@ -92,6 +93,12 @@ final class TunnelConnection: Sendable {
 
     /// Balances ``openStream()``.
     func finished() { self.inFlight.subtract(1, ordering: .relaxed) }
+
+    /// Records how long the connector took to start answering a request.
+    func observe(latency: Duration) { self.latency.withLock { $0.observe(latency, at: .now) } }
+
+    /// The connector's recent latency on this connection, in seconds (peak-weighted, decaying).
+    var recentLatency: Double { self.latency.withLock { $0.value(at: .now) } }
 }
 
 /// The relay's registry of connector tunnels.
@@ -227,6 +234,8 @@ protocol TunnelCandidate: AnyObject, Sendable {
     var suspect: Bool { get }
     /// Requests in flight on it.
     var activeRequests: Int { get }
+    /// Recent time to a response head on it, in seconds (``PeakEWMA``); 0 before any.
+    var recentLatency: Double { get }
     /// Records an applied generation (never goes back).
     func markApplied(_ generation: UInt64)
 }
@@ -258,22 +267,83 @@ enum TunnelChoice {
             let outcome = Self.choose(among: preferred, app: version, excluding: excluding, start: start)
             if case .chosen = outcome { return outcome }
         }
-        var newest: Candidate?
-        var earlier: Candidate?
+        var newest: [Candidate] = []
+        var earlier: [Candidate] = []
         var pending = false
-        let first = start % candidates.count
-        for offset in 0..<candidates.count {
-            let candidate = candidates[(first + offset) % candidates.count]
-            guard !candidate.draining, !excluding.contains(candidate.id) else { continue }
+        for candidate in candidates where !candidate.draining && !excluding.contains(candidate.id) {
             if candidate.appliedGeneration >= version.changed {
-                if newest == nil || candidate.activeRequests < newest!.activeRequests { newest = candidate }
+                newest.append(candidate)
             } else if candidate.appliedGeneration >= version.introduced {
-                if earlier == nil || candidate.activeRequests < earlier!.activeRequests { earlier = candidate }
+                earlier.append(candidate)
             } else {
                 pending = true
             }
         }
-        if let chosen = newest ?? earlier { return .chosen(chosen) }
+        if let chosen = Self.byConnector(newest.isEmpty ? earlier : newest, start: start) { return .chosen(chosen) }
         return pending ? .configurationPending : .none
+    }
+
+    /// Power of two choices by connector: of two connectors (a rotating pair), the one with the lower cost,
+    /// its requests in flight on all its connections plus one, times its recent latency; then its least busy
+    /// connection. A slow or overloaded connector gets less; equals take turns.
+    static func byConnector<Candidate: TunnelCandidate>(_ eligible: [Candidate], start: Int) -> Candidate? {
+        guard !eligible.isEmpty else { return nil }
+        var connectors: [String: [Candidate]] = [:]
+        var order: [String] = []
+        for candidate in eligible {
+            if connectors[candidate.connectorID] == nil { order.append(candidate.connectorID) }
+            connectors[candidate.connectorID, default: []].append(candidate)
+        }
+        func cost(_ id: String) -> Double {
+            let tunnels = connectors[id]!
+            let outstanding = tunnels.reduce(0) { $0 + $1.activeRequests }
+            // A floor of 1 ms: a connector not yet measured costs as a fast one, and load still counts.
+            let latency = max(tunnels.map(\.recentLatency).max() ?? 0, 0.001)
+            return Double(outstanding + 1) * latency
+        }
+        let count = order.count
+        var chosen = order[start % count]
+        if count > 1 {
+            let other = order[(start + 1 + (start / count) % (count - 1)) % count]
+            if cost(other) < cost(chosen) { chosen = other }
+        }
+        let tunnels = connectors[chosen]!
+        let first = start % tunnels.count
+        var best = tunnels[first]
+        for offset in 1..<max(tunnels.count, 1) {
+            let tunnel = tunnels[(first + offset) % tunnels.count]
+            if tunnel.activeRequests < best.activeRequests { best = tunnel }
+        }
+        return best
+    }
+}
+
+/// A peak-weighted moving average of latency (as Finagle's and Linkerd's balancers keep): a slower sample
+/// counts at once, faster ones pull it down over ``decay``, and it fades while nothing is measured.
+struct PeakEWMA {
+    static let decay: Double = 10  // seconds
+    private var average: Double = 0
+    private var stamp: ContinuousClock.Instant?
+
+    mutating func observe(_ latency: Duration, at now: ContinuousClock.Instant) {
+        let sample = Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18
+        let current = self.value(at: now)
+        if sample > current {
+            self.average = sample
+        } else {
+            let elapsed = self.stamp.map { Self.seconds(now - $0) } ?? Self.decay
+            let weight = exp(-elapsed / Self.decay)
+            self.average = current * weight + sample * (1 - weight)
+        }
+        self.stamp = now
+    }
+
+    func value(at now: ContinuousClock.Instant) -> Double {
+        guard let stamp else { return 0 }
+        return self.average * exp(-Self.seconds(now - stamp) / (Self.decay * 3))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
