@@ -162,7 +162,7 @@ struct ConnectorsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "connectors",
         abstract: "Manage the relay's connectors (run on the relay host; talks to the running relay).",
-        subcommands: [List.self, TokenCommand.self, Move.self, Remove.self, Add.self]
+        subcommands: [List.self, TokenCommand.self, Move.self, Drain.self, Remove.self, Add.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -241,6 +241,43 @@ struct ConnectorsCommand: AsyncParsableCommand {
         func run() async throws {
             _ = try await self.admin.call(.POST, "/v1/connectors/\(self.id)/move", body: ["group": self.group])
             print("moved \(self.id) to group \(self.group)")
+        }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drain a connector before restarting or upgrading it: no new requests go to it, those in flight finish.",
+            discussion: """
+                Refused while another connector of its group is draining, or when no other connector of the group takes requests \
+                (--force overrides both). The drain ends when the connector's tunnels reconnect, that is when it restarts. \
+                A rolling restart: for each connector of a group, drain --wait, restart it, wait until `connectors list` shows it connected.
+                """
+        )
+        @Argument(help: "The connector's id.") var id: String
+        @Flag(name: .long, help: "Wait until its requests in flight have finished (up to --timeout).") var wait = false
+        @Option(name: .long, help: "How long --wait waits, in seconds.") var timeout: Int = 300
+        @Flag(name: .long, help: "Drain even if it leaves the group without a serving connector or another is draining.") var force = false
+        @OptionGroup var admin: AdminOptions
+
+        func run() async throws {
+            let deadline = ContinuousClock.now + .seconds(self.timeout)
+            var data = try await self.admin.call(.POST, "/v1/connectors/\(self.id)/drain", body: ["force": self.force])
+            while self.wait, (Self.object(data)["inFlight"] as? Int ?? 0) > 0 {
+                guard ContinuousClock.now < deadline else {
+                    FileHandle.standardError.write(Data("sallyport: \(self.id) still has \(Self.object(data)["inFlight"] ?? "?") requests in flight after \(self.timeout) s\n".utf8))
+                    throw ExitCode(1)
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                data = try await self.admin.call(.POST, "/v1/connectors/\(self.id)/drain", body: ["force": true])
+            }
+            if self.admin.json { return print(String(decoding: data, as: UTF8.self)) }
+            let drain = Self.object(data)
+            let left = drain["inFlight"] as? Int ?? 0
+            print(
+                left == 0
+                    ? "\(self.id) (\(drain["name"] ?? "")) is drained and idle: restart it now"
+                    : "\(self.id) (\(drain["name"] ?? "")) takes no new requests; \(left) in flight"
+            )
         }
     }
 

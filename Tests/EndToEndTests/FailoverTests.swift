@@ -269,6 +269,7 @@ extension EndToEnd {
                 let last = arrivals.last ?? .seconds(99)
                 #expect(last < .seconds(5), "the last tunnel came back \(last) after the relay listened again")
                 let spread = last - (arrivals.first ?? .zero)
+                print("relay restart: \(arrivals.count) tunnels back; first \(arrivals.first ?? .zero), last \(last) after listening")
                 #expect(spread > .seconds(1), "reconnections arrived within \(spread): a herd")
                 #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
             } catch {
@@ -332,6 +333,50 @@ extension EndToEnd {
                 throw error
             }
             await stop()
+        }
+
+        @Test("A rolling restart of a group with `sallyport connectors drain --wait` loses nothing; a second drain in the group at once, or of its last serving connector, is refused")
+        func rollingRestart() async throws {
+            let bed = try await Bed.start()
+            do {
+                let deployment = bed.deployment
+                let config = ["--config", deployment.directory.file("relay.yaml")]
+                for name in ["a", "b", "c"] { _ = try await deployment.startConnector(name: name) }
+                let listed = try await deployment.sallyport(["connectors", "list", "--json"] + config)
+                let rows = (try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]]) ?? []
+                let ids = Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["name"] as? String).flatMap { name in (row["id"] as? String).map { (name, $0) } } })
+                let a = try #require(ids["a"]), b = try #require(ids["b"]), c = try #require(ids["c"])
+
+                let load = Self.mixedLoad(deployment)
+                try await Task.sleep(for: .seconds(1))
+                // One at a time: while a is draining, b may not start.
+                _ = try await deployment.sallyport(["connectors", "drain", a] + config)
+                let second = try await deployment.sallyport(["connectors", "drain", b] + config, expectFailure: true)
+                #expect(second.contains("is draining already"), "\(second)")
+                for (name, id) in [("a", a), ("b", b), ("c", c)] {
+                    let drained = try await deployment.sallyport(["connectors", "drain", id, "--wait"] + config)
+                    #expect(drained.contains("is drained and idle: restart it now"), "\(drained)")
+                    await deployment.stopConnector(name, signal: SIGTERM)
+                    _ = try await deployment.startConnector(name: name)
+                }
+                try await Task.sleep(for: .seconds(1))
+                let outcomes = await load.finish()
+                #expect(outcomes.count > 60)
+                let failed = outcomes.filter { $0.status != 200 }
+                #expect(failed.isEmpty, "\(failed.map { "\($0.status) \($0.request.method) \($0.request.path) \($0.body.prefix(120))" })")
+                #expect(Self.duplicatePOSTs(bed.nginx, outcomes).isEmpty)
+
+                // The last connector of the group that takes requests is not drained without --force.
+                await deployment.stopConnector("b")
+                await deployment.stopConnector("c")
+                let last = try await deployment.sallyport(["connectors", "drain", a] + config, expectFailure: true)
+                #expect(last.contains("is the only connector of group default taking requests"), "\(last)")
+                #expect(try await deployment.sallyport(["connectors", "drain", a, "--force"] + config).contains("drained"))
+            } catch {
+                await bed.tearDown()
+                throw error
+            }
+            await bed.tearDown()
         }
     }
 }

@@ -25,15 +25,15 @@ import Testing
         }
     }
 
-    /// The defaults docs/tunnel-protocol.md promises: 1 s doubling to a 5 s cap; stable after 30 s.
+    /// The defaults docs/tunnel-protocol.md promises: 2 s doubling to a 5 s cap; stable after 30 s.
     @Test func defaultsAreTheDocumentedOnes() {
         var backoff = Backoff()
         var ceilings: [Duration] = []
         for _ in 0..<6 { ceilings.append(backoff.next(lastUptime: .zero, random: { $0.upperBound })) }
-        #expect(ceilings == [.seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5), .seconds(5)])
-        #expect(backoff.next(lastUptime: .seconds(31), random: { $0.upperBound }) == .seconds(1))
+        #expect(ceilings == [.seconds(2), .seconds(4), .seconds(5), .seconds(5), .seconds(5), .seconds(5)])
+        #expect(backoff.next(lastUptime: .seconds(31), random: { $0.upperBound }) == .seconds(2))
         var jittered = Backoff()
-        for _ in 0..<2 { _ = jittered.next(lastUptime: .zero) }
+        for _ in 0..<1 { _ = jittered.next(lastUptime: .zero) }
         for _ in 0..<100 {
             var copy = jittered
             let delay = copy.next(lastUptime: .zero)

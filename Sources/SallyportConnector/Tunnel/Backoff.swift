@@ -11,8 +11,8 @@ public struct Backoff: Sendable {
 
     /// Creates a backoff.
     /// The defaults: a relay that restarts has every connector back within 5 s of listening again, and the
-    /// first redials of many connectors spread over a second rather than arriving together.
-    public init(base: Duration = .seconds(1), cap: Duration = .seconds(5), stableAfter: Duration = .seconds(30)) {
+    /// first redials of many connectors spread over almost two seconds (0.2–2 s) rather than arriving together.
+    public init(base: Duration = .seconds(2), cap: Duration = .seconds(5), stableAfter: Duration = .seconds(30)) {
         self.base = base
         self.cap = cap
         self.stableAfter = stableAfter

@@ -51,6 +51,8 @@ struct AdminAPI: Sendable {
 
     struct MoveRequest: Codable { var group: String }
 
+    struct DrainRequest: Codable { var force: Bool? }
+
     struct Deleted: Codable { var deleted: String }
 
     struct FlushRequest: Codable { var user: String? }
@@ -90,6 +92,9 @@ struct AdminAPI: Sendable {
                 let move = try JSONEndpoint.decode(MoveRequest.self, from: body)
                 try Self.checkGroup(move.group)
                 return .json(try await self.membership.move(id: id, to: move.group))
+            case (.post, let route) where route.count == 4 && route[0] == "v1" && route[1] == "connectors" && route[3] == "drain":
+                let drain = try JSONEndpoint.decode(DrainRequest.self, from: body)
+                return .json(try self.membership.drain(id: route[2], force: drain.force ?? false))
             case (.delete, let route) where route.count == 3 && route[0] == "v1" && route[1] == "connectors":
                 let id = route[2]
                 return .json(try await self.membership.remove(id: id))

@@ -251,6 +251,46 @@ final class Membership: Sendable {
         return moved
     }
 
+    /// What a drain did: the connector's tunnels take no new requests; `inFlight` are still being answered.
+    struct Drain: Codable, Sendable {
+        var id: String
+        var name: String
+        var group: String
+        var inFlight: Int
+    }
+
+    /// Drains a connected connector before an upgrade or restart: its tunnels take no new request and those
+    /// in flight finish; its next tunnels (after the restart) serve again. Unless `force`, refused when no
+    /// other connector of its group would take requests, or when another of its group is draining already:
+    /// one at a time keeps the group serving through a rolling restart. Asking again reports what is left.
+    func drain(id: String, force: Bool) throws(Registration.Refusal) -> Drain {
+        let connections = self.registry.all
+        let own = connections.filter { $0.connectorID == id }
+        guard let first = own.first else {
+            throw Registration.Refusal(error: "not-found", message: "connector \(id) has no tunnel to this relay; list connected ones with: sallyport connectors list")
+        }
+        let group = first.group
+        let alreadyDraining = own.allSatisfy(\.draining)
+        if !force, !alreadyDraining {
+            let others = connections.filter { $0.group == group && $0.connectorID != id }
+            if let busy = others.first(where: { $0.draining }) {
+                throw Registration.Refusal(
+                    error: "conflict",
+                    message: "connector \(busy.connectorID) (\(busy.connector)) of group \(group) is draining already; restart it and wait until it is connected again before the next one (one at a time keeps the group serving), or use --force"
+                )
+            }
+            if !others.contains(where: { !$0.draining }) {
+                throw Registration.Refusal(
+                    error: "conflict",
+                    message: "\(id) is the only connector of group \(group) taking requests; draining it would leave the group's apps unanswered. Add a connector to the group first, or use --force"
+                )
+            }
+        }
+        for connection in own { connection.markDraining() }
+        if !alreadyDraining { self.logger.notice("connector draining on an administrator's request", metadata: ["connector": "\(id)", "group": "\(group)"]) }
+        return Drain(id: id, name: first.connector, group: group, inFlight: own.reduce(0) { $0 + $1.activeRequests })
+    }
+
     /// Removes a connector: its tunnels close now and its certificates are refused from now on.
     func remove(id: String, reason: String = "removed by an administrator") async throws(Registration.Refusal) -> ConnectorRecord {
         let removed: ConnectorRecord?
