@@ -97,7 +97,7 @@ extension EndToEnd {
             }
         }
 
-        @Test("A connector cut off silently is noticed by both sides within the liveness timeout, the relay stops routing to it once it is suspect, and it comes back by itself")
+        @Test("A connector cut off silently under mixed load is noticed by both sides within the liveness timeout, the relay stops routing to it once it is suspect, no GET fails, and it comes back by itself")
         func silentCut() async throws {
             let bed = try await Bed.start()
             do {
@@ -108,7 +108,7 @@ extension EndToEnd {
                 #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
                 let connectedBefore = relay.log().components(separatedBy: "connector connected").count - 1
 
-                let load = Load(caFile: deployment.caFile, every: .milliseconds(200), url: { deployment.url("app", $0) })
+                let load = Self.mixedLoad(deployment, every: .milliseconds(100))
                 try await Task.sleep(for: .seconds(1))
                 try bed.namespace.cut()
                 let cut = ContinuousClock.now
@@ -124,16 +124,21 @@ extension EndToEnd {
                 #expect(closedByConnector < .seconds(17), "the connector closed the tunnel after \(closedByConnector)")
                 // A change the cut-off connector misses for now.
                 try deployment.writeApp(name: "second", internalURL: bed.nginx.baseURL + "/")
-                try await Task.sleep(for: .seconds(1))
-                try await Task.sleep(for: .seconds(2))
+                try await Task.sleep(for: .seconds(3))
                 let outcomes = await load.finish()
 
                 // Once suspect, the connector gets no new requests: every request that started after it succeeded.
                 let afterSuspicion = outcomes.filter { $0.started > cut + suspected + .milliseconds(500) }
-                #expect(afterSuspicion.count >= 20)
+                #expect(afterSuspicion.count >= 50)
                 #expect(afterSuspicion.allSatisfy { $0.status == 200 }, "\(afterSuspicion.map(\.status))")
-                // Those sent to it before: the GETs went to the other connector once its tunnels were closed.
-                #expect(outcomes.allSatisfy { $0.status == 200 }, "\(outcomes.map(\.status))")
+                // Those sent to it before: the GETs went to the other connector once its tunnels were closed; the
+                // POSTs may have reached the backend, so they got the page that says so, and none was sent twice.
+                let gets = outcomes.filter { $0.request.method == "GET" }
+                #expect(gets.allSatisfy { $0.status == 200 }, "\(gets.map(\.status))")
+                let failedPOSTs = outcomes.filter { $0.request.method == "POST" && $0.status != 200 }
+                print("silent cut: \(outcomes.count) requests (\(gets.count) GET), \(failedPOSTs.count) POSTs interrupted; suspect after \(suspected), closed after \(closedByRelay) / \(closedByConnector)")
+                #expect(failedPOSTs.allSatisfy { $0.status == 502 && $0.body.contains("Request interrupted") } && failedPOSTs.count <= 20, "\(failedPOSTs.map(\.status))")
+                #expect(Self.duplicatePOSTs(bed.nginx, outcomes).isEmpty)
 
                 // Back on the network, it dials again and receives its configuration.
                 try bed.namespace.restore()
@@ -152,8 +157,8 @@ extension EndToEnd {
 
         /// Mixed load on two connectors: every third request a POST, every other one over HTTP/2; the backend
         /// holds each for half a second, so some are in flight on the connector that goes away.
-        static func mixedLoad(_ deployment: Deployment) -> Load {
-            Load(caFile: deployment.caFile, every: .milliseconds(40), url: { deployment.url("app", $0) }) { index in
+        static func mixedLoad(_ deployment: Deployment, every interval: Duration = .milliseconds(40)) -> Load {
+            Load(caFile: deployment.caFile, every: interval, url: { deployment.url("app", $0) }) { index in
                 Load.Request(method: index % 3 == 2 ? "POST" : "GET", path: "/delay?id=\(index)", http2: index % 2 == 1)
             }
         }
