@@ -1,7 +1,9 @@
 import Foundation
 
 /// The Kerberos test bed (`scripts/kerberos-testbed.sh`): a Samba AD KDC for realm CORP.EXAMPLE.TEST on
-/// 127.0.0.1:88 with delegation accounts, and Apache httpd with mod_auth_gssapi requiring Negotiate.
+/// 127.0.0.1:88 with delegation accounts (or, with `KRB_TESTBED_KDC=mit` in the environment of ``start``,
+/// an MIT krb5kdc on OpenLDAP with the same realm and accounts), and Apache httpd with mod_auth_gssapi
+/// requiring Negotiate.
 /// Install its packages with `scripts/setup-test-deps.sh`.
 public final class KerberosTestBed: @unchecked Sendable {
     /// Everything the script printed (`KRB5_CONFIG`, `ALICE_PRINCIPAL`, `CONNECTOR_KEYTAB`, `APP_SPN`, …).
