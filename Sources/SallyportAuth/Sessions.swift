@@ -26,6 +26,16 @@ extension PreAuthenticator {
 
     /// Removes the relay's cookies (sessions, sign-in state) from the `Cookie` fields of a request that
     /// goes on to a backend; other cookies stay as they were.
+    /// Removes every `Set-Cookie` of a backend's response that would plant or clear one of the relay's own
+    /// cookies (any case of the prefix): only the relay sets those.
+    public static func removeRelayCookies(fromResponse fields: inout HTTPFields) {
+        let values = fields[values: .setCookie]
+        guard values.contains(where: { $0.lowercased().contains(cookiePrefix.lowercased()) }) else { return }
+        fields[values: .setCookie] = values.filter { value in
+            !value.drop { $0 == " " }.lowercased().hasPrefix(cookiePrefix.lowercased())
+        }
+    }
+
     public static func removeRelayCookies(from fields: inout HTTPFields) {
         let values = fields[values: .cookie]
         guard values.contains(where: { $0.contains(cookiePrefix) }) else { return }

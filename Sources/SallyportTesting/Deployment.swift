@@ -92,11 +92,13 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Writes (or rewrites) an app file `apps/NAME.yaml`.
-    /// `auth` is the app's `preAuthentication` and `sso` keys as YAML lines (default: passthrough both).
+    /// `auth` is the app's `preAuthentication` and `sso` keys as YAML lines (default: passthrough both);
+    /// `prefix` the external URL's path (`/hr/` publishes `https://HOST.localhost/hr/`).
     @discardableResult
     public func writeApp(
         name: String,
         host: String? = nil,
+        prefix: String = "/",
         internalURL: String,
         group: String = "default",
         auth: [String] = ["preAuthentication: passthrough", "sso:", "  handler: passthrough"],
@@ -106,7 +108,7 @@ public final class Deployment: @unchecked Sendable {
             "apps/\(name).yaml",
             """
             name: \(name)
-            externalURL: https://\(host ?? name).localhost/
+            externalURL: https://\(host ?? name).localhost\(prefix)
             internalURL: \(internalURL)
             connectorGroup: \(group)
             \(auth.joined(separator: "\n"))

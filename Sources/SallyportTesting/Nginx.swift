@@ -25,6 +25,7 @@ import Foundation
 ///   to tell which requests shared a backend connection.
 /// - `GET /status/CODE`: an empty response with status 204, 400, 403, 404, 500, 502 or 503.
 /// - `GET /delay?id=N`: "delayed N" after half a second (`delay`), with nothing sent before.
+/// - `GET /plant`: sets the relay's session cookie (as a hostile backend would) and `theme=dark`.
 ///
 /// Everything (config, logs, temp files) lives in `DIRECTORY/nginx/`. Install nginx with
 /// `scripts/setup-test-deps.sh`.
@@ -274,6 +275,14 @@ public final class Nginx: @unchecked Sendable {
                     location = /connection {
                         default_type text/plain;
                         return 200 "$connection";
+                    }
+                    # A backend that tries to plant the relay's session cookie, next to a cookie of its own.
+                    location = /plant {
+                        default_type text/plain;
+                        add_header Set-Cookie "__Host-sallyport-oidc=planted; Path=/; Secure; HttpOnly" always;
+                        add_header Set-Cookie "__HOST-SALLYPORT-login-x=planted; Path=/; Secure" always;
+                        add_header Set-Cookie "theme=dark; Path=/" always;
+                        return 200 "planted";
                     }
                     # Answers after half a second, nothing sent before: a request a connector holds in flight.
                     location = /delay {

@@ -20,8 +20,8 @@ import Testing
         return head
     }
 
-    func decide(_ head: HTTPRequest, limits: EdgeLimits = EdgeLimits()) -> Admission.Decision {
-        Admission.decide(head, routes: Self.routes, limits: limits)
+    func decide(_ head: HTTPRequest, limits: EdgeLimits = EdgeLimits(), isHTTP1: Bool = true) -> Admission.Decision {
+        Admission.decide(head, routes: Self.routes, limits: limits, isHTTP1: isHTTP1)
     }
 
     func status(_ decision: Admission.Decision) -> Int? {
@@ -41,6 +41,24 @@ import Testing
         #expect(status(decide(Self.head("*"))) == 400)
     }
 
+    /// `Host: app:@evil.example` routed to the app and reached the backend as X-Forwarded-Host; two hosts
+    /// reached passthrough backends.
+    @Test func malformedAndDuplicateHostsAreRefused() {
+        for host in ["wiki.example.com:@evil.example", "wiki.example.com:", "wiki.example.com:80x", "wiki.example.com:99999", "user@wiki.example.com", "wiki example", "[::1", "[zz]:80"] {
+            #expect(status(decide(Self.head("/", host: host))) == 400, "\(host)")
+        }
+        for host in ["wiki.example.com", "wiki.example.com:8443", "WIKI.example.com.", "[::1]:443", "127.0.0.1"] {
+            #expect(status(decide(Self.head("/", host: host))) != 400, "\(host)")
+        }
+        var twice = Self.head("/")
+        twice.headerFields.append(HTTPField(name: Admission.hostField, value: "wiki.example.com"))
+        #expect(status(decide(twice)) == 400, "HTTP/1.1: a second Host line")
+        #expect(status(decide(twice, isHTTP1: false)) == nil, "HTTP/2: a host field equal to :authority is redundant")
+        var other = Self.head("/")
+        other.headerFields.append(HTTPField(name: Admission.hostField, value: "admin.internal"))
+        #expect(status(decide(other, isHTTP1: false)) == 400, "HTTP/2: host and :authority differ")
+    }
+
     @Test func theRelaysOwnPathsAreNeverForwarded() {
         guard case .health = decide(Self.head("/.sallyport/health", host: "unknown.example.com")) else {
             Issue.record("health is answered on any host")
@@ -57,7 +75,7 @@ import Testing
     }
 
     @Test func routesToTheApp() {
-        guard case .forward(let app, let authority) = decide(Self.head("/hr/people", host: "APPS.example.com:443")) else {
+        guard case .forward(let app, let authority, _) = decide(Self.head("/hr/people", host: "APPS.example.com:443")) else {
             Issue.record("routed")
             return
         }

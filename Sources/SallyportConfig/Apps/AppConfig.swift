@@ -20,6 +20,10 @@ public struct AppConfig: Sendable, Codable, Hashable {
     public var preserveHost: Bool
     /// The file this app came from (empty for apps built in code).
     public var sourceFile: String
+    /// `allowEscapedPath`: true lets paths with `%2F`, `%5C`, `%2E` or a backslash through (for backends that
+    /// need encoded slashes in paths); false (the default) answers them 400. The relay decides; connectors never
+    /// see it.
+    public var allowEscapedPath = false
 
     /// Where each top-level key was in `sourceFile`, for errors found after parsing (cross-file conflicts).
     /// Not part of equality, hashing or coding.

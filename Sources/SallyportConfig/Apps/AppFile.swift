@@ -4,6 +4,7 @@ internal import Yams
 enum AppFile {
     static let topLevelKeys = [
         "name", "externalURL", "internalURL", "connectorGroup", "preAuthentication", "sso", "timeouts", "backendTLS", "preserveHost",
+        "allowEscapedPath",
     ]
 
     /// The app, or every problem in the file in file order.
@@ -26,6 +27,7 @@ enum AppFile {
         let timeouts = reader.optional("timeouts", default: AppTimeouts(), appTimeouts)
         let backendTLS = reader.optional("backendTLS", backendTLS)
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
+        let allowEscapedPath = reader.optional("allowEscapedPath", default: false) { value throws(ConfigError) in try value.bool() }
         reader.finish()
 
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
@@ -52,6 +54,7 @@ enum AppFile {
             preserveHost: preserveHost,
             sourceFile: file
         )
+        app.allowEscapedPath = allowEscapedPath
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }

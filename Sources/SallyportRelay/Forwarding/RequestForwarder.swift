@@ -45,7 +45,8 @@ struct RequestForwarder: Sendable {
     /// How long a request of an app that no connector has yet may wait for its configuration to arrive.
     static let configurationWait: Duration = .seconds(3)
 
-    func forward(head: HTTPRequest, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext) async -> ForwardOutcome {
+    func forward(head received: HTTPRequest, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext) async -> ForwardOutcome {
+        var head = received
         let requestID = RequestID.make()
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requestID)"
@@ -53,7 +54,7 @@ struct RequestForwarder: Sendable {
 
         let app: AppConfig
         let authority: String
-        switch Admission.decide(head, routes: snapshot.routes, limits: self.limits) {
+        switch Admission.decide(head, routes: snapshot.routes, limits: self.limits, isHTTP1: context.isHTTP1) {
         case .answer(let page):
             if page.status == .notFound { logger.debug("no app for request", metadata: ["host": "\(head.authority ?? "")"]) }
             return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
@@ -62,8 +63,11 @@ struct RequestForwarder: Sendable {
         case .relayRoute(let host, let providers):
             let page = await self.authenticator.handleReserved(head, authority: host, providers: providers, logger: logger)
             return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
-        case .forward(let routed, let host):
+        case .forward(let routed, let host, let target):
             (app, authority) = (routed, host)
+            head.path = target
+            // HTTP/2's `host` field, equal to `:authority` (Admission checked): the backend gets one Host.
+            head.headerFields[values: Admission.hostField] = []
         }
         logger[metadataKey: "app"] = "\(app.name)"
 

@@ -19,6 +19,15 @@ enum TunnelHead {
         HTTPField.Name("Forwarded")!,
     ]
 
+    /// The forwarding header names, lowercased with `-`.
+    static let clientForwardingNames = Set(clientForwardingHeaders.map(\.canonicalName))
+
+    /// Whether `name` is a forwarding header in any spelling (case, `_` for `-`).
+    static func isClientForwarding(_ name: HTTPField.Name) -> Bool {
+        let canonical = name.canonicalName
+        return Self.clientForwardingNames.contains(canonical.contains("_") ? String(canonical.map { $0 == "_" ? "-" : $0 }) : canonical)
+    }
+
     /// Hop-by-hop, client-sent forwarding and `sallyport-*` fields removed, the relay's cookies and `Expect`
     /// too; the app, client address and connection, request id, upgrade and identity added.
     static func make(
@@ -28,7 +37,10 @@ enum TunnelHead {
         tunnelHead.scheme = "https"
         HopByHop.strip(&tunnelHead.headerFields)
         TunnelProtocol.removeReserved(&tunnelHead.headerFields)
-        for name in Self.clientForwardingHeaders { tunnelHead.headerFields[values: name] = [] }
+        // Every spelling: CGI, WSGI and PHP read `X_Forwarded_For` as the real X-Forwarded-For.
+        if tunnelHead.headerFields.contains(where: { Self.isClientForwarding($0.name) }) {
+            tunnelHead.headerFields = HTTPFields(tunnelHead.headerFields.filter { !Self.isClientForwarding($0.name) })
+        }
         // The relay's session cookies are credentials for the relay: the backend never sees them.
         PreAuthenticator.removeRelayCookies(from: &tunnelHead.headerFields)
         tunnelHead.headerFields[.expect] = nil

@@ -2,6 +2,7 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import SallyportAuth
 import SallyportHTTP
 import SallyportTunnel
 
@@ -104,6 +105,8 @@ struct TunnelStreamIO: Sendable {
                 switch part {
                 case .head(var response):
                     if response.status.kind == .informational { continue }
+                    // The backend may not plant or clear the relay's own cookies; the relay's come after.
+                    PreAuthenticator.removeRelayCookies(fromResponse: &response.headerFields)
                     for cookie in self.setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
