@@ -9,9 +9,7 @@ extension EndToEnd {
     struct AdversarialTests {
         @Test("Paths are normalised before routing and forwarding: dot segments and slash runs cannot leave an app's prefix; encoded slashes, dots and backslashes are refused unless the app allows them")
         func pathNormalisation() async throws {
-            let deployment = try Deployment(hosts: ["app", "raw"])
-            let nginx = try await Nginx.start(directory: deployment.directory)
-            do {
+            try await EndToEnd.withNginx(hosts: ["app", "raw"]) { deployment, nginx in
                 try deployment.writeApp(name: "app", prefix: "/hr/", internalURL: nginx.baseURL + "/")
                 try deployment.writeApp(name: "raw", internalURL: nginx.baseURL + "/", extra: "allowEscapedPath: true")
                 try await deployment.startRelay()
@@ -46,20 +44,12 @@ extension EndToEnd {
                 // An app that allows escapes gets them as sent.
                 let allowed = try await get("raw", "/%2e/headers")
                 #expect(allowed.status == 200 && requestLine(allowed) == "GET /%2e/headers HTTP/1.1", "\(allowed.status) \(requestLine(allowed))")
-            } catch {
-                await nginx.stop()
-                await deployment.shutdown()
-                throw error
             }
-            await nginx.stop()
-            await deployment.shutdown()
         }
 
         @Test("Forwarding headers in every spelling are removed before the backend; malformed and duplicate Hosts are refused; a backend cannot plant or clear the relay's cookies")
         func spoofingLeftovers() async throws {
-            let deployment = try Deployment(hosts: ["app"])
-            let nginx = try await Nginx.start(directory: deployment.directory)
-            do {
+            try await EndToEnd.withNginx(hosts: ["app"]) { deployment, nginx in
                 try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
                 try await deployment.startRelay()
                 try await deployment.startConnector()
@@ -86,13 +76,7 @@ extension EndToEnd {
                 let cookies = planted.headers(named: "set-cookie")
                 #expect(planted.status == 200 && cookies.contains { $0.hasPrefix("theme=dark") }, "\(cookies)")
                 #expect(!cookies.contains { $0.lowercased().contains("sallyport") }, "a backend planted the relay's cookie: \(cookies)")
-            } catch {
-                await nginx.stop()
-                await deployment.shutdown()
-                throw error
             }
-            await nginx.stop()
-            await deployment.shutdown()
         }
     }
 }

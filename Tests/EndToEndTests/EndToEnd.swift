@@ -28,4 +28,26 @@ extension EndToEnd {
         try await peer.waitForLog(containing: "listening", timeout: .seconds(20))
         return peer
     }
+
+    /// Runs `body` with a deployment serving `hosts` and an nginx backend in its directory; stops both however
+    /// `body` ends, so a failed expectation never leaves processes behind.
+    static func withNginx(hosts: [String], _ body: (Deployment, Nginx) async throws -> Void) async throws {
+        let deployment = try Deployment(hosts: hosts)
+        let nginx: Nginx
+        do {
+            nginx = try await Nginx.start(directory: deployment.directory)
+        } catch {
+            await deployment.shutdown()
+            throw error
+        }
+        do {
+            try await body(deployment, nginx)
+        } catch {
+            await nginx.stop()
+            await deployment.shutdown()
+            throw error
+        }
+        await nginx.stop()
+        await deployment.shutdown()
+    }
 }

@@ -250,9 +250,7 @@ extension EndToEnd {
 
         @Test("After a relay restart, 100 tunnels (10 connectors × 10) are all back within 5 s of it listening, spread over more than a second")
         func relayRestartHerd() async throws {
-            let deployment = try Deployment(hosts: ["app"])
-            let nginx = try await Nginx.start(directory: deployment.directory)
-            do {
+            try await EndToEnd.withNginx(hosts: ["app"]) { deployment, nginx in
                 try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
                 try await deployment.startRelay()
                 for index in 0..<10 { _ = try await deployment.startConnector(name: "c\(index)", connections: 10) }
@@ -277,13 +275,7 @@ extension EndToEnd {
                 print("relay restart: \(arrivals.count) tunnels back; first \(arrivals.first ?? .zero), last \(last) after listening")
                 #expect(spread > .seconds(1), "reconnections arrived within \(spread): a herd")
                 #expect(try await Curl.run(deployment.url("app"), caFile: deployment.caFile).status == 200)
-            } catch {
-                await nginx.stop()
-                await deployment.shutdown()
-                throw error
             }
-            await nginx.stop()
-            await deployment.shutdown()
         }
 
         @Test("Load is spread by connector: two equal connectors get 40–60 % each; one whose backend path is slow gets clearly less")
