@@ -72,15 +72,16 @@ public enum RawBytes {
     /// Removes the HTTP/1.1 codec, its validators and error handler, and puts the raw-byte adapter in its
     /// place, keeping the async channel's element types. The decoder goes last, so bytes it buffered after
     /// the upgrade flow on to the adapter. Call on the channel's event loop.
-    /// `errorHandler`: the server pipeline's HTTP error handler, if it is not NIO's.
+    /// `httpHandlers`: the server pipeline's own handlers of NIOHTTP1 parts (its HTTP error handler, if it is
+    /// not NIO's, and any other), removed with the codec.
     public static func switchToRawBytes(
-        _ sync: ChannelPipeline.SynchronousOperations, side: Side, errorHandler: (any RemovableChannelHandler.Type)? = nil
+        _ sync: ChannelPipeline.SynchronousOperations, side: Side, httpHandlers: [any RemovableChannelHandler.Type] = []
     ) throws {
         switch side {
         case .server:
             try self.replace(
                 codec: HTTP1ToHTTPServerCodec.self, with: RawBytesServerAdapter(), in: sync,
-                optional: [errorHandler ?? HTTPServerProtocolErrorHandler.self, NIOHTTPResponseHeadersValidator.self],
+                optional: (httpHandlers.isEmpty ? [HTTPServerProtocolErrorHandler.self] : httpHandlers) + [NIOHTTPResponseHeadersValidator.self],
                 encoder: HTTPResponseEncoder.self, decoder: ByteToMessageHandler<HTTPRequestDecoder>.self
             )
         case .client:

@@ -87,7 +87,7 @@ public struct RelayService: Service {
     private func serve(publicTLS: ReloadableTLS, tunnelTLS: ReloadableTLS, membership: Membership, authenticator: PreAuthenticator) async throws {
         self.catalog.reload()
 
-        let publicConnections = ChannelTracker()
+        let publicConnections = ChannelTracker(maxTotal: self.config.limits.maxConnections, maxPerClient: self.config.limits.maxConnectionsPerClient)
         let tunnelConnections = ChannelTracker()
         let publicServer = try await Self.listening(on: "\(self.config.publicListen)", key: "public.listen") {
             try await PublicListener.bind(

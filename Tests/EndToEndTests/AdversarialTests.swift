@@ -69,7 +69,7 @@ extension EndToEnd {
                     deployment.url("app", "/headers"), caFile: deployment.caFile, headers: ["Host: app.localhost:@evil.example"]
                 )
                 #expect(confused.status == 400, "\(confused.status) \(confused.body.prefix(300))")
-                // (A second Host line is refused too: curl sends only one, so the Admission unit tests cover it.)
+                // (A second Host line is refused too: curl sends only one, so the raw corpus below covers it.)
                 #expect(!nginx.accessLog().contains("evil.example"))
 
                 let planted = try await Curl.run(deployment.url("app", "/plant"), caFile: deployment.caFile)
@@ -78,5 +78,143 @@ extension EndToEnd {
                 #expect(!cookies.contains { $0.lowercased().contains("sallyport") }, "a backend planted the relay's cookie: \(cookies)")
             }
         }
+    }
+}
+
+extension EndToEnd.AdversarialTests {
+    @Test("Raw HTTP/1.1 corpus: framing attacks, CONNECT, protocol switches, trailers, slow bodies and connection floods are refused or cut off, and nothing hostile reaches the backend")
+    func rawCorpus() async throws {
+        let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "maxConnectionsPerClient: 4"])
+        let backendPort = try FreePort.next()
+        let backendLog = deployment.directory.file("backend-requests.jsonl")
+        let backend = try await EndToEnd.startPythonPeer(
+            "recording_backend.py", ["\(backendPort)", backendLog], logFile: deployment.directory.file("recording-backend.log")
+        )
+        defer { backend.signal(SIGKILL) }
+        try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:\(backendPort)/")
+        try await deployment.startRelay()
+        try await deployment.startConnector()
+
+        let host = "Host: app.localhost\r\n"
+        let cases: [RawCase] = [
+            // Framing: each refused before anything is forwarded.
+            RawCase(name: "cl-te", parts: ["POST /s HTTP/1.1\r\n\(host)Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\(host)\r\n"]),
+            RawCase(name: "te-cl", parts: ["POST /s HTTP/1.1\r\n\(host)Transfer-Encoding: chunked\r\nContent-Length: 30\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"]),
+            RawCase(name: "duplicate-cl", parts: ["POST /s HTTP/1.1\r\n\(host)Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"]),
+            RawCase(name: "bare-lf", parts: ["GET /smuggled HTTP/1.1\n\(host)\n"]),
+            RawCase(name: "obs-fold", parts: ["GET /smuggled HTTP/1.1\r\n\(host)X-A: a\r\n b\r\n\r\n"]),
+            RawCase(name: "nul", parts: ["GET /smuggled HTTP/1.1\r\n\(host)X-A: a\u{0}b\r\n\r\n"]),
+            RawCase(name: "cr-in-field", parts: ["GET /smuggled HTTP/1.1\r\n\(host)X-A: a\rb\r\n\r\n"]),
+            RawCase(name: "chunk-overflow", parts: ["POST /chunked HTTP/1.1\r\n\(host)Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff1\r\nx\r\n0\r\n\r\n"]),
+            RawCase(name: "oversize-header", parts: ["GET /smuggled HTTP/1.1\r\n\(host)X-Big: \(String(repeating: "a", count: 40000))\r\n\r\n"]),
+            RawCase(name: "header-count", parts: ["GET /smuggled HTTP/1.1\r\n\(host)" + (0..<150).map { "X-H\($0): v\r\n" }.joined() + "\r\n"]),
+            RawCase(name: "absolute-form", parts: ["GET http://evil.example/smuggled HTTP/1.1\r\n\(host)\r\n"]),
+            RawCase(name: "absolute-form-userinfo", parts: ["GET http://app.localhost@evil.example/smuggled HTTP/1.1\r\n\(host)\r\n"]),
+            RawCase(name: "duplicate-host", parts: ["GET /smuggled HTTP/1.1\r\n\(host)Host: evil.example\r\n\r\n"]),
+            RawCase(name: "sni-host-mismatch", server_name: "nobody.localhost", parts: ["GET /headers HTTP/1.1\r\n\(host)\r\n"]),
+            // CONNECT: answered at once; the relay is no forward proxy.
+            RawCase(name: "connect", parts: ["CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"]),
+            // Protocol switches: only WebSocket, and only with a valid handshake.
+            RawCase(name: "h2c", parts: [
+                "GET /h2c HTTP/1.1\r\n\(host)Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+                "GET /smuggled-after-upgrade HTTP/1.1\r\n\(host)\r\n",
+            ], pause: 0.5),
+            RawCase(name: "unknown-upgrade", parts: ["GET /foo HTTP/1.1\r\n\(host)Connection: Upgrade\r\nUpgrade: foo/2\r\n\r\n", "raw bytes for a smuggled pipe"], pause: 0.5),
+            RawCase(name: "websocket-bad-version", parts: [
+                "GET /ws HTTP/1.1\r\n\(host)Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            ]),
+            // Trailers never cross, so no identity or forwarding field can ride in them.
+            RawCase(name: "trailers", parts: [
+                "POST /trailers HTTP/1.1\r\n\(host)Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nSallyport-Identity: forged\r\nX-Forwarded-For: 6.6.6.6\r\nX-Trailer-Test: t\r\n\r\n",
+            ]),
+            // Bodies: the relay answers what it turns away without waiting for them, and cuts off a stalled one.
+            RawCase(name: "unrouted-body", server_name: "nobody.localhost", parts: ["POST /x HTTP/1.1\r\nHost: nobody.localhost\r\nContent-Length: 100\r\n\r\n"], wait: 10),
+            RawCase(name: "health-body", parts: ["POST /.sallyport/health HTTP/1.1\r\n\(host)Content-Length: 100\r\n\r\n"], wait: 10),
+            RawCase(name: "stalled-body", parts: ["POST /stalled HTTP/1.1\r\n\(host)Content-Length: 100\r\n\r\n0123456789"], wait: 15),
+            // A client over its connection limit (4 here) is closed before TLS.
+            RawCase(name: "connection-cap", parts: ["GET /capped HTTP/1.1\r\n\(host)\r\n"], hold: 4),
+            RawCase(name: "after-cap", parts: ["GET /after-cap HTTP/1.1\r\n\(host)\r\n"]),
+        ]
+        let results = try await Self.runRaw(cases, deployment: deployment)
+        func result(_ name: String) -> RawResult { results[name] ?? RawResult(statuses: [], closed_after: nil, text: "no result", refused: false) }
+        for name in ["cl-te", "te-cl", "duplicate-cl", "bare-lf", "obs-fold", "nul", "cr-in-field", "duplicate-host", "websocket-bad-version"] {
+            let got = result(name)
+            #expect(got.statuses.first == 400, "\(name): \(got.statuses) \(got.text.prefix(200))")
+        }
+        for name in ["oversize-header", "header-count"] {
+            #expect(result(name).statuses.first == 431, "\(name): \(result(name).statuses)")
+        }
+        #expect(!result("chunk-overflow").statuses.contains(200), "\(result("chunk-overflow").text.prefix(200))")
+        // RFC 9112 §3.2.2: the target's host counts, not Host: evil.example is published nowhere.
+        #expect(result("absolute-form").statuses == [404], "\(result("absolute-form").statuses)")
+        #expect(result("absolute-form-userinfo").statuses == [400], "\(result("absolute-form-userinfo").statuses)")
+        #expect(result("sni-host-mismatch").statuses.first != nil, "the edge answers; it routes by Host, not SNI")
+
+        let connect = result("connect")
+        #expect(connect.statuses == [405] && connect.text.contains("Allow: GET"), "\(connect.text.prefix(300))")
+        #expect(connect.closed_after.map { $0 < 4 } == true, "CONNECT left open: \(String(describing: connect.closed_after))")
+
+        for name in ["h2c", "unknown-upgrade"] {
+            let got = result(name)
+            #expect(got.statuses == [200], "\(name): \(got.statuses) \(got.text.prefix(300))")
+            #expect(got.text.lowercased().contains("connection: close"), "\(name): the connection must close after the answer")
+        }
+        let trailers = result("trailers")
+        #expect(trailers.statuses == [200], "\(trailers.text.prefix(300))")
+
+        for name in ["unrouted-body", "health-body"] {
+            let got = result(name)
+            #expect(got.statuses.count == 1, "\(name): \(got.statuses)")
+            #expect(got.closed_after.map { $0 < 4 } == true, "\(name): the relay held the connection for a body it does not need: \(String(describing: got.closed_after))")
+        }
+        let stalled = result("stalled-body")
+        #expect(stalled.closed_after.map { $0 >= 1.5 && $0 < 10 } == true, "a stalled body held the connection: \(String(describing: stalled.closed_after))")
+
+        let capped = result("connection-cap")
+        #expect(capped.refused || capped.statuses.isEmpty, "a fifth connection from one client was served: \(capped.statuses)")
+        #expect(result("after-cap").statuses == [200], "connections are admitted again once others close")
+
+        // What the backend received: nothing hostile, ever.
+        let received = (try? String(contentsOfFile: backendLog, encoding: .utf8)) ?? ""
+        for hostile in ["smuggled", "evil.example", "forged", "6.6.6.6", "\"raw\"", "pgrade", "/capped"] {
+            #expect(!received.contains(hostile), "\(hostile) reached the backend:\n\(received)")
+        }
+        let records = received.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let trailerRecord = records.first { ($0["line"] as? String)?.hasPrefix("POST /trailers ") == true }
+        #expect(trailerRecord?["body_length"] as? Int == 5 && (trailerRecord?["trailers"] as? [String])?.isEmpty == true, "\(String(describing: trailerRecord))")
+        #expect(!records.contains { ($0["line"] as? String)?.hasPrefix("POST /stalled ") == true && $0["body_length"] as? Int == 100 })
+        #expect(records.contains { ($0["line"] as? String)?.hasPrefix("GET /h2c ") == true }, "the h2c request is served as a plain one")
+        await deployment.shutdown()
+    }
+
+    /// One hostile HTTP/1.1 exchange for `raw_client.py`.
+    struct RawCase: Encodable {
+        var name: String
+        var server_name = "app.localhost"
+        var parts: [String]
+        var pause: Double = 0
+        var wait: Double = 5
+        var hold = 0
+    }
+
+    struct RawResult: Decodable {
+        var statuses: [Int]
+        var closed_after: Double?
+        var text: String
+        var refused: Bool
+    }
+
+    /// Runs `cases` against the deployment's public port, one connection each; results by case name.
+    static func runRaw(_ cases: [RawCase], deployment: Deployment) async throws -> [String: RawResult] {
+        let casesFile = try deployment.directory.write("raw-cases.json", String(decoding: try JSONEncoder().encode(cases), as: UTF8.self))
+        let resultsFile = deployment.directory.file("raw-results.json")
+        let client = try ChildProcess.launch(
+            EndToEnd.python,
+            [EndToEnd.resource("raw_client.py"), "127.0.0.1", "\(deployment.publicPort)", deployment.caFile, casesFile, resultsFile],
+            logFile: deployment.directory.file("raw-client.log")
+        )
+        let status = await client.waitForExit(timeout: .seconds(180))
+        try #require(status == 0, "raw_client.py: \(client.log())")
+        return try JSONDecoder().decode([String: RawResult].self, from: Data(contentsOf: URL(fileURLWithPath: resultsFile)))
     }
 }

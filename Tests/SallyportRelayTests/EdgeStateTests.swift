@@ -85,9 +85,9 @@ import Testing
         let early = EmbeddedChannel()
         let earlyRecorder = QuiesceRecorder()
         try early.pipeline.syncOperations.addHandler(earlyRecorder)
-        tracker.add(early)
+        #expect(tracker.add(early))
         let late = EmbeddedChannel()
-        tracker.add(late)
+        #expect(tracker.add(late))
 
         tracker.quiesce()
         #expect(earlyRecorder.events == 1)
@@ -104,7 +104,7 @@ import Testing
         let other = EmbeddedChannel()
         let otherRecorder = QuiesceRecorder()
         try other.pipeline.syncOperations.addHandler(otherRecorder)
-        calm.add(other)
+        #expect(calm.add(other))
         calm.joinQuiescing(other)
         other.embeddedEventLoop.run()
         #expect(otherRecorder.events == 0)
@@ -148,5 +148,41 @@ import Testing
         let calmStream = EmbeddedChannel(handler: StreamResetWatcher(budget: ConnectionResetBudget(connection: calm)), loop: calm.embeddedEventLoop)
         for _ in 0..<300 { calmStream.pipeline.fireErrorCaught(ChannelError.ioOnClosedChannel) }
         #expect(calm.isActive)
+    }
+
+    @Test func connectionsOverALimitAreTurnedAway() async throws {
+        func channel(_ ip: String) throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel()
+            try channel.connect(to: SocketAddress(ipAddress: ip, port: 40000)).wait()
+            return channel
+        }
+        let tracker = ChannelTracker(maxTotal: 3, maxPerClient: 2)
+        let a1 = try channel("198.51.100.1"), a2 = try channel("198.51.100.1"), a3 = try channel("198.51.100.1")
+        #expect(tracker.add(a1) && tracker.add(a2))
+        #expect(!tracker.add(a3), "a third from one client")
+        let b1 = try channel("198.51.100.2"), b2 = try channel("198.51.100.2")
+        #expect(tracker.add(b1))
+        #expect(!tracker.add(b2), "a fourth in all")
+        _ = try? a1.finish()
+        a1.embeddedEventLoop.run()
+        #expect(tracker.add(a3), "a slot is free again once a connection closes")
+        #expect(tracker.count == 3)
+        for channel in [a2, a3, b1, b2] { _ = try? channel.finish() }
+    }
+
+    @Test func ipv6ClientsCountByTheir64() throws {
+        func key(_ ip: String) throws -> String { ChannelTracker.clientKey(try SocketAddress(ipAddress: ip, port: 1)) }
+        #expect(try key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff::9"))
+        #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
+        #expect(try key("::ffff:198.51.100.7") == "198.51.100.7", "an IPv4 client on a dual-stack socket")
+        #expect(try key("198.51.100.7") == "198.51.100.7")
+    }
+
+    @Test func absoluteFormTargetsRouteByTheirOwnHost() {
+        #expect(AbsoluteFormRewriter.originForm(of: "http://evil.example/a/b?c=d")! == ("evil.example", "/a/b?c=d"))
+        #expect(AbsoluteFormRewriter.originForm(of: "HTTPS://App.Example:8443")! == ("App.Example:8443", "/"))
+        #expect(AbsoluteFormRewriter.originForm(of: "http://app.example@evil.example/") == nil, "user info")
+        #expect(AbsoluteFormRewriter.originForm(of: "http:///nohost") == nil)
+        #expect(AbsoluteFormRewriter.isAbsoluteForm("/origin") == false)
     }
 }

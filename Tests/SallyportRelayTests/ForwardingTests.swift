@@ -112,13 +112,68 @@ import Testing
         _ = try? channel.finish()
     }
 
-    @Test func onlyHTTP1CanAskForAnUpgrade() {
-        var head = HTTPRequest(method: .get, scheme: "https", authority: "wiki.example.com", path: "/ws")
-        head.headerFields[.connection] = "keep-alive, Upgrade"
-        head.headerFields[.upgrade] = "websocket"
-        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: true) == "websocket")
-        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: false) == nil)
-        head.headerFields[.connection] = "keep-alive"
-        #expect(TunnelHead.requestedUpgrade(head, isHTTP1: true) == nil)
+    @Test func onlyValidWebSocketHandshakesMaySwitch() throws {
+        var app = try RoutingTableTests.app("wiki", "https://wiki.example.com/")
+        func decision(_ edit: (inout HTTPRequest) -> Void, isHTTP1: Bool = true) -> String {
+            var head = HTTPRequest(method: .get, scheme: "https", authority: "wiki.example.com", path: "/ws")
+            head.headerFields[.connection] = "keep-alive, Upgrade"
+            head.headerFields[.upgrade] = "websocket"
+            head.headerFields[TunnelHead.webSocketKey] = "dGhlIHNhbXBsZSBub25jZQ=="
+            head.headerFields[TunnelHead.webSocketVersion] = "13"
+            edit(&head)
+            switch TunnelHead.upgrade(of: head, isHTTP1: isHTTP1, app: app) {
+            case .none: return "none"
+            case .webSocket: return "websocket"
+            case .ignored: return "ignored"
+            case .refused(let page): return "\(page.status.code)"
+            }
+        }
+        #expect(decision { _ in } == "websocket")
+        #expect(decision({ _ in }, isHTTP1: false) == "none")
+        #expect(decision { $0.headerFields[.upgrade] = nil } == "none")
+        // Anything but WebSocket is never honoured: h2c would make the connection a raw HTTP/2 pipe.
+        #expect(decision { $0.headerFields[.upgrade] = "h2c" } == "ignored")
+        #expect(decision { $0.headerFields[.upgrade] = "foo/1, TLS/1.3" } == "ignored")
+        #expect(decision { $0.headerFields[.upgrade] = "WebSocket" } == "websocket")
+        // An invalid handshake: 400.
+        #expect(decision { $0.headerFields[TunnelHead.webSocketVersion] = "8" } == "400")
+        #expect(decision { $0.headerFields[TunnelHead.webSocketKey] = nil } == "400")
+        #expect(decision { $0.headerFields[TunnelHead.webSocketKey] = "c2hvcnQ=" } == "400")
+        #expect(decision { $0.method = .post } == "400")
+        #expect(decision { $0.headerFields[.connection] = "keep-alive" } == "400")
+        app.allowWebSocket = false
+        #expect(decision { _ in } == "403")
+    }
+}
+
+@Suite struct BodyReadClockTests {
+    let start = ContinuousClock.now
+
+    @Test func waitsAreBoundedAndOnlyCountedWhileReading() {
+        var clock = BodyReadClock(timeout: .seconds(30), minRate: 0)
+        #expect(clock.readRequested(at: start) == nil, "no request: nothing to time")
+        clock.headArrived(bodyFollows: true)
+        #expect(clock.readRequested(at: start) == .seconds(30))
+        // A second read request in the same wait does not restart it.
+        #expect(clock.readRequested(at: start + .seconds(10)) == .seconds(20))
+        clock.bodyArrived(bytes: 1, at: start + .seconds(12))
+        // Time without a read request (the backend is slow to take the body) is not the client's.
+        #expect(clock.readRequested(at: start + .seconds(100)) == .seconds(30))
+        clock.ended()
+        #expect(clock.readRequested(at: start + .seconds(101)) == nil)
+    }
+
+    @Test func aSlowBodyBreaksTheRateAfterItsGrace() {
+        var clock = BodyReadClock(timeout: .seconds(30), minRate: 100)
+        clock.headArrived(bodyFollows: true)
+        #expect(clock.readRequested(at: start) == .seconds(5), "the grace, with nothing earned yet")
+        clock.bodyArrived(bytes: 1000, at: start + .seconds(1))
+        // 1000 bytes earn 10 s on top of the 5 s grace; 1 s is spent.
+        #expect(clock.readRequested(at: start + .seconds(50)) == .seconds(14))
+        clock.bodyArrived(bytes: 1, at: start + .seconds(63))
+        #expect(clock.readRequested(at: start + .seconds(63)) == .milliseconds(1010), "one byte in 13 s earns 10 ms: little is left")
+        var socket = BodyReadClock(timeout: .seconds(30), minRate: 100)
+        socket.headArrived(bodyFollows: false)
+        #expect(socket.readRequested(at: start) == nil, "a WebSocket handshake's bytes are not a body")
     }
 }

@@ -24,6 +24,9 @@ public struct AppConfig: Sendable, Codable, Hashable {
     /// need encoded slashes in paths); false (the default) answers them 400. The relay decides; connectors never
     /// see it.
     public var allowEscapedPath = false
+    /// `allowWebSocket`: true (the default) lets a valid WebSocket handshake switch the user's connection to
+    /// WebSocket; false answers WebSocket handshakes 403. The relay decides; connectors never see it.
+    public var allowWebSocket = true
 
     /// Where each top-level key was in `sourceFile`, for errors found after parsing (cross-file conflicts).
     /// Not part of equality, hashing or coding.

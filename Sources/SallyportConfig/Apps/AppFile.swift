@@ -4,7 +4,7 @@ internal import Yams
 enum AppFile {
     static let topLevelKeys = [
         "name", "externalURL", "internalURL", "connectorGroup", "preAuthentication", "sso", "timeouts", "backendTLS", "preserveHost",
-        "allowEscapedPath",
+        "allowEscapedPath", "allowWebSocket",
     ]
 
     /// The app, or every problem in the file in file order.
@@ -28,6 +28,7 @@ enum AppFile {
         let backendTLS = reader.optional("backendTLS", backendTLS)
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
         let allowEscapedPath = reader.optional("allowEscapedPath", default: false) { value throws(ConfigError) in try value.bool() }
+        let allowWebSocket = reader.optional("allowWebSocket", default: true) { value throws(ConfigError) in try value.bool() }
         reader.finish()
 
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
@@ -55,6 +56,7 @@ enum AppFile {
             sourceFile: file
         )
         app.allowEscapedPath = allowEscapedPath
+        app.allowWebSocket = allowWebSocket
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }

@@ -140,6 +140,19 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
     public var idleTimeout: Duration
     /// Time allowed for a new connection's TLS handshake. Default 10s.
     public var handshakeTimeout: Duration
+    /// Longest wait for more of a request body while the relay is ready to read it. Default 30s.
+    public var bodyReadTimeout: Duration
+    /// Bytes per second a request body must average, counted only while the relay is ready to read it and after
+    /// its first 5 seconds; 0 turns the check off. Default 240 (Kestrel's).
+    public var minBodyRate: Int
+    /// Longest time a response may wait for the client to read it (its connection or stream accepts nothing).
+    /// Default 60s.
+    public var sendTimeout: Duration
+    /// Open public connections at most; more are closed as they arrive. Default 10000.
+    public var maxConnections: Int
+    /// Open public connections from one client address (IPv6: one /64) at most. Default 512: offices behind
+    /// one NAT address share it.
+    public var maxConnectionsPerClient: Int
 
     /// Creates limits; each defaults to the documented value.
     public init(
@@ -148,7 +161,12 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
         maxRequestLineBytes: Int = 8192,
         headerReadTimeout: Duration = .seconds(10),
         idleTimeout: Duration = .seconds(75),
-        handshakeTimeout: Duration = .seconds(10)
+        handshakeTimeout: Duration = .seconds(10),
+        bodyReadTimeout: Duration = .seconds(30),
+        minBodyRate: Int = 240,
+        sendTimeout: Duration = .seconds(60),
+        maxConnections: Int = 10000,
+        maxConnectionsPerClient: Int = 512
     ) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount
@@ -156,6 +174,11 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
         self.headerReadTimeout = headerReadTimeout
         self.idleTimeout = idleTimeout
         self.handshakeTimeout = handshakeTimeout
+        self.bodyReadTimeout = bodyReadTimeout
+        self.minBodyRate = minBodyRate
+        self.sendTimeout = sendTimeout
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerClient = maxConnectionsPerClient
     }
 }
 
@@ -311,6 +334,21 @@ enum RelayFile {
             },
             handshakeTimeout: reader.optional("handshakeTimeout", default: defaults.handshakeTimeout) { value throws(ConfigError) in
                 try value.duration()
+            },
+            bodyReadTimeout: reader.optional("bodyReadTimeout", default: defaults.bodyReadTimeout) { value throws(ConfigError) in
+                try value.duration()
+            },
+            minBodyRate: reader.optional("minBodyRate", default: defaults.minBodyRate) { value throws(ConfigError) in
+                try value.int(in: 0...1_000_000_000)
+            },
+            sendTimeout: reader.optional("sendTimeout", default: defaults.sendTimeout) { value throws(ConfigError) in
+                try value.duration()
+            },
+            maxConnections: reader.optional("maxConnections", default: defaults.maxConnections) { value throws(ConfigError) in
+                try value.int(in: 1...10_000_000)
+            },
+            maxConnectionsPerClient: reader.optional("maxConnectionsPerClient", default: defaults.maxConnectionsPerClient) {
+                value throws(ConfigError) in try value.int(in: 1...10_000_000)
             }
         )
         reader.finish()

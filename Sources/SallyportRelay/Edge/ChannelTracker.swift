@@ -1,31 +1,66 @@
+import Glibc
 import NIOCore
 import Synchronization
 
-/// The open connections of one listener, so shutdown can quiesce them, wait for them, and close stragglers.
+/// The open connections of one listener, so shutdown can quiesce them, wait for them, and close stragglers;
+/// with limits, it also turns away connections over the listener's total or one client's share.
 final class ChannelTracker: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
+        var perClient: [String: Int] = [:]
         var waiters: [CheckedContinuation<Void, Never>] = []
         var quiescing = false
     }
 
     private let state = Mutex(State())
+    private let maxTotal: Int
+    private let maxPerClient: Int
 
-    func add(_ channel: any Channel) {
+    init(maxTotal: Int = .max, maxPerClient: Int = .max) {
+        self.maxTotal = maxTotal
+        self.maxPerClient = maxPerClient
+    }
+
+    /// Adds a new connection unless it would exceed a limit; false: the caller closes it.
+    func add(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        self.state.withLock { $0.channels[id] = channel }
+        let client = Self.clientKey(channel.remoteAddress)
+        let admitted = self.state.withLock { state -> Bool in
+            let fromClient = state.perClient[client, default: 0]
+            guard state.channels.count < self.maxTotal, fromClient < self.maxPerClient else { return false }
+            state.channels[id] = channel
+            state.perClient[client] = fromClient + 1
+            return true
+        }
+        guard admitted else { return false }
         channel.closeFuture.whenComplete { _ in
             let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
                 state.channels[id] = nil
+                if let count = state.perClient[client], count > 1 { state.perClient[client] = count - 1 } else { state.perClient[client] = nil }
                 guard state.channels.isEmpty else { return [] }
                 defer { state.waiters = [] }
                 return state.waiters
             }
             for waiter in waiters { waiter.resume() }
         }
+        return true
     }
 
     var count: Int { self.state.withLock { $0.channels.count } }
+
+    /// Whose share a connection counts against: its IPv4 address, or the /64 of its IPv6 address (one
+    /// subscriber's usual allocation, so rotating addresses within it gains nothing).
+    static func clientKey(_ address: SocketAddress?) -> String {
+        guard case .v6 = address, let text = address?.ipAddress else { return address?.ipAddress ?? "unknown" }
+        var parsed = in6_addr()
+        guard inet_pton(AF_INET6, text, &parsed) == 1 else { return text }
+        let bytes = withUnsafeBytes(of: parsed) { Array($0) }
+        // An IPv4 client on a dual-stack socket (::ffff:a.b.c.d) is its IPv4 address.
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        return bytes[0..<8].map { String($0, radix: 16) }.joined(separator: ":") + "::/64"
+    }
 
     /// Asks every connection to finish its current work and close (`ChannelShouldQuiesceEvent`).
     ///

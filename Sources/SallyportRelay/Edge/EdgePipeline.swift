@@ -10,6 +10,9 @@ import SallyportHTTP
 enum EdgePipeline {
     typealias Connection = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
+    /// The edge's own handlers of NIOHTTP1 parts: a protocol switch removes them with the codec.
+    static var http1Handlers: [any RemovableChannelHandler.Type] { [EdgeProtocolErrorHandler.self, AbsoluteFormRewriter.self] }
+
     /// TLS is already in place; adds HTTP/1.1 with the edge's limits and timeouts.
     static func configureHTTP1(_ channel: any Channel, limits: EdgeLimits) throws -> Connection {
         let sync = channel.pipeline.syncOperations
@@ -30,7 +33,9 @@ enum EdgePipeline {
         )
         // 431 for heads over the limits, 400 for other malformed requests.
         try sync.addHandler(EdgeProtocolErrorHandler())
+        try sync.addHandler(AbsoluteFormRewriter())
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true, splitCookie: false))
+        try sync.addHandler(RequestFlowGuard(limits))
         try sync.addHandler(timeouts)
         try sync.addHandler(EndWriteTracker<HTTPResponsePart>())
         return try Connection(wrappingChannelSynchronously: channel)

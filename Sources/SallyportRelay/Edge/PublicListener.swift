@@ -9,6 +9,11 @@ import NIOSSL
 import SallyportConfig
 import SallyportHTTP
 
+/// A public connection over the listener's limits, closed as it arrived.
+struct ConnectionLimitReached: Error, CustomStringConvertible {
+    var description: String { "connection limit reached (public.limits.maxConnections or maxConnectionsPerClient)" }
+}
+
 /// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and hands each request to the forwarder.
 struct PublicListener {
     typealias StreamChannel = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
@@ -31,7 +36,11 @@ struct PublicListener {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                tracker.add(channel)
+                guard tracker.add(channel) else {
+                    // Over `maxConnections` or the client's `maxConnectionsPerClient`: closed before TLS, costing
+                    // nothing more. (Failing the initializer instead would end the listener's accept loop.)
+                    return channel.close().map { channel.eventLoop.makeFailedFuture(ConnectionLimitReached()) }
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
                     try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
@@ -61,6 +70,7 @@ struct PublicListener {
                                         try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets))
                                         try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
                                         try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                                        try stream.pipeline.syncOperations.addHandler(RequestFlowGuard(limits))
                                         try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
                                         return try StreamChannel(wrappingChannelSynchronously: stream)
                                     }

@@ -21,6 +21,12 @@ enum Admission {
     static let hostField = HTTPField.Name("Host")!
 
     static func decide(_ head: HTTPRequest, routes: RoutingTable, limits: EdgeLimits, isHTTP1: Bool = true) -> Decision {
+        // The relay is a reverse proxy, never a forward one; HTTP/2's extended CONNECT is not offered either.
+        if head.method == .connect {
+            var allow = HTTPFields()
+            allow[.allow] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            return .answer(ErrorPage(status: .methodNotAllowed, title: "Method Not Allowed", detail: "CONNECT is not supported here.", headerFields: allow))
+        }
         if let path = head.path, path.utf8.count > limits.maxRequestLineBytes {
             return .answer(.badRequest("The request address is too long.", status: .uriTooLong))
         }

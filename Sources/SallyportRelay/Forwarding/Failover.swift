@@ -112,10 +112,12 @@ struct ReplayBuffer {
                 self.keep(part, bytes: buffer.readableBytes, upgrading: upgrading)
             case .end:
                 if upgrading { continue }
-                self.keep(part, bytes: 0, upgrading: false)
+                self.keep(.end(nil), bytes: 0, upgrading: false)
                 self.ended = true
             }
-            do { try await destination.write(part) } catch { return .destinationFailed }
+            // Request trailers never cross: a `sallyport-*`, identity or forwarding field could ride in them,
+            // and backends that merge trailers into headers would believe it.
+            do { try await destination.write(self.ended ? .end(nil) : part) } catch { return .destinationFailed }
             if self.ended { return .complete }
         }
     }

@@ -57,12 +57,12 @@ struct RequestForwarder: Sendable {
         switch Admission.decide(head, routes: snapshot.routes, limits: self.limits, isHTTP1: context.isHTTP1) {
         case .answer(let page):
             if page.status == .notFound { logger.debug("no app for request", metadata: ["host": "\(head.authority ?? "")"]) }
-            return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .health:
-            return await self.answerLocally(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."), requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return await self.answerLocally(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."), head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .relayRoute(let host, let providers):
             let page = await self.authenticator.handleReserved(head, authority: host, providers: providers, logger: logger)
-            return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .forward(let routed, let host, let target):
             (app, authority) = (routed, host)
             head.path = target
@@ -74,16 +74,27 @@ struct RequestForwarder: Sendable {
         // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
         let identity: Identity?
         let setCookies: [String]
+        var closeAfter = false
         switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
         case .answer(let page):
-            return await self.answerLocally(page, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .forward(let user, let cookies):
             identity = user
             setCookies = cookies
             if let user { logger[metadataKey: "user"] = "\(user.userPrincipalName)" }
         }
 
-        let upgradeProtocol = TunnelHead.requestedUpgrade(head, isHTTP1: context.isHTTP1)
+        let upgradeProtocol: String?
+        switch TunnelHead.upgrade(of: head, isHTTP1: context.isHTTP1, app: app) {
+        case .none: upgradeProtocol = nil
+        case .webSocket: upgradeProtocol = "websocket"
+        case .ignored:
+            // Sent on as a plain request; the connection then closes, whatever the decoder made of its rest.
+            upgradeProtocol = nil
+            closeAfter = true
+        case .refused(let page):
+            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+        }
         let tunnelHead = TunnelHead.make(from: head, app: app.name, identity: identity, upgrade: upgradeProtocol, requestID: requestID, context: context)
 
         if head.headerFields[.expect]?.lowercased() == "100-continue", context.isHTTP1, upgradeProtocol == nil {
@@ -113,7 +124,8 @@ struct RequestForwarder: Sendable {
                 continue
             }
             let io = TunnelStreamIO(
-                stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, setCookies: setCookies, context: context, requestID: requestID,
+                stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, closesConnection: closeAfter || upgradeProtocol != nil,
+                setCookies: setCookies, context: context, requestID: requestID,
                 logger: attemptLogger, observeLatency: { connection.observe(latency: $0) }
             )
             let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
@@ -143,7 +155,7 @@ struct RequestForwarder: Sendable {
         }
         guard let lastFailure else {
             logger.warning("no connector available for the app's group", metadata: ["group": "\(app.connectorGroup)"])
-            return await self.answerLocally(.noConnector, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return await self.answerLocally(.noConnector, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         }
         logger.warning("no further connection could take the request", metadata: ["failure": "\(lastFailure)", "attempts": "\(tried.count)"])
         return await self.answerAfterFailure(lastFailure, method: head.method, requestID: requestID, writer: writer, context: context)
@@ -161,24 +173,47 @@ struct RequestForwarder: Sendable {
         return .close
     }
 
-    /// Answers from the relay itself. Reads a small request body so the connection can stay open, else closes.
-    func answerLocally(_ page: ErrorPage, requestID: String, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext) async -> ForwardOutcome {
-        var drained = 0
-        var complete = false
-        do {
-            while let part = try await iterator.next() {
-                if case .body(let buffer) = part { drained += buffer.readableBytes }
-                if case .end = part { complete = true; break }
-                if drained > 64 * 1024 { break }
-            }
-        } catch {}
-        let close = !complete || !context.isHTTP1
-        do {
-            try await Self.writePage(page, requestID: requestID, writer: writer, close: close && context.isHTTP1)
-        } catch {
+    /// Answers from the relay itself, without waiting for the request's body: a client the relay turns away
+    /// (unauthenticated, unrouted, malformed) must not hold it while it sends a body slowly, or never.
+    ///
+    /// HTTP/1.1 stays open only for a request with no body, whose end came with its head. Otherwise the answer
+    /// says `Connection: close`, and what the client still sends is read and dropped for a moment (at most
+    /// ``lingerTime`` and ``lingerBytes``), so that closing does not reset the connection before the client
+    /// has read the answer.
+    func answerLocally(
+        _ page: ErrorPage, head: HTTPRequest, requestID: String, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext
+    ) async -> ForwardOutcome {
+        guard context.isHTTP1 else {
+            _ = try? await Self.writePage(page, requestID: requestID, writer: writer, close: false)
             return .close
         }
-        return close ? .close : .keepAlive
+        if !Self.mayHaveBody(head), case .end = try? await iterator.next() {
+            do {
+                try await Self.writePage(page, requestID: requestID, writer: writer, close: false)
+                return .keepAlive
+            } catch {
+                return .close
+            }
+        }
+        guard (try? await Self.writePage(page, requestID: requestID, writer: writer, close: true)) != nil else { return .close }
+        let channel = context.channel
+        channel.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
+        var dropped = 0
+        while dropped < Self.lingerBytes, let part = try? await iterator.next() {
+            if case .body(let buffer) = part { dropped += buffer.readableBytes }
+            if case .end = part { break }
+        }
+        return .close
+    }
+
+    static let lingerTime: TimeAmount = .seconds(2)
+    static let lingerBytes = 256 * 1024
+
+    /// Whether an HTTP/1.1 request may be followed by a body (or, for CONNECT and upgrades, by other bytes).
+    static func mayHaveBody(_ head: HTTPRequest) -> Bool {
+        if head.method == .connect || head.headerFields[.upgrade] != nil || head.headerFields[.transferEncoding] != nil { return true }
+        guard let length = head.headerFields[.contentLength] else { return false }
+        return length != "0"
     }
 
     static func writePage(_ page: ErrorPage, requestID: String, writer: Writer, close: Bool) async throws {

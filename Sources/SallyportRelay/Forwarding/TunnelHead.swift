@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import SallyportAuth
 import SallyportConfig
@@ -53,11 +54,45 @@ enum TunnelHead {
         return tunnelHead
     }
 
-    /// The protocol a client asks to switch to (HTTP/1.1 `Connection: upgrade` + `Upgrade: x`), if any.
-    static func requestedUpgrade(_ head: HTTPRequest, isHTTP1: Bool) -> String? {
-        guard isHTTP1, let upgrade = head.headerFields[.upgrade], HopByHop.connectionTokens(head.headerFields).contains("upgrade") else {
-            return nil
-        }
-        return upgrade
+    /// What the relay makes of a request's `Upgrade`.
+    enum UpgradeDecision {
+        /// No protocol switch asked for (always so on HTTP/2, which has no `Upgrade`).
+        case none
+        /// A valid WebSocket handshake on an app that allows WebSocket: the connection may switch.
+        case webSocket
+        /// Another protocol (`h2c`, anything unknown): never honoured. The request goes on as a plain one
+        /// (hop-by-hop removal drops `Upgrade`), and the connection closes after its answer.
+        case ignored
+        /// A WebSocket handshake the relay answers itself.
+        case refused(ErrorPage)
     }
+
+    /// Only WebSocket may switch a user's connection (RFC 6455 §4.2.1): a 101 turns it into a byte pipe that
+    /// bypasses routing and pre-authentication for whatever follows, so nothing else gets one.
+    static func upgrade(of head: HTTPRequest, isHTTP1: Bool, app: AppConfig) -> UpgradeDecision {
+        guard isHTTP1, let upgrade = head.headerFields[.upgrade] else { return .none }
+        let protocols = upgrade.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard protocols.contains("websocket") else { return .ignored }
+        guard app.allowWebSocket else {
+            return .refused(.badRequest("This application does not accept WebSocket connections (allowWebSocket: false).", status: .forbidden))
+        }
+        guard Self.isValidWebSocketHandshake(head) else {
+            return .refused(.badRequest("The WebSocket handshake is invalid: it needs GET, Connection: Upgrade, a 16-byte Sec-WebSocket-Key and Sec-WebSocket-Version: 13."))
+        }
+        return .webSocket
+    }
+
+    /// An HTTP/1.1 WebSocket opening handshake with everything RFC 6455 §4.1 requires of it.
+    static func isValidWebSocketHandshake(_ head: HTTPRequest) -> Bool {
+        guard head.method == .get, let upgrade = head.headerFields[.upgrade],
+            upgrade.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "websocket" }),
+            HopByHop.connectionTokens(head.headerFields).contains("upgrade"),
+            head.headerFields[Self.webSocketVersion] == "13",
+            let key = head.headerFields[Self.webSocketKey], key.utf8.count == 24, Data(base64Encoded: key)?.count == 16
+        else { return false }
+        return true
+    }
+
+    static let webSocketKey = HTTPField.Name("Sec-WebSocket-Key")!
+    static let webSocketVersion = HTTPField.Name("Sec-WebSocket-Version")!
 }

@@ -16,6 +16,8 @@ struct TunnelStreamIO: Sendable {
     let stream: TunnelConnection.Stream
     let head: HTTPRequest
     let upgradeProtocol: String?
+    /// The user's HTTP/1.1 connection closes after this exchange (a protocol switch asked for).
+    let closesConnection: Bool
     let setCookies: [String]
     let context: EdgeRequestContext
     let requestID: String
@@ -63,7 +65,7 @@ struct TunnelStreamIO: Sendable {
                         if requestResult == .complete {
                             await GracefulClose.waitForEnd(of: stream.channel, part: HTTPRequestPart.self)
                         }
-                        if upgraded || requestResult != .complete || upgradeProtocol != nil { return .finished(.close) }
+                        if upgraded || requestResult != .complete || self.closesConnection { return .finished(.close) }
                         return .finished(.keepAlive)
                     case .truncated:
                         logger.warning("tunnel stream ended before the response was complete")
@@ -123,7 +125,7 @@ struct TunnelStreamIO: Sendable {
                     } else {
                         TunnelProtocol.removeReserved(&response.headerFields)
                         HopByHop.strip(&response.headerFields)
-                        if upgradeProtocol != nil { response.headerFields[.connection] = "close" }
+                        if self.closesConnection, context.isHTTP1 { response.headerFields[.connection] = "close" }
                         if !context.isHTTP1, !isHEAD, response.status != .noContent, response.status != .notModified,
                             let length = response.headerFields[.contentLength].flatMap({ Int($0) }), length > 0
                         {
@@ -183,7 +185,7 @@ struct TunnelStreamIO: Sendable {
         head.headerFields[.upgrade] = upgradeProtocol
         try await writer.write(.head(head))
         try await channel.eventLoop.submit {
-            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .server, errorHandler: EdgeProtocolErrorHandler.self)
+            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .server, httpHandlers: EdgePipeline.http1Handlers)
         }.get()
     }
 }

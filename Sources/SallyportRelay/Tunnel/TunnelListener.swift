@@ -39,7 +39,7 @@ struct TunnelListener {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .bind(host: host, port: port) { channel in
-                tracker.add(channel)
+                _ = tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     let health = TunnelHealth(logger: logger, peer: channel.remoteAddress.map { "\($0)" } ?? "unknown")
