@@ -312,6 +312,7 @@ let package = Package(
             name: "SallyportAuthTests",
             dependencies: [
                 "SallyportAuth",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "SallyportConfig",
                 "SallyportPluginAPI",
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,3 +1,5 @@
+import SallyportHTTP
+
 /// Why a token or sign-in was not accepted. The description goes to the relay's log and, for token errors,
 /// into `WWW-Authenticate`'s `error_description`; it never contains the token.
 public enum AuthFailure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -29,7 +31,7 @@ public enum AuthFailure: Error, Sendable, Equatable, CustomStringConvertible {
         case .badSignature: "the token's signature does not verify"
         case .expired: "the token has expired"
         case .notYetValid: "the token is not valid yet"
-        case .wrongIssuer(let issuer): "the token's issuer \"\(issuer)\" is not trusted"
+        case .wrongIssuer(let issuer): "the token's issuer \"\(LogText.escaped(issuer, limit: 200))\" is not trusted"
         case .wrongAudience: "the token is not meant for this relay (audience)"
         case .nonceMismatch: "the ID token's nonce does not match this sign-in"
         case .missingClaim(let name): "the token has no \(name) claim"

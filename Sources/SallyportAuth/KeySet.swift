@@ -13,9 +13,9 @@ actor KeySet {
     private let source: JWTSettings.KeySource
     private let client: HTTPClient
     private let logger: Logger
-    private var keys: (JWTKeyCollection, Set<String>)?
+    private var keys: (JWTKeyCollection, [String: String])?
     private var fetchedAt: ContinuousClock.Instant?
-    private var inflight: Task<(JWTKeyCollection, Set<String>), any Error>?
+    private var inflight: Task<(JWTKeyCollection, [String: String]), any Error>?
 
     /// A token with an unknown key id causes a refetch at most this often (so garbage cannot hammer the issuer).
     static let minimumRefetchInterval: Duration = .seconds(5)
@@ -33,14 +33,18 @@ actor KeySet {
     /// A token whose `kid` the cached set lacks makes the set be fetched again (at most every
     /// ``minimumRefetchInterval``): that is how rotated keys arrive. jwt-kit would otherwise try its default key.
     func verify(_ token: String) async throws(AuthFailure) -> TokenClaims {
-        let kid = Self.keyID(of: token)
+        let header = Self.header(of: token)
+        let kid = header?.kid
         var (collection, kids) = try await self.current()
-        if let kid, !kids.contains(kid) {
+        if let kid, kids[kid] == nil {
             guard self.mayRefetch else { throw .unknownKey }
-            self.logger.info("a token names an unknown key; fetching the issuer's keys again", metadata: ["kid": "\(kid)"])
+            self.logger.info("a token names an unknown key; fetching the issuer's keys again", metadata: ["kid": "\(LogText.escaped(kid))"])
             (collection, kids) = try await self.refresh()
-            guard kids.contains(kid) else { throw .unknownKey }
+            guard kids[kid] != nil else { throw .unknownKey }
         }
+        // The key decides the algorithm, never the token: its `alg` must be the one pinned for its key.
+        let allowed = kid.flatMap { kids[$0] }.map { [$0] } ?? Array(Set(kids.values))
+        guard let alg = header?.alg, allowed.contains(alg) else { throw .badSignature }
         do {
             return try await collection.verify(token, as: TokenClaims.self)
         } catch let error as JWTError where error.errorType == .malformedToken || error.errorType == .missingKIDHeader {
@@ -52,10 +56,35 @@ actor KeySet {
         }
     }
 
-    /// The `kid` of a token's header, read without trusting it (it only picks the key).
+    /// The `kid` and `alg` of a token's header, read without trusting them (the kid only picks the key; the
+    /// alg must match the key's).
+    struct Header: Decodable {
+        var kid: String?
+        var alg: String?
+    }
+
+    static func header(of token: String) -> Header? {
+        UnverifiedJWT.part(0, of: token, as: Header.self)
+    }
+
     static func keyID(of token: String) -> String? {
-        struct Header: Decodable { var kid: String? }
-        return UnverifiedJWT.part(0, of: token, as: Header.self)?.kid
+        Self.header(of: token)?.kid
+    }
+
+    /// The algorithm a key is used with: its own `alg`, or for a key without one (Entra ID's, for example) the
+    /// one its type implies, RS256 for RSA (as OpenID Connect's default) and the curve's for EC and OKP. jwt-kit
+    /// would otherwise take the first token's `alg` and keep it for the key: one forged token with another
+    /// algorithm made every genuine token fail until the keys were fetched again.
+    static func pinnedAlgorithm(of jwk: JWK) -> JWK.Algorithm? {
+        if let algorithm = jwk.algorithm { return algorithm == .rsaOAEP ? nil : algorithm }
+        if jwk.keyType == .rsa { return .rs256 }
+        switch jwk.curve {
+        case .ecdsa(.p256)?: return .es256
+        case .ecdsa(.p384)?: return .es384
+        case .ecdsa(.p521)?: return .es512
+        case .eddsa(.ed25519)?: return .eddsa
+        default: return nil
+        }
     }
 
     private var mayRefetch: Bool {
@@ -64,7 +93,7 @@ actor KeySet {
     }
 
     /// The cached keys, or freshly fetched ones when there are none or they are old.
-    private func current() async throws(AuthFailure) -> (JWTKeyCollection, Set<String>) {
+    private func current() async throws(AuthFailure) -> (JWTKeyCollection, [String: String]) {
         if let keys, let fetchedAt, ContinuousClock.now - fetchedAt < Self.maximumAge { return keys }
         do {
             return try await self.refresh()
@@ -79,8 +108,8 @@ actor KeySet {
     }
 
     /// Fetches the keys; concurrent callers share one fetch.
-    private func refresh() async throws(AuthFailure) -> (JWTKeyCollection, Set<String>) {
-        let task: Task<(JWTKeyCollection, Set<String>), any Error>
+    private func refresh() async throws(AuthFailure) -> (JWTKeyCollection, [String: String]) {
+        let task: Task<(JWTKeyCollection, [String: String]), any Error>
         if let inflight {
             task = inflight
         } else {
@@ -103,7 +132,7 @@ actor KeySet {
         }
     }
 
-    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> (JWTKeyCollection, Set<String>) {
+    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> (JWTKeyCollection, [String: String]) {
         let json: String
         switch source {
         case .file(let path):
@@ -122,10 +151,12 @@ actor KeySet {
         }
         // Keys this relay cannot use (no kid, a symmetric or unknown type) are skipped, not fatal to the rest.
         let collection = JWTKeyCollection()
-        var kids: Set<String> = []
-        for jwk in jwks.keys {
-            guard let kid = jwk.keyIdentifier?.string, (try? await collection.add(jwk: jwk)) != nil else { continue }
-            kids.insert(kid)
+        var kids: [String: String] = [:]
+        for var jwk in jwks.keys {
+            guard let kid = jwk.keyIdentifier?.string, let algorithm = Self.pinnedAlgorithm(of: jwk) else { continue }
+            jwk.algorithm = algorithm
+            guard (try? await collection.add(jwk: jwk)) != nil else { continue }
+            kids[kid] = algorithm.rawValue
         }
         guard !kids.isEmpty else {
             throw AuthFailure.providerUnavailable("the JWKS at \(source) has no usable signing key (each needs a kid and an RSA, EC or OKP key)")

@@ -94,7 +94,8 @@ extension PreAuthenticator {
         }
         var clearLogin = HTTPFields()
         clearLogin.append(HTTPField(name: .setCookie, value: Cookies.clear(cookie)))
-        if let error = item("error") {
+        if let said = item("error") {
+            let error = LogText.escaped(said, limit: 200)
             logger.info("the identity provider ended the sign-in with an error", metadata: ["error": "\(error)"])
             var page = ErrorPage.badRequest("Sign-in was not completed (the identity provider said \(error)). Open the application again to retry.")
             page.headerFields = clearLogin

@@ -1,7 +1,10 @@
+import AsyncHTTPClient
 import Crypto
+import CryptoExtras
 import Foundation
 import HTTPTypes
 import JWTKit
+import Logging
 import SallyportConfig
 import SallyportPluginAPI
 import Testing
@@ -205,6 +208,53 @@ struct SignInDecisionTests {
         let token = try await keys.sign(Payload(sub: "x"), kid: "k1")
         #expect(KeySet.keyID(of: token) == "k1")
         #expect(KeySet.keyID(of: "garbage") == nil)
+    }
+}
+
+/// Before, a key published without `alg` (as Entra ID publishes them) took the algorithm of the first token
+/// checked with it: one unauthenticated PS512 token with a real kid made every RS256 token fail for an hour.
+@Suite struct KeyAlgorithmPinningTests {
+    struct Payload: JWTPayload {
+        var sub: String
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    @Test func aKeyWithoutAlgIsPinnedByItsTypeNeverByAToken() async throws {
+        let key = try Insecure.RSA.PrivateKey(backing: _RSA.Signing.PrivateKey(keySize: .bits2048))
+        let (modulus, exponent) = try key.publicKey.getKeyPrimitives()
+        let jwks = #"{"keys":[{"kty":"RSA","kid":"k1","use":"sig","n":"\#(Base64URLText.encode(modulus))","e":"\#(Base64URLText.encode(exponent))"}]}"#
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json").path
+        try jwks.write(toFile: file, atomically: true, encoding: String.Encoding.utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let keySet = KeySet(source: .file(file), client: HTTPClient.shared, logger: Logger(label: "test"))
+
+        let signing = JWTKeyCollection()
+        await signing.add(rsa: key, digestAlgorithm: .sha256, kid: "k1")
+        let genuine = try await signing.sign(Payload(sub: "alice"), kid: "k1")
+        let pss = JWTKeyCollection()
+        await pss.add(pss: key, digestAlgorithm: .sha512, kid: "k1")
+        let otherAlgorithm = try await pss.sign(Payload(sub: "mallory"), kid: "k1")
+
+        await #expect(throws: AuthFailure.badSignature) { try await keySet.verify(otherAlgorithm) }
+        let claims = try await keySet.verify(genuine)
+        #expect(claims.string("sub") == "alice", "a genuine RS256 token still verifies after a PS512 one")
+        await #expect(throws: AuthFailure.badSignature) { try await keySet.verify(otherAlgorithm) }
+    }
+
+    @Test func pinnedAlgorithmsFollowTheKeyType() throws {
+        func jwk(_ json: String) throws -> JWK { try JSONDecoder().decode(JWK.self, from: Data(json.utf8)) }
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}"#)) == .rs256)
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"RSA","kid":"a","alg":"PS256","n":"AQAB","e":"AQAB"}"#)) == .ps256)
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"EC","kid":"a","crv":"P-384","x":"AA","y":"AA"}"#)) == .es384)
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"OKP","kid":"a","crv":"Ed25519","x":"AA"}"#)) == .eddsa)
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"RSA","kid":"a","alg":"RSA-OAEP","n":"AQAB","e":"AQAB"}"#)) == nil, "an encryption key")
+    }
+}
+
+/// Base64url without padding, for building test key sets.
+enum Base64URLText {
+    static func encode(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }
 

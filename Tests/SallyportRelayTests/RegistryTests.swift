@@ -212,8 +212,24 @@ final class FakeTunnel: TunnelCandidate {
     @Test func pagesSayWhatHappened() {
         #expect(Failover.page(for: .lost, method: .post).title == "Request interrupted")
         #expect(Failover.page(for: .lost, method: .get).status == .badGateway)
+        // A connector that sent no head in time: 504, and never sent again (the backend may be at work on it).
+        #expect(Failover.page(for: .timedOut, method: .get).status == .gatewayTimeout)
+        #expect(!Failover.mayRetry(method: .get, failure: .timedOut, bodyReplayable: true))
+        #expect(RequestForwarder.responseHeadTimeout(AppTimeouts(connect: .seconds(10), response: .seconds(60))) == .seconds(85))
         #expect(Failover.page(for: .notForwarded(status: .gatewayTimeout, reason: "backend-connect-timeout"), method: .post).status == .gatewayTimeout)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .refusedStream)) == .refused)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .cancel)) == .lost)
+    }
+}
+
+@Suite struct TokenBucketTests {
+    @Test func aBurstThenTheRate() {
+        var bucket = TokenBucket(capacity: 3, perSecond: 1)
+        let start = ContinuousClock.now
+        #expect((0..<5).map { _ in bucket.take(at: start) } == [true, true, true, false, false])
+        #expect(bucket.take(at: start + .milliseconds(500)) == false)
+        #expect(bucket.take(at: start + .milliseconds(1000)) == true)
+        #expect(bucket.take(at: start + .seconds(100)) == true, "refills, up to its capacity")
+        #expect((0..<3).map { _ in bucket.take(at: start + .seconds(100)) } == [true, true, false])
     }
 }

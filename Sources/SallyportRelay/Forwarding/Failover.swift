@@ -16,6 +16,9 @@ enum Failover {
         case notForwarded(status: HTTPResponse.Status, reason: String)
         /// The stream or the tunnel died before a response: the backend may or may not have the request.
         case lost
+        /// The connector sent no response head within the app's backend timeouts and a margin: a connector
+        /// that answers nothing is not waited for forever. Never retried: the backend may be working on it.
+        case timedOut
     }
 
     /// The connector's `sallyport-error` reasons for a backend it could not reach (connect refused or timed
@@ -34,6 +37,7 @@ enum Failover {
         switch failure {
         case .refused, .notForwarded: return true
         case .lost: return isIdempotent(method)
+        case .timedOut: return false
         }
     }
 
@@ -58,6 +62,8 @@ enum Failover {
             )
         case .lost:
             return .badGateway
+        case .timedOut:
+            return .gatewayTimeout
         }
     }
 }

@@ -126,7 +126,8 @@ struct RequestForwarder: Sendable {
             let io = TunnelStreamIO(
                 stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, closesConnection: closeAfter || upgradeProtocol != nil,
                 setCookies: setCookies, context: context, requestID: requestID,
-                logger: attemptLogger, observeLatency: { connection.observe(latency: $0) }
+                logger: attemptLogger, responseHeadTimeout: Self.responseHeadTimeout(app.timeouts),
+                observeLatency: { connection.observe(latency: $0) }
             )
             let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
             connection.finished()
@@ -159,6 +160,12 @@ struct RequestForwarder: Sendable {
         }
         logger.warning("no further connection could take the request", metadata: ["failure": "\(lastFailure)", "attempts": "\(tried.count)"])
         return await self.answerAfterFailure(lastFailure, method: head.method, requestID: requestID, writer: writer, context: context)
+    }
+
+    /// How long the relay waits for a response head after a request's end: the connector's own backend
+    /// timeouts (it answers 504 after them) and a margin. Only a connector that answers nothing reaches it.
+    static func responseHeadTimeout(_ timeouts: AppTimeouts) -> Duration {
+        timeouts.connect + timeouts.response + .seconds(15)
     }
 
     /// Connections a request is tried on at most.

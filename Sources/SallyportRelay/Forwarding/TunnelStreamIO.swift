@@ -22,6 +22,8 @@ struct TunnelStreamIO: Sendable {
     let context: EdgeRequestContext
     let requestID: String
     let logger: Logger
+    /// How long after the request's end the connector may take to send a response head.
+    let responseHeadTimeout: Duration
     /// Hears how long the connector took to start answering.
     let observeLatency: @Sendable (Duration) -> Void
 
@@ -40,6 +42,7 @@ struct TunnelStreamIO: Sendable {
         let (stream, logger, upgradeProtocol) = (self.stream, self.logger, self.upgradeProtocol)
         let requestDone = OnceFlag()
         let answered = OnceFlag()
+        let timedOut = OnceFlag()
         let started = ContinuousClock.now
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
@@ -53,13 +56,20 @@ struct TunnelStreamIO: Sendable {
                         try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone, answered: answered, started: started)
                     }
                     let requestResult = await replay.send(to: tunnelOut, from: &iterator, upgrading: upgradeProtocol != nil)
+                    var headTimer: Scheduled<Void>?
                     if requestResult == .complete {
                         requestDone.set()
+                        headTimer = stream.channel.eventLoop.scheduleTask(in: TimeAmount(self.responseHeadTimeout)) {
+                            guard !answered.isSet else { return }
+                            timedOut.set()
+                            stream.channel.close(promise: nil)
+                        }
                     } else if requestResult == .sourceEnded || answered.isSet {
                         // The client is gone, or the answer is under way: stop waiting for the rest of the answer.
                         stream.channel.close(promise: nil)
                     }
                     let response = try await group.next()!
+                    headTimer?.cancel()
                     switch response {
                     case .completed(let upgraded):
                         if requestResult == .complete {
@@ -71,7 +81,7 @@ struct TunnelStreamIO: Sendable {
                         logger.warning("tunnel stream ended before the response was complete")
                         return .finished(.close)
                     case .noResponse(let failure):
-                        return .failed(failure, sourceEnded: requestResult == .sourceEnded)
+                        return .failed(timedOut.isSet ? .timedOut : failure, sourceEnded: requestResult == .sourceEnded)
                     }
                 }
             }

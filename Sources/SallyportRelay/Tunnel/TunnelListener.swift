@@ -123,7 +123,9 @@ struct TunnelListener {
                     identity = known
                 case .failure(let refusal):
                     try? await ControlFraming.send(.error(refusal.message), on: outbound)
-                    throw ControlProtocolError(description: "connector refused (\(refusal.error)); it called itself \(hello.connector) on \(hello.host)")
+                    throw ControlProtocolError(
+                        description: "connector refused (\(refusal.error)); it called itself \(LogText.escaped(hello.connector, limit: 128)) on \(LogText.escaped(hello.host, limit: 128))"
+                    )
                 }
                 logger[metadataKey: "connector"] = "\(identity.connectorID)"
                 logger[metadataKey: "group"] = "\(identity.group)"
@@ -145,7 +147,10 @@ struct TunnelListener {
                     on: outbound
                 )
                 self.registry.add(connection)
-                logger.info("connector connected", metadata: ["name": "\(identity.name)", "software": "\(hello.software)", "host": "\(hello.host)"])
+                logger.info(
+                    "connector connected",
+                    metadata: ["name": "\(identity.name)", "software": "\(LogText.escaped(hello.software, limit: 128))", "host": "\(LogText.escaped(hello.host, limit: 128))"]
+                )
                 defer {
                     self.registry.remove(connection)
                     logger.info("connector disconnected")
@@ -163,6 +168,11 @@ struct TunnelListener {
                     throw ControlProtocolError(description: "connector was removed while it connected")
                 }
                 let epoch = self.catalog.snapshot.version.epoch
+                // A connector's requests for the configuration and its error reports are bounded: a compromised
+                // or broken one cannot make the relay busy or fill its log.
+                var refreshes = TokenBucket(capacity: 5, perSecond: 1)
+                var errorReports = TokenBucket(capacity: 10, perSecond: 0.1)
+                var suppressedErrors = 0
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     // The current configuration, then every change (subscribed before the first is sent).
                     let updates = self.catalog.updates()
@@ -183,6 +193,7 @@ struct TunnelListener {
                             self.registry.applied(version.generation, on: connection)
                             logger.debug("connector applied configuration", metadata: ["version": "\(version)"])
                         case .refresh:
+                            guard refreshes.take(at: .now) else { continue }  // the last configuration sent still holds
                             try await ControlFraming.send(.config(self.catalog.snapshot.appSet(group: identity.group)), on: outbound)
                         case .renew(let request):
                             guard identity.renewable else {
@@ -204,7 +215,14 @@ struct TunnelListener {
                             mailbox.finish()
                             try await outbound.write(.end(nil))
                         case .error(let text):
-                            logger.error("connector reported an error", metadata: ["message": "\(text)"])
+                            guard errorReports.take(at: .now) else {
+                                suppressedErrors += 1
+                                continue
+                            }
+                            var metadata: Logger.Metadata = ["message": "\(LogText.escaped(text, limit: 1024))"]
+                            if suppressedErrors > 0 { metadata["suppressed"] = "\(suppressedErrors)" }
+                            suppressedErrors = 0
+                            logger.error("connector reported an error", metadata: metadata)
                         case .hello, .welcome, .config, .certificate, .reconnect, .kcdFlush:
                             throw ControlProtocolError(description: "unexpected control message from connector")
                         }
