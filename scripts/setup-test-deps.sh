@@ -77,10 +77,11 @@ fi
 # The Python peers run in a virtual environment made from Debian's own Python (python3-venv): a stock Debian 12
 # marks its Python as externally managed (PEP 668) and has no pip. The tests use it (EndToEnd.python).
 # oidc_provider.py extends internals of oidc-provider-mock 0.3.4, which runs on authlib's deprecated
-# `authlib.jose`; Selenium uses /usr/bin/chromedriver and never downloads one. All in one pip call, so the
+# `authlib.jose`; Selenium uses /usr/bin/chromedriver and never downloads one; h2 speaks raw HTTP/2 frames for
+# the adversarial tests. All in one pip call, so the
 # pins hold together.
 venv="${SALLYPORT_TEST_VENV:-/opt/sallyport-test-venv}"
-python_requirements=(websockets==15.0.1 oidc-provider-mock==0.3.4 authlib==1.9.9 selenium==4.51.0)
+python_requirements=(websockets==15.0.1 oidc-provider-mock==0.3.4 authlib==1.9.9 selenium==4.51.0 h2==4.2.0)
 if [ ! -x "$venv/bin/python3" ]; then
     echo "setup-test-deps: creating the Python virtual environment $venv"
     as_root /usr/bin/python3 -m venv "$venv"

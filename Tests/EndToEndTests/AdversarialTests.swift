@@ -187,6 +187,72 @@ extension EndToEnd.AdversarialTests {
         await deployment.shutdown()
     }
 
+    @Test("HTTP/2 abuse at the edge: CONNECT, host mismatch, stalled bodies, window-zero readers, idle streams, rapid reset, CONTINUATION, PING and SETTINGS floods each end the offender's stream or connection, and a bystander connection is served throughout")
+    func http2Abuse() async throws {
+        let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "sendTimeout: 3s"])
+        let backendPort = try FreePort.next()
+        let backendLog = deployment.directory.file("backend-requests.jsonl")
+        let backend = try await EndToEnd.startPythonPeer(
+            "recording_backend.py", ["\(backendPort)", backendLog], logFile: deployment.directory.file("recording-backend.log")
+        )
+        defer { backend.signal(SIGKILL) }
+        try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:\(backendPort)/")
+        try await deployment.startRelay()
+        try await deployment.startConnector()
+
+        let names = [
+            "bystander", "connect", "host-mismatch", "unrouted-body", "body-stall", "window-zero", "idle-streams", "over-stream-limit", "rapid-reset",
+            "continuation-flood", "ping-flood", "settings-flood",
+        ]
+        let resultsFile = deployment.directory.file("h2-results.json")
+        let client = try ChildProcess.launch(
+            EndToEnd.python,
+            [EndToEnd.resource("h2_client.py"), "127.0.0.1", "\(deployment.publicPort)", deployment.caFile, resultsFile] + names,
+            logFile: deployment.directory.file("h2-client.log")
+        )
+        try #require(await client.waitForExit(timeout: .seconds(240)) == 0, "h2_client.py: \(client.log())")
+        struct Outcome: Decodable {
+            var status: Int?
+            var reset: Int?
+            var goaway: Int?
+            var closed: Bool
+            var seconds: Double
+            var refused: Int
+            var served: Int
+            var ended: Int?
+            var limit: Int?
+            var before: Int?
+        }
+        let results = try JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: URL(fileURLWithPath: resultsFile)))
+        func result(_ name: String) -> Outcome { results[name] ?? Outcome(closed: false, seconds: -1, refused: 0, served: 0) }
+        print("h2 abuse: \(results.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n"))")
+
+        #expect(result("connect").status == 405, "\(result("connect"))")
+        #expect(result("host-mismatch").status == 400, "\(result("host-mismatch"))")
+        #expect(result("unrouted-body").status == 404 && result("unrouted-body").seconds < 2, "\(result("unrouted-body"))")
+        let stall = result("body-stall")
+        #expect((stall.reset != nil || stall.status != nil) && stall.seconds >= 1.5 && stall.seconds < 10, "\(stall)")
+        let windowZero = result("window-zero")
+        #expect(windowZero.reset != nil && windowZero.seconds >= 2.5 && windowZero.seconds < 15, "\(windowZero)")
+        let idle = result("idle-streams")
+        #expect(idle.limit == 128 && idle.ended == 128 && idle.seconds < 10 && idle.status == 200, "\(idle)")
+        #expect(result("over-stream-limit").goaway != nil, "\(result("over-stream-limit"))")
+        #expect(result("rapid-reset").goaway == 11, "ENHANCE_YOUR_CALM: \(result("rapid-reset"))")
+        for flood in ["continuation-flood", "ping-flood", "settings-flood"] {
+            let got = result(flood)
+            #expect((got.goaway != nil || got.closed) && got.seconds < 8, "\(flood): \(got)")
+        }
+        let bystander = result("bystander")
+        #expect(bystander.before == 200 && bystander.status == 200, "a well-behaved connection suffered: \(bystander)")
+
+        let received = (try? String(contentsOfFile: backendLog, encoding: .utf8)) ?? ""
+        for hostile in ["smuggled", "evil.example", "/flood"] {
+            #expect(!received.contains(hostile), "\(hostile) reached the backend:\n\(received)")
+        }
+        #expect(!received.contains("/stalled-h2 HTTP/1.1\", \"headers\"") || !received.contains("\"body_length\": 100"))
+        await deployment.shutdown()
+    }
+
     /// One hostile HTTP/1.1 exchange for `raw_client.py`.
     struct RawCase: Encodable {
         var name: String

@@ -93,6 +93,16 @@ struct PublicListener {
         ]
         configuration.connection.targetWindowSize = 4 << 20
         configuration.stream.targetWindowSize = 1 << 20
+        // Flood limits, stated here so docs/security.md can name them (they are NIOHTTP2's defaults, which
+        // Envoy's edge guidance matches in spirit): a header block may span at most 5 CONTINUATION frames;
+        // PING, SETTINGS and PRIORITY frames at most 200 per 30 s; at most 10,000 control frames queued for a
+        // client that does not read its answers; 200 protocol "glitches" per connection. Each ends only the
+        // offending connection, with GOAWAY ENHANCE_YOUR_CALM.
+        configuration.connection.maximumSequentialContinuationFrames = 5
+        configuration.connection.controlFrameRateLimit.maximumCount = 200
+        configuration.connection.controlFrameRateLimit.windowLength = .seconds(30)
+        configuration.connection.maximumBufferedControlFrames = 10_000
+        configuration.connection.maximumConnectionGlitches = 200
         // Resets of streams in progress are limited per connection by ConnectionResetBudget. NIOHTTP2's own limit
         // counts every RST_STREAM, also those for streams already closed (curl sends one for each response it
         // received whole without Content-Length): it stays only as a backstop against a flood of frames.
