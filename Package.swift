@@ -89,10 +89,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What tunnel peers parse from each other, as bytes and values with no I/O: control messages and their
+        // framing, configuration versions, the identity field. Small on purpose: the fuzz targets build on it.
+        .target(
+            name: "SallyportWire",
+            dependencies: [
+                "SallyportConfig",
+                "SallyportPluginAPI",
+                "SallyportHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The parsers of untrusted bytes as fuzz targets, and their libFuzzer driver (scripts/fuzz.sh).
+        .target(
+            name: "SallyportFuzzTargets",
+            dependencies: ["SallyportConfig", "SallyportPluginAPI", "SallyportWire", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "sallyport-fuzz", dependencies: ["SallyportFuzzTargets"], swiftSettings: swiftSettings),
         // The tunnel wire protocol: mTLS, HTTP/2 settings, stream metadata, control messages.
         .target(
             name: "SallyportTunnel",
             dependencies: [
+                "SallyportWire",
                 "SallyportConfig",
                 "SallyportPluginAPI",
                 "SallyportHTTP",
@@ -125,6 +145,7 @@ let package = Package(
                 "SallyportPluginAPI",
                 "SallyportHTTP",
                 "SallyportTunnel",
+                "SallyportWire",
                 "SallyportState",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "SallyportPKI",
@@ -157,6 +178,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 "SallyportHTTP",
                 "SallyportTunnel",
+                "SallyportWire",
                 "SallyportPKI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -193,6 +215,7 @@ let package = Package(
                 "SallyportConnector",
                 "SallyportPKI",
                 "SallyportTunnel",
+                "SallyportWire",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -223,6 +246,7 @@ let package = Package(
                 "SallyportConnector",
                 "SallyportDemo",
                 "SallyportTunnel",
+                "SallyportWire",
                 "SallyportSSO",
                 "SallyportKCD",
                 "SallyportKerberos",
@@ -275,6 +299,8 @@ let package = Package(
             name: "SallyportTunnelTests",
             dependencies: [
                 "SallyportTunnel",
+                "SallyportWire",
+                "SallyportFuzzTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -283,7 +309,7 @@ let package = Package(
         .testTarget(
             name: "SallyportRelayTests",
             dependencies: [
-                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportHTTP", "SallyportPluginAPI", "SallyportState", "SallyportPKI",
+                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportWire", "SallyportHTTP", "SallyportPluginAPI", "SallyportState", "SallyportPKI",
                 .product(name: "Logging", package: "swift-log"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),
@@ -293,7 +319,7 @@ let package = Package(
         .testTarget(
             name: "SallyportConnectorTests",
             dependencies: [
-                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportTunnel",
+                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportTunnel", "SallyportWire",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
@@ -326,6 +352,7 @@ let package = Package(
             dependencies: [
                 "SallyportTesting", "SallyportPKI", "sallyport", "SallyportKerberos", "SallyportSSO", "SallyportKCD", "SallyportPluginAPI", "SallyportConfig",
                 "SallyportTunnel",
+                "SallyportWire",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),

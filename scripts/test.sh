@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (Debian packages, Python packages), builds, and runs every test:
-# unit tests and the end-to-end tests against real nginx, curl and WebSocket peers on loopback.
+# unit tests and the end-to-end tests against real nginx, curl and WebSocket peers on loopback; then, for a
+# full run (no arguments), fuzzes each parser of untrusted bytes for SALLYPORT_FUZZ_SECONDS (default 30; 0 skips).
 # For a fresh Debian 12 machine with the Swift toolchain on PATH; run as root or with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,3 +9,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-deps.sh
 swift build --build-tests
 swift test --skip-build "$@"
+if [ "$#" -eq 0 ] && [ "${SALLYPORT_FUZZ_SECONDS:-30}" != 0 ]; then
+    bash scripts/fuzz.sh "${SALLYPORT_FUZZ_SECONDS:-30}"
+fi

@@ -29,8 +29,12 @@ public enum ConfigLoader {
 
     /// Reads the relay's config file; relative paths in it are resolved against the file's directory.
     public static func loadRelay(file: String) throws(ConfigError) -> RelayConfig {
-        let text = try ConfigText.read(file: file).get()
-        switch RelayFile.parse(yaml: text, file: file) {
+        try self.parseRelay(yaml: try ConfigText.read(file: file).get(), file: file)
+    }
+
+    /// Parses the relay's config text as if read from `file`. Throws the first problem.
+    public static func parseRelay(yaml: String, file: String) throws(ConfigError) -> RelayConfig {
+        switch RelayFile.parse(yaml: yaml, file: file) {
         case .success(let config): return config
         case .failure(let problems): throw problems.errors[0]
         }
@@ -38,8 +42,12 @@ public enum ConfigLoader {
 
     /// Reads a connector's config file; relative paths in it are resolved against the file's directory.
     public static func loadConnector(file: String) throws(ConfigError) -> ConnectorConfig {
-        let text = try ConfigText.read(file: file).get()
-        switch ConnectorFile.parse(yaml: text, file: file) {
+        try self.parseConnector(yaml: try ConfigText.read(file: file).get(), file: file)
+    }
+
+    /// Parses a connector's config text as if read from `file`. Throws the first problem.
+    public static func parseConnector(yaml: String, file: String) throws(ConfigError) -> ConnectorConfig {
+        switch ConnectorFile.parse(yaml: yaml, file: file) {
         case .success(let config): return config
         case .failure(let problems): throw problems.errors[0]
         }

@@ -1,7 +1,8 @@
 public import Logging
 public import SallyportConfig
 public import SallyportSSO
-public import SallyportTunnel
+import SallyportTunnel
+public import SallyportWire
 import Synchronization
 
 /// The apps this connector serves, as last pushed by the relay, each with its SSO pipeline. Kept only in memory.

@@ -1,3 +1,4 @@
+public import SallyportWire
 import HTTPTypes
 public import NIOCore
 public import NIOHTTPTypes

@@ -1,3 +1,4 @@
+import SallyportWire
 public import HTTPTypes
 import NIOCore
 public import NIOHTTP2
@@ -10,10 +11,8 @@ public import NIOHTTP2
 public enum TunnelProtocol {
     /// The ALPN identifier both sides require.
     public static let alpn = "sallyport/1"
-    /// The version announced in ``ControlMessage/Hello``. 2: configuration versions carry the relay's epoch,
-    /// and apps cross as ``ConnectorApp``. 3: the relay's registry names the connector and its group
-    /// (``ControlMessage/Welcome``); certificates are renewed and connections rolled over the control stream.
-    public static let version = 3
+    /// The version announced in ``ControlMessage/Hello`` (``ControlMessage/protocolVersion``).
+    public static let version = ControlMessage.protocolVersion
     /// Path of the control stream the relay opens on every tunnel connection.
     public static let controlPath = "/.sallyport/v1/control"
     /// Every tunnel-private header starts with this prefix; the relay removes any such header a client sends.

@@ -10,6 +10,7 @@ import SallyportPluginAPI
 import SallyportScaffold
 import SallyportSSO
 import SallyportTunnel
+import SallyportWire
 import ServiceLifecycle
 import UnixSignals
 

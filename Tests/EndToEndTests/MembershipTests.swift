@@ -6,6 +6,7 @@ import SallyportConfig
 import SallyportPKI
 import SallyportTesting
 import SallyportTunnel
+import SallyportWire
 import Synchronization
 import Testing
 

@@ -9,6 +9,7 @@ import NIOSSL
 import SallyportPKI
 import SallyportTesting
 import SallyportTunnel
+import SallyportWire
 import Testing
 
 extension EndToEnd {

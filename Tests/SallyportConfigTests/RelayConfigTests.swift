@@ -179,6 +179,11 @@ struct RelayConfigTests {
                 maxRequestLineBytes: 4096
                 headerReadTimeout: 5s
                 idleTimeout: 2m
+                bodyReadTimeout: 20s
+                minBodyRate: 0
+                sendTimeout: 90s
+                maxConnections: 2000
+                maxConnectionsPerClient: 64
             tunnel:
               listen: 127.0.0.1:0
               certificate: /etc/tunnel.pem
@@ -210,7 +215,12 @@ struct RelayConfigTests {
                     maxHeaderCount: 50,
                     maxRequestLineBytes: 4096,
                     headerReadTimeout: .seconds(5),
-                    idleTimeout: .seconds(120)
+                    idleTimeout: .seconds(120),
+                    bodyReadTimeout: .seconds(20),
+                    minBodyRate: 0,
+                    sendTimeout: .seconds(90),
+                    maxConnections: 2000,
+                    maxConnectionsPerClient: 64
                 )
         )
         #expect(
@@ -281,6 +291,10 @@ struct RelayConfigTests {
         #expect(error.line == 4)
         #expect(error.key == "public.limits.maxHeaderCount")
         #expect(error.message == "must be from 8 to 10000 (got 0)")
+        let perClient = minimalRelay.replacingOccurrences(of: "  listen: 0.0.0.0:443\n", with: "  listen: 0.0.0.0:443\n  limits:\n    maxConnectionsPerClient: 0\n")
+        let perClientError = try #require(try relayError(perClient))
+        #expect(perClientError.key == "public.limits.maxConnectionsPerClient")
+        #expect(perClientError.message == "must be from 1 to 10000000 (got 0)")
     }
 
     @Test func certificateErrorsNameTheListItem() throws {

@@ -3,6 +3,7 @@ import SallyportConfig
 import SallyportPluginAPI
 import SallyportSSO
 import SallyportTunnel
+import SallyportWire
 import Testing
 
 @testable import SallyportConnector

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SallyportConfig
 import SallyportTunnel
+import SallyportWire
 import Testing
 
 @testable import SallyportRelay

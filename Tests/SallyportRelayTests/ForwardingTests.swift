@@ -4,6 +4,7 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
 import SallyportTunnel
+import SallyportWire
 import Testing
 
 @testable import SallyportRelay

@@ -7,6 +7,7 @@ import SallyportPluginAPI
 import Testing
 
 @testable import SallyportTunnel
+import SallyportWire
 
 @Suite struct ControlFramingTests {
     let allocator = ByteBufferAllocator()

@@ -7,6 +7,7 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
 import SallyportTunnel
+import SallyportWire
 
 /// Forwards one tunnelled request to the app's backend and streams the answer back into the tunnel stream.
 ///

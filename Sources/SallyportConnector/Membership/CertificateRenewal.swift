@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SallyportTunnel
+import SallyportWire
 import ServiceLifecycle
 
 /// Renews the connector's certificate over the tunnel once a third of its lifetime is left: a new key and

@@ -7,6 +7,7 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportKerberos
 import SallyportTunnel
+import SallyportWire
 import ServiceLifecycle
 
 /// The connector's side of one control stream: hello, the relay's welcome, configuration pushes, the periodic

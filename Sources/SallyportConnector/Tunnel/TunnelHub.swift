@@ -1,4 +1,5 @@
 import SallyportTunnel
+import SallyportWire
 import Synchronization
 
 /// What the connector's tunnel slots share: a way to ask every slot for new connections, and the control

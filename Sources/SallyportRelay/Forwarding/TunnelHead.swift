@@ -5,6 +5,7 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
 import SallyportTunnel
+import SallyportWire
 
 /// The request head as it crosses the tunnel: the user's end-to-end headers only, plus tunnel metadata that
 /// only the relay sets.

@@ -8,6 +8,7 @@ import SallyportHTTP
 import SallyportPKI
 import SallyportState
 import SallyportTunnel
+import SallyportWire
 import Synchronization
 import X509
 

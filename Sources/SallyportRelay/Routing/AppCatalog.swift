@@ -1,7 +1,8 @@
 public import Logging
 public import SallyportConfig
 import SallyportSSO
-public import SallyportTunnel
+import SallyportTunnel
+public import SallyportWire
 import Synchronization
 
 /// The relay's published apps: loads the app directory, keeps the last good version of every file, and tells

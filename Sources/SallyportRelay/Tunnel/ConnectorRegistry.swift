@@ -6,6 +6,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 import SallyportHTTP
 import SallyportTunnel
+import SallyportWire
 import Synchronization
 
 /// One connector's tunnel connection as the relay sees it.

@@ -13,6 +13,7 @@ import NIOTLS
 import SallyportConfig
 import SallyportHTTP
 import SallyportTunnel
+import SallyportWire
 
 /// Accepts connectors' outbound connections: tunnels (ALPN `sallyport/1`, a connector certificate required)
 /// and registrations (HTTP/1.1, no client certificate yet). Runs each tunnel's control stream and keeps the
