@@ -253,6 +253,48 @@ extension EndToEnd.AdversarialTests {
         await deployment.shutdown()
     }
 
+    @Test("A compromised connector cannot hold requests, busy the relay or forge its log: no response head in time is a 504, refresh and error floods are bounded, its strings are escaped")
+    func compromisedConnector() async throws {
+        let deployment = try Deployment(hosts: ["app"])
+        // Backend timeouts of 1 s each: the relay waits 1 + 1 + 15 s for a response head.
+        try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:9/", extra: "timeouts:\n  connect: 1s\n  response: 1s")
+        try await deployment.startRelay()
+        _ = try await deployment.registration(name: "rogue")
+        let directory = deployment.directory.file("rogue")
+        let report = deployment.directory.file("rogue-report.json")
+        let rogue = try ChildProcess.launch(
+            EndToEnd.python,
+            [
+                EndToEnd.resource("rogue_connector.py"), "127.0.0.1", "\(deployment.tunnelPort)", directory + "/connector.pem",
+                directory + "/connector.key", directory + "/relay-ca.pem", report,
+            ],
+            logFile: deployment.directory.file("rogue.log")
+        )
+        defer { rogue.signal(SIGKILL) }
+        try await rogue.waitForLog(containing: "flooded", timeout: .seconds(30))
+
+        let started = ContinuousClock.now
+        let result = try await Curl.run(deployment.url("app", "/never-answered"), caFile: deployment.caFile, timeout: 45)
+        let waited = ContinuousClock.now - started
+        #expect(result.status == 504, "\(result.status) after \(waited): \(result.stderr)")
+        #expect(waited >= .seconds(15) && waited < .seconds(30), "the relay waited \(waited) for a connector that never answers")
+
+        struct Report: Decodable { var configs: Int; var requests: Int }
+        let counts = try JSONDecoder().decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: report)))
+        #expect(counts.requests == 1, "a request that may have reached a backend is never sent again: \(counts.requests)")
+        // 100 refreshes: a burst of 5, then 1 per second while the request above waited.
+        #expect(counts.configs <= 5 + 30, "the relay answered \(counts.configs) of 100 refreshes")
+        let log = deployment.relay?.log() ?? ""
+        let reports = log.components(separatedBy: "connector reported an error").count - 1
+        #expect(reports >= 1 && reports <= 10 + 3, "\(reports) of 100 error reports logged")
+        #expect(log.contains("the connector reports errors too often"), "suppression is said once")
+        let lines = log.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.utf8.count < 4000 }, "a log line of \(lines.map(\.utf8.count).max() ?? 0) bytes")
+        #expect(!lines.contains { $0.hasPrefix("level=critical") }, "a connector forged a log line")
+        #expect(!log.contains("\u{1B}"), "a raw escape sequence reached the log")
+        await deployment.shutdown()
+    }
+
     /// One hostile HTTP/1.1 exchange for `raw_client.py`.
     struct RawCase: Encodable {
         var name: String

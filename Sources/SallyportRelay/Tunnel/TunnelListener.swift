@@ -217,6 +217,9 @@ struct TunnelListener {
                             try await outbound.write(.end(nil))
                         case .error(let text):
                             guard errorReports.take(at: .now) else {
+                                if suppressedErrors == 0 {
+                                    logger.warning("the connector reports errors too often; dropping its reports for a while (at most 10 at once, then 1 per 10 s)")
+                                }
                                 suppressedErrors += 1
                                 continue
                             }
