@@ -14,12 +14,14 @@ struct JWTProvider: Sendable {
     let keysByIssuer: [String: KeySet]
     let verifier: TokenVerifier
 
-    init(name: String, settings: JWTSettings, claims: ClaimMapping, clockSkew: Duration, client: HTTPClient, logger: Logger) {
+    init(
+        name: String, settings: JWTSettings, claims: ClaimMapping, clockSkew: Duration, algorithms: [String]?, client: HTTPClient, logger: Logger
+    ) {
         self.name = name
         self.settings = settings
         var keys: [String: KeySet] = [:]
         for issuer in settings.issuers {
-            keys[issuer.issuer] = KeySet(source: issuer.keys, client: client, logger: logger)
+            keys[issuer.issuer] = KeySet(source: issuer.keys, algorithms: algorithms, client: client, logger: logger)
         }
         self.keysByIssuer = keys
         self.verifier = TokenVerifier(

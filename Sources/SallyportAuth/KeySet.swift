@@ -22,8 +22,12 @@ actor KeySet {
     /// Keys are fetched again after this long even when every token's key is known (revoked keys go away).
     static let maximumAge: Duration = .seconds(3600)
 
-    init(source: JWTSettings.KeySource, client: HTTPClient, logger: Logger) {
+    /// The algorithms the provider is configured for; nil: each key's own, or its type's.
+    private let algorithms: [String]?
+
+    init(source: JWTSettings.KeySource, algorithms: [String]? = nil, client: HTTPClient, logger: Logger) {
         self.source = source
+        self.algorithms = algorithms
         self.client = client
         self.logger = logger
     }
@@ -72,18 +76,29 @@ actor KeySet {
     }
 
     /// The algorithm a key is used with: its own `alg`, or for a key without one (Entra ID's, for example) the
-    /// one its type implies, RS256 for RSA (as OpenID Connect's default) and the curve's for EC and OKP. jwt-kit
-    /// would otherwise take the first token's `alg` and keep it for the key: one forged token with another
+    /// first of the provider's `algorithms` its type can use, else the one its type implies: RS256 for RSA (as
+    /// OpenID Connect's default) and the curve's for EC and OKP. nil: the key is not used. jwt-kit would
+    /// otherwise take the first token's `alg` and keep it for the key: one forged token with another
     /// algorithm made every genuine token fail until the keys were fetched again.
-    static func pinnedAlgorithm(of jwk: JWK) -> JWK.Algorithm? {
-        if let algorithm = jwk.algorithm { return algorithm == .rsaOAEP ? nil : algorithm }
-        if jwk.keyType == .rsa { return .rs256 }
+    static func pinnedAlgorithm(of jwk: JWK, allowed: [String]? = nil) -> JWK.Algorithm? {
+        let typeAllows = Self.algorithms(forTypeOf: jwk)
+        if let own = jwk.algorithm {
+            guard typeAllows.contains(own), allowed.map({ $0.contains(own.rawValue) }) ?? true else { return nil }
+            return own
+        }
+        if let allowed { return typeAllows.first { allowed.contains($0.rawValue) } }
+        return typeAllows.first
+    }
+
+    /// The signing algorithms a key's type and curve can be used with, the implied one first.
+    static func algorithms(forTypeOf jwk: JWK) -> [JWK.Algorithm] {
+        if jwk.keyType == .rsa { return [.rs256, .rs384, .rs512, .ps256, .ps384, .ps512] }
         switch jwk.curve {
-        case .ecdsa(.p256)?: return .es256
-        case .ecdsa(.p384)?: return .es384
-        case .ecdsa(.p521)?: return .es512
-        case .eddsa(.ed25519)?: return .eddsa
-        default: return nil
+        case .ecdsa(.p256)?: return [.es256]
+        case .ecdsa(.p384)?: return [.es384]
+        case .ecdsa(.p521)?: return [.es512]
+        case .eddsa(.ed25519)?: return [.eddsa]
+        default: return []
         }
     }
 
@@ -113,8 +128,8 @@ actor KeySet {
         if let inflight {
             task = inflight
         } else {
-            let (source, client) = (self.source, self.client)
-            task = Task { try await Self.load(source, client: client) }
+            let (source, client, algorithms) = (self.source, self.client, self.algorithms)
+            task = Task { try await Self.load(source, algorithms: algorithms, client: client) }
             self.inflight = task
         }
         defer { if self.inflight == task { self.inflight = nil } }
@@ -132,7 +147,7 @@ actor KeySet {
         }
     }
 
-    static func load(_ source: JWTSettings.KeySource, client: HTTPClient) async throws -> (JWTKeyCollection, [String: String]) {
+    static func load(_ source: JWTSettings.KeySource, algorithms: [String]?, client: HTTPClient) async throws -> (JWTKeyCollection, [String: String]) {
         let json: String
         switch source {
         case .file(let path):
@@ -153,7 +168,7 @@ actor KeySet {
         let collection = JWTKeyCollection()
         var kids: [String: String] = [:]
         for var jwk in jwks.keys {
-            guard let kid = jwk.keyIdentifier?.string, let algorithm = Self.pinnedAlgorithm(of: jwk) else { continue }
+            guard let kid = jwk.keyIdentifier?.string, let algorithm = Self.pinnedAlgorithm(of: jwk, allowed: algorithms) else { continue }
             jwk.algorithm = algorithm
             guard (try? await collection.add(jwk: jwk)) != nil else { continue }
             kids[kid] = algorithm.rawValue

@@ -28,6 +28,8 @@ final class OIDCClient: Sendable {
 
     let name: String
     let settings: OIDCSettings
+    /// The signing algorithms the provider is configured for (nil: by key).
+    let algorithms: [String]?
     private let clientSecret: String
     private let client: HTTPClient
     private let verifier: TokenVerifier
@@ -38,7 +40,9 @@ final class OIDCClient: Sendable {
     private let lastFailure = Mutex<(ContinuousClock.Instant, AuthFailure)?>(nil)
     static let discoveryRetryInterval: Duration = .seconds(5)
 
-    init(name: String, settings: OIDCSettings, claims: ClaimMapping, clockSkew: Duration, client: HTTPClient, logger: Logger) throws {
+    init(
+        name: String, settings: OIDCSettings, claims: ClaimMapping, clockSkew: Duration, algorithms: [String]?, client: HTTPClient, logger: Logger
+    ) throws {
         guard let data = FileManager.default.contents(atPath: settings.clientSecretFile) else {
             throw AuthSetupError("identityProviders.\(name).clientSecretFile: cannot read \(settings.clientSecretFile)")
         }
@@ -46,6 +50,7 @@ final class OIDCClient: Sendable {
         guard !secret.isEmpty else { throw AuthSetupError("identityProviders.\(name).clientSecretFile: \(settings.clientSecretFile) is empty") }
         self.name = name
         self.settings = settings
+        self.algorithms = algorithms
         self.clientSecret = secret
         self.client = client
         self.logger = logger
@@ -80,7 +85,7 @@ final class OIDCClient: Sendable {
         guard document.issuer == settings.issuer else {
             throw .providerUnavailable("the discovery document's issuer \"\(document.issuer)\" is not the configured issuer \"\(settings.issuer)\"")
         }
-        let keys = KeySet(source: .url(document.jwks_uri), client: client, logger: logger)
+        let keys = KeySet(source: .url(document.jwks_uri), algorithms: self.algorithms, client: client, logger: logger)
         return self.discovered.withLock { state in
             if let state { return state }
             state = (document, keys)

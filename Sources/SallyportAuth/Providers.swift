@@ -38,7 +38,8 @@ struct Providers: Sendable {
                 clients.append(client)
                 do {
                     oidc[provider.name] = try OIDCClient(
-                        name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
+                        name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, algorithms: provider.algorithms,
+                        client: client, logger: providerLogger
                     )
                 } catch {
                     logger.error("identity provider unavailable; its apps answer 503 until this is fixed and the relay restarts", metadata: ["error": "\(error)"])
@@ -47,7 +48,8 @@ struct Providers: Sendable {
                 let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
                 clients.append(client)
                 jwt[provider.name] = JWTProvider(
-                    name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, client: client, logger: providerLogger
+                    name: provider.name, settings: settings, claims: provider.claims, clockSkew: provider.clockSkew, algorithms: provider.algorithms,
+                    client: client, logger: providerLogger
                 )
             }
         }

@@ -84,7 +84,7 @@ extension EndToEnd {
 extension EndToEnd.AdversarialTests {
     @Test("Raw HTTP/1.1 corpus: framing attacks, CONNECT, protocol switches, trailers, slow bodies and connection floods are refused or cut off, and nothing hostile reaches the backend")
     func rawCorpus() async throws {
-        let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "maxConnectionsPerClient: 4"])
+        let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "sendTimeout: 3s", "maxConnectionsPerClient: 4"])
         let backendPort = try FreePort.next()
         let backendLog = deployment.directory.file("backend-requests.jsonl")
         let backend = try await EndToEnd.startPythonPeer(
@@ -131,6 +131,15 @@ extension EndToEnd.AdversarialTests {
             RawCase(name: "unrouted-body", server_name: "nobody.localhost", parts: ["POST /x HTTP/1.1\r\nHost: nobody.localhost\r\nContent-Length: 100\r\n\r\n"], wait: 10),
             RawCase(name: "health-body", parts: ["POST /.sallyport/health HTTP/1.1\r\n\(host)Content-Length: 100\r\n\r\n"], wait: 10),
             RawCase(name: "stalled-body", parts: ["POST /stalled HTTP/1.1\r\n\(host)Content-Length: 100\r\n\r\n0123456789"], wait: 15),
+            // Pipelining: answered in order; identity fields in any spelling never reach the backend.
+            RawCase(name: "pipelined", parts: [
+                "GET /p1 HTTP/1.1\r\n\(host)\r\nPOST /p2 HTTP/1.1\r\n\(host)Content-Length: 3\r\n\r\nabcGET /p3 HTTP/1.1\r\n\(host)Connection: close\r\n\r\n",
+            ]),
+            RawCase(name: "identity-spellings", parts: [
+                "GET /identity HTTP/1.1\r\n\(host)Sallyport-Identity: forged-identity\r\nsallyport_identity: forged-identity\r\nSALLYPORT-APP: forged-identity\r\nSallyport-Client-Address: forged-identity\r\n\r\n",
+            ]),
+            // A client that reads nothing: its connection closes after the send timeout (3 s here).
+            RawCase(name: "slow-read", parts: ["GET /big/32 HTTP/1.1\r\n\(host)\r\n"], wait: 20, no_read: 8, rcvbuf: 4096),
             // A client over its connection limit (4 here) is closed before TLS.
             RawCase(name: "connection-cap", parts: ["GET /capped HTTP/1.1\r\n\(host)\r\n"], hold: 4),
             RawCase(name: "after-cap", parts: ["GET /after-cap HTTP/1.1\r\n\(host)\r\n"]),
@@ -170,13 +179,19 @@ extension EndToEnd.AdversarialTests {
         let stalled = result("stalled-body")
         #expect(stalled.closed_after.map { $0 >= 1.5 && $0 < 10 } == true, "a stalled body held the connection: \(String(describing: stalled.closed_after))")
 
+        #expect(result("pipelined").statuses == [200, 200, 200], "\(result("pipelined").text.prefix(300))")
+        // The last asked to close (RFC 9112 §9.6): its answer says so, and the connection closes.
+        #expect(result("pipelined").closed_after.map { $0 < 3 } == true && result("pipelined").text.lowercased().contains("connection: close"))
+        #expect(result("identity-spellings").statuses == [200])
+        let slowRead = result("slow-read")
+        #expect((slowRead.received_bytes ?? 0) < 32 << 20 && slowRead.closed_after != nil, "a client that read nothing for 8 s got \(slowRead.received_bytes ?? 0) bytes")
         let capped = result("connection-cap")
         #expect(capped.refused || capped.statuses.isEmpty, "a fifth connection from one client was served: \(capped.statuses)")
         #expect(result("after-cap").statuses == [200], "connections are admitted again once others close")
 
         // What the backend received: nothing hostile, ever.
         let received = (try? String(contentsOfFile: backendLog, encoding: .utf8)) ?? ""
-        for hostile in ["smuggled", "evil.example", "forged", "6.6.6.6", "\"raw\"", "pgrade", "/capped"] {
+        for hostile in ["smuggled", "evil.example", "forged", "6.6.6.6", "\"raw\"", "pgrade", "/capped", "forged-identity"] {
             #expect(!received.contains(hostile), "\(hostile) reached the backend:\n\(received)")
         }
         let records = received.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -184,6 +199,9 @@ extension EndToEnd.AdversarialTests {
         #expect(trailerRecord?["body_length"] as? Int == 5 && (trailerRecord?["trailers"] as? [String])?.isEmpty == true, "\(String(describing: trailerRecord))")
         #expect(!records.contains { ($0["line"] as? String)?.hasPrefix("POST /stalled ") == true && $0["body_length"] as? Int == 100 })
         #expect(records.contains { ($0["line"] as? String)?.hasPrefix("GET /h2c ") == true }, "the h2c request is served as a plain one")
+        let lines = records.compactMap { $0["line"] as? String }
+        let pipelined = lines.filter { $0.hasPrefix("GET /p") || $0.hasPrefix("POST /p") }
+        #expect(pipelined == ["GET /p1 HTTP/1.1", "POST /p2 HTTP/1.1", "GET /p3 HTTP/1.1"], "\(pipelined)")
         await deployment.shutdown()
     }
 
@@ -303,6 +321,8 @@ extension EndToEnd.AdversarialTests {
         var pause: Double = 0
         var wait: Double = 5
         var hold = 0
+        var no_read: Double?
+        var rcvbuf: Int?
     }
 
     struct RawResult: Decodable {
@@ -310,6 +330,7 @@ extension EndToEnd.AdversarialTests {
         var closed_after: Double?
         var text: String
         var refused: Bool
+        var received_bytes: Int?
     }
 
     /// Runs `cases` against the deployment's public port, one connection each; results by case name.

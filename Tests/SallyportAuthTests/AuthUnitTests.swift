@@ -248,6 +248,12 @@ struct SignInDecisionTests {
         #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"EC","kid":"a","crv":"P-384","x":"AA","y":"AA"}"#)) == .es384)
         #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"OKP","kid":"a","crv":"Ed25519","x":"AA"}"#)) == .eddsa)
         #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"RSA","kid":"a","alg":"RSA-OAEP","n":"AQAB","e":"AQAB"}"#)) == nil, "an encryption key")
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"EC","kid":"a","alg":"RS256","crv":"P-256","x":"AA","y":"AA"}"#)) == nil, "alg and type disagree")
+        // The provider's `algorithms`: the first its key type can use; a key whose own alg is not listed is not used.
+        let rsa = try jwk(#"{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}"#)
+        #expect(KeySet.pinnedAlgorithm(of: rsa, allowed: ["ES256", "PS256"]) == .ps256)
+        #expect(KeySet.pinnedAlgorithm(of: rsa, allowed: ["ES256"]) == nil)
+        #expect(KeySet.pinnedAlgorithm(of: try jwk(#"{"kty":"RSA","kid":"a","alg":"RS512","n":"AQAB","e":"AQAB"}"#), allowed: ["RS256"]) == nil)
     }
 }
 

@@ -65,6 +65,7 @@ struct RelayConfigTests {
                 audiences: ["/projects/1/apps/2"]
                 token:
                   header: X-Goog-IAP-JWT-Assertion
+                algorithms: [ES256]
             sessions:
               lifetime: 4h
               idleTimeout: 30m
@@ -82,6 +83,8 @@ struct RelayConfigTests {
         #expect(corp.claims.keep == ["department"])
         guard case .jwt(let jwt) = relay.identityProviders[1].kind else { Issue.record("gateway is not jwt"); return }
         #expect(jwt.token == .header("X-Goog-IAP-JWT-Assertion"))
+        #expect(relay.identityProviders[1].algorithms == ["ES256"])
+        #expect(corp.algorithms == nil, "by key when left out")
         #expect(jwt.issuers.first?.keys == .url("https://www.gstatic.com/iap/verify/public_key-jwk"))
         #expect(relay.sessions.lifetime == .seconds(4 * 3600))
         #expect(relay.sessions.idleTimeout == .seconds(1800))
@@ -106,6 +109,14 @@ struct RelayConfigTests {
         )
         #expect(noKeys.key == "identityProviders.api.issuers[0].jwksURL")
         #expect(noKeys.message.contains("set jwksURL"))
+
+        let noneAlgorithm = try #require(
+            try relayError(
+                minimalRelay + "identityProviders:\n  corp:\n    type: oidc\n    issuer: https://l.example.com\n    clientID: x\n    clientSecretFile: s\n    algorithms: [RS256, none]\n"
+            )
+        )
+        #expect(noneAlgorithm.key == "identityProviders.corp.algorithms[1]")
+        #expect(noneAlgorithm.message.hasPrefix("must be one of RS256"))
 
         let badType = try #require(try relayError(minimalRelay + "identityProviders:\n  corp:\n    type: saml\n"))
         #expect(badType.key == "identityProviders.corp.type")

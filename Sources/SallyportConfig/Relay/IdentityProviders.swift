@@ -12,6 +12,12 @@ public struct IdentityProviderConfig: Sendable, Hashable {
     public var clockSkew: Duration
     /// PEM CA bundle for the provider's HTTPS endpoints instead of the system store.
     public var caFile: String?
+    /// `algorithms`: the token signing algorithms accepted; nil takes each key's own `alg`, or for a key
+    /// without one the algorithm its type implies (RS256 for RSA). Never the token's choice.
+    public var algorithms: [String]?
+
+    /// The signing algorithms `algorithms` may name.
+    public static let signingAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
     /// The two kinds of provider.
     public enum Kind: Sendable, Hashable {
@@ -28,12 +34,16 @@ public struct IdentityProviderConfig: Sendable, Hashable {
     }
 
     /// Creates a provider configuration.
-    public init(name: String, kind: Kind, claims: ClaimMapping = ClaimMapping(), clockSkew: Duration = .seconds(60), caFile: String? = nil) {
+    public init(
+        name: String, kind: Kind, claims: ClaimMapping = ClaimMapping(), clockSkew: Duration = .seconds(60), caFile: String? = nil,
+        algorithms: [String]? = nil
+    ) {
         self.name = name
         self.kind = kind
         self.claims = claims
         self.clockSkew = clockSkew
         self.caFile = caFile
+        self.algorithms = algorithms
     }
 }
 
@@ -193,6 +203,17 @@ enum IdentityProviderSection {
         let claims = reader.optional("claims", default: ClaimMapping(), claimMapping)
         let clockSkew = reader.optional("clockSkew", default: .seconds(60)) { value throws(ConfigError) in try value.duration(allowZero: true) }
         let caFile = reader.optional("caFile") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let algorithms = reader.optional("algorithms") { value throws(ConfigError) -> [String] in
+            let names = try value.list { item throws(ConfigError) -> String in
+                let text = try item.string()
+                guard IdentityProviderConfig.signingAlgorithms.contains(text) else {
+                    throw item.error("must be one of \(IdentityProviderConfig.signingAlgorithms.joined(separator: ", ")) (got \(quoted(text)))")
+                }
+                return text
+            }
+            guard !names.isEmpty else { throw value.error("must list at least one algorithm, or be left out") }
+            return names
+        }
         var kind: IdentityProviderConfig.Kind?
         switch type {
         case "oidc":
@@ -239,7 +260,7 @@ enum IdentityProviderSection {
         }
         reader.finish()
         guard let kind else { return nil }
-        return IdentityProviderConfig(name: name, kind: kind, claims: claims, clockSkew: clockSkew, caFile: caFile)
+        return IdentityProviderConfig(name: name, kind: kind, claims: claims, clockSkew: clockSkew, caFile: caFile, algorithms: algorithms)
     }
 
     /// An issuer or JWKS URL: https, or http on a loopback address (a provider on the relay's own host).

@@ -74,7 +74,8 @@ struct RequestForwarder: Sendable {
         // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
         let identity: Identity?
         let setCookies: [String]
-        var closeAfter = false
+        // RFC 9112 §9.6: after the response to a request with `Connection: close`, the connection closes.
+        var closeAfter = context.isHTTP1 && HopByHop.connectionTokens(received.headerFields).contains("close")
         switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
         case .answer(let page):
             return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
@@ -183,7 +184,8 @@ struct RequestForwarder: Sendable {
     /// Answers from the relay itself, without waiting for the request's body: a client the relay turns away
     /// (unauthenticated, unrouted, malformed) must not hold it while it sends a body slowly, or never.
     ///
-    /// HTTP/1.1 stays open only for a request with no body, whose end came with its head. Otherwise the answer
+    /// HTTP/1.1 stays open only for a request with no body, whose end came with its head, and that did not ask
+    /// to close (`Connection: close`). Otherwise the answer
     /// says `Connection: close`, and what the client still sends is read and dropped for a moment (at most
     /// ``lingerTime`` and ``lingerBytes``), so that closing does not reset the connection before the client
     /// has read the answer.
@@ -194,7 +196,7 @@ struct RequestForwarder: Sendable {
             _ = try? await Self.writePage(page, requestID: requestID, writer: writer, close: false)
             return .close
         }
-        if !Self.mayHaveBody(head), case .end = try? await iterator.next() {
+        if !Self.mayHaveBody(head), !HopByHop.connectionTokens(head.headerFields).contains("close"), case .end = try? await iterator.next() {
             do {
                 try await Self.writePage(page, requestID: requestID, writer: writer, close: false)
                 return .keepAlive

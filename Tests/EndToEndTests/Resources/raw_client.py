@@ -4,10 +4,11 @@
 Usage: python3 raw_client.py HOST PORT CAFILE CASES.json RESULTS.json
 CASES.json is a list of {"name", "server_name", "parts": [text, ...], "pause": seconds between parts,
 "wait": seconds to wait for the server to close (default 5), "hold": connections to open first and keep
-open during the case}; texts use \\r, \\n, \\x00 escapes as JSON
+open during the case, "no_read": seconds to read nothing after sending, "rcvbuf": the socket's receive
+buffer}; texts use \\r, \\n, \\x00 escapes as JSON
 strings. RESULTS.json maps each name to {"statuses": [status codes of every response seen, in order],
 "closed_after": seconds until the server closed (null: still open after "wait"), "text": the first 2000
-characters received, "refused": true when the server closed before TLS finished}.
+characters received, "received_bytes", "refused": true when the server closed before TLS finished}.
 """
 
 import json
@@ -28,7 +29,11 @@ for case in cases:
     for _ in range(case.get("hold", 0)):
         kept = context.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname=case["server_name"])
         held.append(kept)
-    raw = socket.create_connection((host, port), timeout=10)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if case.get("rcvbuf"):
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, case["rcvbuf"])
+    raw.settimeout(10)
+    raw.connect((host, port))
     start = time.monotonic()
     try:
         connection = context.wrap_socket(raw, server_hostname=case["server_name"])
@@ -45,6 +50,9 @@ for case in cases:
             if index > 0:
                 time.sleep(case.get("pause", 0))
             connection.sendall(part.encode("latin-1"))
+        if case.get("no_read"):
+            # A client that reads nothing for a while: the server must not wait for it forever.
+            time.sleep(case["no_read"])
         connection.settimeout(case.get("wait", 5))
         start = time.monotonic()
         while True:
@@ -62,7 +70,10 @@ for case in cases:
         kept.close()
     held = []
     text = received.decode("latin-1")
-    statuses = [int(code) for code in re.findall(r"(?:^|\r\n)HTTP/1\.1 (\d{3}) ", text)]
-    results[case["name"]] = {"statuses": statuses, "closed_after": closed_after, "text": text[:2000], "refused": False}
+    # A status line starts the text or follows a line end (the recording backend's bodies end with one).
+    statuses = [int(code) for code in re.findall(r"(?:^|\n)HTTP/1\.1 (\d{3}) ", text)]
+    results[case["name"]] = {
+        "statuses": statuses, "closed_after": closed_after, "text": text[:2000], "refused": False, "received_bytes": len(received),
+    }
 json.dump(results, open(results_file, "w"), indent=1)
 print("done", flush=True)

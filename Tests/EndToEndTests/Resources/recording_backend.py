@@ -5,7 +5,7 @@ Usage: python3 recording_backend.py PORT LOGFILE
 Appends one JSON line per request to LOGFILE: the request line, the header lines as received, the body's
 length and any chunked trailer lines. Answers 200 with that JSON as the body, or, to any request with an
 Upgrade header, "101 Switching Protocols" (as a careless backend would) and then echoes raw bytes; a path
-starting /big gets 2 MiB instead. Prints
+/big gets 2 MiB instead, /big/N N MiB. Prints
 "listening" when ready. Framing is read strictly enough for well-formed requests only: what the relay lets
 through must be well-formed.
 """
@@ -65,8 +65,11 @@ class Handler(socketserver.StreamRequestHandler):
                         log.write(json.dumps({"raw": data.decode("latin-1")}) + "\n")
                     self.request.sendall(data)
             body = (json.dumps(record) + "\n").encode()
-            if request_line.split(" ")[1].startswith("/big"):
-                body = b"b" * (2 << 20)
+            target = request_line.split(" ")[1]
+            if target.startswith("/big"):
+                # /big: 2 MiB; /big/N: N MiB.
+                size = target[len("/big/"):]
+                body = b"b" * ((int(size) if size.isdigit() else 2) << 20)
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             self.wfile.flush()
 
