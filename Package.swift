@@ -337,6 +337,7 @@ let package = Package(
         .testTarget(
             name: "SallyportAuthTests",
             dependencies: [
+                "SallyportHTTP",
                 "SallyportAuth",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "SallyportConfig",

@@ -169,7 +169,7 @@ final class OIDCClient: Sendable {
             throw .failed(.providerUnavailable("the token endpoint answered \(response.status) with a body that is not a token response"))
         }
         guard response.status == 200, let idToken = tokens.id_token else {
-            throw .rejected([tokens.error, tokens.error_description].compactMap { $0 }.joined(separator: ": "))
+            throw .rejected(LogText.escaped([tokens.error, tokens.error_description].compactMap { $0 }.joined(separator: ": "), limit: 500))
         }
         do {
             let claims = try await keys.verify(idToken)

@@ -10,9 +10,15 @@ enum Pages {
         detail: "The identity provider cannot be reached right now. Try again in a few minutes; if it persists, contact your administrator."
     )
 
+    /// Text for an RFC 9110 quoted-string: no `"` or `\` to end or escape it early (control characters are
+    /// escaped already: the description comes through ``LogText``).
+    static func quotable(_ text: String) -> String {
+        text.replacingOccurrences(of: "\"", with: "'").replacingOccurrences(of: "\\", with: "/")
+    }
+
     static func unauthorized(realm: String, error: String?) -> ErrorPage {
         var challenge = "Bearer realm=\"\(realm.replacingOccurrences(of: "\"", with: ""))\""
-        if let error { challenge += ", error=\"invalid_token\", error_description=\"\(error.replacingOccurrences(of: "\"", with: "'"))\"" }
+        if let error { challenge += ", error=\"invalid_token\", error_description=\"\(Self.quotable(error))\"" }
         var fields = HTTPFields()
         fields[.wwwAuthenticate] = challenge
         return ErrorPage(

@@ -6,6 +6,7 @@ import HTTPTypes
 import JWTKit
 import Logging
 import SallyportConfig
+import SallyportHTTP
 import SallyportPluginAPI
 import Testing
 
@@ -239,6 +240,14 @@ struct SignInDecisionTests {
         let claims = try await keySet.verify(genuine)
         #expect(claims.string("sub") == "alice", "a genuine RS256 token still verifies after a PS512 one")
         await #expect(throws: AuthFailure.badSignature) { try await keySet.verify(otherAlgorithm) }
+    }
+
+    @Test func anAttackersIssuerCannotBreakTheChallengeHeader() {
+        let description = AuthFailure.wrongIssuer("evil\\\"\r\nSet-Cookie: x=1").description
+        let page = Pages.unauthorized(realm: "app", error: description)
+        let challenge = page.headerFields[.wwwAuthenticate] ?? ""
+        #expect(!challenge.contains("\r") && !challenge.contains("\n") && !challenge.contains("\\"), "\(challenge)")
+        #expect(challenge.hasSuffix("is not trusted\""), "the quoted description ends where it should: \(challenge)")
     }
 
     @Test func pinnedAlgorithmsFollowTheKeyType() throws {
