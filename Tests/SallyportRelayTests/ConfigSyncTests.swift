@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import SallyportConfig
 import SallyportTunnel
@@ -104,5 +105,61 @@ import Testing
         #expect(ConfigVersion(epoch: two.snapshot.version.epoch, generation: 9).isSuperseded(by: ConfigVersion(epoch: one.snapshot.version.epoch, generation: 1)))
         #expect(!ConfigVersion(epoch: 5, generation: 9).isSuperseded(by: ConfigVersion(epoch: 5, generation: 8)))
         #expect(ConfigVersion(epoch: 5, generation: 9).isSuperseded(by: ConfigVersion(epoch: 5, generation: 9)))
+    }
+
+    /// Before, a broken file was logged again on every reload (every 2 s), and "apps loaded" listed every app
+    /// without saying which changed.
+    @Test func reloadsSayWhatChangedAndABrokenFileOnce() throws {
+        let apps = try AppsDirectory()
+        let records = RecordingLogHandler.Records()
+        let catalog = AppCatalog(directory: apps.path, logger: Logger(label: "test") { _ in RecordingLogHandler(records: records) })
+        try apps.write("wiki")
+        try apps.write("hr")
+        catalog.reload()
+        #expect(records.last?.message == "apps loaded" && records.last?.metadata["added"] == "hr,wiki")
+
+        try apps.write("wiki", backend: "http://10.0.0.2/")
+        try FileManager.default.removeItem(atPath: apps.path + "/hr.yaml")
+        try apps.write("crm")
+        catalog.reload()
+        let loaded = try #require(records.last)
+        #expect(loaded.metadata["added"] == "crm" && loaded.metadata["changed"] == "wiki" && loaded.metadata["removed"] == "hr", "\(loaded.metadata)")
+
+        try "name: crm\nexternalURL: [\n".write(toFile: apps.path + "/crm.yaml", atomically: true, encoding: .utf8)
+        for _ in 0..<3 { catalog.reload() }
+        #expect(records.all.filter { $0.message.hasPrefix("app configuration rejected") }.count == 1, "one report for one broken edit")
+        // Another broken edit is news again.
+        try "name: crm\ncolour: blue\n".write(toFile: apps.path + "/crm.yaml", atomically: true, encoding: .utf8)
+        catalog.reload()
+        #expect(records.all.filter { $0.message.hasPrefix("app configuration rejected") }.count >= 2)
+    }
+}
+
+/// Keeps what is logged, for tests that check the log.
+struct RecordingLogHandler: LogHandler {
+    struct Record: Sendable {
+        var message: String
+        var metadata: [String: String]
+    }
+
+    final class Records: Sendable {
+        private let records = Mutex<[Record]>([])
+        func append(_ record: Record) { self.records.withLock { $0.append(record) } }
+        var all: [Record] { self.records.withLock { $0 } }
+        var last: Record? { self.all.last }
+    }
+
+    let records: Records
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = self.metadata.merging(event.metadata ?? [:]) { _, new in new }
+        self.records.append(Record(message: "\(event.message)", metadata: merged.mapValues { "\($0)" }))
     }
 }

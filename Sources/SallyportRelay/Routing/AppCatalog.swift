@@ -85,7 +85,9 @@ public final class AppCatalog: Sendable {
         }
         for app in resolved.apps { load.appsByFile[app.sourceFile] = app }
         load.errors += resolved.errors
-        let (changed, errors, snapshot) = self.state.withLock { state -> (Bool, [ConfigError], Snapshot) in
+        let (changed, errors, previousErrors, before, snapshot) = self.state.withLock { state -> (Bool, [ConfigError], [ConfigError], [AppConfig], Snapshot) in
+            let previousErrors = state.lastErrors
+            let before = state.snapshot.apps
             var byFile = load.appsByFile
             for file in load.errorFiles {
                 if let lastGood = state.lastGoodByFile[file] { byFile[file] = lastGood }
@@ -99,24 +101,38 @@ public final class AppCatalog: Sendable {
             state.lastErrors = newErrors
 
             let apps = checked.apps.sorted { $0.name < $1.name }
-            guard apps != state.snapshot.apps else { return (false, newErrors, state.snapshot) }
+            guard apps != state.snapshot.apps else { return (false, newErrors, previousErrors, before, state.snapshot) }
             let version = ConfigVersion(epoch: state.snapshot.version.epoch, generation: state.snapshot.generation + 1)
             let appVersions = Self.appVersions(apps, generation: version.generation, previous: state.snapshot)
             state.snapshot = Snapshot(version: version, apps: apps, routes: RoutingTable(apps: apps), appVersions: appVersions)
             // Under the lock, so two reloads cannot reach a subscriber out of order.
             for continuation in state.subscribers.values { continuation.yield(state.snapshot) }
-            return (true, newErrors, state.snapshot)
+            return (true, newErrors, previousErrors, before, state.snapshot)
         }
-        for error in errors {
+        // A broken file is reported once per change: the same problem on the next reload is not news.
+        for error in errors where !previousErrors.contains(error) {
             self.logger.error("app configuration rejected; the last good version (if any) keeps serving", metadata: ["error": "\(error)"])
         }
         if changed {
-            self.logger.info(
-                "apps loaded",
-                metadata: ["generation": "\(snapshot.generation)", "apps": "\(snapshot.apps.map(\.name).joined(separator: ","))"]
-            )
+            let report = Self.changes(from: before, to: snapshot.apps)
+            var metadata: Logger.Metadata = ["generation": "\(snapshot.generation)", "apps": "\(snapshot.apps.count)"]
+            for (key, names) in [("added", report.added), ("changed", report.changed), ("removed", report.removed)] where !names.isEmpty {
+                metadata[key] = "\(names.joined(separator: ","))"
+            }
+            self.logger.info("apps loaded", metadata: metadata)
         }
         return changed
+    }
+
+    /// Which apps (by name) a reload added, changed or removed.
+    static func changes(from before: [AppConfig], to after: [AppConfig]) -> (added: [String], changed: [String], removed: [String]) {
+        let old = Dictionary(before.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let new = Dictionary(after.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        return (
+            added: new.keys.filter { old[$0] == nil }.sorted(),
+            changed: new.compactMap { name, app in old[name].map { $0 == app ? nil : name } ?? nil }.sorted(),
+            removed: old.keys.filter { new[$0] == nil }.sorted()
+        )
     }
 
     /// The versions of `apps` at `generation`, carrying over what did not change since `previous`.
