@@ -118,9 +118,12 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Starts the relay and waits until it listens. `logLevel`: `debug` to see everything it logs.
-    public func startRelay(logLevel: String = "info") async throws {
+    public func startRelay(logLevel: String = "info", logFormat: String = "text", environment: [String: String]? = nil) async throws {
         let log = self.directory.file("relay-\(Int(Date().timeIntervalSince1970 * 1000)).log")
-        let process = try ChildProcess.launch(self.binary, ["relay", "--config", self.directory.file("relay.yaml"), "--log-level", logLevel], logFile: log)
+        let process = try ChildProcess.launch(
+            self.binary, ["relay", "--config", self.directory.file("relay.yaml"), "--log-level", logLevel, "--log-format", logFormat],
+            environment: environment, logFile: log
+        )
         self.relay = process
         try await process.waitForLog(containing: "relay listening", timeout: .seconds(30))
     }

@@ -49,12 +49,14 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Log format: text (one line per event) or json (one object per line).")
+    var logFormat: LogFormat = .text
+
     func makeLogger(_ label: String) -> Logger {
-        let level = self.logLevel
+        let (level, format) = (self.logLevel, self.logFormat)
+        let journald = SallyportLogHandler.standardErrorIsJournal()
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            SallyportLogHandler(label: label, format: format, journald: journald, logLevel: level)
         }
         return Logger(label: label)
     }
