@@ -85,15 +85,8 @@ extension EndToEnd.AdversarialTests {
     @Test("Raw HTTP/1.1 corpus: framing attacks, CONNECT, protocol switches, trailers, slow bodies and connection floods are refused or cut off, and nothing hostile reaches the backend")
     func rawCorpus() async throws {
         let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "sendTimeout: 3s", "maxConnectionsPerClient: 4"])
-        let backendPort = try FreePort.next()
-        let backendLog = deployment.directory.file("backend-requests.jsonl")
-        let backend = try await EndToEnd.startPythonPeer(
-            "recording_backend.py", ["\(backendPort)", backendLog], logFile: deployment.directory.file("recording-backend.log")
-        )
+        let (backend, backendLog) = try await Self.publishRecordingBackend(deployment)
         defer { backend.signal(SIGKILL) }
-        try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:\(backendPort)/")
-        try await deployment.startRelay()
-        try await deployment.startConnector()
 
         let host = "Host: app.localhost\r\n"
         let cases: [RawCase] = [
@@ -208,15 +201,8 @@ extension EndToEnd.AdversarialTests {
     @Test("HTTP/2 abuse at the edge: CONNECT, host mismatch, stalled bodies, window-zero readers, idle streams, rapid reset, CONTINUATION, PING and SETTINGS floods each end the offender's stream or connection, and a bystander connection is served throughout")
     func http2Abuse() async throws {
         let deployment = try Deployment(hosts: ["app", "nobody"], limits: ["bodyReadTimeout: 2s", "sendTimeout: 3s"])
-        let backendPort = try FreePort.next()
-        let backendLog = deployment.directory.file("backend-requests.jsonl")
-        let backend = try await EndToEnd.startPythonPeer(
-            "recording_backend.py", ["\(backendPort)", backendLog], logFile: deployment.directory.file("recording-backend.log")
-        )
+        let (backend, backendLog) = try await Self.publishRecordingBackend(deployment)
         defer { backend.signal(SIGKILL) }
-        try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:\(backendPort)/")
-        try await deployment.startRelay()
-        try await deployment.startConnector()
 
         let names = [
             "bystander", "connect", "host-mismatch", "unrouted-body", "body-stall", "window-zero", "idle-streams", "over-stream-limit", "rapid-reset",
@@ -331,6 +317,23 @@ extension EndToEnd.AdversarialTests {
         var text: String
         var refused: Bool
         var received_bytes: Int?
+    }
+
+    /// Starts `recording_backend.py`, publishes it as the passthrough app `app`, and starts the relay and a
+    /// connector; returns the backend and the file it records each request in.
+    static func publishRecordingBackend(_ deployment: Deployment) async throws -> (ChildProcess, String) {
+        let port = try FreePort.next()
+        let log = deployment.directory.file("backend-requests.jsonl")
+        let backend = try await EndToEnd.startPythonPeer("recording_backend.py", ["\(port)", log], logFile: deployment.directory.file("recording-backend.log"))
+        do {
+            try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:\(port)/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+        } catch {
+            backend.signal(SIGKILL)
+            throw error
+        }
+        return (backend, log)
     }
 
     /// Runs `cases` against the deployment's public port, one connection each; results by case name.

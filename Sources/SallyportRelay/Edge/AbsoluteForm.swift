@@ -27,6 +27,8 @@ final class AbsoluteFormRewriter: ChannelInboundHandler, RemovableChannelHandler
     }
 
     static func isAbsoluteForm(_ target: String) -> Bool {
+        // Origin-form (`/…`), nearly every request, is told apart without building a string.
+        guard target.utf8.first != UInt8(ascii: "/") else { return false }
         let lowered = target.prefix(8).lowercased()
         return lowered.hasPrefix("http://") || lowered.hasPrefix("https://")
     }

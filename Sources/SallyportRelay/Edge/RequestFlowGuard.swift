@@ -101,7 +101,8 @@ final class RequestFlowGuard: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let allowance = self.clock.readRequested(at: .now) {
+        // Between bodies (most reads) this costs nothing: no clock reading, no timer.
+        if self.clock.expectingBody, let allowance = self.clock.readRequested(at: .now) {
             self.readTimer?.cancel()
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             self.readTimer = context.eventLoop.scheduleTask(in: TimeAmount(allowance)) { bound.value.close(promise: nil) }

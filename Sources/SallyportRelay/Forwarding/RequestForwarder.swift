@@ -75,7 +75,7 @@ struct RequestForwarder: Sendable {
         let identity: Identity?
         let setCookies: [String]
         // RFC 9112 §9.6: after the response to a request with `Connection: close`, the connection closes.
-        var closeAfter = context.isHTTP1 && HopByHop.connectionTokens(received.headerFields).contains("close")
+        var closeAfter = context.isHTTP1 && Self.asksToClose(received)
         switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
         case .answer(let page):
             return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
@@ -196,7 +196,7 @@ struct RequestForwarder: Sendable {
             _ = try? await Self.writePage(page, requestID: requestID, writer: writer, close: false)
             return .close
         }
-        if !Self.mayHaveBody(head), !HopByHop.connectionTokens(head.headerFields).contains("close"), case .end = try? await iterator.next() {
+        if !Self.mayHaveBody(head), !Self.asksToClose(head), case .end = try? await iterator.next() {
             do {
                 try await Self.writePage(page, requestID: requestID, writer: writer, close: false)
                 return .keepAlive
@@ -217,6 +217,11 @@ struct RequestForwarder: Sendable {
 
     static let lingerTime: TimeAmount = .seconds(2)
     static let lingerBytes = 256 * 1024
+
+    /// Whether an HTTP/1.1 request says `Connection: close`.
+    static func asksToClose(_ head: HTTPRequest) -> Bool {
+        HopByHop.connectionTokens(head.headerFields).contains("close")
+    }
 
     /// Whether an HTTP/1.1 request may be followed by a body (or, for CONNECT and upgrades, by other bytes).
     static func mayHaveBody(_ head: HTTPRequest) -> Bool {

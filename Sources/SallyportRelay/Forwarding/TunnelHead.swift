@@ -72,8 +72,7 @@ enum TunnelHead {
     /// bypasses routing and pre-authentication for whatever follows, so nothing else gets one.
     static func upgrade(of head: HTTPRequest, isHTTP1: Bool, app: AppConfig) -> UpgradeDecision {
         guard isHTTP1, let upgrade = head.headerFields[.upgrade] else { return .none }
-        let protocols = upgrade.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        guard protocols.contains("websocket") else { return .ignored }
+        guard Self.namesWebSocket(upgrade) else { return .ignored }
         guard app.allowWebSocket else {
             return .refused(.badRequest("This application does not accept WebSocket connections (allowWebSocket: false).", status: .forbidden))
         }
@@ -85,13 +84,17 @@ enum TunnelHead {
 
     /// An HTTP/1.1 WebSocket opening handshake with everything RFC 6455 §4.1 requires of it.
     static func isValidWebSocketHandshake(_ head: HTTPRequest) -> Bool {
-        guard head.method == .get, let upgrade = head.headerFields[.upgrade],
-            upgrade.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "websocket" }),
+        guard head.method == .get, let upgrade = head.headerFields[.upgrade], Self.namesWebSocket(upgrade),
             HopByHop.connectionTokens(head.headerFields).contains("upgrade"),
             head.headerFields[Self.webSocketVersion] == "13",
             let key = head.headerFields[Self.webSocketKey], key.utf8.count == 24, Data(base64Encoded: key)?.count == 16
         else { return false }
         return true
+    }
+
+    /// Whether an `Upgrade` value lists `websocket` (any case) among its protocols.
+    static func namesWebSocket(_ upgrade: String) -> Bool {
+        upgrade.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "websocket" }
     }
 
     static let webSocketKey = HTTPField.Name("Sec-WebSocket-Key")!
