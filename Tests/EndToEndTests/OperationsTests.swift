@@ -27,11 +27,12 @@ extension EndToEnd {
             // journald: standard error is the stream JOURNAL_STREAM names (its device and inode).
             let journalFile = deployment.directory.file("journal.log")
             try #require(FileManager.default.createFile(atPath: journalFile, contents: nil))
-            var info = stat()
-            try #require(stat(journalFile, &info) == 0)
+            let attributes = try FileManager.default.attributesOfItem(atPath: journalFile)
+            let device = try #require(attributes[.systemNumber] as? Int)
+            let inode = try #require(attributes[.systemFileNumber] as? Int)
             let relay = try ChildProcess.launch(
                 deployment.binary, ["relay", "--config", deployment.directory.file("relay.yaml")],
-                environment: ["JOURNAL_STREAM": "\(info.st_dev):\(info.st_ino)"], logFile: journalFile
+                environment: ["JOURNAL_STREAM": "\(device):\(inode)"], logFile: journalFile
             )
             try await relay.waitForLog(containing: "relay listening", timeout: .seconds(30))
             relay.signal(SIGTERM)
