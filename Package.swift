@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Per-app files, relay and connector configuration: parsing and strict validation.
@@ -86,6 +87,25 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // What operators watch: the admin listener (metrics, readiness, status page), Prometheus exposition,
+        // access log records. Shared by the relay and the connector; never on the data path's critical section.
+        .target(
+            name: "SallyportOps",
+            dependencies: [
+                "SallyportHTTP",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -147,6 +167,8 @@ let package = Package(
                 "SallyportTunnel",
                 "SallyportWire",
                 "SallyportState",
+                "SallyportOps",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 "SallyportPKI",
                 .product(name: "X509", package: "swift-certificates"),
@@ -176,6 +198,9 @@ let package = Package(
                 "SallyportKerberos",
                 "SallyportPluginAPI",
                 .product(name: "Metrics", package: "swift-metrics"),
+                "SallyportOps",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 "SallyportHTTP",
                 "SallyportTunnel",
                 "SallyportWire",
@@ -252,7 +277,10 @@ let package = Package(
                 "SallyportKerberos",
                 "SallyportScaffold",
                 "SallyportPluginAPI",
+                "SallyportOps",
                 "CSallyportSystem",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

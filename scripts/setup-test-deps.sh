@@ -22,6 +22,11 @@ apt_packages+=(python3 python3-venv)
 # Network namespaces for the failover tests (NetworkNamespace): ip (iproute2) for namespaces and veth pairs,
 # nft (nftables) to cut a connector off silently. The nftables service stays off; rules live in the namespaces.
 apt_packages+=(iproute2 nftables)
+# Outbound proxy tests (ForwardProxy): tinyproxy, a real HTTP CONNECT proxy with Basic authentication. Like
+# nginx, its system service is not started at install (policy-rc.d below): each test runs its own instance.
+apt_packages+=(tinyproxy)
+# The package test (scripts/package.sh, dpkg, systemd-analyze verify on the units): patchelf and systemd.
+apt_packages+=(patchelf systemd)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

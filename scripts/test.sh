@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-deps.sh
 swift build --build-tests
+# The plugin API library is a product of its own (the plugin and package tests use it).
+swift build --product SallyportPluginAPI
 swift test --skip-build "$@"
 if [ "$#" -eq 0 ] && [ "${SALLYPORT_FUZZ_SECONDS:-30}" != 0 ]; then
     bash scripts/fuzz.sh "${SALLYPORT_FUZZ_SECONDS:-30}"

@@ -89,7 +89,7 @@ public final class AppTable: Sendable {
     public func app(named name: String) -> ConnectorApp? { self.state.withLock { $0.apps[name] } }
 
     /// The app and its SSO pipeline.
-    func entry(named name: String) -> (ConnectorApp, SSOPipeline)? {
+    func entry(named name: String) -> (app: ConnectorApp, pipeline: SSOPipeline)? {
         self.state.withLock { state in state.apps[name].map { ($0, state.sso[name] ?? .passthrough) } }
     }
 

@@ -4,6 +4,8 @@ public import NIOCore
 public import NIOPosix
 import SallyportKCD
 public import SallyportConfig
+import SallyportHTTP
+public import SallyportOps
 public import SallyportKerberos
 public import SallyportSSO
 import SallyportTunnel
@@ -20,33 +22,47 @@ public struct ConnectorService: Service {
     public let apps: AppTable
     /// Kerberos credentials for the `kcd` handler, obtained on first use.
     let delegator: KerberosDelegator
+    /// The connector's Prometheus series, served on its admin listener (`admin.listen`).
+    public let metrics: ConnectorMetrics
+    /// The last warnings and errors, for the status page (fed by the log handler the caller installs).
+    let recentEvents: RecentEvents
 
     /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
     public init(
-        config: ConnectorConfig, logger: Logger, handlers: HandlerCatalog = .builtIn, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        config: ConnectorConfig, logger: Logger, handlers: HandlerCatalog = .builtIn, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        metrics: ConnectorMetrics = ConnectorMetrics(), recentEvents: RecentEvents = RecentEvents()
     ) {
         self.config = config
         self.logger = logger
         self.group = group
-        self.delegator = Self.delegator(for: config.kerberos)
+        self.metrics = metrics
+        self.recentEvents = recentEvents
+        self.delegator = Self.delegator(for: config.kerberos, observer: { metrics.observe($0) })
         var handlers = handlers
         handlers.replace(KCDHandlerFactory(delegator: self.delegator, allowedSPNs: config.kerberos.allowedSPNs))
         self.apps = AppTable(handlers: handlers, logger: logger)
     }
 
     /// The delegator for a connector's `kerberos` settings; KDC exchanges run on NIO's blocking thread pool.
-    public static func delegator(for settings: KerberosSettings) -> KerberosDelegator {
+    public static func delegator(for settings: KerberosSettings, observer: (@Sendable (KerberosDelegator.Event) -> Void)? = nil) -> KerberosDelegator {
         KerberosDelegator(
             settings: .init(
                 keytab: settings.keytab, principal: settings.principal, renewBefore: settings.renewBefore, maxEntries: settings.maxCachedTickets,
                 kdcRetryDelay: settings.kdcRetryDelay, revalidateInterval: settings.revalidateInterval
             ),
-            executor: BlockingPool.executor
+            executor: BlockingPool.executor,
+            observer: observer
         )
     }
 
     public func run() async throws {
         let credentials = try Credentials(config: self.config)
+        let proxy: OutboundProxy?
+        switch self.config.proxy.resolve(environment: ProcessInfo.processInfo.environment, target: self.config.relay.host) {
+        case .success(let resolved): proxy = resolved
+        case .failure(let problem): throw ProxySettingError(description: "\(Self.proxySource(self.config.proxy)): \(problem.message)")
+        }
+        let dialer = RelayDialer(relay: self.config.relay, proxy: proxy)
         let hub = TunnelHub()
         let name = self.config.name ?? ProcessInfo.processInfo.hostName
         let pool = BackendPool(
@@ -57,9 +73,33 @@ public struct ConnectorService: Service {
         defer { pool.closeAll() }
         var logger = self.logger
         logger[metadataKey: "connector"] = "\(name)"
-        let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger)
-        logger.info("connector starting", metadata: ["relay": "\(self.config.relay)", "connections": "\(self.config.connections)", "certificateNotAfter": "\(credentials.notAfter)"])
+        var accessLogger = Logger(label: "sallyport.access")
+        accessLogger.logLevel = self.logger.logLevel
+        let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger, metrics: self.metrics, accessLogger: accessLogger)
+        let opsServer: AdminListener.Server? =
+            if let listen = self.config.adminListen {
+                try await AdminListener.bind(host: listen.host, port: listen.port, group: self.group)
+            } else { nil }
+        var starting: Logger.Metadata = ["relay": "\(self.config.relay)", "connections": "\(self.config.connections)", "certificateNotAfter": "\(credentials.notAfter)"]
+        if let proxy { starting["proxy"] = "\(proxy) (from \(proxy.source))" }
+        if let opsServer, let listen = self.config.adminListen {
+            starting["admin"] = "\(listen.host):\(opsServer.channel.localAddress?.port ?? listen.port)"
+        }
+        logger.info("connector starting", metadata: starting)
+        let site = ConnectorAdminSite(
+            config: self.config, name: name, apps: self.apps, hub: hub, credentials: credentials, delegator: self.delegator, metrics: self.metrics,
+            recentEvents: self.recentEvents, started: Date(), logger: logger
+        ).server
         await withDiscardingTaskGroup { group in
+            if let opsServer {
+                group.addTask {
+                    try? await withTaskCancellationOrGracefulShutdownHandler {
+                        try await AdminListener.serve(opsServer, with: site)
+                    } onCancelOrGracefulShutdown: {
+                        opsServer.channel.close(promise: nil)
+                    }
+                }
+            }
             let renewal = CertificateRenewal(credentials: credentials, hub: hub, logger: logger)
             group.addTask { await renewal.run() }
             for index in 0..<self.config.connections {
@@ -72,6 +112,7 @@ public struct ConnectorService: Service {
                     delegator: self.delegator,
                     apps: self.apps,
                     forwarder: forwarder,
+                    dialer: dialer,
                     group: self.group,
                     logger: logger
                 )
@@ -81,10 +122,21 @@ public struct ConnectorService: Service {
         logger.info("connector stopped")
     }
 
+    /// Names the setting a bad proxy came from.
+    static func proxySource(_ choice: ConnectorConfig.ProxyChoice) -> String {
+        if case .proxy = choice { return "proxy" }
+        return ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].first { !(ProcessInfo.processInfo.environment[$0] ?? "").isEmpty } ?? "proxy"
+    }
+
     /// The loop that renews the connector's Kerberos credentials: a service of its own in the service group.
     public var kerberosRenewal: KerberosRenewalService {
         var logger = self.logger
         logger[metadataKey: "connector"] = "\(self.config.name ?? ProcessInfo.processInfo.hostName)"
         return KerberosRenewalService(delegator: self.delegator, logger: logger)
     }
+}
+
+/// The proxy setting (config key or environment) cannot be used; says which and why.
+public struct ProxySettingError: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -95,7 +95,13 @@ public struct ErrorPage: Sendable {
         return "<form method=\"post\" action=\"\(Self.escape(action.path))\"><button type=\"submit\">\(Self.escape(action.label))</button></form>"
     }
 
-    static func escape(_ text: String) -> String {
+    static func escape(_ text: String) -> String { HTML.escaped(text) }
+}
+
+/// Text for HTML pages.
+public enum HTML {
+    /// `text` safe inside HTML text and attribute values.
+    public static func escaped(_ text: String) -> String {
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for character in text {

@@ -128,13 +128,26 @@ public final class KerberosDelegator: Sendable {
     private let obtaining = Mutex<Void>(())
     private let ccacheSerial = Atomic<Int>(0)
 
-    public init(settings: Settings, executor: @escaping BlockingExecutor) {
-        self.settings = settings
-        self.executor = executor
+    /// What the delegator tells its observer (the connector's metrics).
+    public enum Event: Sendable {
+        /// A request's credential came from the cache without KDC traffic.
+        case cacheHit
+        /// A request needed an exchange with the KDC (its own, or one already under way for the same user and SPN).
+        case cacheMiss
+        /// An exchange (S4U2Self and S4U2Proxy) ended: how long it took, and its failure category if it failed.
+        case exchange(Duration, failure: DelegationFailure?)
     }
 
-    /// The number of cached credentials (for tests and status).
-    package var cachedCount: Int { self.state.withLock { $0.entries.count } }
+    private let observer: (@Sendable (Event) -> Void)?
+
+    public init(settings: Settings, executor: @escaping BlockingExecutor, observer: (@Sendable (Event) -> Void)? = nil) {
+        self.settings = settings
+        self.executor = executor
+        self.observer = observer
+    }
+
+    /// The number of cached credentials (for tests, status and metrics).
+    public var cachedCount: Int { self.state.withLock { $0.entries.count } }
 
     // MARK: The connector's own credential
 
@@ -262,6 +275,10 @@ public final class KerberosDelegator: Sendable {
             return .wait(flight, fallback: nil)
         }
         switch action {
+        case .ready: self.observer?(.cacheHit)
+        case .wait, .kdcDown: self.observer?(.cacheMiss)
+        }
+        switch action {
         case .ready(let credential):
             return credential
         case .kdcDown(let until):
@@ -302,6 +319,7 @@ public final class KerberosDelegator: Sendable {
 
     private func startFlight(_ key: Key) -> Task<Cached, any Error> {
         Task {
+            let started = self.clock.now
             let result = await self.runBlocking { () -> Result<Cached, DelegationError> in
                 do throws(DelegationError) {
                     return .success(try self.obtain(key))
@@ -317,6 +335,11 @@ public final class KerberosDelegator: Sendable {
                 }
             }
             let now = self.clock.now
+            if case .failure(let error) = result {
+                self.observer?(.exchange(now - started, failure: error.failure))
+            } else {
+                self.observer?(.exchange(now - started, failure: nil))
+            }
             self.state.withLock { state in
                 switch result {
                 case .success: state.kdcDownUntil = nil

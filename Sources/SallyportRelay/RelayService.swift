@@ -5,6 +5,8 @@ public import NIOPosix
 import NIOSSL
 import SallyportAuth
 public import SallyportConfig
+import SallyportHTTP
+public import SallyportOps
 import SallyportPKI
 import SallyportState
 import SallyportTunnel
@@ -27,6 +29,10 @@ public struct RelayService: Service {
     let registry = ConnectorRegistry()
     /// The listeners' certificates, once loaded: reloaded on SIGHUP and when their files change.
     let certificates = CertificateSet()
+    /// The relay's Prometheus series, served on the admin listener.
+    public let metrics: RelayMetrics
+    /// The last warnings and errors, for the status page (fed by the log handler the caller installs).
+    let recentEvents: RecentEvents
 
     /// The loop that re-reads the app directory every `reloadInterval`: a service of its own in the group.
     public var appReload: AppReloadService { AppReloadService(catalog: self.catalog, interval: self.config.reloadInterval) }
@@ -36,13 +42,17 @@ public struct RelayService: Service {
         config: RelayConfig,
         logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        metrics: RelayMetrics = RelayMetrics(),
+        recentEvents: RecentEvents = RecentEvents(),
         onListening: (@Sendable (_ publicPort: Int, _ tunnelPort: Int) -> Void)? = nil
     ) {
         self.config = config
         self.logger = logger
         self.group = group
         self.onListening = onListening
-        self.catalog = AppCatalog(directory: config.appsDirectory, identityProviders: config.identityProviders, logger: logger)
+        self.metrics = metrics
+        self.recentEvents = recentEvents
+        self.catalog = AppCatalog(directory: config.appsDirectory, identityProviders: config.identityProviders, logger: logger, metrics: metrics)
     }
 
     /// Re-reads the listeners' certificates: all of them with `force` (SIGHUP), else those whose files changed.
@@ -114,23 +124,38 @@ public struct RelayService: Service {
         let adminServer = try await Self.listening(on: self.config.adminSocket, key: "admin.socket") {
             try await AdminAPI.bind(path: self.config.adminSocket, group: self.group)
         }
+        let opsServer: AdminListener.Server? =
+            if let listen = self.config.adminListen {
+                try await Self.listening(on: "\(listen)", key: "admin.listen") {
+                    try await AdminListener.bind(host: listen.host, port: listen.port, group: self.group)
+                }
+            } else { nil }
         let publicPort = publicServer.channel.localAddress?.port ?? self.config.publicListen.port
         let tunnelPort = tunnelServer.channel.localAddress?.port ?? self.config.tunnelListen.port
-        self.logger.info(
-            "relay listening",
-            metadata: ["public": "\(self.config.publicListen.host):\(publicPort)", "tunnel": "\(self.config.tunnelListen.host):\(tunnelPort)"]
-        )
+        var listening: Logger.Metadata = ["public": "\(self.config.publicListen.host):\(publicPort)", "tunnel": "\(self.config.tunnelListen.host):\(tunnelPort)"]
+        if let opsServer, let listen = self.config.adminListen {
+            listening["admin"] = "\(listen.host):\(opsServer.channel.localAddress?.port ?? listen.port)"
+        }
+        self.logger.info("relay listening", metadata: listening)
         membership.tunnelBound(port: tunnelPort)
         self.onListening?(publicPort, tunnelPort)
 
+        let reachability = Reachability()
+        var accessLogger = Logger(label: "sallyport.access")
+        accessLogger.logLevel = self.logger.logLevel
         let forwarder = RequestForwarder(
-            catalog: self.catalog, registry: self.registry, reachability: Reachability(), authenticator: authenticator, limits: self.config.limits, logger: self.logger
+            catalog: self.catalog, registry: self.registry, reachability: reachability, authenticator: authenticator, limits: self.config.limits,
+            logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
         )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
         let tunnels = TunnelListener(
             catalog: self.catalog, registry: self.registry, membership: membership, registration: membership.registrationEndpoint, logger: self.logger
         )
         let admin = AdminAPI(membership: membership, catalog: self.catalog, logger: self.logger).endpoint
+        let site = RelayAdminSite(
+            config: self.config, catalog: self.catalog, membership: membership, registry: self.registry, reachability: reachability,
+            certificates: self.certificates, metrics: self.metrics, recentEvents: self.recentEvents, started: Date(), logger: self.logger
+        ).server
 
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -151,14 +176,9 @@ public struct RelayService: Service {
                     }
                 }
             }
-            group.addTask {
-                try await adminServer.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { connections in
-                        for try await connection in inbound {
-                            connections.addTask { await admin.serve(connection) }
-                        }
-                    }
-                }
+            group.addTask { try await AdminListener.serve(adminServer, with: admin.server) }
+            if let opsServer {
+                group.addTask { try await AdminListener.serve(opsServer, with: site) }
             }
             group.addTask {
                 // Upkeep: certificate files, inactive connectors, expired tokens and certificates.
@@ -193,6 +213,7 @@ public struct RelayService: Service {
                 }
                 tunnelServer.channel.close(promise: nil)
                 adminServer.channel.close(promise: nil)
+                opsServer?.channel.close(promise: nil)
                 tunnelConnections.closeAll()
                 self.logger.info("relay stopped")
             }
@@ -225,5 +246,10 @@ final class CertificateSet: Sendable {
 
     func reload(force: Bool) {
         for tls in self.all.withLock({ $0 }) { tls.reload(force: force) }
+    }
+
+    /// Every certificate the listeners serve or trust, by listener and file.
+    func facts() -> [(listener: String, file: String, facts: CertificateFacts)] {
+        self.all.withLock({ $0 }).flatMap { tls in tls.certificateFacts().map { (tls.name, $0.file, $0.facts) } }
     }
 }

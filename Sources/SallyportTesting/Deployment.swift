@@ -14,6 +14,8 @@ public final class Deployment: @unchecked Sendable {
     public let publicPort: Int
     /// The relay's tunnel port.
     public let tunnelPort: Int
+    /// The relay's admin listener (metrics, readiness, status page), on 127.0.0.1.
+    public let adminPort: Int
     /// The address the relay's tunnel listens on and connectors dial: loopback, or the host end of a
     /// ``NetworkNamespace`` so that connectors inside one reach it.
     public let tunnelHost: String
@@ -51,6 +53,7 @@ public final class Deployment: @unchecked Sendable {
         )
         self.publicPort = try FreePort.next()
         self.tunnelPort = try FreePort.next()
+        self.adminPort = try FreePort.next()
         self.binary = try ProcessInfo.processInfo.environment["SALLYPORT_BINARY"] ?? BuiltProduct.path("sallyport")
         try FileManager.default.createDirectory(atPath: self.appsDirectory, withIntermediateDirectories: true)
         _ = try self.directory.write(
@@ -76,6 +79,8 @@ public final class Deployment: @unchecked Sendable {
             apps: \(self.appsDirectory)
             reloadInterval: \(reloadInterval)
             drainTimeout: \(drainTimeout)
+            admin:
+              listen: 127.0.0.1:\(self.adminPort)
             \(relayExtra)
             """
         )
@@ -84,6 +89,11 @@ public final class Deployment: @unchecked Sendable {
     deinit {
         self.relay?.signal(SIGKILL)
         for connector in self.connectors.values { connector.signal(SIGKILL) }
+    }
+
+    /// A URL on the relay's admin listener.
+    public func adminURL(_ path: String) -> String {
+        "http://127.0.0.1:\(self.adminPort)\(path)"
     }
 
     /// The public URL of `host` ("app" → https://app.localhost:PORT/...).

@@ -67,6 +67,19 @@ public final class NetworkNamespace: @unchecked Sendable {
         try Self.nft(self.name, ["add", "rule", "inet", "sallyport_refuse", "out", "ip", "daddr", host, "tcp", "dport", "\(port)", "reject", "with", "tcp", "reset"])
     }
 
+    /// Refuses every connection out of the namespace (TCP reset, ICMP for the rest) except to `destinations`
+    /// and loopback: a network whose firewall lets nothing out but the proxy (and the backends).
+    public func allowOnly(_ destinations: [(host: String, port: Int)]) throws {
+        try Self.nft(self.name, ["add", "table", "inet", "sallyport_egress"])
+        try Self.nft(self.name, ["add", "chain", "inet", "sallyport_egress", "out", "{ type filter hook output priority 0; policy accept; }"])
+        try Self.nft(self.name, ["add", "rule", "inet", "sallyport_egress", "out", "oifname", "lo", "accept"])
+        for (host, port) in destinations {
+            try Self.nft(self.name, ["add", "rule", "inet", "sallyport_egress", "out", "ip", "daddr", host, "tcp", "dport", "\(port)", "accept"])
+        }
+        try Self.nft(self.name, ["add", "rule", "inet", "sallyport_egress", "out", "meta", "l4proto", "tcp", "reject", "with", "tcp", "reset"])
+        try Self.nft(self.name, ["add", "rule", "inet", "sallyport_egress", "out", "reject"])
+    }
+
     /// Host names as processes in the namespace resolve them: `ip netns exec` mounts /etc/netns/NAME/hosts
     /// over /etc/hosts for them.
     public func setHosts(_ entries: [String: String]) throws {
@@ -92,18 +105,9 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     @discardableResult
     static func run(_ arguments: [String], executable: String = "/usr/sbin/ip") throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw HarnessError(.commandFailed, "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        let (status, text) = try Command.run(executable, arguments)
+        guard status == 0 else {
+            throw HarnessError(.commandFailed, "\(executable) \(arguments.joined(separator: " ")) exited \(status): \(text)")
         }
         return text
     }

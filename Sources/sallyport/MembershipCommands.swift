@@ -38,6 +38,9 @@ struct RelayInitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Host names of the trial public certificate (repeat).")
     var trialHost: [String] = []
 
+    @Option(name: .long, help: "The state directory (registry database, admin socket), e.g. /var/lib/sallyport for the packaged service (default: DIRECTORY/state).")
+    var state: String?
+
     func validate() throws {
         if (self.publicCertificate == nil) != (self.publicKey == nil) { throw ValidationError("give --public-certificate and --public-key together") }
         if self.name.isEmpty { throw ValidationError("give --name HOST: the name or address connectors use to reach this relay (repeat for more)") }
@@ -46,7 +49,8 @@ struct RelayInitCommand: AsyncParsableCommand {
     func run() async throws {
         let initialiser = RelayInit(
             directory: self.directory, tunnelNames: self.name, publicListen: self.publicListen, tunnelListen: self.tunnelListen,
-            publicCertificate: self.publicCertificate.map { ($0, self.publicKey!) }, trialPublicNames: self.trialHost.isEmpty ? ["localhost"] : self.trialHost
+            publicCertificate: self.publicCertificate.map { ($0, self.publicKey!) }, trialPublicNames: self.trialHost.isEmpty ? ["localhost"] : self.trialHost,
+            stateDirectory: self.state
         )
         do {
             let outcome = try initialiser.run()
@@ -96,6 +100,9 @@ struct ConnectorRegister: AsyncParsableCommand {
     @Flag(name: .long, help: "Replace an existing registration in --directory.")
     var force = false
 
+    @Option(name: .long, help: "The HTTP proxy to the relay, http://[USER:PASSWORD@]HOST:PORT, or none (default: HTTPS_PROXY and NO_PROXY); written into connector.yaml.")
+    var proxy: String?
+
     func run() async throws {
         let failure = { (message: String) -> ExitCode in
             FileHandle.standardError.write(Data("sallyport connector register: \(message)\n".utf8))
@@ -109,10 +116,25 @@ struct ConnectorRegister: AsyncParsableCommand {
         } catch {
             throw failure("\(error)")
         }
-        let client = RegistrationClient(
+        let choice: ConnectorConfig.ProxyChoice
+        switch self.proxy {
+        case nil: choice = .environment
+        case "none": choice = .direct
+        case let text?:
+            switch OutboundProxy.parse(text, source: "--proxy") {
+            case .success(let proxy): choice = .proxy(proxy)
+            case .failure(let problem): throw failure("--proxy \(problem.message)")
+            }
+        }
+        var client = RegistrationClient(
             relay: relay, serverName: self.relayServerName, token: token, name: self.name ?? ProcessInfo.processInfo.hostName, group: self.group,
             directory: self.directory, force: self.force
         )
+        switch choice.resolve(environment: ProcessInfo.processInfo.environment, target: relay.host) {
+        case .success(let proxy): client.proxy = proxy
+        case .failure(let problem): throw failure("HTTPS_PROXY \(problem.message)")
+        }
+        client.proxyLine = self.proxy
         do {
             let outcome = try await client.run()
             print("registered as connector \(outcome.connectorID) (\(outcome.name)) in group \(outcome.group)")

@@ -1,7 +1,10 @@
 public import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import SallyportConfig
+import SallyportOps
 import SallyportKCD
 import SallyportConnector
 import SallyportDemo
@@ -53,12 +56,29 @@ struct LoggingOptions: ParsableArguments {
     var logFormat: LogFormat = .text
 
     func makeLogger(_ label: String) -> Logger {
+        self.makeLogger(label, recentEvents: nil)
+    }
+
+    /// The logger of a long-running service; its warnings and errors also go to `recentEvents` (the status page).
+    func makeLogger(_ label: String, recentEvents: RecentEvents?) -> Logger {
         let (level, format) = (self.logLevel, self.logFormat)
         let journald = SallyportLogHandler.standardErrorIsJournal()
         LoggingSystem.bootstrap { label in
-            SallyportLogHandler(label: label, format: format, journald: journald, logLevel: level)
+            let output = SallyportLogHandler(label: label, format: format, journald: journald, logLevel: level)
+            guard let recentEvents else { return output }
+            return MultiplexLogHandler([output, recentEvents.handler(label: label)])
         }
         return Logger(label: label)
+    }
+}
+
+/// The process's metrics: one Prometheus registry that the admin listener serves, also behind swift-metrics,
+/// so SSO handlers' counters land in the same place.
+enum ProcessMetrics {
+    static func bootstrap() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
     }
 }
 
@@ -93,8 +113,9 @@ struct RelayRun: AsyncParsableCommand {
 
     func run() async throws {
         let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadRelay(file: self.config) }
-        let logger = self.logging.makeLogger("sallyport.relay")
-        let relay = RelayService(config: config, logger: logger)
+        let recentEvents = RecentEvents()
+        let logger = self.logging.makeLogger("sallyport.relay", recentEvents: recentEvents)
+        let relay = RelayService(config: config, logger: logger, metrics: RelayMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: relay), .init(service: relay.appReload), .init(service: HangupReload(relay: relay, logger: logger))],
@@ -139,7 +160,8 @@ struct ConnectorRun: AsyncParsableCommand {
 
     func run() async throws {
         let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: self.config) }
-        let logger = self.logging.makeLogger("sallyport.connector")
+        let recentEvents = RecentEvents()
+        let logger = self.logging.makeLogger("sallyport.connector", recentEvents: recentEvents)
         // Kerberos: the connector's credentials come only from its keytab into memory caches. An empty default
         // cache makes any GSS call that would fall back to "the default credential" fail instead of acting as
         // whoever's tickets happen to be in /tmp/krb5cc_*.
@@ -164,7 +186,9 @@ struct ConnectorRun: AsyncParsableCommand {
             FileHandle.standardError.write(Data("sallyport connector: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let connector = ConnectorService(config: config, logger: logger, handlers: handlers)
+        let connector = ConnectorService(
+            config: config, logger: logger, handlers: handlers, metrics: ConnectorMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents
+        )
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: connector), .init(service: connector.kerberosRenewal)],

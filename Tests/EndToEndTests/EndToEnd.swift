@@ -13,6 +13,18 @@ extension EndToEnd {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").appendingPathComponent(name).path
     }
 
+    /// Keeps a file a test made for people to look at (a screenshot) in `SALLYPORT_TEST_ARTEFACTS`, by default
+    /// `.build/test-artefacts/` of the package: test directories are removed, this one is not.
+    static func keepArtefact(_ path: String, as name: String) {
+        let directory =
+            ProcessInfo.processInfo.environment["SALLYPORT_TEST_ARTEFACTS"]
+            ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/test-artefacts").standardized.path
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let target = (directory as NSString).appendingPathComponent(name)
+        try? FileManager.default.removeItem(atPath: target)
+        try? FileManager.default.copyItem(atPath: path, toPath: target)
+    }
+
     /// The Python that runs the test peers: the virtual environment `scripts/setup-test-deps.sh` makes
     /// (`SALLYPORT_TEST_PYTHON`, else its default place), so a stock Debian's externally managed Python needs
     /// no pip; `python3` from PATH when there is none.

@@ -166,14 +166,5 @@ private func commonName(_ certificate: Certificate) -> String? {
 
 /// Runs the openssl CLI, returning its exit status and combined output.
 private func openssl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try Command.run("/usr/bin/openssl", arguments)
 }

@@ -58,7 +58,7 @@ struct AppFileTests {
         #expect(
             error.message
                 == "unknown key; allowed keys here: name, externalURL, internalURL, connectorGroup, preAuthentication, sso, timeouts, "
-                + "backendTLS, preserveHost, allowEscapedPath, allowWebSocket"
+                + "backendTLS, preserveHost, allowEscapedPath, allowWebSocket, accessLog"
         )
     }
 

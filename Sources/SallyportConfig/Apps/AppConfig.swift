@@ -27,6 +27,9 @@ public struct AppConfig: Sendable, Codable, Hashable {
     /// `allowWebSocket`: true (the default) lets a valid WebSocket handshake switch the user's connection to
     /// WebSocket; false answers WebSocket handshakes 403. The relay decides; connectors never see it.
     public var allowWebSocket = true
+    /// `accessLog`: true (the default) writes a line per request to the access log on the relay and the
+    /// connectors; false writes none for this app (metrics still count its requests).
+    public var accessLog = true
 
     /// Where each top-level key was in `sourceFile`, for errors found after parsing (cross-file conflicts).
     /// Not part of equality, hashing or coding.

@@ -4,7 +4,7 @@ internal import Yams
 enum AppFile {
     static let topLevelKeys = [
         "name", "externalURL", "internalURL", "connectorGroup", "preAuthentication", "sso", "timeouts", "backendTLS", "preserveHost",
-        "allowEscapedPath", "allowWebSocket",
+        "allowEscapedPath", "allowWebSocket", "accessLog",
     ]
 
     /// The app, or every problem in the file in file order.
@@ -29,6 +29,7 @@ enum AppFile {
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
         let allowEscapedPath = reader.optional("allowEscapedPath", default: false) { value throws(ConfigError) in try value.bool() }
         let allowWebSocket = reader.optional("allowWebSocket", default: true) { value throws(ConfigError) in try value.bool() }
+        let accessLog = reader.optional("accessLog", default: true) { value throws(ConfigError) in try value.bool() }
         reader.finish()
 
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
@@ -57,6 +58,7 @@ enum AppFile {
         )
         app.allowEscapedPath = allowEscapedPath
         app.allowWebSocket = allowWebSocket
+        app.accessLog = accessLog
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }

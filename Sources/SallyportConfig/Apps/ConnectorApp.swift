@@ -22,6 +22,10 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
     public var sso: SSO
     /// Where the app came from, for error messages.
     public var source: Source
+    /// false: no access log lines for this app. Sent only when false (older connectors ignore it).
+    public var accessLog: Bool?
+    /// Whether requests of this app get access log lines (`accessLog`, default true).
+    public var logsAccess: Bool { self.accessLog ?? true }
 
     /// An app's single-sign-on step as the connector runs it.
     public struct SSO: Sendable, Codable, Hashable {
@@ -78,7 +82,8 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
         backendTLS: BackendTLS? = nil,
         sendsIdentity: Bool = false,
         sso: SSO = SSO(),
-        source: Source = Source()
+        source: Source = Source(),
+        accessLog: Bool? = nil
     ) {
         self.name = name
         self.externalPathPrefix = externalPathPrefix
@@ -89,6 +94,7 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
         self.sendsIdentity = sendsIdentity
         self.sso = sso
         self.source = source
+        self.accessLog = accessLog
     }
 
     /// An error about this app at `key` (`sso`, `sso.handler`, `sso.<setting>.<...>` or a top-level key), with
@@ -118,7 +124,8 @@ extension AppConfig {
             backendTLS: self.backendTLS,
             sendsIdentity: self.preAuthentication != .passthrough,
             sso: ConnectorApp.SSO(handler: self.sso.handler, settings: self.sso.settings),
-            source: ConnectorApp.Source(file: self.sourceFile, positions: positions)
+            source: ConnectorApp.Source(file: self.sourceFile, positions: positions),
+            accessLog: self.accessLog ? nil : false
         )
     }
 }

@@ -28,6 +28,31 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var kerberos: KerberosSettings
     /// `liveness`: how the connector notices a relay that went silent (PING interval and timeout).
     public var liveness: TunnelLiveness
+    /// `admin.listen`: the connector's admin listener (plain HTTP: `/metrics`, `/readyz`, `/livez`, the status
+    /// page at `/`); nil (the default) opens none.
+    public var adminListen: HostPort?
+    /// `proxy`: the HTTP proxy to reach the relay through (`CONNECT`). `.environment` (the default) follows
+    /// `HTTPS_PROXY`/`NO_PROXY`; `.direct` (`proxy: none`) ignores them.
+    public var proxy: ProxyChoice
+
+    /// How the connector reaches the relay.
+    public enum ProxyChoice: Sendable, Hashable {
+        /// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` decide (no key in the file).
+        case environment
+        /// `proxy: none`: always directly.
+        case direct
+        /// `proxy: http://…`.
+        case proxy(OutboundProxy)
+
+        /// The proxy to use for `target` in `environment`.
+        public func resolve(environment: [String: String], target: String) -> Result<OutboundProxy?, ProxyProblem> {
+            switch self {
+            case .environment: OutboundProxy.fromEnvironment(environment, target: target)
+            case .direct: .success(nil)
+            case .proxy(let proxy): .success(proxy)
+            }
+        }
+    }
 
     /// Creates a connector configuration in code (tests, the demo); paths are used as given.
     public init(
@@ -44,7 +69,9 @@ public struct ConnectorConfig: Sendable, Hashable {
         backendIdleTimeout: Duration = .seconds(60),
         pluginsDirectory: String? = nil,
         kerberos: KerberosSettings = KerberosSettings(),
-        liveness: TunnelLiveness = TunnelLiveness()
+        liveness: TunnelLiveness = TunnelLiveness(),
+        adminListen: HostPort? = nil,
+        proxy: ProxyChoice = .environment
     ) {
         self.file = file
         self.relay = relay
@@ -60,6 +87,8 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.pluginsDirectory = pluginsDirectory
         self.kerberos = kerberos
         self.liveness = liveness
+        self.adminListen = adminListen
+        self.proxy = proxy
     }
 }
 
@@ -102,7 +131,7 @@ public struct KerberosSettings: Sendable, Hashable {
 enum ConnectorFile {
     static let topLevelKeys = [
         "relay", "relayServerName", "name", "group", "certificate", "key", "relayCA", "connections", "configRefreshInterval", "backend",
-        "plugins", "kerberos", "liveness",
+        "plugins", "kerberos", "liveness", "admin", "proxy",
     ]
 
     static func parse(yaml: String, file: String) -> Result<ConnectorConfig, FileProblems> {
@@ -139,6 +168,20 @@ enum ConnectorFile {
             try kerberosSection(value, directory: directory)
         }
         let liveness = reader.optional("liveness", default: TunnelLiveness()) { value throws(ConfigError) in try value.liveness() }
+        let adminListen = reader.optional("admin") { value throws(ConfigError) -> HostPort? in
+            var admin = try value.mapping()
+            let listen = admin.optional("listen") { value throws(ConfigError) in try AdminListen.parse(value) } ?? nil
+            admin.finish()
+            return listen
+        } ?? nil
+        let proxy = reader.optional("proxy", default: ConnectorConfig.ProxyChoice.environment) { value throws(ConfigError) in
+            let text = try value.nonEmptyString()
+            if text == "none" { return .direct }
+            switch OutboundProxy.parse(text) {
+            case .success(let proxy): return .proxy(proxy)
+            case .failure(let problem): throw value.error(problem.message)
+            }
+        }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let relay, let certificate, let key else {
@@ -159,7 +202,9 @@ enum ConnectorFile {
                 backendIdleTimeout: backend.idleTimeout,
                 pluginsDirectory: plugins,
                 kerberos: kerberos,
-                liveness: liveness
+                liveness: liveness,
+                adminListen: adminListen,
+                proxy: proxy
             )
         )
     }

@@ -25,6 +25,9 @@ public struct RelayConfig: Sendable, Hashable {
     public var connectors: ConnectorPolicy
     /// `admin.socket`: the Unix socket of the admin API. Default `<state>/admin.sock`.
     public var adminSocket: String
+    /// `admin.listen`: the admin listener (plain HTTP: `/metrics`, `/readyz`, `/livez`, the status page at `/`).
+    /// In a file it defaults to `127.0.0.1:9180`, and `none` turns it off; in code the default is none.
+    public var adminListen: HostPort?
     /// `apps`: the directory of app files.
     public var appsDirectory: String
     /// `reloadInterval`: how often the apps directory is checked for changes. Default 2s.
@@ -50,6 +53,7 @@ public struct RelayConfig: Sendable, Hashable {
         stateDirectory: String,
         connectors: ConnectorPolicy = ConnectorPolicy(),
         adminSocket: String? = nil,
+        adminListen: HostPort? = nil,
         appsDirectory: String,
         reloadInterval: Duration = .seconds(2),
         drainTimeout: Duration = .seconds(30),
@@ -68,6 +72,7 @@ public struct RelayConfig: Sendable, Hashable {
         self.stateDirectory = stateDirectory
         self.connectors = connectors
         self.adminSocket = adminSocket ?? (stateDirectory.hasSuffix("/") ? stateDirectory + "admin.sock" : stateDirectory + "/admin.sock")
+        self.adminListen = adminListen
         self.appsDirectory = appsDirectory
         self.reloadInterval = reloadInterval
         self.drainTimeout = drainTimeout
@@ -208,12 +213,13 @@ enum RelayFile {
         let connectors = reader.optional("connectors", default: ConnectorPolicy()) { value throws(ConfigError) in
             try connectorPolicy(value, directory: directory)
         }
-        let adminSocket = reader.optional("admin") { value throws(ConfigError) -> String? in
+        let admin = reader.optional("admin", default: (socket: nil, listen: AdminListen.defaultRelay)) { value throws(ConfigError) in
             var admin = try value.mapping()
             let socket = admin.optional("socket") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+            let listen = admin.optional("listen", default: AdminListen.defaultRelay) { value throws(ConfigError) in try AdminListen.parse(value) }
             admin.finish()
-            return socket
-        } ?? nil
+            return (socket: socket, listen: listen)
+        }
         let apps = reader.required("apps") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let reloadInterval = reader.optional("reloadInterval", default: .seconds(2)) { value throws(ConfigError) in
             try value.duration()
@@ -245,7 +251,8 @@ enum RelayFile {
                 tunnelLiveness: tunnel.liveness,
                 stateDirectory: state,
                 connectors: connectors,
-                adminSocket: adminSocket,
+                adminSocket: admin.socket,
+                adminListen: admin.listen,
                 appsDirectory: apps,
                 reloadInterval: reloadInterval,
                 drainTimeout: drainTimeout,
@@ -408,5 +415,15 @@ enum RelayFile {
             caCertificate: ca?.0, caKey: ca?.1, certificateLifetime: lifetime, inactiveAfter: inactiveAfter, removeAfter: removeAfter,
             trustedCAs: trusted
         )
+    }
+}
+
+/// The `admin.listen` key of the relay and connector files: `host:port`, or `none`.
+enum AdminListen {
+    static let defaultRelay: HostPort? = HostPort(host: "127.0.0.1", port: 9180)
+
+    static func parse(_ value: ValueNode) throws(ConfigError) -> HostPort? {
+        if (try? value.string()) == "none" { return nil }
+        return try value.hostPort(allowZeroPort: true)
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTPTypes
 import SallyportConfig
 import SallyportHTTP
+import SallyportOps
 import SallyportPluginAPI
 import SallyportTunnel
 import Synchronization
@@ -14,7 +15,7 @@ struct BackendExchangeIO {
     /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
     typealias Inspector = @Sendable (HTTPResponse) async -> ResponseDecision
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
-    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    typealias Writer = MeteredWriter
 
     enum Outcome {
         case sent(BackendExchange.Outcome)

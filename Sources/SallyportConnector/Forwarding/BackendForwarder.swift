@@ -5,6 +5,8 @@ import NIOHTTPTypes
 import NIOPosix
 import SallyportConfig
 import SallyportHTTP
+import Prometheus
+import SallyportOps
 import SallyportPluginAPI
 import SallyportTunnel
 import SallyportWire
@@ -16,18 +18,39 @@ import SallyportWire
 /// connection (``BackendExchangeIO``), the handler inspects the answer, perhaps again.
 struct BackendForwarder: Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
-    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    typealias Writer = MeteredWriter
 
     let apps: AppTable
     let pool: BackendPool
     let logger: Logger
+    let metrics: ConnectorMetrics
+    /// The access log: a line per request (``AccessRecord``), unless its app turns it off.
+    let accessLogger: Logger
 
-    func handle(head: HTTPRequest, iterator: inout Iterator, writer: Writer) async {
-        var logger = self.logger
-        logger[metadataKey: "request.id"] = "\(head.headerFields[TunnelProtocol.Field.requestID] ?? "-")"
+    /// Forwards one request and accounts for it: its access log line and its app's metrics.
+    func handle(head: HTTPRequest, iterator: inout Iterator, writer base: NIOAsyncChannelOutboundWriter<HTTPResponsePart>) async {
+        let writer = MeteredWriter(base)
+        let requestID = head.headerFields[TunnelProtocol.Field.requestID] ?? "-"
         let appName = head.headerFields[TunnelProtocol.Field.app] ?? ""
-        logger[metadataKey: "app"] = "\(appName)"
-        guard let (app, pipeline) = self.apps.entry(named: appName) else {
+        var record = AccessRecord(requestID: requestID, method: head.method.rawValue, target: head.path ?? "")
+        let entry = self.apps.entry(named: appName)
+        await self.handle(head: head, entry: entry, iterator: &iterator, writer: writer, record: &record)
+        record.status = writer.meter.status
+        record.bytesOut = writer.meter.bytes
+        self.metrics.app(entry == nil ? "-" : appName).record(status: record.status, duration: ContinuousClock.now - record.started)
+        guard entry?.app.logsAccess ?? true else { return }
+        record.set("app", appName)
+        if let reason = writer.meter.reason { record.set("error", reason) }
+        record.log(to: self.accessLogger)
+    }
+
+    private func handle(
+        head: HTTPRequest, entry: (app: ConnectorApp, pipeline: SSOPipeline)?, iterator: inout Iterator, writer: Writer, record: inout AccessRecord
+    ) async {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(record.requestID)"
+        logger[metadataKey: "app"] = "\(head.headerFields[TunnelProtocol.Field.app] ?? "")"
+        guard let (app, pipeline) = entry else {
             logger.error("request for an app this connector does not know; is its configuration still arriving?")
             await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
             return
@@ -55,6 +78,8 @@ struct BackendForwarder: Sendable {
         let request = BackendHead.make(head, app: app, upgrade: upgrade, hasBody: hasBody)
         // Decoded only when a handler runs: passthrough apps never look at it.
         let identity = handler == nil ? nil : head.headerFields[TunnelProtocol.Field.identity].flatMap(IdentityField.decode)
+        if let identity { record.set("user", identity.userPrincipalName) }
+        if let handler { record.set("sso", handler.name) }
         let clientBinding = head.headerFields[TunnelProtocol.Field.clientConnection].map { "client \($0)" }
 
         var exchange = BackendExchange(hasBody: hasBody, upgrading: upgrade != nil, handlerAttempts: handler?.attempts)
@@ -88,6 +113,7 @@ struct BackendForwarder: Sendable {
                     }
                 } catch {
                     let (page, reason) = Self.classify(connectError: error)
+                    self.metrics.backendConnectError(app: app.name, reason: reason)
                     logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
                     await Self.answer(page, reason: reason, head: head, writer: writer)
                     return
@@ -110,6 +136,7 @@ struct BackendForwarder: Sendable {
                 await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
                 return
             case .finish:
+                if handler != nil { record.set("sso_outcome", exchange.attempt > 1 ? "applied-after-\(exchange.attempt)-attempts" : "applied") }
                 return
             }
         }
@@ -202,6 +229,7 @@ struct BackendForwarder: Sendable {
 
     /// Answers into the tunnel stream with one of Sallyport's pages.
     static func answer(_ page: ErrorPage, reason: String, head: HTTPRequest, writer: Writer) async {
+        writer.meter.note(reason: reason)
         let requestID = head.headerFields[TunnelProtocol.Field.requestID] ?? "-"
         var (response, body) = page.render(requestID: requestID, allocator: ByteBufferAllocator())
         response.headerFields[TunnelProtocol.Field.error] = reason

@@ -42,6 +42,10 @@ public struct RegistrationClient: Sendable {
     public var directory: String
     /// Replace an existing connector.yaml.
     public var force: Bool
+    /// The HTTP proxy to reach the relay through; nil: directly.
+    public var proxy: OutboundProxy?
+    /// Write `proxy:` with this value into connector.yaml (the `--proxy` option as given).
+    public var proxyLine: String?
 
     public init(relay: HostPort, serverName: String?, token: RegistrationToken, name: String, group: String?, directory: String, force: Bool) {
         self.relay = relay
@@ -97,7 +101,7 @@ public struct RegistrationClient: Sendable {
         certificate: connector.pem   # renewed by the connector itself, well before it expires
         key: connector.key
         relayCA: relay-ca.pem
-
+        \(self.proxyLine.map { "proxy: \($0)\n" } ?? "")
         """
     }
 
@@ -149,6 +153,11 @@ public struct RegistrationClient: Sendable {
     private func request(_ path: String, body: Data?, tls: TLSConfiguration) async throws(Failure) -> (status: UInt, body: String) {
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.httpVersion = .http1Only
+        if let proxy = self.proxy {
+            configuration.proxy = .server(
+                host: proxy.host, port: proxy.port, authorization: proxy.username.map { .basic(username: $0, password: proxy.password ?? "") }
+            )
+        }
         if let serverName = self.serverName {
             // Verify the relay's certificate for serverName while connecting to the relay address.
             configuration.dnsOverride = [serverName: self.relay.host]
@@ -170,7 +179,8 @@ public struct RegistrationClient: Sendable {
             throw failure
         } catch {
             try? await client.shutdown()
-            throw Failure(code: "unreachable", description: "cannot reach the relay's tunnel listener at \(self.relay): \(error). Check --relay (the relay's tunnel address, e.g. relay.example.com:8443) and that this host may connect out to it")
+            let via = self.proxy.map { " through proxy \($0) (from \($0.source))" } ?? ""
+            throw Failure(code: "unreachable", description: "cannot reach the relay's tunnel listener at \(self.relay)\(via): \(error). Check --relay (the relay's tunnel address, e.g. relay.example.com:8443) and that this host may connect out to it\(self.proxy == nil ? "" : " through the proxy")")
         }
     }
 }

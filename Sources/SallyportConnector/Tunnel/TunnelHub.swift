@@ -43,6 +43,9 @@ final class TunnelHub: Sendable {
 
     func removeSender(_ id: Int) { _ = self.state.withLock { $0.senders.removeValue(forKey: id) } }
 
+    /// Tunnel connections that are configured and up.
+    var connectedCount: Int { self.state.withLock { $0.senders.count } }
+
     /// Some configured connection's control stream, if any is up.
     var anySender: Sender? { self.state.withLock { $0.senders.values.first } }
 }

@@ -12,6 +12,14 @@ import SallyportHTTP
 import SallyportKerberos
 import SallyportTunnel
 import ServiceLifecycle
+import Synchronization
+
+/// A future made in a channel initializer, read after the connect.
+final class FutureBox: Sendable {
+    private let value = Mutex<EventLoopFuture<Void>?>(nil)
+    func set(_ future: EventLoopFuture<Void>) { self.value.withLock { $0 = future } }
+    var future: EventLoopFuture<Void>? { self.value.withLock { $0 } }
+}
 
 /// One of the connector's tunnel slots: keeps one connection to the relay serving, redials with backoff when
 /// it ends, and replaces it (make before break) when the certificate is renewed or the relay asks. The
@@ -35,6 +43,8 @@ struct TunnelSession: Sendable {
     let delegator: KerberosDelegator
     let apps: AppTable
     let forwarder: BackendForwarder
+    /// Directly or through the outbound proxy.
+    let dialer: RelayDialer
     let group: any EventLoopGroup
     let logger: Logger
 
@@ -106,42 +116,56 @@ struct TunnelSession: Sendable {
         let serverName = self.config.relayServerName ?? self.config.relay.host
         let tls = self.credentials.context
         let liveness = self.config.liveness
-        let (channel, multiplexer) = try await ClientBootstrap(group: self.group)
+        let dialer = self.dialer
+        // The proxy's CONNECT (if any) goes first, once TCP is up; TLS and HTTP/2 only once the pipe is open.
+        let established = FutureBox()
+        let channel = try await ClientBootstrap(group: self.group)
             .connectTimeout(.seconds(10))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.socketOption(.so_keepalive), value: 1)
-            .connect(host: self.config.relay.host, port: self.config.relay.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName
-                    // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
-                    let watch = TunnelLivenessHandler(liveness) { verdict, silence in
-                        switch verdict {
-                        case .suspect: logger.warning("relay silent", metadata: ["silence": "\(silence)"])
-                        case .alive: logger.info("relay answers again")
-                        case .dead: logger.warning("tunnel closed: the relay did not answer; dialling again", metadata: ["silence": "\(silence)"])
-                        }
-                    }
-                    try sync.addHandler(watch)
-                    try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
-                    // The connection manager turns a quiesce (drain) into GOAWAY and a close once the streams are
-                    // done; liveness is the handler's above, not the manager's keepalive.
-                    let multiplexer = try sync.configureAsyncHTTP2Pipeline(
-                        mode: .server,
-                        connectionManagerConfiguration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: .seconds(60), keepalive: nil),
-                        http2HandlerConfiguration: TunnelProtocol.http2Configuration()
-                    ) { stream in
-                        stream.eventLoop.makeCompletedFuture {
-                            try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                            try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
-                            return try StreamChannel(wrappingChannelSynchronously: stream)
-                        }
-                    }
-                    watch.start()
-                    return (channel, multiplexer)
-                }
+            .channelInitializer { channel in
+                established.set(dialer.establish(on: channel))
+                return channel.eventLoop.makeSucceededVoidFuture()
             }
-        logger.info("tunnel connected", metadata: ["relay": "\(self.config.relay)"])
+            .connect(host: dialer.firstHop.host, port: dialer.firstHop.port)
+            .get()
+        let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>
+        do {
+            try await established.future?.get()
+            multiplexer = try await channel.eventLoop.submit {
+                let sync = channel.pipeline.syncOperations
+                let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName
+                // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
+                let watch = TunnelLivenessHandler(liveness) { verdict, silence in
+                    switch verdict {
+                    case .suspect: logger.warning("relay silent", metadata: ["silence": "\(silence)"])
+                    case .alive: logger.info("relay answers again")
+                    case .dead: logger.warning("tunnel closed: the relay did not answer; dialling again", metadata: ["silence": "\(silence)"])
+                    }
+                }
+                try sync.addHandler(watch)
+                try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
+                // The connection manager turns a quiesce (drain) into GOAWAY and a close once the streams are
+                // done; liveness is the handler's above, not the manager's keepalive.
+                let multiplexer = try sync.configureAsyncHTTP2Pipeline(
+                    mode: .server,
+                    connectionManagerConfiguration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: .seconds(60), keepalive: nil),
+                    http2HandlerConfiguration: TunnelProtocol.http2Configuration()
+                ) { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                        try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
+                        return try StreamChannel(wrappingChannelSynchronously: stream)
+                    }
+                }
+                watch.start()
+                return multiplexer
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        logger.info("tunnel connected", metadata: dialer.proxy.map { ["relay": "\(self.config.relay)", "proxy": "\($0)"] } ?? ["relay": "\(self.config.relay)"])
         defer { channel.close(promise: nil) }
         try await withThrowingDiscardingTaskGroup { group in
             for try await stream in multiplexer.inbound {

@@ -76,6 +76,8 @@ struct ReplayBuffer {
 
     private(set) var parts: [HTTPRequestPart] = []
     private var bytes = 0
+    /// Body bytes read from the user so far (kept or not).
+    private(set) var received = 0
     /// Part of the body was sent and not kept.
     private(set) var overflowed = false
     /// The request's end was read from the user.
@@ -115,6 +117,7 @@ struct ReplayBuffer {
             case .head:
                 return .sourceEnded  // a new request before this one ended: protocol error
             case .body(let buffer):
+                self.received += buffer.readableBytes
                 self.keep(part, bytes: buffer.readableBytes, upgrading: upgrading)
             case .end:
                 if upgrading { continue }

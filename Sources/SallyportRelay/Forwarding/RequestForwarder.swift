@@ -3,8 +3,10 @@ import Logging
 import NIOCore
 import NIOHTTPTypes
 import SallyportAuth
+import Prometheus
 import SallyportConfig
 import SallyportHTTP
+import SallyportOps
 import SallyportPluginAPI
 import SallyportTunnel
 
@@ -32,7 +34,7 @@ enum ForwardOutcome: Sendable {
 /// answers itself never reaches a connector.
 struct RequestForwarder: Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
-    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    typealias Writer = MeteredWriter
 
     let catalog: AppCatalog
     let registry: ConnectorRegistry
@@ -41,13 +43,47 @@ struct RequestForwarder: Sendable {
     let authenticator: PreAuthenticator
     let limits: EdgeLimits
     let logger: Logger
+    let metrics: RelayMetrics
+    /// The access log: a line per request (``AccessRecord``), unless its app turns it off.
+    let accessLogger: Logger
 
     /// How long a request of an app that no connector has yet may wait for its configuration to arrive.
     static let configurationWait: Duration = .seconds(3)
 
-    func forward(head received: HTTPRequest, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext) async -> ForwardOutcome {
+    /// Forwards one request and accounts for it: its access log line and its app's metrics.
+    func forward(
+        head: HTTPRequest, iterator: inout Iterator, writer base: NIOAsyncChannelOutboundWriter<HTTPResponsePart>, context: EdgeRequestContext
+    ) async -> ForwardOutcome {
+        let writer = MeteredWriter(base)
+        var trace = RequestTrace(record: AccessRecord(requestID: RequestID.make(), method: head.method.rawValue, target: head.path ?? ""))
+        let outcome = await self.forward(head: head, iterator: &iterator, writer: writer, context: context, trace: &trace)
+        let app = trace.app ?? RelayMetrics.noApp
+        let instruments = self.metrics.app(app)
+        trace.record.status = writer.meter.status
+        trace.record.bytesOut = writer.meter.bytes
+        instruments.requests.record(status: trace.record.status, duration: ContinuousClock.now - trace.record.started)
+        instruments.bytesIn.increment(by: Int64(trace.record.bytesIn))
+        instruments.bytesOut.increment(by: Int64(trace.record.bytesOut))
+        if trace.logged {
+            trace.record.set("client", context.clientAddress)
+            if let reason = writer.meter.reason { trace.record.set("error", reason) }
+            trace.record.log(to: self.accessLogger)
+        }
+        return outcome
+    }
+
+    /// What one request's accounting gathers on its way: the app, the access log record.
+    struct RequestTrace {
+        var record: AccessRecord
+        var app: String?
+        /// false for health checks and apps with `accessLog: false`.
+        var logged = true
+        var requestID: String { self.record.requestID }
+    }
+
+    private func forward(head received: HTTPRequest, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext, trace: inout RequestTrace) async -> ForwardOutcome {
         var head = received
-        let requestID = RequestID.make()
+        let requestID = trace.requestID
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requestID)"
         let snapshot = self.catalog.snapshot
@@ -59,6 +95,7 @@ struct RequestForwarder: Sendable {
             if page.status == .notFound { logger.debug("no app for request", metadata: ["host": "\(head.authority ?? "")"]) }
             return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .health:
+            trace.logged = false
             return await self.answerLocally(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."), head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .relayRoute(let host, let providers):
             let page = await self.authenticator.handleReserved(head, authority: host, providers: providers, logger: logger)
@@ -70,6 +107,12 @@ struct RequestForwarder: Sendable {
             head.headerFields[values: Admission.hostField] = []
         }
         logger[metadataKey: "app"] = "\(app.name)"
+        trace.app = app.name
+        trace.logged = app.accessLog
+        trace.record.set("app", app.name)
+        let inFlight = self.metrics.app(app.name).inFlight
+        inFlight.increment()
+        defer { inFlight.decrement() }
 
         // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
         let identity: Identity?
@@ -78,11 +121,18 @@ struct RequestForwarder: Sendable {
         var closeAfter = context.isHTTP1 && Self.asksToClose(received)
         switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
         case .answer(let page):
+            let outcome = Self.preAuthenticationOutcome(page.status)
+            self.metrics.preAuthentication(app: app.name, outcome: outcome)
+            trace.record.set("preauth", outcome)
             return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         case .forward(let user, let cookies):
             identity = user
             setCookies = cookies
-            if let user { logger[metadataKey: "user"] = "\(user.userPrincipalName)" }
+            if let user {
+                logger[metadataKey: "user"] = "\(user.userPrincipalName)"
+                trace.record.set("user", user.userPrincipalName)
+                self.metrics.preAuthentication(app: app.name, outcome: "allowed")
+            }
         }
 
         let upgradeProtocol: String?
@@ -96,6 +146,7 @@ struct RequestForwarder: Sendable {
         case .refused(let page):
             return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
         }
+        if app.sso.handler != "passthrough" { trace.record.set("sso", app.sso.handler) }
         let tunnelHead = TunnelHead.make(from: head, app: app.name, identity: identity, upgrade: upgradeProtocol, requestID: requestID, context: context)
 
         if head.headerFields[.expect]?.lowercased() == "100-continue", context.isHTTP1, upgradeProtocol == nil {
@@ -114,6 +165,8 @@ struct RequestForwarder: Sendable {
             )
         {
             tried.append(connection.id)
+            trace.record.set("connector", connection.connector)
+            trace.record.set("attempts", "\(tried.count)")
             var attemptLogger = logger
             attemptLogger[metadataKey: "connector"] = "\(connection.connector)"
             let stream: TunnelConnection.Stream
@@ -131,6 +184,7 @@ struct RequestForwarder: Sendable {
                 observeLatency: { connection.observe(latency: $0) }
             )
             let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
+            trace.record.bytesIn = replay.received
             connection.finished()
             switch attempt {
             case .finished(let outcome):
@@ -167,6 +221,16 @@ struct RequestForwarder: Sendable {
     /// timeouts (it answers 504 after them) and a margin. Only a connector that answers nothing reaches it.
     static func responseHeadTimeout(_ timeouts: AppTimeouts) -> Duration {
         timeouts.connect + timeouts.response + .seconds(15)
+    }
+
+    /// The pre-authentication outcome label of a page the relay answered instead of forwarding.
+    static func preAuthenticationOutcome(_ status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 300..<400: "sign_in"
+        case 401: "unauthenticated"
+        case 403: "forbidden"
+        default: "error"
+        }
     }
 
     /// Connections a request is tried on at most.

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTPTypes
 import SallyportAuth
 import SallyportHTTP
+import SallyportOps
 import SallyportTunnel
 
 /// One request on one tunnel stream: the head goes first, then the request body is pumped by the calling task
@@ -11,7 +12,7 @@ import SallyportTunnel
 /// stream with back-pressure and neither is ever held whole.
 struct TunnelStreamIO: Sendable {
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
-    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPResponsePart>
+    typealias Writer = MeteredWriter
 
     let stream: TunnelConnection.Stream
     let head: HTTPRequest
@@ -121,6 +122,7 @@ struct TunnelStreamIO: Sendable {
                     PreAuthenticator.removeRelayCookies(fromResponse: &response.headerFields)
                     for cookie in self.setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
+                        writer.meter.note(reason: reason)
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
                         if Failover.notForwardedReasons.contains(reason) {
                             return .noResponse(.notForwarded(status: response.status, reason: reason))

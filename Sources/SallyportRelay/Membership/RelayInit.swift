@@ -19,11 +19,14 @@ public struct RelayInit: Sendable {
     public var publicCertificate: (certificate: String, key: String)?
     /// Host names of the trial public certificate.
     public var trialPublicNames: [String]
+    /// The state directory (registry database, admin socket); nil: `state` inside ``directory``.
+    public var stateDirectory: String?
 
     public init(
         directory: String, tunnelNames: [String], publicListen: String = "0.0.0.0:443", tunnelListen: String = "0.0.0.0:8443",
-        publicCertificate: (certificate: String, key: String)? = nil, trialPublicNames: [String] = ["localhost"]
+        publicCertificate: (certificate: String, key: String)? = nil, trialPublicNames: [String] = ["localhost"], stateDirectory: String? = nil
     ) {
+        self.stateDirectory = stateDirectory
         self.directory = directory
         self.tunnelNames = tunnelNames
         self.publicListen = publicListen
@@ -60,7 +63,7 @@ public struct RelayInit: Sendable {
         var trialCA: String?
         do {
             for (name, mode) in [("", 0o755), ("ca", 0o700), ("tls", 0o755), ("secrets", 0o700), ("apps", 0o755), ("state", 0o700)] {
-                let directory = name.isEmpty ? self.directory : self.path(name)
+                let directory = name.isEmpty ? self.directory : name == "state" ? self.stateDirectory ?? self.path(name) : self.path(name)
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 chmod(directory, mode_t(mode))
             }
@@ -115,7 +118,7 @@ public struct RelayInit: Sendable {
                       certificateLifetime: 30d      # connectors renew by themselves when a third is left
                       inactiveAfter: 5m
                       removeAfter: 10d
-                    state: state                    # the registry database and the admin socket
+                    state: \(self.stateDirectory ?? "state")                    # the registry database and the admin socket
                     apps: apps                      # one YAML file per published app
                     sessions:
                       keyFile: secrets/session.key

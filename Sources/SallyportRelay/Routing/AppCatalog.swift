@@ -1,4 +1,5 @@
 public import Logging
+import Prometheus
 public import SallyportConfig
 import SallyportSSO
 import SallyportTunnel
@@ -52,14 +53,16 @@ public final class AppCatalog: Sendable {
     private let directory: String
     private let identityProviders: [IdentityProviderConfig]
     private let logger: Logger
+    private let metrics: RelayMetrics?
     private let state: Mutex<State>
 
     /// Creates an empty catalog for `directory`; call ``reload()`` to load it. Apps are checked against
     /// the relay's identity providers (their names, methods and kept claims).
-    public init(directory: String, identityProviders: [IdentityProviderConfig] = [], logger: Logger) {
+    public init(directory: String, identityProviders: [IdentityProviderConfig] = [], logger: Logger, metrics: RelayMetrics? = nil) {
         self.directory = directory
         self.identityProviders = identityProviders
         self.logger = logger
+        self.metrics = metrics
         self.state = Mutex(
             State(snapshot: Snapshot(version: ConfigVersion(epoch: ConfigVersion.newEpoch(), generation: 0), apps: [], routes: RoutingTable(apps: []), appVersions: [:]))
         )
@@ -110,7 +113,9 @@ public final class AppCatalog: Sendable {
             return (true, newErrors, previousErrors, before, state.snapshot)
         }
         // A broken file is reported once per change: the same problem on the next reload is not news.
-        for error in errors where !previousErrors.contains(error) {
+        let news = errors.filter { !previousErrors.contains($0) }
+        self.metrics?.reloadErrors.increment(by: Int64(Set(news.map(\.file)).count))
+        for error in news {
             self.logger.error("app configuration rejected; the last good version (if any) keeps serving", metadata: ["error": "\(error)"])
         }
         if changed {

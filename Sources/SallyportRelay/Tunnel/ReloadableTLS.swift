@@ -56,21 +56,30 @@ final class ReloadableTLS: Sendable {
 
     /// Logs a warning for each certificate in the files that expires within ``warningWindow``.
     func warnAboutExpiry(now: Date = Date()) {
+        for (file, facts) in self.certificateFacts() {
+            let left = facts.notAfter.timeIntervalSince(now)
+            if left < Self.warningWindow {
+                self.logger.warning(
+                    left <= 0 ? "a certificate has expired: replace it" : "a certificate expires soon: replace it",
+                    metadata: ["listener": "\(self.name)", "file": "\(file)", "subject": "\(facts.commonName ?? "")", "notAfter": "\(facts.notAfter)"]
+                )
+            }
+        }
+    }
+
+    /// Every certificate in the listener's files (the chain, trusted CAs), with the file it is in: for expiry
+    /// warnings, metrics and the status page.
+    func certificateFacts() -> [(file: String, facts: CertificateFacts)] {
+        var result: [(file: String, facts: CertificateFacts)] = []
         for file in self.files {
             guard let pem = try? String(contentsOfFile: file, encoding: .utf8), pem.contains("CERTIFICATE"),
                 let certificates = try? CertificateFacts.certificates(pem: pem, source: file)
             else { continue }
             for certificate in certificates {
-                guard let facts = try? CertificateFacts(certificate: certificate) else { continue }
-                let left = facts.notAfter.timeIntervalSince(now)
-                if left < Self.warningWindow {
-                    self.logger.warning(
-                        left <= 0 ? "a certificate has expired: replace it" : "a certificate expires soon: replace it",
-                        metadata: ["listener": "\(self.name)", "file": "\(file)", "subject": "\(facts.commonName ?? "")", "notAfter": "\(facts.notAfter)"]
-                    )
-                }
+                if let facts = try? CertificateFacts(certificate: certificate) { result.append((file, facts)) }
             }
         }
+        return result
     }
 
     private static func stamps(of files: [String]) -> [String: Date] {
