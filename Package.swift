@@ -133,6 +133,8 @@ let package = Package(
             name: "SallyportTunnel",
             dependencies: [
                 "SallyportWire",
+                "SallyportPKI",
+                .product(name: "X509", package: "swift-certificates"),
                 "SallyportConfig",
                 "SallyportPluginAPI",
                 "SallyportHTTP",

@@ -3,6 +3,16 @@ import Foundation
 import HTTPTypes
 import SallyportHTTP
 
+/// Checks `sessions.keyFile` as the relay reads it: nil when usable, else what is wrong and how to make one.
+public func sessionKeyFileProblem(_ path: String) -> String? {
+    do {
+        _ = try CookieSealer.key(fromFile: path)
+        return nil
+    } catch {
+        return "\(error)"
+    }
+}
+
 /// Values sealed into cookies with AES-GCM: confidential, and any change (or a cookie moved to another name
 /// or host) fails to open. The key never leaves the relay.
 struct CookieSealer: Sendable {

@@ -40,6 +40,22 @@ public enum ConfigLoader {
         }
     }
 
+    /// Reads the relay's config file and reports every problem in it, not only the first.
+    public static func checkRelay(file: String) -> Result<RelayConfig, ConfigProblems> {
+        switch ConfigText.read(file: file) {
+        case .failure(let error): return .failure(ConfigProblems(errors: [error]))
+        case .success(let text): return RelayFile.parse(yaml: text, file: file).mapError { ConfigProblems(errors: $0.errors) }
+        }
+    }
+
+    /// Reads a connector's config file and reports every problem in it, not only the first.
+    public static func checkConnector(file: String) -> Result<ConnectorConfig, ConfigProblems> {
+        switch ConfigText.read(file: file) {
+        case .failure(let error): return .failure(ConfigProblems(errors: [error]))
+        case .success(let text): return ConnectorFile.parse(yaml: text, file: file).mapError { ConfigProblems(errors: $0.errors) }
+        }
+    }
+
     /// Reads a connector's config file; relative paths in it are resolved against the file's directory.
     public static func loadConnector(file: String) throws(ConfigError) -> ConnectorConfig {
         try self.parseConnector(yaml: try ConfigText.read(file: file).get(), file: file)
@@ -96,4 +112,10 @@ extension ConfigLoader {
         }
         return (kept, errors)
     }
+}
+
+/// Every problem of a config file, in file order; printed one per line.
+public struct ConfigProblems: Error, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public var description: String { self.errors.map { "\($0)" }.joined(separator: "\n") }
 }

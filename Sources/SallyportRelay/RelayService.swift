@@ -73,6 +73,9 @@ public struct RelayService: Service {
             try TunnelTLS.relayContext(certificate: config.tunnelCertificate, key: config.tunnelKey, clientCAs: clientCAs)
         }
         self.certificates.set([publicTLS, tunnelTLS])
+        // What TLS accepts but clients will not (a tunnel.address the certificate does not list); expiry is
+        // ReloadableTLS's to report.
+        for warning in RelayFiles.check(config, checkExpiry: false).warnings { self.logger.warning("\(warning)") }
         let store = try await RelayState.open(config: config, logger: self.logger)
         let membership: Membership
         do {

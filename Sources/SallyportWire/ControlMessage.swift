@@ -66,13 +66,16 @@ public enum ControlMessage: Sendable, Equatable {
         /// Whether the relay renews this connector's certificate (it issued it); false for a certificate from the
         /// administrator's own PKI, which is renewed there.
         public var renewable: Bool
+        /// The relay's clock when it sent the welcome (seconds since 1970), for `sallyport doctor`'s clock check.
+        public var time: Double?
 
         /// Creates a welcome.
-        public init(connectorID: String, name: String, group: String, renewable: Bool) {
+        public init(connectorID: String, name: String, group: String, renewable: Bool, time: Double? = nil) {
             self.connectorID = connectorID
             self.name = name
             self.group = group
             self.renewable = renewable
+            self.time = time
         }
     }
 

@@ -43,7 +43,7 @@ struct Sallyport: AsyncParsableCommand {
         version: SallyportVersion.current,
         subcommands: [
             RelayCommand.self, ConnectorCommand.self, ConnectorsCommand.self, GroupsCommand.self, KCDCommand.self, DemoCommand.self, ConfigCommand.self,
-            PluginsCommand.self, CheckCommand.self,
+            PluginsCommand.self, CheckCommand.self, DoctorCommand.self,
         ]
     )
 }
@@ -84,6 +84,17 @@ enum ProcessMetrics {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// Loads a config file or exits (status 2) with every problem in it, one per line in `file:line:column: key: message` form.
+func loadAllOrExit<T>(_ load: () -> Result<T, ConfigProblems>) -> T {
+    switch load() {
+    case .success(let value):
+        return value
+    case .failure(let problems):
+        for error in problems.errors { FileHandle.standardError.write(Data("sallyport: \(error)\n".utf8)) }
+        Foundation.exit(2)
+    }
+}
+
 /// Loads a config file or exits with the error in `file:line:column: key: message` form.
 func loadOrExit<T>(_ load: () throws(ConfigError) -> T) -> T {
     do {
@@ -112,7 +123,7 @@ struct RelayRun: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadRelay(file: self.config) }
+        let config = loadAllOrExit { ConfigLoader.checkRelay(file: self.config) }
         let recentEvents = RecentEvents()
         let logger = self.logging.makeLogger("sallyport.relay", recentEvents: recentEvents)
         let relay = RelayService(config: config, logger: logger, metrics: RelayMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents)
@@ -159,7 +170,7 @@ struct ConnectorRun: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
-        let config = loadOrExit { () throws(ConfigError) in try ConfigLoader.loadConnector(file: self.config) }
+        let config = loadAllOrExit { ConfigLoader.checkConnector(file: self.config) }
         let recentEvents = RecentEvents()
         let logger = self.logging.makeLogger("sallyport.connector", recentEvents: recentEvents)
         // Kerberos: the connector's credentials come only from its keytab into memory caches. An empty default
@@ -244,39 +255,64 @@ struct ConfigCommand: AsyncParsableCommand {
             abstract: "Check a directory of app files (and optionally relay/connector files); exit non-zero on any error."
         )
 
-        @Argument(help: "Directory of per-app YAML files.")
-        var directory: String
+        @Argument(help: "Directory of per-app YAML files (default: the `apps` directory of --relay).")
+        var directory: String?
 
-        @Option(name: .long, help: "Also check this relay configuration file.")
+        @Option(name: .long, help: "Also check this relay configuration file and every file it names.")
         var relay: String?
 
-        @Option(name: .long, help: "Also check this connector configuration file.")
+        @Option(name: .long, help: "Also check this connector configuration file and every file it names.")
         var connector: String?
 
-        func run() async throws {
-            var errors: [ConfigError] = []
-            var isDirectory: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: self.directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                errors.append(ConfigError(file: self.directory, message: "not a directory of app files"))
+        func validate() throws {
+            if self.directory == nil, self.relay == nil, self.connector == nil {
+                throw ValidationError("give a directory of app files, --relay FILE or --connector FILE")
             }
-            var load = ConfigLoader.loadApps(directory: self.directory)
-            errors += load.errors
+        }
+
+        func run() async throws {
+            var errors: [String] = []
+            var warnings: [String] = []
             var relayConfig: RelayConfig?
             if let relay = self.relay {
-                do { relayConfig = try ConfigLoader.loadRelay(file: relay) } catch { errors.append(error) }
-            } else if load.apps.contains(where: { $0.preAuthentication.policy != nil }) {
-                print("note: apps use oidc or jwt; pass --relay FILE to check their identity providers too")
+                switch ConfigLoader.checkRelay(file: relay) {
+                case .success(let config):
+                    relayConfig = config
+                    let files = RelayFiles.check(config)
+                    errors += files.errors.map { "\(relay): \($0)" }
+                    warnings += files.warnings.map { "\(relay): \($0)" }
+                case .failure(let problems):
+                    errors += problems.errors.map { "\($0)" }
+                }
             }
-            // With the relay file, apps are checked as the relay checks them (providers, templates).
-            let checked = relayConfig.map { HandlerCatalog.checkOnRelay(load.apps, identityProviders: $0.identityProviders) }
-                ?? HandlerCatalog.builtIn.check(load.apps)
-            errors += checked.errors
-            load.apps = checked.apps
+            let directory = self.directory ?? relayConfig?.appsDirectory
+            var load = AppDirectoryLoad()
+            if let directory {
+                var isDirectory: ObjCBool = false
+                if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                    errors.append("\(ConfigError(file: directory, message: "not a directory of app files"))")
+                }
+                load = ConfigLoader.loadApps(directory: directory)
+                errors += load.errors.map { "\($0)" }
+                if self.relay == nil, load.apps.contains(where: { $0.preAuthentication.policy != nil }) {
+                    print("note: apps use oidc or jwt; pass --relay FILE to check their identity providers too")
+                }
+                // With the relay file, apps are checked as the relay checks them (providers, templates).
+                let checked = relayConfig.map { HandlerCatalog.checkOnRelay(load.apps, identityProviders: $0.identityProviders) }
+                    ?? HandlerCatalog.builtIn.check(load.apps)
+                errors += checked.errors.map { "\($0)" }
+                load.apps = checked.apps
+            }
             if let connector = self.connector {
-                do {
+                switch ConfigLoader.checkConnector(file: connector) {
+                case .failure(let problems):
+                    errors += problems.errors.map { "\($0)" }
+                case .success(let config):
                     // With the connector file, SSO handlers from its plugins check their apps' settings too.
                     // and the kcd handler checks its SPNs against kerberos.allowedSPNs.
-                    let config = try ConfigLoader.loadConnector(file: connector)
+                    let files = ConnectorFiles.check(config)
+                    errors += files.errors.map { "\(connector): \($0)" }
+                    warnings += files.warnings.map { "\(connector): \($0)" }
                     var catalog = HandlerCatalog.builtIn
                     if let directory = config.pluginsDirectory {
                         let plugins = PluginLoader.load(directory: directory)
@@ -286,18 +322,18 @@ struct ConfigCommand: AsyncParsableCommand {
                     catalog.replace(KCDSettingsFactory(allowedSPNs: config.kerberos.allowedSPNs))
                     for app in load.apps {
                         if case .failed(let error)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
-                            errors.append(error)
+                            errors.append("\(error)")
                         }
                     }
-                } catch {
-                    errors.append(error)
                 }
             }
             for error in errors { print(error) }
+            for warning in warnings { print("warning: \(warning)") }
+            let apps = directory == nil ? "" : "; \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid"
             if errors.isEmpty {
-                print("ok: \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid (\(load.apps.map(\.name).joined(separator: ", ")))")
+                print("ok" + (directory == nil ? "" : ": \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid (\(load.apps.map(\.name).joined(separator: ", ")))"))
             } else {
-                print("\(errors.count) error\(errors.count == 1 ? "" : "s"); \(load.apps.count) app\(load.apps.count == 1 ? "" : "s") valid")
+                print("\(errors.count) error\(errors.count == 1 ? "" : "s")\(apps)")
                 throw ExitCode(1)
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SallyportPKI
 import SallyportTesting
 import Testing
 
@@ -247,6 +248,75 @@ extension EndToEnd.OperationsTests {
             #expect(page.tables["Certificates"]?.contains { $0[0] == "public" && $0[3].contains("days") } == true)
             #expect(page.tables["Recent warnings and errors"]?.contains { $0[2].contains("app configuration rejected") } == true, "\(page.text)")
             #expect(page.classes["Apps"]?.contains { $0.contains("bad") } == true, "problems are marked")
+        }
+    }
+}
+
+extension EndToEnd.OperationsTests {
+    @Test("A relay whose public key is not its certificate's refuses to start, naming both files and the fix, in Sallyport's words; config validate --relay reports every problem of the relay's files at once")
+    func clearErrors() async throws {
+        let deployment = try Deployment(hosts: ["app"], relayExtra: "sessions:\n  keyFile: secrets/missing.key")
+        defer { Task { await deployment.shutdown() } }
+        // Another key where the public key should be.
+        let stranger = try CertificateAuthority.generate(commonName: "stranger")
+        try stranger.privateKeyPEM.write(toFile: deployment.pki.publicKey, atomically: true, encoding: .utf8)
+        let relay = try await deployment.sallyport(["relay", "--config", deployment.directory.file("relay.yaml")], expectFailure: true)
+        #expect(relay.contains("public.certificates[0].key: \(deployment.pki.publicKey) is not the key of \(deployment.pki.publicCertificate)"), "\(relay)")
+        #expect(relay.contains("Use the key the certificate was issued for"))
+        for leak in ["boringssl", "BoringSSL", "NIOSSL", "/Sources/", "error:0"] { #expect(!relay.contains(leak), "\(leak) in: \(relay)") }
+
+        let validation = try await deployment.sallyport(["config", "validate", "--relay", deployment.directory.file("relay.yaml")], expectFailure: true)
+        #expect(validation.contains("is not the key of \(deployment.pki.publicCertificate)"), "\(validation)")
+        #expect(validation.contains("sessions.keyFile") && validation.contains("missing.key"), "\(validation)")
+        #expect(validation.contains("2 errors"), "\(validation)")
+
+        // Two mistakes in the relay file itself: both reported by the one failed start.
+        let broken = try deployment.directory.write(
+            "broken-relay.yaml",
+            "public:\n  listen: nowhere\n  certificates: []\ntunnel:\n  listen: 127.0.0.1:0\n  certificate: a.pem\n  key: a.key\napps: apps\nreloadInterval: soon\n"
+        )
+        let start = try await deployment.sallyport(["relay", "--config", broken], expectFailure: true)
+        #expect(start.contains("public.listen") && start.contains("reloadInterval") && start.contains("public.certificates"), "\(start)")
+    }
+}
+
+extension EndToEnd.OperationsTests {
+    @Test("sallyport doctor on a connector host: ok for files, certificate, relay, clock and a reachable backend; FAIL with the fix for a backend this host cannot reach and for a relay that is down; --relay checks the relay host")
+    func doctor() async throws {
+        try await EndToEnd.withNginx(hosts: ["app", "down"]) { deployment, nginx in
+            try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+            try deployment.writeApp(name: "down", internalURL: "http://127.0.0.1:\(try FreePort.next())/")
+            try await deployment.startRelay()
+            try await deployment.startConnector()
+            let config = deployment.connectorConfig()
+            let report = try await deployment.sallyport(["doctor", "--config", config], expectFailure: true)
+            for line in [
+                "ok   files: ", "ok   certificate: valid until", "ok   proxy: none", "ok   relay: localhost:\(deployment.tunnelPort): TLS verified both ways; welcomed as connector-1",
+                "ok   clock: this host's clock is", "ok   app app: \(nginx.baseURL)/ reachable from this host", "FAIL app down: http://127.0.0.1:",
+                "1 step failed",
+            ] {
+                #expect(report.contains(line), "\(line) in:\n\(report)")
+            }
+            #expect(report.contains("fix: is the backend running, and does it listen on that port for this host?"), "\(report)")
+            // The doctor's connection is gone again: the relay has the connector's two tunnels, and every request
+            // still goes through them.
+            let settled = try await EndToEnd.ConfigSyncTests.eventually(timeout: .seconds(5)) {
+                let metrics = try await Curl.run(deployment.adminURL("/metrics"), caFile: nil).body
+                return Self.sample(metrics, #"sallyport_tunnels{group="default"}"#) == 2
+            }
+            #expect(settled)
+            for _ in 0..<4 { #expect(try await Curl.run(deployment.url("app", "/"), caFile: deployment.caFile).status == 200) }
+
+            let relayReport = try await deployment.sallyport(["doctor", "--relay", "--config", deployment.directory.file("relay.yaml")])
+            #expect(relayReport.contains("ok   relay: running: ready: 2 apps"), "\(relayReport)")
+            #expect(relayReport.contains("no problems found"), "\(relayReport)")
+
+            await deployment.stopRelay()
+            let down = try await deployment.sallyport(["doctor", "--config", config], expectFailure: true)
+            #expect(down.contains("FAIL relay: localhost:\(deployment.tunnelPort) refused the connection"), "\(down)")
+            #expect(down.contains("fix: is the relay running"), "\(down)")
+            let stopped = try await deployment.sallyport(["doctor", "--relay", "--config", deployment.directory.file("relay.yaml")])
+            #expect(stopped.contains("WARN relay: not running") && stopped.contains("ok   listen: public.listen 127.0.0.1:\(deployment.publicPort) is free"), "\(stopped)")
         }
     }
 }

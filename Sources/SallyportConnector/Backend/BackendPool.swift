@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import SallyportConfig
+import SallyportTunnel
 import Synchronization
 
 /// Backend connections for reuse, per scheme, host, port, TLS settings and binding (see ``BackendPoolState``
@@ -147,13 +148,23 @@ final class BackendPool: Sendable {
         configuration.applicationProtocols = ["http/1.1"]
         var roots: [NIOSSLCertificate] = []
         do {
-            if let file = settings.caFile { roots += try NIOSSLCertificate.fromPEMFile(file) }
-            if let pem = settings.caPEM { roots += try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)) }
+            if let file = settings.caFile { roots += try TunnelTLS.loadChain(file, role: "app \(app.name) (\(app.source.file)): backendTLS.caFile") }
+            if let pem = settings.caPEM {
+                guard let parsed = try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)), !parsed.isEmpty else {
+                    throw TunnelTLS.FileError(description: "app \(app.name) (\(app.source.file)): backendTLS.caPEM holds no readable PEM certificate")
+                }
+                roots += parsed
+            }
         } catch {
-            throw BackendError.tlsConfiguration("app \(app.name): cannot read backendTLS CA (\(error)); check backendTLS.caFile or caPEM in \(app.source.file)")
+            throw BackendError.tlsConfiguration("\(error)")
         }
         if !roots.isEmpty { configuration.trustRoots = .certificates(roots) }
-        let context = try NIOSSLContext(configuration: configuration)
+        let context: NIOSSLContext
+        do {
+            context = try TunnelTLS.context(configuration, for: "app \(app.name): backendTLS")
+        } catch {
+            throw BackendError.tlsConfiguration("\(error)")
+        }
         self.state.withLock { $0.tlsContexts[settings] = context }
         return context
     }

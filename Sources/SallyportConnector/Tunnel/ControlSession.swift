@@ -9,6 +9,7 @@ import SallyportKerberos
 import SallyportTunnel
 import SallyportWire
 import ServiceLifecycle
+import Synchronization
 
 /// The connector's side of one control stream: hello, the relay's welcome, configuration pushes, the periodic
 /// refresh, renewed certificates, the relay's reconnect request, and the drain notice.
@@ -31,11 +32,26 @@ struct ControlSession {
         let first = try await messages.next(timeout: .seconds(15), closing: self.connection)
         if case .error(let text)? = first {
             // Not registered, removed, or another protocol version: the relay says which and what to do.
+            self.session.probe?.refused(text)
             logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
             throw ControlProtocolError(description: text)
         }
         guard case .welcome(let welcome)? = first else {
             throw ControlProtocolError(description: "the relay sent no welcome")
+        }
+        if let probe = self.session.probe {
+            // `sallyport doctor`: the relay's welcome and first configuration, and nothing is served. Without a
+            // configApplied the relay never picks this connection; the drain notice ends it at once.
+            probe.welcomed(welcome, at: Date())
+            while let message = try await messages.next(timeout: .seconds(15), closing: self.connection) {
+                guard case .config(let set) = message else { continue }
+                probe.configured(set)
+                break
+            }
+            try? await ControlFraming.send(.draining, on: writer)
+            try? await writer.write(.end(nil))
+            self.connection.close(promise: nil)
+            return
         }
         logger[metadataKey: "group"] = "\(welcome.group)"
         if self.session.apps.join(group: welcome.group) {
@@ -131,4 +147,23 @@ struct ControlSession {
     private func quiesce() {
         self.connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
+}
+
+/// What a probe connection (`sallyport doctor`) learnt from the relay.
+final class ProbeSink: Sendable {
+    struct Learnt: Sendable {
+        var welcome: ControlMessage.Welcome?
+        /// When the welcome arrived, by this host's clock.
+        var welcomedAt: Date?
+        var apps: ControlMessage.AppSet?
+        /// The relay's refusal, instead of a welcome.
+        var refusal: String?
+    }
+
+    private let state = Mutex(Learnt())
+    var learnt: Learnt { self.state.withLock { $0 } }
+
+    func welcomed(_ welcome: ControlMessage.Welcome, at time: Date) { self.state.withLock { $0.welcome = welcome; $0.welcomedAt = time } }
+    func configured(_ apps: ControlMessage.AppSet) { self.state.withLock { $0.apps = apps } }
+    func refused(_ text: String) { self.state.withLock { $0.refusal = text } }
 }

@@ -47,6 +47,24 @@ struct TunnelSession: Sendable {
     let dialer: RelayDialer
     let group: any EventLoopGroup
     let logger: Logger
+    /// Set for `sallyport doctor`'s probe: the connection learns the relay's welcome and apps, and serves nothing.
+    var probe: ProbeSink? = nil
+
+    /// One probe connection (see ``probe``): what the relay said, or the error that stopped the connection.
+    func probeOnce(timeout: Duration) async throws -> ProbeSink.Learnt {
+        guard let probe = self.probe else { preconditionFailure("probeOnce needs a ProbeSink") }
+        let (drain, _) = AsyncStream<Void>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.connectAndServe(drain: drain, ready: {}, roll: { _ in }, logger: self.logger) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw ProbeTimeout(after: timeout)
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        return probe.learnt
+    }
 
     /// Runs until graceful shutdown, and until its connections have drained.
     func run() async {
@@ -191,4 +209,10 @@ struct TunnelSession: Sendable {
             }
         }
     }
+}
+
+/// The probe connection did not finish in time.
+struct ProbeTimeout: Error, CustomStringConvertible {
+    let after: Duration
+    var description: String { "no answer from the relay within \(after)" }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOSSL
 import SallyportConfig
+import SallyportPKI
 import SallyportTunnel
 
 /// The public listener's TLS: TLS 1.2+, ALPN `h2` and `http/1.1`, and a certificate chosen per host by SNI.
@@ -12,13 +13,21 @@ enum PublicTLS {
     }
 
     static func makeContext(_ certificates: [CertificateConfig]) throws -> NIOSSLContext {
-        let entries = try certificates.enumerated().map { index, config in
-            Entry(
-                hosts: config.hosts.map { $0.lowercased() },
-                chain: try TunnelTLS.loadChain(config.certificate, role: "public.certificates[\(index)].certificate"),
-                key: try TunnelTLS.loadKey(config.key, role: "public.certificates[\(index)].key")
-            )
+        // Every entry is checked before any error is thrown: one start shows every problem.
+        var problems: [String] = []
+        var entries: [Entry] = []
+        for (index, config) in certificates.enumerated() {
+            do {
+                let (chain, key, _) = try TunnelTLS.checkedPair(
+                    certificate: config.certificate, key: config.key, certificateRole: "public.certificates[\(index)].certificate",
+                    keyRole: "public.certificates[\(index)].key", purpose: .server
+                )
+                entries.append(Entry(hosts: config.hosts.map { $0.lowercased() }, chain: chain, key: key))
+            } catch {
+                problems.append("\(error)")
+            }
         }
+        guard problems.isEmpty else { throw TunnelTLS.FileError(description: problems.joined(separator: "\n")) }
         guard let fallback = entries.first(where: { $0.hosts.isEmpty }) ?? entries.first else {
             throw TunnelTLS.FileError(description: "public.certificates: at least one certificate is required")
         }
@@ -39,7 +48,7 @@ enum PublicTLS {
                 promise.succeed(override)
             }
         }
-        return try NIOSSLContext(configuration: configuration)
+        return try TunnelTLS.context(configuration, for: "public.certificates")
     }
 
     /// Exact names first, then the longest matching wildcard (`*.example.com` covers one label).

@@ -144,7 +144,12 @@ struct TunnelListener {
                     outbox: mailbox
                 )
                 try await ControlFraming.send(
-                    .welcome(.init(connectorID: identity.connectorID, name: identity.name, group: identity.group, renewable: identity.renewable)),
+                    .welcome(
+                        .init(
+                            connectorID: identity.connectorID, name: identity.name, group: identity.group, renewable: identity.renewable,
+                            time: Date().timeIntervalSince1970
+                        )
+                    ),
                     on: outbound
                 )
                 self.registry.add(connection)
