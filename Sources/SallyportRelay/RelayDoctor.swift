@@ -44,7 +44,9 @@ public struct RelayDoctor: Sendable {
         }
         if !running {
             steps.append(DoctorStep("relay", .warn, "not running (its admin listener does not answer)", fix: "systemctl start sallyport-relay, once every step here is ok"))
-            for (key, address) in [("public.listen", self.config.publicListen), ("tunnel.listen", self.config.tunnelListen)] + (self.config.adminListen.map { [("admin.listen", $0)] } ?? []) {
+            let addresses = [("public.listen", self.config.publicListen)] + (self.config.tunnelListen.map { [("tunnel.listen", $0)] } ?? [])
+                + (self.config.adminListen.map { [("admin.listen", $0)] } ?? [])
+            for (key, address) in addresses {
                 steps.append(await self.bindStep(key, address))
             }
         }

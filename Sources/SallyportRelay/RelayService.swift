@@ -102,6 +102,12 @@ public struct RelayService: Service {
 
         let publicConnections = ChannelTracker(maxTotal: self.config.limits.maxConnections, maxPerClient: self.config.limits.maxConnectionsPerClient)
         let tunnelConnections = ChannelTracker()
+        // tunnel.onPublicPort: connectors asking for tunnel.address's name in TLS are the tunnel listener's.
+        let sharedTunnel = self.config.tunnelOnPublicPort
+            ? PublicListener.SharedTunnel(
+                names: Set([self.config.tunnelAddress?.host.lowercased()].compactMap { $0 }), tls: tunnelTLS, liveness: self.config.tunnelLiveness,
+                tracker: tunnelConnections, logger: self.logger
+            ) : nil
         let publicServer = try await Self.listening(on: "\(self.config.publicListen)", key: "public.listen") {
             try await PublicListener.bind(
                 host: self.config.publicListen.host,
@@ -110,20 +116,19 @@ public struct RelayService: Service {
                 limits: self.config.limits,
                 drainTimeout: self.config.drainTimeout,
                 tracker: publicConnections,
-            group: self.group
+                tunnel: sharedTunnel,
+                group: self.group
             )
         }
-        let tunnelServer = try await Self.listening(on: "\(self.config.tunnelListen)", key: "tunnel.listen") {
-            try await TunnelListener.bind(
-                host: self.config.tunnelListen.host,
-                port: self.config.tunnelListen.port,
-                tls: tunnelTLS,
-                liveness: self.config.tunnelLiveness,
-                tracker: tunnelConnections,
-                group: self.group,
-                logger: self.logger
-            )
-        }
+        let tunnelServer: NIOAsyncChannel<EventLoopFuture<TunnelListener.Accepted>, Never>? =
+            if let listen = self.config.tunnelListen {
+                try await Self.listening(on: "\(listen)", key: "tunnel.listen") {
+                    try await TunnelListener.bind(
+                        host: listen.host, port: listen.port, tls: tunnelTLS, liveness: self.config.tunnelLiveness, tracker: tunnelConnections,
+                        group: self.group, logger: self.logger
+                    )
+                }
+            } else { nil }
         let adminServer = try await Self.listening(on: self.config.adminSocket, key: "admin.socket") {
             try await AdminAPI.bind(path: self.config.adminSocket, group: self.group)
         }
@@ -134,8 +139,10 @@ public struct RelayService: Service {
                 }
             } else { nil }
         let publicPort = publicServer.channel.localAddress?.port ?? self.config.publicListen.port
-        let tunnelPort = tunnelServer.channel.localAddress?.port ?? self.config.tunnelListen.port
-        var listening: Logger.Metadata = ["public": "\(self.config.publicListen.host):\(publicPort)", "tunnel": "\(self.config.tunnelListen.host):\(tunnelPort)"]
+        let tunnelPort = tunnelServer?.channel.localAddress?.port ?? self.config.tunnelListen?.port ?? publicPort
+        var listening: Logger.Metadata = ["public": "\(self.config.publicListen.host):\(publicPort)"]
+        if let listen = self.config.tunnelListen { listening["tunnel"] = "\(listen.host):\(tunnelPort)" }
+        if let shared = sharedTunnel { listening["tunnel.onPublicPort"] = "\(shared.names.sorted().joined(separator: ","))" }
         if let opsServer, let listen = self.config.adminListen {
             listening["admin"] = "\(listen.host):\(opsServer.channel.localAddress?.port ?? listen.port)"
         }
@@ -164,17 +171,25 @@ public struct RelayService: Service {
             group.addTask {
                 try await publicServer.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { connections in
-                        for try await negotiation in inbound {
-                            connections.addTask { await edge.serve(negotiation) }
+                        for try await accepted in inbound {
+                            connections.addTask {
+                                switch try? await accepted.get() {
+                                case .users(let negotiation)?: await edge.serve(negotiation)
+                                case .tunnel(let tunnel)?: await tunnels.serve(tunnel)
+                                case nil: break
+                                }
+                            }
                         }
                     }
                 }
             }
-            group.addTask {
-                try await tunnelServer.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { connections in
-                        for try await accepted in inbound {
-                            connections.addTask { await tunnels.serve(accepted) }
+            if let tunnelServer {
+                group.addTask {
+                    try await tunnelServer.executeThenClose { inbound in
+                        try await withThrowingDiscardingTaskGroup { connections in
+                            for try await accepted in inbound {
+                                connections.addTask { await tunnels.serve(accepted) }
+                            }
                         }
                     }
                 }
@@ -214,7 +229,7 @@ public struct RelayService: Service {
                     self.logger.warning("drain timeout passed; closing remaining connections", metadata: ["connections": "\(publicConnections.count)"])
                     publicConnections.closeAll()
                 }
-                tunnelServer.channel.close(promise: nil)
+                tunnelServer?.channel.close(promise: nil)
                 adminServer.channel.close(promise: nil)
                 opsServer?.channel.close(promise: nil)
                 tunnelConnections.closeAll()

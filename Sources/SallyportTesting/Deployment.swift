@@ -14,6 +14,13 @@ public final class Deployment: @unchecked Sendable {
     public let publicPort: Int
     /// The relay's tunnel port.
     public let tunnelPort: Int
+    /// Connectors dial the public port (`tunnel.onPublicPort`, as `localhost`), not a tunnel listener.
+    public let tunnelOnPublicPort: Bool
+    /// The address connectors dial: `localhost` (or ``tunnelHost``) and the tunnel or public port.
+    public var connectorRelayAddress: String {
+        self.tunnelOnPublicPort
+            ? "localhost:\(self.publicPort)" : "\(self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost):\(self.tunnelPort)"
+    }
     /// The relay's admin listener (metrics, readiness, status page), on 127.0.0.1.
     public let adminPort: Int
     /// The address the relay's tunnel listens on and connectors dial: loopback, or the host end of a
@@ -44,10 +51,12 @@ public final class Deployment: @unchecked Sendable {
         relayExtra: String = "",
         connectors: [String] = [],
         drainTimeout: String = "20s",
-        tunnelHost: String = "127.0.0.1"
+        tunnelHost: String = "127.0.0.1",
+        tunnelOnPublicPort: Bool = false
     ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
         self.tunnelHost = tunnelHost
+        self.tunnelOnPublicPort = tunnelOnPublicPort
         self.pki = try ThrowawayPKI.write(
             to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" }, extraTunnelAddresses: [tunnelHost]
         )
@@ -67,7 +76,7 @@ public final class Deployment: @unchecked Sendable {
             \(extraCertificates.map { "    - hosts: [\($0.hosts.map { "\"\($0)\"" }.joined(separator: ", "))]\n      certificate: \($0.certificate)\n      key: \($0.key)" }.joined(separator: "\n"))
             \(limits.isEmpty ? "" : "  limits:\n" + limits.map { "    " + $0 }.joined(separator: "\n"))
             tunnel:
-              listen: \(tunnelHost):\(self.tunnelPort)
+            \(tunnelOnPublicPort ? "  onPublicPort: true\n  address: localhost:\(self.publicPort)" : "  listen: \(tunnelHost):\(self.tunnelPort)")
               certificate: \(self.pki.tunnelCertificate)
               key: \(self.pki.tunnelKey)
             connectors:
@@ -170,7 +179,7 @@ public final class Deployment: @unchecked Sendable {
         let base: String
         if let override {
             base = """
-                relay: \(self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost):\(self.tunnelPort)
+                relay: \(self.connectorRelayAddress)
                 name: \(name)
                 certificate: \(override.certificate)
                 key: \(override.key)
@@ -205,8 +214,7 @@ public final class Deployment: @unchecked Sendable {
         let file = self.directory.file("\(name)/connector.yaml")
         if !FileManager.default.fileExists(atPath: file) {
             let token = try await self.createToken(group: group)
-            let relay = self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost
-            _ = try await self.sallyport(["connector", "register", "--relay", "\(relay):\(self.tunnelPort)", "--token", token, "--name", name, "--directory", self.directory.file(name)])
+            _ = try await self.sallyport(["connector", "register", "--relay", self.connectorRelayAddress, "--token", token, "--name", name, "--directory", self.directory.file(name)])
         }
         // Paths in the written file are relative to its directory, as is the run file beside it.
         return try String(contentsOfFile: file, encoding: .utf8)

@@ -89,3 +89,41 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.OutboundProxyTests {
+    @Test("One port: with tunnel.onPublicPort, connectors reach the relay on the users' port (TLS SNI tells them apart), also through a proxy that allows CONNECT to that port only, while users keep using it")
+    func onePort() async throws {
+        let namespace = try NetworkNamespace(index: 1)
+        defer { namespace.remove() }
+        let deployment = try Deployment(hosts: ["app"], tunnelOnPublicPort: true)
+        let nginx = try await Nginx.start(directory: deployment.directory, host: namespace.hostAddress)
+        let proxy = try await ForwardProxy.start(directory: deployment.directory, host: namespace.hostAddress, connectPorts: [deployment.publicPort])
+        do {
+            try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+            try await deployment.startRelay()
+            let listening = try #require(deployment.relay?.log().split(separator: "\n").first { $0.contains("relay listening") })
+            #expect(listening.contains("tunnel.onPublicPort=localhost") && !listening.contains(" tunnel="), "\(listening)")
+
+            // Registration and tunnels on the public port, next to users.
+            try await deployment.startConnector(name: "direct")
+            #expect(try await Curl.run(deployment.url("app", "/"), caFile: deployment.caFile).status == 200)
+            #expect(try await Curl.run(deployment.url("app", "/"), caFile: deployment.caFile, http2: true).status == 200)
+
+            // A network that lets out only the proxy, and a proxy that lets through only CONNECT to the public port.
+            try namespace.allowOnly([(namespace.hostAddress, proxy.port), (namespace.hostAddress, nginx.port)])
+            _ = try await deployment.registration(name: "proxied")
+            try await deployment.startConnector(name: "proxied", environment: ["HTTPS_PROXY": proxy.url()], namespace: namespace)
+            await deployment.stopConnector("direct")
+            for _ in 0..<4 { #expect(try await Curl.run(deployment.url("app", "/"), caFile: deployment.caFile).status == 200) }
+            #expect(proxy.log().contains("localhost:\(deployment.publicPort)"), "\(proxy.log())")
+            let metrics = try await Curl.run(deployment.adminURL("/metrics"), caFile: nil).body
+            #expect(Self.sample(metrics, #"sallyport_tunnels{group="default"}"#) == 2, "the proxied connector's two tunnels: \(metrics)")
+        } catch {
+            await Self.stop(deployment, nginx, proxy)
+            throw error
+        }
+        await Self.stop(deployment, nginx, proxy)
+    }
+
+    static func sample(_ exposition: String, _ series: String) -> Double? { EndToEnd.OperationsTests.sample(exposition, series) }
+}

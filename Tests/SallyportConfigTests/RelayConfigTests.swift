@@ -370,4 +370,32 @@ struct RelayConfigTests {
         #expect(error.key == "reloadInterval")
         #expect(error.message == #"must be longer than zero (got "0")"#)
     }
+
+    @Test("tunnel.onPublicPort: tunnel.listen may go; tunnel.address is required and must be a name; every problem of the file is reported at once")
+    func tunnelOnPublicPort() throws {
+        let shared = minimalRelay.replacingOccurrences(of: "  listen: \"[::]:8443\"\n", with: "  onPublicPort: true\n")
+        let (relay, directory) = try self.load(shared)
+        defer { directory.remove() }
+        #expect(relay.tunnelOnPublicPort && relay.tunnelListen == nil)
+        #expect(relay.tunnelAddress == HostPort(host: "relay.example.com", port: 8443))
+
+        let withoutAddress = shared.replacingOccurrences(of: "  address: relay.example.com:8443\n", with: "")
+        let missing = try #require(try self.relayError(withoutAddress))
+        #expect(missing.key == "tunnel.address" && missing.message.contains("is required with onPublicPort"), "\(missing)")
+        let address = shared.replacingOccurrences(of: "relay.example.com:8443", with: "192.0.2.7:443")
+        let literal = try #require(try self.relayError(address))
+        #expect(literal.key == "tunnel.address" && literal.message.contains("must be a host name"), "\(literal)")
+        let neither = minimalRelay.replacingOccurrences(of: "  listen: \"[::]:8443\"\n", with: "")
+        #expect(try self.relayError(neither)?.key == "tunnel.listen")
+
+        // Two mistakes: both come back.
+        let directory2 = try TemporaryDirectory()
+        defer { directory2.remove() }
+        let file = try directory2.write("relay.yaml", address.replacingOccurrences(of: "apps: apps", with: "apps: apps\nreloadInterval: soon"))
+        guard case .failure(let problems) = ConfigLoader.checkRelay(file: file) else {
+            Issue.record("the file should fail")
+            return
+        }
+        #expect(problems.errors.map(\.key) == ["tunnel.address", "reloadInterval"], "\(problems)")
+    }
 }

@@ -8,8 +8,12 @@ public struct RelayConfig: Sendable, Hashable {
     public var publicCertificates: [CertificateConfig]
     /// `public.limits`: request limits at the public edge.
     public var limits: EdgeLimits
-    /// `tunnel.listen`: where connectors connect.
-    public var tunnelListen: HostPort
+    /// `tunnel.listen`: where connectors connect; nil when they connect only on the public port
+    /// (`tunnel.onPublicPort`).
+    public var tunnelListen: HostPort?
+    /// `tunnel.onPublicPort`: connectors may also (or only) connect on the public listener's port, told apart
+    /// from users by the name they ask for in TLS (SNI): `tunnel.address`'s host. Default false.
+    public var tunnelOnPublicPort: Bool
     /// `tunnel.certificate`: the relay's server certificate (PEM chain) for the tunnel.
     public var tunnelCertificate: String
     /// `tunnel.key`: its private key (PEM).
@@ -45,7 +49,8 @@ public struct RelayConfig: Sendable, Hashable {
         publicListen: HostPort,
         publicCertificates: [CertificateConfig],
         limits: EdgeLimits = EdgeLimits(),
-        tunnelListen: HostPort,
+        tunnelListen: HostPort?,
+        tunnelOnPublicPort: Bool = false,
         tunnelCertificate: String,
         tunnelKey: String,
         tunnelAddress: HostPort? = nil,
@@ -65,6 +70,7 @@ public struct RelayConfig: Sendable, Hashable {
         self.publicCertificates = publicCertificates
         self.limits = limits
         self.tunnelListen = tunnelListen
+        self.tunnelOnPublicPort = tunnelOnPublicPort
         self.tunnelCertificate = tunnelCertificate
         self.tunnelKey = tunnelKey
         self.tunnelAddress = tunnelAddress
@@ -245,6 +251,7 @@ enum RelayFile {
                 publicCertificates: edge.certificates,
                 limits: edge.limits,
                 tunnelListen: tunnel.listen,
+                tunnelOnPublicPort: tunnel.onPublicPort,
                 tunnelCertificate: tunnel.certificate,
                 tunnelKey: tunnel.key,
                 tunnelAddress: tunnel.address,
@@ -363,7 +370,8 @@ enum RelayFile {
     }
 
     private struct TunnelSection {
-        var listen: HostPort
+        var listen: HostPort?
+        var onPublicPort: Bool
         var address: HostPort?
         var certificate: String
         var key: String
@@ -372,8 +380,24 @@ enum RelayFile {
 
     private static func tunnelSection(_ value: ValueNode, directory: String) throws(ConfigError) -> TunnelSection? {
         var reader = try value.mapping()
-        let listen = reader.required("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
+        let onPublicPort = reader.optional("onPublicPort", default: false) { value throws(ConfigError) in try value.bool() }
+        let listen =
+            onPublicPort
+            ? reader.optional("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
+            : reader.required("listen") { value throws(ConfigError) in try value.hostPort(allowZeroPort: true) }
         let address = reader.optional("address") { value throws(ConfigError) in try value.hostPort(allowZeroPort: false) }
+        if onPublicPort {
+            // Connectors are told apart from users by the name they ask for: it must be a name, and stated.
+            if address == nil, reader.keyMark("address") == nil {
+                value.diagnostics.report(
+                    reader.errorAtKey("address", "is required with onPublicPort: the host name (and public port) connectors dial, e.g. tunnel.example.com:443; TLS tells them from users by this name")
+                )
+            } else if let address, Names.isIPv4(address.host) || Names.isIPv6(address.host) {
+                value.diagnostics.report(
+                    reader.errorAtKey("address", "must be a host name with onPublicPort (connectors are told apart by the name they send in TLS; an IP address sends none)")
+                )
+            }
+        }
         let certificate = reader.required("certificate") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let key = reader.required("key") { value throws(ConfigError) in try value.path(relativeTo: directory) }
         let liveness = reader.optional("liveness", default: TunnelLiveness()) { value throws(ConfigError) in try value.liveness() }
@@ -385,8 +409,8 @@ enum RelayFile {
             }
         }
         reader.finish()
-        guard let listen, let certificate, let key else { return nil }
-        return TunnelSection(listen: listen, address: address, certificate: certificate, key: key, liveness: liveness)
+        guard listen != nil || onPublicPort, let certificate, let key else { return nil }
+        return TunnelSection(listen: listen, onPublicPort: onPublicPort, address: address, certificate: certificate, key: key, liveness: liveness)
     }
 
     private static func connectorPolicy(_ value: ValueNode, directory: String) throws(ConfigError) -> ConnectorPolicy {

@@ -33,17 +33,23 @@ final class ChannelTracker: Sendable {
             return true
         }
         guard admitted else { return false }
-        channel.closeFuture.whenComplete { _ in
-            let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-                state.channels[id] = nil
-                if let count = state.perClient[client], count > 1 { state.perClient[client] = count - 1 } else { state.perClient[client] = nil }
-                guard state.channels.isEmpty else { return [] }
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
+        channel.closeFuture.whenComplete { _ in self.forget(channel) }
         return true
+    }
+
+    /// Stops tracking a connection (it closed, or turned out to be another listener's: a connector on the
+    /// public port). Counted once, however often called.
+    func forget(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let client = Self.clientKey(channel.remoteAddress)
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard state.channels.removeValue(forKey: id) != nil else { return [] }
+            if let count = state.perClient[client], count > 1 { state.perClient[client] = count - 1 } else { state.perClient[client] = nil }
+            guard state.channels.isEmpty else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     var count: Int { self.state.withLock { $0.channels.count } }

@@ -6,12 +6,18 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP2
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import SallyportConfig
 import SallyportHTTP
 
 /// A public connection over the listener's limits, closed as it arrived.
 struct ConnectionLimitReached: Error, CustomStringConvertible {
     var description: String { "connection limit reached (public.limits.maxConnections or maxConnectionsPerClient)" }
+}
+
+/// A public connection that sent no TLS ClientHello within `handshakeTimeout`, closed.
+struct NoClientHello: Error, CustomStringConvertible {
+    var description: String { "no TLS ClientHello within public.limits.handshakeTimeout" }
 }
 
 /// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and hands each request to the forwarder.
@@ -22,6 +28,24 @@ struct PublicListener {
     let forwarder: RequestForwarder
     let logger: Logger
 
+    /// What a public connection turned out to be: users' HTTPS, or (with `tunnel.onPublicPort`) a connector.
+    enum Accepted: Sendable {
+        case users(EventLoopFuture<Negotiated>)
+        case tunnel(EventLoopFuture<TunnelListener.Accepted>)
+    }
+
+    /// Connectors on the public port: the TLS server names (SNI) that mean "tunnel", and how the tunnel
+    /// listener sets up such a connection.
+    struct SharedTunnel: Sendable {
+        /// Lowercased.
+        let names: Set<String>
+        let tls: ReloadableTLS
+        let liveness: TunnelLiveness
+        /// The tunnel connections, closed with the tunnel listener's at shutdown (not drained as users').
+        let tracker: ChannelTracker
+        let logger: Logger
+    }
+
     static func bind(
         host: String,
         port: Int,
@@ -29,8 +53,9 @@ struct PublicListener {
         limits: EdgeLimits,
         drainTimeout: Duration,
         tracker: ChannelTracker,
+        tunnel: SharedTunnel? = nil,
         group: any EventLoopGroup
-    ) async throws -> NIOAsyncChannel<EventLoopFuture<Negotiated>, Never> {
+    ) async throws -> NIOAsyncChannel<EventLoopFuture<Accepted>, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -41,47 +66,83 @@ struct PublicListener {
                     // nothing more. (Failing the initializer instead would end the listener's accept loop.)
                     return channel.close().map { channel.eventLoop.makeFailedFuture(ConnectionLimitReached()) }
                 }
+                guard let tunnel else {
+                    return Self.configureUsers(channel, tls: tls, limits: limits, drainTimeout: drainTimeout, tracker: tracker).map {
+                        channel.eventLoop.makeSucceededFuture(Accepted.users($0))
+                    }
+                }
+                // One port for both: the name the client asks for in its TLS ClientHello decides, before any TLS.
+                let decided = channel.eventLoop.makePromise(of: Accepted.self)
+                let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(limits.handshakeTimeout)) {
+                    decided.fail(NoClientHello())
+                    channel.close(promise: nil)
+                }
+                let sni = SNIHandler { result in
+                    deadline.cancel()
+                    if case .hostname(let name) = result, tunnel.names.contains(name.lowercased()) {
+                        tracker.forget(channel)
+                        _ = tunnel.tracker.add(channel)
+                        decided.succeed(
+                            .tunnel(TunnelListener.configure(channel, tls: tunnel.tls, liveness: tunnel.liveness, logger: tunnel.logger))
+                        )
+                        return channel.eventLoop.makeSucceededVoidFuture()
+                    }
+                    return Self.configureUsers(channel, tls: tls, limits: limits, drainTimeout: drainTimeout, tracker: tracker).map {
+                        decided.succeed(.users($0))
+                    }
+                }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
-                    try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
-                }.flatMap {
-                    channel.configureHTTP2AsyncSecureUpgrade(
-                        http1ConnectionInitializer: { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                let connection = try EdgePipeline.configureHTTP1(channel, limits: limits)
-                                tracker.joinQuiescing(channel)
-                                return connection
-                            }
-                        },
-                        http2ConnectionInitializer: { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                let resets = ConnectionResetBudget(connection: channel)
-                                let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
-                                    mode: .server,
-                                    connectionManagerConfiguration: .init(
-                                        maxIdleTime: TimeAmount(limits.idleTimeout),
-                                        maxAge: nil,
-                                        maxGraceTime: TimeAmount(drainTimeout),
-                                        keepalive: nil
-                                    ),
-                                    http2HandlerConfiguration: Self.http2Configuration(limits)
-                                ) { stream in
-                                    stream.eventLoop.makeCompletedFuture {
-                                        try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets))
-                                        try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
-                                        try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                                        try stream.pipeline.syncOperations.addHandler(RequestFlowGuard(limits))
-                                        try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
-                                        return try StreamChannel(wrappingChannelSynchronously: stream)
-                                    }
-                                }
-                                tracker.joinQuiescing(channel)
-                                return (channel, multiplexer)
-                            }
-                        }
-                    )
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(sni))
+                    return decided.futureResult
                 }
             }
+    }
+
+    /// The users' pipeline on an accepted connection: TLS with the public certificates, then HTTP/1.1 or
+    /// HTTP/2 by ALPN.
+    static func configureUsers(
+        _ channel: any Channel, tls: ReloadableTLS, limits: EdgeLimits, drainTimeout: Duration, tracker: ChannelTracker
+    ) -> EventLoopFuture<EventLoopFuture<Negotiated>> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+            try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
+        }.flatMap {
+            channel.configureHTTP2AsyncSecureUpgrade(
+                http1ConnectionInitializer: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let connection = try EdgePipeline.configureHTTP1(channel, limits: limits)
+                        tracker.joinQuiescing(channel)
+                        return connection
+                    }
+                },
+                http2ConnectionInitializer: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let resets = ConnectionResetBudget(connection: channel)
+                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+                            mode: .server,
+                            connectionManagerConfiguration: .init(
+                                maxIdleTime: TimeAmount(limits.idleTimeout),
+                                maxAge: nil,
+                                maxGraceTime: TimeAmount(drainTimeout),
+                                keepalive: nil
+                            ),
+                            http2HandlerConfiguration: Self.http2Configuration(limits)
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets))
+                                try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
+                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                                try stream.pipeline.syncOperations.addHandler(RequestFlowGuard(limits))
+                                try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
+                                return try StreamChannel(wrappingChannelSynchronously: stream)
+                            }
+                        }
+                        tracker.joinQuiescing(channel)
+                        return (channel, multiplexer)
+                    }
+                }
+            )
+        }
     }
 
     static func http2Configuration(_ limits: EdgeLimits) -> NIOHTTP2Handler.Configuration {

@@ -56,7 +56,7 @@ enum RelayState {
         let anchorPEM = try anchor.serializeAsPEM().pemString + "\n"
         let pin = try CertificateFacts.pin(of: anchor.publicKey)
         let leafName = try CertificateFacts(certificate: chain[0]).commonName
-        let address = config.tunnelAddress.map { "\($0)" } ?? "\(leafName ?? ProcessInfo.processInfo.hostName):\(config.tunnelListen.port)"
+        let address = config.tunnelAddress.map { "\($0)" } ?? "\(leafName ?? ProcessInfo.processInfo.hostName):\(config.tunnelListen?.port ?? config.publicListen.port)"
         return Membership(
             store: store, authority: authority, relayCA: (anchorPEM, pin), policy: config.connectors, registry: registry, address: address, logger: logger
         )

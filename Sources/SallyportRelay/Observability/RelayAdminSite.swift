@@ -109,7 +109,8 @@ struct RelayAdminSite: Sendable {
             facts: [
                 ("version", SallyportVersion.current), ("up", Self.duration(now.timeIntervalSince(self.started))),
                 ("generation", "\(snapshot.generation)"), ("apps", "\(snapshot.apps.count)"), ("tunnels", "\(self.registry.all.count)"),
-                ("public", "\(self.config.publicListen)"), ("tunnel", "\(self.config.tunnelListen)"),
+                ("public", "\(self.config.publicListen)"), ("tunnel", self.config.tunnelListen.map { "\($0)" } ?? "") ,
+                ("tunnel on the public port", self.config.tunnelOnPublicPort ? "\(self.config.tunnelAddress.map { "\($0)" } ?? "")" : "no"),
             ],
             sections: [
                 .init(title: "Groups", columns: ["group", "apps", "active connectors", "warning"], rows: groupRows, empty: "No groups yet."),

@@ -41,44 +41,52 @@ struct TunnelListener {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .bind(host: host, port: port) { channel in
                 _ = tracker.add(channel)
-                return channel.eventLoop.makeCompletedFuture {
+                return channel.eventLoop.makeCompletedFuture { Self.configure(channel, tls: tls, liveness: liveness, logger: logger) }
+            }
+    }
+
+    /// Sets up an accepted connector connection (on the tunnel listener, or on the public port after its SNI
+    /// named the tunnel): liveness, TLS with the tunnel certificate, then by ALPN a tunnel or a registration.
+    static func configure(_ channel: any Channel, tls: ReloadableTLS, liveness: TunnelLiveness, logger: Logger) -> EventLoopFuture<Accepted> {
+        do {
+            let sync = channel.pipeline.syncOperations
+            let health = TunnelHealth(logger: logger, peer: channel.remoteAddress.map { "\($0)" } ?? "unknown")
+            // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
+            let watch = TunnelLivenessHandler(liveness) { verdict, silence in health.observe(verdict, silence: silence) }
+            try sync.addHandler(watch)
+            try sync.addHandler(NIOSSLServerHandler(context: tls.context))
+            try sync.addHandler(HandshakeTimeoutHandler(timeout: .seconds(10)))
+            let negotiation = NIOTypedApplicationProtocolNegotiationHandler<Accepted> { result, channel in
+                channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    let health = TunnelHealth(logger: logger, peer: channel.remoteAddress.map { "\($0)" } ?? "unknown")
-                    // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
-                    let watch = TunnelLivenessHandler(liveness) { verdict, silence in health.observe(verdict, silence: silence) }
-                    try sync.addHandler(watch)
-                    try sync.addHandler(NIOSSLServerHandler(context: tls.context))
-                    try sync.addHandler(HandshakeTimeoutHandler(timeout: .seconds(10)))
-                    let negotiation = NIOTypedApplicationProtocolNegotiationHandler<Accepted> { result, channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            let sync = channel.pipeline.syncOperations
-                            if case .negotiated(TunnelProtocol.alpn) = result {
-                                let certificate = try sync.nioSSL_peerCertificate()?.toDERBytes()
-                                let multiplexer = try sync.configureAsyncHTTP2Pipeline(
-                                    mode: .client,
-                                    configuration: TunnelProtocol.http2Configuration()
-                                ) { stream in
-                                    // Connectors never open streams; refuse any.
-                                    stream.close(promise: nil)
-                                    return stream.eventLoop.makeSucceededVoidFuture()
-                                }
-                                // Pings go through HTTP/2, so they start once it is in place.
-                                watch.start()
-                                return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
-                            }
-                            // Registration: a few small requests, so a silent client is closed soon (and no pings).
-                            sync.removeHandler(watch, promise: nil)
-                            try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
-                            try sync.addHandler(CloseOnIdleHandler())
-                            try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                            try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true))
-                            return .registration(try JSONEndpoint.Connection(wrappingChannelSynchronously: channel))
+                    if case .negotiated(TunnelProtocol.alpn) = result {
+                        let certificate = try sync.nioSSL_peerCertificate()?.toDERBytes()
+                        let multiplexer = try sync.configureAsyncHTTP2Pipeline(
+                            mode: .client,
+                            configuration: TunnelProtocol.http2Configuration()
+                        ) { stream in
+                            // Connectors never open streams; refuse any.
+                            stream.close(promise: nil)
+                            return stream.eventLoop.makeSucceededVoidFuture()
                         }
+                        // Pings go through HTTP/2, so they start once it is in place.
+                        watch.start()
+                        return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
                     }
-                    try sync.addHandler(negotiation)
-                    return negotiation.protocolNegotiationResult
+                    // Registration: a few small requests, so a silent client is closed soon (and no pings).
+                    sync.removeHandler(watch, promise: nil)
+                    try sync.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
+                    try sync.addHandler(CloseOnIdleHandler())
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true))
+                    return .registration(try JSONEndpoint.Connection(wrappingChannelSynchronously: channel))
                 }
             }
+            try sync.addHandler(negotiation)
+            return negotiation.protocolNegotiationResult
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
     }
 
     /// Serves one accepted connection until it closes.
