@@ -19,6 +19,8 @@ extension EndToEnd {
             let connectorLog: () -> String
             let goBackend: ChildProcess
             let otherBackends: [ChildProcess]
+            /// The connector's admin listener (metrics).
+            let connectorAdmin: Int
 
             func get(_ app: String, _ path: String, user: String) async throws -> Curl.Result {
                 let token = try await issuer.token(user: user)
@@ -120,16 +122,18 @@ extension EndToEnd {
                     "  principal: \(try #require(bed["CONNECTOR_PRINCIPAL"]))",
                     "  allowedSPNs: [HTTP/*.corp.example.test]",
                 ] + kerberosExtra.map { "  " + $0 }
+                let connectorAdmin = try FreePort.next()
                 var krb5Config = try #require(bed["KRB5_CONFIG"])
                 if let krb5Conf {
                     krb5Config = try work.write("connector-krb5.conf", krb5Conf(try String(contentsOfFile: krb5Config, encoding: .utf8)))
                 }
                 let connector = try await deployment.startConnector(
-                    extra: kerberos.joined(separator: "\n"), environment: ["KRB5_CONFIG": krb5Config], logLevel: "debug"
+                    extra: (kerberos + ["admin:", "  listen: 127.0.0.1:\(connectorAdmin)"]).joined(separator: "\n"), environment: ["KRB5_CONFIG": krb5Config],
+                    logLevel: "debug"
                 )
                 return Setup(
                     work: work, bed: bed, deployment: deployment, issuer: issuer, realm: realm, connectorLog: { connector.log() }, goBackend: goBackend,
-                    otherBackends: [python, lighttpd]
+                    otherBackends: [python, lighttpd], connectorAdmin: connectorAdmin
                 )
             } catch {
                 await bed.stop()
@@ -215,6 +219,20 @@ extension EndToEnd {
                 #expect(s.connectorLog().contains("Kerberos tickets flushed on the relay's request"))
                 #expect(try await s.get("kcd", "/whoami", user: alice).status == 200)
                 #expect(try await s.bed.count(user: "alice")["S4U2SELF"] == before + 1, "the flushed user's next request asks the KDC")
+
+                // The ticket cache and the KDC exchanges in the connector's metrics: a miss and an exchange for each
+                // KDC round (first request, after the flush), a hit for the cached one.
+                let metrics = try await Curl.run("http://127.0.0.1:\(s.connectorAdmin)/metrics", caFile: nil).body
+                func value(_ series: String) -> Double { EndToEnd.OperationsTests.sample(metrics, series) ?? -1 }
+                #expect(value("sallyport_kcd_ticket_cache_hits_total") >= 1, "\(metrics)")
+                #expect(value("sallyport_kcd_ticket_cache_misses_total") >= 2)
+                #expect(value("sallyport_kcd_kdc_exchange_duration_seconds_count") >= 2)
+                #expect(value("sallyport_kcd_ticket_cache_entries") >= 1)
+                // sallyport doctor on this connector host: the keytab is read and the KDC gives a TGT.
+                let doctor = try Command.run(
+                    s.deployment.binary, ["doctor", "--config", s.deployment.connectorConfig()], environment: ["KRB5_CONFIG": try #require(s.bed["KRB5_CONFIG"]), "PATH": "/usr/bin:/bin"]
+                )
+                #expect(doctor.output.contains("ok   app kcd kcd: keytab ") && doctor.output.contains("TGT from the KDC of \(s.realm)"), "\(doctor.output)")
             } catch {
                 await s.tearDown()
                 throw error
