@@ -164,6 +164,9 @@ extension EndToEnd.OperationsTests {
             #expect((Self.sample(connector.body, #"sallyport_backend_connect_errors_total{app="down",reason="backend-refused"}"#) ?? 0) >= 1, "\(connector.body)")
             #expect((Self.sample(connector.body, #"sallyport_certificate_expiry_seconds{certificate="connector"}"#) ?? 0) > 86400)
             #expect(try await Curl.run("http://127.0.0.1:\(connectorAdmin)/readyz", caFile: nil).status == 200)
+            let connectorStatus = try await Curl.run("http://127.0.0.1:\(connectorAdmin)/", caFile: nil)
+            #expect(connectorStatus.header("content-security-policy") == "default-src 'none'; style-src 'unsafe-inline'")
+            #expect(connectorStatus.body.contains("<h1>Sallyport connector connector-1</h1>") && connectorStatus.body.contains("<td>down</td>"), "\(connectorStatus.body)")
 
             // Every series exported is documented, and the sample dashboard uses only documented series.
             let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs")
