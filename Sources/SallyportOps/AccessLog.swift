@@ -9,8 +9,12 @@ public struct AccessRecord: Sendable {
     /// The id the relay gave the request; the connector logs the same id.
     public var requestID: String
     public var method: String
-    /// The path without its query.
-    public var path: String
+    /// The request target as received (path and query).
+    public var target: String
+    /// Log the query too (`accessLog: withQuery`); by default only the path is logged.
+    public var keepQuery = false
+    /// What the line shows: the path, and the query with ``keepQuery``.
+    public var path: String { self.keepQuery ? self.target : Self.pathOnly(self.target) }
     /// The final status (0: the client went away before an answer).
     public var status: Int = 0
     /// Request and response body bytes.
@@ -20,11 +24,11 @@ public struct AccessRecord: Sendable {
     /// Extra fields: `app`, `user`, `client`, `connector`, `sso`, `outcome`, `attempts`…, in the order set.
     public var fields: [(String, String)] = []
 
-    /// Starts a record; `target` is the request's path and query, and only the path is kept.
+    /// Starts a record; `target` is the request's path and query.
     public init(requestID: String, method: String, target: String, started: ContinuousClock.Instant = .now) {
         self.requestID = requestID
         self.method = method
-        self.path = Self.pathOnly(target)
+        self.target = target
         self.started = started
     }
 

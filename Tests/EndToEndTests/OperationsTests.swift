@@ -66,12 +66,13 @@ extension EndToEnd.OperationsTests {
         let nginx = try await Nginx.start(directory: scratch)
         let issuer = try TestIssuer(issuer: EndToEnd.JWTPreAuthenticationTests.issuer, jwksFile: nginx.filesDirectory + "/jwks.json")
         let deployment = try Deployment(
-            hosts: ["app", "quiet", "api"],
+            hosts: ["app", "quiet", "api", "verbose"],
             relayExtra: EndToEnd.JWTPreAuthenticationTests.relayConfig(jwksURL: nginx.baseURL + "/files/jwks.json", unreachableJWKS: "http://127.0.0.1:9/")
         )
         defer { Task { await nginx.stop(); await deployment.shutdown() } }
         try deployment.writeApp(name: "app", internalURL: nginx.baseURL + "/")
         try deployment.writeApp(name: "quiet", internalURL: nginx.baseURL + "/", extra: "accessLog: false")
+        try deployment.writeApp(name: "verbose", internalURL: nginx.baseURL + "/", extra: "accessLog: withQuery")
         try deployment.writeApp(
             name: "api", internalURL: nginx.baseURL + "/",
             auth: ["preAuthentication:", "  method: jwt", "  provider: api"] + EndToEnd.JWTPreAuthenticationTests.headerSSO
@@ -88,6 +89,7 @@ extension EndToEnd.OperationsTests {
         #expect(try await Curl.run(deployment.url("api", "/headers?x=1"), caFile: deployment.caFile, headers: ["Authorization: Bearer \(token)"]).status == 200)
         #expect(try await Curl.run(deployment.url("api", "/headers"), caFile: deployment.caFile).status == 401)
         #expect(try await Curl.run(deployment.url("quiet", "/"), caFile: deployment.caFile).status == 200)
+        #expect(try await Curl.run(deployment.url("verbose", "/headers?page=2"), caFile: deployment.caFile).status == 200)
         #expect(try await Curl.run(deployment.url("app", "/files/missing"), caFile: deployment.caFile).status == 404)
         #expect(try await Curl.run(deployment.url("nowhere", "/x?q=1"), caFile: nil, extraArguments: ["--insecure"]).status == 404)
         try await Task.sleep(for: .milliseconds(300))
@@ -123,6 +125,8 @@ extension EndToEnd.OperationsTests {
         #expect(relayLines.contains { $0.contains("GET /files/missing 404") && $0.contains("app=app") }, "\(relayLines)")
         #expect(relayLines.contains { $0.contains("GET /x 404") }, "unrouted requests are logged too, without their query: \(relayLines)")
         #expect(!(relayLines + connectorLines).contains { $0.contains("app=quiet") }, "accessLog: false writes no line")
+        #expect(relayLines.contains { $0.contains("GET /headers?page=2 200") && $0.contains("app=verbose") }, "accessLog: withQuery: \(relayLines)")
+        #expect(connectorLines.contains { $0.contains("GET /headers?page=2 200") }, "\(connectorLines)")
         for secret in secrets + [token, String(token.split(separator: ".")[2])] {
             #expect(!relayLog.contains(secret) && !connectorLog.contains(secret), "\(secret) appears in a log")
         }

@@ -389,4 +389,10 @@ extension JSONEncoder {
         encoder.outputFormatting = .sortedKeys
         return encoder
     }
+
+    @Test("accessLog is true, false or withQuery; anything else says so")
+    func accessLogValues() throws {
+        let error = try #require(appError(minimalApp + "accessLog: sometimes\n"))
+        #expect(error.key == "accessLog" && error.message.contains("must be true, false or withQuery"), "\(error)")
+    }
 }

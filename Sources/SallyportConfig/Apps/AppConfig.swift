@@ -30,6 +30,9 @@ public struct AppConfig: Sendable, Codable, Hashable {
     /// `accessLog`: true (the default) writes a line per request to the access log on the relay and the
     /// connectors; false writes none for this app (metrics still count its requests).
     public var accessLog = true
+    /// `accessLog: withQuery`: access log lines show the query string as well as the path (the default leaves
+    /// it out: queries carry tokens and personal data).
+    public var accessLogQuery = false
 
     /// Where each top-level key was in `sourceFile`, for errors found after parsing (cross-file conflicts).
     /// Not part of equality, hashing or coding.

@@ -29,7 +29,14 @@ enum AppFile {
         let preserveHost = reader.optional("preserveHost", default: false) { value throws(ConfigError) in try value.bool() }
         let allowEscapedPath = reader.optional("allowEscapedPath", default: false) { value throws(ConfigError) in try value.bool() }
         let allowWebSocket = reader.optional("allowWebSocket", default: true) { value throws(ConfigError) in try value.bool() }
-        let accessLog = reader.optional("accessLog", default: true) { value throws(ConfigError) in try value.bool() }
+        let accessLog = reader.optional("accessLog", default: (true, false)) { value throws(ConfigError) -> (Bool, Bool) in
+            if (try? value.string()) == "withQuery" { return (true, true) }
+            do {
+                return (try value.bool(), false)
+            } catch {
+                throw value.error("must be true, false or withQuery (lines with the query string too)")
+            }
+        }
         reader.finish()
 
         if reader.keyMark("backendTLS") != nil, let internalURL, internalURL.scheme != "https" {
@@ -58,7 +65,7 @@ enum AppFile {
         )
         app.allowEscapedPath = allowEscapedPath
         app.allowWebSocket = allowWebSocket
-        app.accessLog = accessLog
+        (app.accessLog, app.accessLogQuery) = accessLog
         for key in topLevelKeys {
             if let mark = reader.keyMark(key) { app.keyPositions.positions[key] = .init(line: mark.line, column: mark.column) }
         }

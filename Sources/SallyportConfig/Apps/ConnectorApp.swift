@@ -26,6 +26,8 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
     public var accessLog: Bool?
     /// Whether requests of this app get access log lines (`accessLog`, default true).
     public var logsAccess: Bool { self.accessLog ?? true }
+    /// true: access log lines show the query too (`accessLog: withQuery`). Sent only when true.
+    public var accessLogQuery: Bool?
 
     /// An app's single-sign-on step as the connector runs it.
     public struct SSO: Sendable, Codable, Hashable {
@@ -83,7 +85,8 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
         sendsIdentity: Bool = false,
         sso: SSO = SSO(),
         source: Source = Source(),
-        accessLog: Bool? = nil
+        accessLog: Bool? = nil,
+        accessLogQuery: Bool? = nil
     ) {
         self.name = name
         self.externalPathPrefix = externalPathPrefix
@@ -95,6 +98,7 @@ public struct ConnectorApp: Sendable, Codable, Hashable {
         self.sso = sso
         self.source = source
         self.accessLog = accessLog
+        self.accessLogQuery = accessLogQuery
     }
 
     /// An error about this app at `key` (`sso`, `sso.handler`, `sso.<setting>.<...>` or a top-level key), with
@@ -125,7 +129,8 @@ extension AppConfig {
             sendsIdentity: self.preAuthentication != .passthrough,
             sso: ConnectorApp.SSO(handler: self.sso.handler, settings: self.sso.settings),
             source: ConnectorApp.Source(file: self.sourceFile, positions: positions),
-            accessLog: self.accessLog ? nil : false
+            accessLog: self.accessLog ? nil : false,
+            accessLogQuery: self.accessLogQuery ? true : nil
         )
     }
 }

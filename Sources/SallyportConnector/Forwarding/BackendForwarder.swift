@@ -39,6 +39,7 @@ struct BackendForwarder: Sendable {
         record.bytesOut = writer.meter.bytes
         self.metrics.app(entry == nil ? "-" : appName).record(status: record.status, duration: ContinuousClock.now - record.started)
         guard entry?.app.logsAccess ?? true else { return }
+        record.keepQuery = entry?.app.accessLogQuery ?? false
         record.set("app", appName)
         if let reason = writer.meter.reason { record.set("error", reason) }
         record.log(to: self.accessLogger)

@@ -109,6 +109,7 @@ struct RequestForwarder: Sendable {
         logger[metadataKey: "app"] = "\(app.name)"
         trace.app = app.name
         trace.logged = app.accessLog
+        trace.record.keepQuery = app.accessLogQuery
         trace.record.set("app", app.name)
         let inFlight = self.metrics.app(app.name).inFlight
         inFlight.increment()
