@@ -31,18 +31,36 @@ struct ResetRateLimiter: Sendable {
 final class ConnectionResetBudget: @unchecked Sendable {
     private var limiter = ResetRateLimiter()
     private let connection: any Channel
+    private var spent = false
+    /// The highest stream the client opened: the GOAWAY names it, so HTTP/2 refuses every later one.
+    private var lastStream = HTTP2StreamID(0)
 
     init(connection: any Channel) {
         self.connection = connection
     }
 
+    /// How long a spent connection is read (and what arrives dropped by HTTP/2's GOAWAY) before it closes.
+    static let linger: TimeAmount = .seconds(1)
+
+    /// The client opened `stream`.
+    func opened(_ stream: HTTP2StreamID) {
+        if stream > self.lastStream { self.lastStream = stream }
+    }
+
     /// The client reset a stream in progress.
     func streamReset() {
         self.connection.eventLoop.preconditionInEventLoop()
-        guard self.limiter.record(at: .now) else { return }
-        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .enhanceYourCalm, opaqueData: nil))
+        guard !self.spent, self.limiter.record(at: .now) else { return }
+        self.spent = true
+        let frame = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: self.lastStream, errorCode: .enhanceYourCalm, opaqueData: nil))
         let connection = self.connection
-        connection.writeAndFlush(frame).whenComplete { _ in connection.close(promise: nil) }
+        connection.writeAndFlush(frame).whenComplete { _ in
+            // Closing at once, with the client's frames still unread, makes the kernel reset the connection, and
+            // a reset can destroy the GOAWAY before the client reads it. Half-close instead: GOAWAY, TLS
+            // close_notify and FIN go out in order; what the client still sends is read for a moment; then close.
+            connection.close(mode: .output, promise: nil)
+            connection.eventLoop.scheduleTask(in: Self.linger) { connection.close(promise: nil) }
+        }
     }
 }
 
@@ -54,6 +72,10 @@ final class StreamResetWatcher: ChannelInboundHandler {
 
     init(budget: ConnectionResetBudget) {
         self.budget = budget
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if let stream = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) { self.budget.opened(stream) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
