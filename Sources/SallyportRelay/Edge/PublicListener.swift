@@ -129,7 +129,8 @@ struct PublicListener {
                             http2HandlerConfiguration: Self.http2Configuration(limits)
                         ) { stream in
                             stream.eventLoop.makeCompletedFuture {
-                                try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets))
+                                let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+                                try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets, stream: id))
                                 try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
                                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
                                 try stream.pipeline.syncOperations.addHandler(RequestFlowGuard(limits))

@@ -70,12 +70,10 @@ final class StreamResetWatcher: ChannelInboundHandler {
 
     private let budget: ConnectionResetBudget
 
-    init(budget: ConnectionResetBudget) {
+    /// `stream`: the stream's id (the multiplexer's stream initializer knows it), for the GOAWAY.
+    init(budget: ConnectionResetBudget, stream: HTTP2StreamID? = nil) {
         self.budget = budget
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        if let stream = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) { self.budget.opened(stream) }
+        if let stream { budget.opened(stream) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
