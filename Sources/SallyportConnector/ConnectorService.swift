@@ -60,7 +60,7 @@ public struct ConnectorService: Service {
         let proxy: OutboundProxy?
         switch self.config.proxy.resolve(environment: ProcessInfo.processInfo.environment, target: self.config.relay.host) {
         case .success(let resolved): proxy = resolved
-        case .failure(let problem): throw ProxySettingError(description: "\(Self.proxySource(self.config.proxy)): \(problem.message)")
+        case .failure(let problem): throw ProxySettingError(description: problem.message)
         }
         let dialer = RelayDialer(relay: self.config.relay, proxy: proxy)
         let hub = TunnelHub()
@@ -120,12 +120,6 @@ public struct ConnectorService: Service {
             }
         }
         logger.info("connector stopped")
-    }
-
-    /// Names the setting a bad proxy came from.
-    static func proxySource(_ choice: ConnectorConfig.ProxyChoice) -> String {
-        if case .proxy = choice { return "proxy" }
-        return ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].first { !(ProcessInfo.processInfo.environment[$0] ?? "").isEmpty } ?? "proxy"
     }
 
     /// The loop that renews the connector's Kerberos credentials: a service of its own in the service group.

@@ -12,18 +12,6 @@ public enum Exposition {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The status class label of an HTTP status: `2xx`, `4xx`…
-    public static func statusClass(_ code: Int) -> String {
-        switch code {
-        case 100..<200: "1xx"
-        case 200..<300: "2xx"
-        case 300..<400: "3xx"
-        case 400..<500: "4xx"
-        case 500..<600: "5xx"
-        default: "other"
-        }
-    }
-
     /// Buckets for request latencies: 1 ms to 60 s.
     public static let latencyBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),

@@ -132,7 +132,7 @@ struct ConnectorRegister: AsyncParsableCommand {
         )
         switch choice.resolve(environment: ProcessInfo.processInfo.environment, target: relay.host) {
         case .success(let proxy): client.proxy = proxy
-        case .failure(let problem): throw failure("HTTPS_PROXY \(problem.message)")
+        case .failure(let problem): throw failure(problem.message)
         }
         client.proxyLine = self.proxy
         do {

@@ -56,13 +56,14 @@ public struct OutboundProxy: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The proxy for reaching `target` from the environment: `HTTPS_PROXY` (or `https_proxy`, then
-    /// `ALL_PROXY`/`all_proxy`) unless `NO_PROXY`/`no_proxy` lists the target. nil: connect directly.
+    /// `ALL_PROXY`/`all_proxy`) unless `NO_PROXY`/`no_proxy` lists the target. nil: connect directly. A problem
+    /// names the variable it is in.
     public static func fromEnvironment(_ environment: [String: String], target: String) -> Result<OutboundProxy?, ProxyProblem> {
         let names = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
         guard let name = names.first(where: { !(environment[$0] ?? "").isEmpty }), let value = environment[name] else { return .success(nil) }
         let exclusions = environment["NO_PROXY"] ?? environment["no_proxy"] ?? ""
         if Self.excluded(target, by: exclusions) { return .success(nil) }
-        return Self.parse(value, source: name).map { $0 }
+        return Self.parse(value, source: name).map { $0 }.mapError { ProxyProblem("\(name): \($0.message)") }
     }
 
     /// Whether `NO_PROXY`'s list excludes `host`: `*`, the host itself, or a domain it is in (`example.com`

@@ -25,7 +25,7 @@ struct RelayDialer: Sendable {
             let sync = channel.pipeline.syncOperations
             let encoder = HTTPRequestEncoder()
             let decoder = ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
-            var headers = HTTPHeaders([("Host", "\(Self.authority(relay))")])
+            var headers = HTTPHeaders([("Host", "\(relay)")])
             if let authorization = proxy.authorization { headers.add(name: "Proxy-Authorization", value: authorization) }
             let connect = NIOHTTP1ProxyConnectHandler(
                 targetHost: relay.host, targetPort: relay.port, headers: headers, deadline: .now() + timeout, promise: answered
@@ -48,10 +48,6 @@ struct RelayDialer: Sendable {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-    }
-
-    static func authority(_ target: HostPort) -> String {
-        target.host.contains(":") ? "[\(target.host)]:\(target.port)" : "\(target.host):\(target.port)"
     }
 }
 
@@ -78,7 +74,7 @@ struct ProxyFailure: Error, CustomStringConvertible {
 
     var description: String {
         let via = "proxy \(self.proxy) (from \(self.proxy.source))"
-        let target = RelayDialer.authority(self.relay)
+        let target = "\(self.relay)"
         switch self.status?.code {
         case 407, 401:  // 407 is the standard; some proxies (tinyproxy) answer 401
             let code = self.status?.code ?? 407

@@ -2,8 +2,8 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTPTypes
-import SallyportAuth
 import Prometheus
+import SallyportAuth
 import SallyportConfig
 import SallyportHTTP
 import SallyportOps
@@ -57,8 +57,7 @@ struct RequestForwarder: Sendable {
         let writer = MeteredWriter(base)
         var trace = RequestTrace(record: AccessRecord(requestID: RequestID.make(), method: head.method.rawValue, target: head.path ?? ""))
         let outcome = await self.forward(head: head, iterator: &iterator, writer: writer, context: context, trace: &trace)
-        let app = trace.app ?? RelayMetrics.noApp
-        let instruments = self.metrics.app(app)
+        let instruments = trace.instruments ?? self.metrics.app(RelayMetrics.noApp)
         trace.record.status = writer.meter.status
         trace.record.bytesOut = writer.meter.bytes
         instruments.requests.record(status: trace.record.status, duration: ContinuousClock.now - trace.record.started)
@@ -72,10 +71,11 @@ struct RequestForwarder: Sendable {
         return outcome
     }
 
-    /// What one request's accounting gathers on its way: the app, the access log record.
+    /// What one request's accounting gathers on its way: the app's instruments, the access log record.
     struct RequestTrace {
         var record: AccessRecord
-        var app: String?
+        /// The routed app's; nil while the request has no app.
+        var instruments: RelayMetrics.AppInstruments?
         /// false for health checks and apps with `accessLog: false`.
         var logged = true
         var requestID: String { self.record.requestID }
@@ -107,13 +107,13 @@ struct RequestForwarder: Sendable {
             head.headerFields[values: Admission.hostField] = []
         }
         logger[metadataKey: "app"] = "\(app.name)"
-        trace.app = app.name
+        let instruments = self.metrics.app(app.name)
+        trace.instruments = instruments
         trace.logged = app.accessLog
         trace.record.keepQuery = app.accessLogQuery
         trace.record.set("app", app.name)
-        let inFlight = self.metrics.app(app.name).inFlight
-        inFlight.increment()
-        defer { inFlight.decrement() }
+        instruments.inFlight.increment()
+        defer { instruments.inFlight.decrement() }
 
         // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
         let identity: Identity?
