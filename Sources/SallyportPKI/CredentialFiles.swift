@@ -39,7 +39,11 @@ public enum CredentialFiles {
 
     /// The certificates of a PEM file, in order.
     public static func certificates(_ path: String, role: String) throws(Problem) -> [Certificate] {
-        let text = try Self.read(path, role: role)
+        try Self.certificates(pem: try Self.read(path, role: role), path: path, role: role)
+    }
+
+    /// The certificates of `text`, the content of `path` (named in the problems), in order.
+    public static func certificates(pem text: String, path: String, role: String) throws(Problem) -> [Certificate] {
         if !text.contains("-----BEGIN CERTIFICATE-----") {
             if text.contains("PRIVATE KEY-----") {
                 throw Problem("\(role): \(path) holds a private key, not a certificate: are the certificate and key files swapped?")
@@ -66,7 +70,11 @@ public enum CredentialFiles {
     /// The private key of a PEM file. nil when the file holds a key of a kind this check does not read
     /// (TLS may still: the caller then leaves the judgement to it).
     public static func privateKey(_ path: String, role: String) throws(Problem) -> Certificate.PrivateKey? {
-        let text = try Self.read(path, role: role)
+        try Self.privateKey(pem: try Self.read(path, role: role), path: path, role: role)
+    }
+
+    /// The private key in `text`, the content of `path` (named in the problems); nil as for ``privateKey(_:role:)``.
+    public static func privateKey(pem text: String, path: String, role: String) throws(Problem) -> Certificate.PrivateKey? {
         if text.contains("ENCRYPTED") {
             throw Problem(
                 "\(role): \(path) is an encrypted key: Sallyport reads unencrypted keys (mode 0600). Decrypt it with `openssl pkey -in FILE -out FILE.plain`"

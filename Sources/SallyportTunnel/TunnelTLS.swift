@@ -16,26 +16,40 @@ public enum TunnelTLS {
 
     /// A certificate chain and its key, checked together for `purpose` (``CredentialFiles``): the errors are
     /// thrown, all at once; the warnings (names `names` not covered; expiry with `checkExpiry`) are returned.
+    /// Each file is read once.
     public static func checkedPair(
         certificate: String, key: String, certificateRole: String, keyRole: String, purpose: CredentialFiles.Purpose, names: [String] = [],
         checkExpiry: Bool = false
     ) throws -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey, warnings: [String]) {
         var errors: [String] = []
-        var parsedChain: [Certificate] = []
-        var parsedKey: Certificate.PrivateKey?
-        do throws(CredentialFiles.Problem) { parsedChain = try CredentialFiles.certificates(certificate, role: certificateRole) } catch { errors.append(error.description) }
-        do throws(CredentialFiles.Problem) { parsedKey = try CredentialFiles.privateKey(key, role: keyRole) } catch { errors.append(error.description) }
-        var warnings: [String] = []
-        if errors.isEmpty {
-            let checked = CredentialFiles.checkPair(
-                chain: parsedChain, key: parsedKey, certificate: (certificateRole, certificate), keyFile: (keyRole, key), purpose: purpose, names: names,
-                checkExpiry: checkExpiry
-            )
-            errors += checked.errors
-            warnings = checked.warnings
+        var chain: (text: String, parsed: [Certificate])?
+        var privateKey: (text: String, parsed: Certificate.PrivateKey?)?
+        do throws(CredentialFiles.Problem) {
+            let text = try CredentialFiles.read(certificate, role: certificateRole)
+            chain = (text, try CredentialFiles.certificates(pem: text, path: certificate, role: certificateRole))
+        } catch {
+            errors.append(error.description)
         }
-        guard errors.isEmpty else { throw FileError(description: errors.joined(separator: "\n")) }
-        return (try loadChain(certificate, role: certificateRole), try loadKey(key, role: keyRole), warnings)
+        do throws(CredentialFiles.Problem) {
+            let text = try CredentialFiles.read(key, role: keyRole)
+            privateKey = (text, try CredentialFiles.privateKey(pem: text, path: key, role: keyRole))
+        } catch {
+            errors.append(error.description)
+        }
+        guard let chain, let privateKey else { throw FileError(description: errors.joined(separator: "\n")) }
+        let checked = CredentialFiles.checkPair(
+            chain: chain.parsed, key: privateKey.parsed, certificate: (certificateRole, certificate), keyFile: (keyRole, key), purpose: purpose,
+            names: names, checkExpiry: checkExpiry
+        )
+        guard checked.errors.isEmpty else { throw FileError(description: checked.errors.joined(separator: "\n")) }
+        do throws(CredentialFiles.Problem) {
+            return (
+                try Self.chain(pem: chain.text, path: certificate, role: certificateRole), try Self.key(pem: privateKey.text, path: key, role: keyRole),
+                checked.warnings
+            )
+        } catch {
+            throw FileError(description: error.description)
+        }
     }
 
     /// The relay's tunnel listener context. A client certificate is asked for and, when sent, must chain to
@@ -85,30 +99,38 @@ public enum TunnelTLS {
 
     /// Reads a PEM certificate bundle, naming the config key in the error.
     public static func loadChain(_ path: String, role: String) throws -> [NIOSSLCertificate] {
-        let text: String
         do throws(CredentialFiles.Problem) {
-            text = try CredentialFiles.read(path, role: role)
-            _ = try CredentialFiles.certificates(path, role: role)
+            let text = try CredentialFiles.read(path, role: role)
+            _ = try CredentialFiles.certificates(pem: text, path: path, role: role)
+            return try Self.chain(pem: text, path: path, role: role)
         } catch {
             throw FileError(description: error.description)
         }
-        guard let chain = try? NIOSSLCertificate.fromPEMBytes(Array(text.utf8)), !chain.isEmpty else {
-            throw FileError(description: "\(role): \(path) cannot be used for TLS: check that it holds PEM certificates, leaf first")
-        }
-        return chain
     }
 
     /// Reads a PEM private key, naming the config key in the error (never the key's contents).
     public static func loadKey(_ path: String, role: String) throws -> NIOSSLPrivateKey {
-        let text: String
         do throws(CredentialFiles.Problem) {
-            text = try CredentialFiles.read(path, role: role)
-            _ = try CredentialFiles.privateKey(path, role: role)
+            let text = try CredentialFiles.read(path, role: role)
+            _ = try CredentialFiles.privateKey(pem: text, path: path, role: role)
+            return try Self.key(pem: text, path: path, role: role)
         } catch {
             throw FileError(description: error.description)
         }
+    }
+
+    /// The chain as TLS takes it, from text ``CredentialFiles`` has already judged.
+    static func chain(pem text: String, path: String, role: String) throws(CredentialFiles.Problem) -> [NIOSSLCertificate] {
+        guard let chain = try? NIOSSLCertificate.fromPEMBytes(Array(text.utf8)), !chain.isEmpty else {
+            throw CredentialFiles.Problem("\(role): \(path) cannot be used for TLS: check that it holds PEM certificates, leaf first")
+        }
+        return chain
+    }
+
+    /// The key as TLS takes it, from text ``CredentialFiles`` has already judged.
+    static func key(pem text: String, path: String, role: String) throws(CredentialFiles.Problem) -> NIOSSLPrivateKey {
         guard let key = try? NIOSSLPrivateKey(bytes: Array(text.utf8), format: .pem) else {
-            throw FileError(description: "\(role): \(path) cannot be used for TLS: it must be an unencrypted PEM private key (RSA, EC P-256/P-384 or Ed25519)")
+            throw CredentialFiles.Problem("\(role): \(path) cannot be used for TLS: it must be an unencrypted PEM private key (RSA, EC P-256/P-384 or Ed25519)")
         }
         return key
     }
