@@ -398,4 +398,18 @@ struct RelayConfigTests {
         }
         #expect(problems.errors.map(\.key) == ["tunnel.address", "reloadInterval"], "\(problems)")
     }
+
+    @Test("admin.listen: 127.0.0.1:9180 by default, another address, or none")
+    func adminListen() throws {
+        let (defaults, one) = try self.load(minimalRelay)
+        defer { one.remove() }
+        #expect(defaults.adminListen == HostPort(host: "127.0.0.1", port: 9180))
+        let (moved, two) = try self.load(minimalRelay + "admin:\n  listen: 127.0.0.1:0\n")
+        defer { two.remove() }
+        #expect(moved.adminListen == HostPort(host: "127.0.0.1", port: 0))
+        let (off, three) = try self.load(minimalRelay + "admin:\n  listen: none\n")
+        defer { three.remove() }
+        #expect(off.adminListen == nil)
+        #expect(try self.relayError(minimalRelay + "admin:\n  listen: somewhere\n")?.key == "admin.listen")
+    }
 }
