@@ -59,22 +59,38 @@ public enum TunnelProtocol {
 
     /// HTTP/2 settings for the tunnel: large windows so one stream is not capped at 64 KiB per round trip,
     /// room for 64 KiB `Authorization: Negotiate` headers, and many concurrent streams.
+    ///
+    /// NIOHTTP2's abuse limits are made for a connection from the internet, not for a tunnel that lives for days
+    /// between two authenticated peers and carries every user's requests. The tunnel's resets mirror what users
+    /// do (a user who cancels a request makes the relay reset its tunnel stream), so the defaults would let
+    /// users end the tunnel for everyone: more than 200 resets in 30 s, or 200 stream errors over the
+    /// connection's whole life (frames of a reset stream still in flight once the 32 remembered resets have
+    /// moved on), each end it. The tunnel remembers as many resets as it can have streams, and counts resets
+    /// and stream errors over a short window, far above what a relay can produce.
     public static func http2Configuration() -> NIOHTTP2Handler.Configuration {
         var configuration = NIOHTTP2Handler.Configuration()
         configuration.connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: 4096),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
             HTTP2Setting(parameter: .maxFrameSize, value: 1 << 16),
             HTTP2Setting(parameter: .maxHeaderListSize, value: maxHeaderListSize),
         ]
         configuration.connection.targetWindowSize = connectionWindow
         configuration.connection.maximumSequentialEmptyDataFrames = 64
+        configuration.connection.maximumRecentlyResetStreams = maxConcurrentStreams
+        configuration.connection.maximumConnectionGlitches = .max
+        configuration.stream.streamResetFrameRateLimit.maximumCount = 2 * maxConcurrentStreams
+        configuration.stream.streamResetFrameRateLimit.windowLength = .milliseconds(100)
+        configuration.stream.streamErrorRateLimit.maximumCount = 2 * maxConcurrentStreams
+        configuration.stream.streamErrorRateLimit.windowLength = .milliseconds(100)
         configuration.stream.targetWindowSize = streamWindow
         configuration.stream.outboundBufferSizeHighWatermark = 256 * 1024
         configuration.stream.outboundBufferSizeLowWatermark = 64 * 1024
         return configuration
     }
 
+    /// Streams either side may have open at once.
+    public static let maxConcurrentStreams = 4096
     /// Per-stream flow-control window.
     public static let streamWindow = 512 * 1024
     /// Connection-wide flow-control window.

@@ -176,6 +176,9 @@ struct TunnelSession: Sendable {
                         return try StreamChannel(wrappingChannelSynchronously: stream)
                     }
                 }
+                try sync.addHandler(TunnelGoAwayHandler { code in
+                    logger.warning("the relay ended the tunnel with an error; dialling again", metadata: ["code": "\(code)"])
+                })
                 watch.start()
                 return multiplexer
             }.get()

@@ -50,7 +50,8 @@ struct TunnelListener {
     static func configure(_ channel: any Channel, tls: ReloadableTLS, liveness: TunnelLiveness, logger: Logger) -> EventLoopFuture<Accepted> {
         do {
             let sync = channel.pipeline.syncOperations
-            let health = TunnelHealth(logger: logger, peer: channel.remoteAddress.map { "\($0)" } ?? "unknown")
+            let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+            let health = TunnelHealth(logger: logger, peer: peer)
             // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
             let watch = TunnelLivenessHandler(liveness) { verdict, silence in health.observe(verdict, silence: silence) }
             try sync.addHandler(watch)
@@ -69,6 +70,9 @@ struct TunnelListener {
                             stream.close(promise: nil)
                             return stream.eventLoop.makeSucceededVoidFuture()
                         }
+                        try sync.addHandler(TunnelGoAwayHandler { code in
+                            logger.warning("connector ended the tunnel with an error; closing it", metadata: ["tunnel.peer": "\(peer)", "code": "\(code)"])
+                        })
                         // Pings go through HTTP/2, so they start once it is in place.
                         watch.start()
                         return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
