@@ -1,5 +1,6 @@
 public import Logging
 public import SallyportConfig
+import SallyportPluginAPI
 public import SallyportSSO
 import SallyportTunnel
 public import SallyportWire
@@ -16,13 +17,18 @@ public final class AppTable: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Held through a whole ``apply(_:apps:group:)``: the same push arriving on every tunnel makes each
+    /// handler once, not once per tunnel.
+    private let applying = Mutex(())
     private let handlers: HandlerCatalog
     private let services: HandlerServices
 
     /// Creates an empty table whose apps get their SSO handlers from `handlers`.
-    public init(handlers: HandlerCatalog = .builtIn, logger: Logger = Logger(label: "sallyport.connector")) {
+    public init(handlers: HandlerCatalog = .builtIn, logger: Logger = Logger(label: "sallyport.connector"), metrics: ConnectorMetrics? = nil) {
         self.handlers = handlers
-        self.services = HandlerServices(logger: logger)
+        self.services = HandlerServices(
+            logger: logger, metrics: metrics.map { HandlerMetrics(registry: $0.registry, logger: logger) }, origins: handlers.origins
+        )
     }
 
     /// Records the group the relay says this connector serves. A new group (the connector was moved) makes the
@@ -53,6 +59,10 @@ public final class AppTable: Sendable {
     /// (on a tunnel still draining after a move) is ignored.
     @discardableResult
     public func apply(_ version: ConfigVersion, apps: [ConnectorApp], group: String? = nil) -> (held: ConfigVersion, applied: Bool) {
+        self.applying.withLock { _ in self.applyLocked(version, apps: apps, group: group) }
+    }
+
+    private func applyLocked(_ version: ConfigVersion, apps: [ConnectorApp], group: String?) -> (held: ConfigVersion, applied: Bool) {
         let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let held = self.state.withLock { $0 }
         if let group, let serving = held.group, group != serving { return (held.version ?? version, false) }
@@ -66,23 +76,73 @@ public final class AppTable: Sendable {
                 continue
             }
             let pipeline = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
-            if case .unavailable(let error) = pipeline { failures.append(error) }
+            if case .unavailable(let errors) = pipeline { failures += errors }
             sso[name] = pipeline
         }
-        let outcome = self.state.withLock { state -> (ConfigVersion, Bool) in
-            if let group, let serving = state.group, group != serving { return (state.version ?? version, false) }
+        let (outcome, replaced) = self.state.withLock { state -> ((ConfigVersion, Bool), [SSOPipeline]) in
+            if let group, let serving = state.group, group != serving { return ((state.version ?? version, false), Array(sso.values)) }
             // Another push may have landed meanwhile; the newer one wins.
-            if let current = state.version, current != held.version, !current.isSuperseded(by: version) { return (current, false) }
+            if let current = state.version, current != held.version, !current.isSuperseded(by: version) { return ((current, false), Array(sso.values)) }
+            let replaced = state.sso.filter { name, pipeline in sso[name].map { !$0.isSame(as: pipeline) } ?? true }.map(\.value)
             state.version = version
             state.apps = byName
             state.sso = sso
-            return (version, true)
+            return ((version, true), replaced)
         }
+        // Handlers made for nothing (a push not applied) or replaced are shut down; kept ones are not.
+        let kept = outcome.1 ? [] : Array(held.sso.values)
+        Self.shutDown(replaced.filter { pipeline in !kept.contains { $0.isSame(as: pipeline) } })
         guard outcome.1 else { return outcome }
         for error in failures {
             self.services.logger.error("app cannot be served by this connector; its requests get 502", metadata: ["error": "\(error)"])
         }
         return outcome
+    }
+
+    /// Makes again the handlers whose factory failed (a credential file that was missing may be there now),
+    /// without waiting for a change of settings. Logs an app that recovers; one that still fails the same
+    /// way is not logged again. Returns the names of the apps that recovered.
+    @discardableResult
+    public func retryUnavailable() -> [String] {
+        self.applying.withLock { _ in
+            let held = self.state.withLock { $0 }
+            var recovered: [String: SSOPipeline] = [:]
+            for (name, pipeline) in held.sso {
+                guard case .unavailable(let before) = pipeline, let app = held.apps[name] else { continue }
+                let again = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
+                switch again {
+                case .unavailable(let errors) where errors == before:
+                    continue
+                case .unavailable(let errors):
+                    self.services.logger.error("app still cannot be served by this connector; its requests get 502", metadata: ["error": "\(errors.map(\.description).joined(separator: "; "))"])
+                    recovered[name] = again
+                default:
+                    self.services.logger.notice("the app's SSO handler could be made; the app is served again", metadata: ["app": "\(name)"])
+                    recovered[name] = again
+                }
+            }
+            self.state.withLock { state in
+                for (name, pipeline) in recovered where state.apps[name] == held.apps[name] { state.sso[name] = pipeline }
+            }
+            return recovered.filter { if case .unavailable = $0.value { false } else { true } }.keys.sorted()
+        }
+    }
+
+    /// Shuts every handler down (the connector is stopping), giving each up to 5 s.
+    public func shutDownHandlers() async {
+        let all = self.state.withLock { state in defer { state.sso = [:] }; return Array(state.sso.values) }
+        for handler in all.compactMap(\.handler) {
+            _ = await Deadline.run(.seconds(5)) { await handler.shutdown() }
+        }
+    }
+
+    /// Calls each handler's `shutdown()`, off the caller's path.
+    private static func shutDown(_ pipelines: [SSOPipeline]) {
+        let handlers = pipelines.compactMap(\.handler)
+        guard !handlers.isEmpty else { return }
+        Task {
+            for handler in handlers { await handler.shutdown() }
+        }
     }
 
     /// The app of this name, if the relay sent it.

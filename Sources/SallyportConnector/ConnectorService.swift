@@ -40,7 +40,7 @@ public struct ConnectorService: Service {
         self.delegator = Self.delegator(for: config.kerberos, observer: { metrics.observe($0) })
         var handlers = handlers
         handlers.replace(KCDHandlerFactory(delegator: self.delegator, allowedSPNs: config.kerberos.allowedSPNs))
-        self.apps = AppTable(handlers: handlers, logger: logger)
+        self.apps = AppTable(handlers: handlers, logger: logger, metrics: metrics)
     }
 
     /// The delegator for a connector's `kerberos` settings; KDC exchanges run on NIO's blocking thread pool.
@@ -119,8 +119,12 @@ public struct ConnectorService: Service {
                 group.addTask { await session.run() }
             }
         }
+        await self.apps.shutDownHandlers()
         logger.info("connector stopped")
     }
+
+    /// The loop that makes failed SSO handlers again: a service of its own in the service group.
+    public var handlerRecovery: HandlerRecoveryService { HandlerRecoveryService(apps: self.apps) }
 
     /// The loop that renews the connector's Kerberos credentials: a service of its own in the service group.
     public var kerberosRenewal: KerberosRenewalService {

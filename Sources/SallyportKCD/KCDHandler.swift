@@ -138,7 +138,7 @@ public final class KCDHandler: SSOHandler {
         }
     }
 
-    public func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
+    public func inspect(_ response: inout BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
         let sent = request.headers["Authorization"]
         let context = sent.flatMap { value in self.pending.withLock { $0.remove(value) } }
         let negotiate = response.headers.values(named: "WWW-Authenticate").compactMap(Self.negotiateToken).first

@@ -5,7 +5,7 @@ public indirect enum SettingValue: Sendable, Hashable {
     case double(Double)
     case bool(Bool)
     case list([SettingValue])
-    case map([String: SettingValue])
+    case map(SettingsMap)
     case null
 
     /// The value when it is a string.
@@ -15,7 +15,44 @@ public indirect enum SettingValue: Sendable, Hashable {
     }
 }
 
-/// A setting the factory cannot accept: which key (dotted path below `sso`, e.g. `headers.X-User`) and why.
+/// A mapping of settings in the order the app file has them.
+public struct SettingsMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
+    /// One key and its value.
+    public struct Entry: Sendable, Hashable {
+        public var key: String
+        public var value: SettingValue
+
+        public init(key: String, value: SettingValue) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    /// The entries in file order.
+    public private(set) var entries: [Entry]
+
+    /// Creates a mapping of these entries, in this order (a repeated key keeps its first value).
+    public init(_ entries: [Entry] = []) {
+        var seen = Set<String>()
+        self.entries = entries.filter { seen.insert($0.key).inserted }
+    }
+
+    public init(dictionaryLiteral elements: (String, SettingValue)...) {
+        self.init(elements.map { Entry(key: $0.0, value: $0.1) })
+    }
+
+    /// The value of `key`, if present.
+    public subscript(key: String) -> SettingValue? { self.entries.first { $0.key == key }?.value }
+
+    /// The keys in file order.
+    public var keys: [String] { self.entries.map(\.key) }
+    public var count: Int { self.entries.count }
+    public var isEmpty: Bool { self.entries.isEmpty }
+    public func makeIterator() -> IndexingIterator<[Entry]> { self.entries.makeIterator() }
+}
+
+/// A setting the factory cannot accept: which key (dotted path below `sso`, e.g. `headers.X-User`, with `[i]`
+/// for list items) and why. The connector adds the app file's name, line and column.
 public struct SettingsError: Error, Sendable, Hashable {
     /// The setting, e.g. `spn` or `headers.X-User`.
     public var key: String
@@ -27,6 +64,15 @@ public struct SettingsError: Error, Sendable, Hashable {
         self.key = key
         self.message = message
     }
+}
+
+/// Every problem found in an app's settings at once (what ``HandlerContext/decodeSettings(_:)`` throws; a
+/// factory may throw it too).
+public struct SettingsErrors: Error, Sendable, Hashable {
+    /// The problems, in the order they were found.
+    public var errors: [SettingsError]
+
+    public init(_ errors: [SettingsError]) { self.errors = errors }
 }
 
 /// Severity of a log line.
@@ -52,23 +98,36 @@ public struct PluginLogger: Sendable {
     public func error(_ message: String, _ metadata: [String: String] = [:]) { log(.error, message, metadata) }
 }
 
-/// The host's metrics, handed to handlers.
+/// The host's metrics, handed to handlers. They appear on the connector's `/metrics` as
+/// `sallyport_sso_<name>_total` (counters) and `sallyport_sso_<name>_seconds` (durations) with the labels `plugin`, `handler` and `app` added; `name` is lowercase letters,
+/// digits and `_`, and a name keeps the dimension names of its first use (others are dropped and logged).
 public struct PluginMetrics: Sendable {
     private let counterSink: @Sendable (String, [String: String], Int) -> Void
+    private let durationSink: @Sendable (String, [String: String], Double) -> Void
 
-    /// Creates metrics writing to `counter` (name, dimensions, amount).
-    public init(counter: @escaping @Sendable (String, [String: String], Int) -> Void) { self.counterSink = counter }
+    /// Creates metrics writing to `counter` (name, dimensions, amount) and `duration` (name, dimensions, seconds).
+    public init(
+        counter: @escaping @Sendable (String, [String: String], Int) -> Void,
+        duration: @escaping @Sendable (String, [String: String], Double) -> Void = { _, _, _ in }
+    ) {
+        self.counterSink = counter
+        self.durationSink = duration
+    }
 
-    /// Adds `amount` to the counter `name` with these dimensions.
+    /// Adds `amount` to the counter `name` (exported as `sallyport_sso_<name>_total`).
     public func increment(_ name: String, dimensions: [String: String] = [:], by amount: Int = 1) { counterSink(name, dimensions, amount) }
+
+    /// Records how long something took in the histogram `name` (exported as `sallyport_sso_<name>_seconds`).
+    public func record(_ name: String, seconds: Double, dimensions: [String: String] = [:]) { durationSink(name, dimensions, seconds) }
 }
 
 /// What a factory gets for one app: its name, its settings, and the host's services.
 public struct HandlerContext: Sendable {
     /// The app's name.
     public var appName: String
-    /// Every key under the app's `sso:` except `handler`.
-    public var settings: [String: SettingValue]
+    /// Every key under the app's `sso:` except `handler`, in file order.
+    /// ``decodeSettings(_:)`` reads them into a `Decodable` type.
+    public var settings: SettingsMap
     /// The host's log, with the app's name attached.
     public var logger: PluginLogger
     /// The host's metrics.
@@ -78,7 +137,7 @@ public struct HandlerContext: Sendable {
     /// Creates a context; `blockingExecutor` runs a closure on a thread where blocking is allowed.
     public init(
         appName: String,
-        settings: [String: SettingValue],
+        settings: SettingsMap,
         logger: PluginLogger,
         metrics: PluginMetrics,
         blockingExecutor: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void

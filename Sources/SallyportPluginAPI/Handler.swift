@@ -5,7 +5,7 @@
 /// into the plugin when it is compiled, so a plugin reports what it was built with, not what the host has.
 public enum PluginABI {
     /// This API's version; raised on every change to a public type or protocol here.
-    @_alwaysEmitIntoClient public static var version: Int32 { 2 }
+    @_alwaysEmitIntoClient public static var version: Int32 { 3 }
 
     /// The compiler that built the calling code, as major·10000 + minor·100 + patch (6.3.1 → 60301).
     @_alwaysEmitIntoClient public static var compiler: Int32 {
@@ -64,20 +64,33 @@ public struct BackendRequest: Sendable, Hashable {
     /// Set to bind the backend connection to one user: connections that carried this value are used only for
     /// requests with the same value (connection-based authentication such as Negotiate). Nil: any connection.
     public var connectionAffinity: String?
+    /// Whether the request carries a body (set by the connector; a change is ignored).
+    public var hasBody: Bool
+    /// Whether a ``ResponseDecision/retry`` after this attempt would be honoured: the request has no body, is
+    /// not an upgrade, and attempts remain (``SSOHandlerFactory/maximumAttempts``). Set by the connector; a
+    /// change is ignored. When it is false, answer a challenge some other way (deliver, or refuse).
+    public var canRetry: Bool
 
     /// Creates a request.
-    public init(method: String, path: String, headers: HeaderFields = HeaderFields(), connectionAffinity: String? = nil) {
+    public init(
+        method: String, path: String, headers: HeaderFields = HeaderFields(), connectionAffinity: String? = nil, hasBody: Bool = false,
+        canRetry: Bool = false
+    ) {
         self.method = method
         self.path = path
         self.headers = headers
         self.connectionAffinity = connectionAffinity
+        self.hasBody = hasBody
+        self.canRetry = canRetry
     }
 }
 
-/// The head of the backend's response, before anything reaches the user.
+/// The head of the backend's response, before anything reaches the user. ``SSOHandler/inspect(_:request:identity:attempt:)``
+/// may change its header fields, except framing (`Content-Length`, `Transfer-Encoding`), hop-by-hop fields and
+/// Sallyport's own (`sallyport-*`), which keep the values the backend sent.
 public struct BackendResponse: Sendable, Hashable {
     /// The status code.
-    public var status: Int
+    public let status: Int
     /// The header fields.
     public var headers: HeaderFields
 
@@ -118,11 +131,12 @@ public struct Refusal: Sendable, Hashable {
 
 /// What a handler decides after seeing the backend's response head.
 public enum ResponseDecision: Sendable, Hashable {
-    /// Pass the response to the user.
+    /// Pass the response (with any header changes) to the user.
     case deliver
     /// Discard it and send the request again (``SSOHandler/prepare(_:identity:attempt:)`` runs again with the
-    /// next attempt number), e.g. to answer a `401 Negotiate` challenge. The connector retries only requests
-    /// without a body, at most ``SSOHandlerFactory/maximumAttempts`` times in all.
+    /// next attempt number), e.g. to answer a `401 Negotiate` challenge. Honoured only when the request's
+    /// ``BackendRequest/canRetry`` was true; otherwise the connector delivers the response and logs that the
+    /// retry could not be made.
     case retry
     /// Discard it and answer the user with this refusal instead, e.g. when the backend's mutual-authentication
     /// reply does not verify. The backend connection is closed.
@@ -130,6 +144,10 @@ public enum ResponseDecision: Sendable, Hashable {
 }
 
 /// Signs users in to one app's backend. One instance serves every request of the app, concurrently.
+///
+/// Each call has a deadline (the app's `timeouts.sso`, default 5 s): a request whose handler has not decided by
+/// then is answered `504` and the handler's late answer is dropped. Blocking work belongs in
+/// ``HandlerContext/runBlocking(_:)``, never directly in these methods.
 public protocol SSOHandler: Sendable {
     /// Changes or refuses the request before it goes to the backend. `identity` is the user the relay
     /// authenticated (nil for passthrough apps); `attempt` starts at 1 and grows with each retry the handler
@@ -137,17 +155,25 @@ public protocol SSOHandler: Sendable {
     /// on a fresh connection, so keep it free of one-time side effects.
     func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision
 
-    /// Looks at the backend's response head before the user sees it (not at a `101 Switching Protocols`).
-    /// `.retry` asks for the request to be sent again; it is honoured only for a request without a body that is
-    /// not an upgrade, while `attempt` is below ``SSOHandlerFactory/maximumAttempts``, and is delivery otherwise.
-    func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision
+    /// Looks at the backend's response head before the user sees it (not at a `101 Switching Protocols`), and
+    /// may change its header fields (see ``BackendResponse``). `.retry` is honoured only when
+    /// `request.canRetry` is true.
+    func inspect(_ response: inout BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision
+
+    /// Called once when the handler is replaced (its app's configuration changed or the app went away) or the
+    /// connector stops: release what it holds (connections, files, tasks). Requests under way may still finish
+    /// on it; no new one starts.
+    func shutdown() async
 }
 
 extension SSOHandler {
-    /// By default every response is delivered.
-    public func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
+    /// By default every response is delivered unchanged.
+    public func inspect(_ response: inout BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
         .deliver
     }
+
+    /// By default there is nothing to release.
+    public func shutdown() async {}
 }
 
 /// Makes the handler of each app that names it in `sso.handler`, after checking that app's settings.

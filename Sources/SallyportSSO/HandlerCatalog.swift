@@ -18,10 +18,15 @@ public struct HandlerCatalog: Sendable {
         self.factories = byName
     }
 
-    /// Adds a factory unless one of that name is already known; returns whether it was added.
-    public mutating func add(_ factory: any SSOHandlerFactory) -> Bool {
+    /// The plugin each plugin handler came from, by handler name.
+    public private(set) var origins: [String: String] = [:]
+
+    /// Adds a factory unless one of that name is already known; returns whether it was added. `plugin`: the
+    /// plugin it comes from (for logs and metrics).
+    public mutating func add(_ factory: any SSOHandlerFactory, plugin: String? = nil) -> Bool {
         guard factories[factory.name] == nil else { return false }
         factories[factory.name] = factory
+        if let plugin { origins[factory.name] = plugin }
         return true
     }
 
@@ -37,19 +42,29 @@ public struct HandlerCatalog: Sendable {
         return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
     }
 
-    /// The app's `sso` settings in the plugin API's form.
-    public static func settings(of app: ConnectorApp) -> [String: SettingValue] {
-        app.sso.settings.mapValues(Self.convert)
+    /// The app's `sso` settings in the plugin API's form, each mapping in the app file's order (by the keys'
+    /// positions; sorted by name where they are unknown).
+    public static func settings(of app: ConnectorApp) -> SettingsMap {
+        Self.map(app.sso.settings, path: "sso", positions: app.source.positions)
     }
 
-    static func convert(_ value: ConfigValue) -> SettingValue {
+    static func map(_ entries: [String: ConfigValue], path: String, positions: [String: ConnectorApp.Source.Position]) -> SettingsMap {
+        func place(_ key: String) -> (Int, Int, String) {
+            let position = positions["\(path).\(key)"]
+            return (position?.line ?? .max, position?.column ?? .max, key)
+        }
+        let ordered = entries.keys.sorted { place($0) < place($1) }
+        return SettingsMap(ordered.map { SettingsMap.Entry(key: $0, value: convert(entries[$0]!, path: "\(path).\($0)", positions: positions)) })
+    }
+
+    static func convert(_ value: ConfigValue, path: String, positions: [String: ConnectorApp.Source.Position]) -> SettingValue {
         switch value {
         case .string(let text): .string(text)
         case .int(let number): .int(number)
         case .double(let number): .double(number)
         case .bool(let flag): .bool(flag)
-        case .list(let items): .list(items.map(convert))
-        case .map(let entries): .map(entries.mapValues(convert))
+        case .list(let items): .list(items.enumerated().map { convert($1, path: "\(path)[\($0)]", positions: positions) })
+        case .map(let entries): .map(map(entries, path: path, positions: positions))
         case .null: .null
         }
     }
@@ -57,8 +72,8 @@ public struct HandlerCatalog: Sendable {
     /// The outcome of making an app's handler.
     public enum Made: Sendable {
         case handler(any SSOHandler, factory: any SSOHandlerFactory)
-        /// The app cannot be served here; the error names its file, line and key.
-        case failed(ConfigError)
+        /// The app cannot be served here; each error names its file, line and key.
+        case failed([ConfigError])
     }
 
     /// Makes the handler of `app`, checking its settings and that it gets an identity when it needs one.
@@ -68,15 +83,25 @@ public struct HandlerCatalog: Sendable {
         guard let factory = factories[app.sso.handler] else {
             guard unknownIsError else { return nil }
             let known = factories.keys.sorted().joined(separator: ", ")
-            return .failed(app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?"))
+            return .failed([app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?")])
         }
-        if factory.requiresIdentity, !app.sendsIdentity { return .failed(Self.identityRequired(app, handler: factory.name)) }
+        if factory.requiresIdentity, !app.sendsIdentity { return .failed([Self.identityRequired(app, handler: factory.name)]) }
         do {
             return .handler(try factory.makeHandler(context: context(app)), factory: factory)
-        } catch let error as SettingsError {
-            return .failed(Self.error(in: app, key: error.key, error.message))
         } catch {
-            return .failed(Self.error(in: app, key: nil, "the \(factory.name) handler refused the settings: \(error)"))
+            return .failed(Self.errors(in: app, handler: factory.name, thrown: error))
+        }
+    }
+
+    /// What a factory threw, as located errors: one per ``SettingsError``.
+    public static func errors(in app: ConnectorApp, handler: String, thrown error: any Error) -> [ConfigError] {
+        switch error {
+        case let error as SettingsError:
+            return [Self.error(in: app, key: error.key, error.message)]
+        case let errors as SettingsErrors where !errors.errors.isEmpty:
+            return errors.errors.map { Self.error(in: app, key: $0.key, $0.message) }
+        default:
+            return [Self.error(in: app, key: nil, "the \(handler) handler refused the settings: \(error)")]
         }
     }
 
@@ -126,10 +151,8 @@ public struct HandlerCatalog: Sendable {
             default:
                 return .success(nil)
             }
-        } catch let error as SettingsError {
-            return .failure(Self.error(in: app, key: error.key, error.message))
         } catch {
-            return .failure(Self.error(in: app, key: nil, "the \(app.sso.handler) handler refused the settings: \(error)"))
+            return .failure(Self.errors(in: app, handler: app.sso.handler, thrown: error)[0])
         }
     }
 

@@ -38,7 +38,7 @@ public struct HeaderHandler: SSOHandler {
     public static var standardAttributes: [String] { HeaderSettings.standardAttributes }
 
     /// Reads and checks the settings.
-    public init(settings: [String: SettingValue]) throws {
+    public init(settings: SettingsMap) throws {
         self.settings = try HeaderSettings(settings: settings)
     }
 
@@ -107,7 +107,7 @@ public struct HeaderSettings: Sendable, Hashable {
     ]
 
     /// Reads and checks the settings.
-    public init(settings: [String: SettingValue]) throws {
+    public init(settings: SettingsMap) throws {
         for key in settings.keys.sorted() where key != "headers" && key != "groupSeparator" {
             throw SettingsError(key: key, message: "unknown setting for the header handler; allowed: headers, groupSeparator")
         }
@@ -123,7 +123,8 @@ public struct HeaderSettings: Sendable, Hashable {
         }
         var headers: [Header] = []
         var spellings: [String: String] = [:]
-        for (name, value) in map.sorted(by: { $0.key < $1.key }) {
+        // In the app file's order.
+        for case let (name, value) in map.map({ ($0.key, $0.value) }) {
             let key = "headers.\(name)"
             guard Self.isToken(name) else { throw SettingsError(key: key, message: "is not a valid header name") }
             let normalized = String(name.lowercased().map { $0 == "_" ? "-" : $0 })

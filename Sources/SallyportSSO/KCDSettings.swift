@@ -53,7 +53,7 @@ public struct KCDSettings: Sendable, Hashable {
     public static let samAccountNameClaims = ["samAccountName", "sAMAccountName", "onprem_sam_account_name"]
 
     /// Reads and checks the settings.
-    public init(settings: [String: SettingValue]) throws {
+    public init(settings: SettingsMap) throws {
         for key in settings.keys.sorted() where !Self.keys.contains(key) {
             throw SettingsError(key: key, message: "unknown setting for the kcd handler; allowed: \(Self.keys.joined(separator: ", "))")
         }
@@ -158,7 +158,7 @@ public struct KCDSettingsFactory: SSOHandlerFactory {
 
 extension KCDSettings {
     /// Reads the settings and checks the SPN against a connector's `allowedSPNs` (empty: any).
-    public init(settings: [String: SettingValue], allowedSPNs: [String]) throws {
+    public init(settings: SettingsMap, allowedSPNs: [String]) throws {
         try self.init(settings: settings)
         if !allowedSPNs.isEmpty, !allowedSPNs.contains(where: { Self.matches(self.spn, pattern: $0) }) {
             throw SettingsError(

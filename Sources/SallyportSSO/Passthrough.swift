@@ -13,7 +13,7 @@ public struct PassthroughHandlerFactory: SSOHandlerFactory {
     }
 
     /// The passthrough handler has no settings.
-    static func check(_ settings: [String: SettingValue]) throws {
+    static func check(_ settings: SettingsMap) throws {
         if let key = settings.keys.sorted().first {
             throw SettingsError(key: key, message: "the passthrough handler has no settings; remove it")
         }

@@ -113,24 +113,9 @@ public struct Scaffold: Sendable {
         ///   handler: \(name)
         ///   header: X-\(module)-User
         /// ```
-        public struct \(module)Settings: Sendable, Equatable {
+        public struct \(module)Settings: Decodable, Sendable, Equatable {
             /// The request header that carries the user's principal name.
             public var header: String
-
-            /// Reads and checks the settings; a problem names the setting, and Sallyport reports it with the
-            /// app file's name and line.
-            public init(_ settings: [String: SettingValue]) throws {
-                for key in settings.keys.sorted() where key != "header" {
-                    throw SettingsError(key: key, message: "unknown setting; the \(name) handler knows: header")
-                }
-                guard let header = settings["header"]?.string, !header.isEmpty else {
-                    throw SettingsError(key: "header", message: "required: the header to set, e.g. X-\(module)-User")
-                }
-                guard header.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
-                    throw SettingsError(key: "header", message: "must be a header name of letters, digits and - (got \\"\\(header)\\")")
-                }
-                self.header = header
-            }
         }
 
         /// Makes the handler for each app whose `sso.handler` is `\(name)`.
@@ -141,15 +126,21 @@ public struct Scaffold: Sendable {
             public init() {}
 
             public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
-                let settings = try \(module)Settings(context.settings)
+                // Every problem at once (wrong kinds, missing and unknown keys); Sallyport reports each with the
+                // app file's name, line and column.
+                let settings = try context.decodeSettings(\(module)Settings.self)
+                guard !settings.header.isEmpty, settings.header.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+                    throw SettingsError(key: "header", message: "must be a header name of letters, digits and - (got \\"\\(settings.header)\\")")
+                }
                 context.logger.info("\(name) handler ready", ["header": settings.header])
-                return \(module)Handler(settings: settings, metrics: context.metrics)
+                return \(module)Handler(settings: settings, logger: context.logger, metrics: context.metrics)
             }
         }
 
         /// Sets the configured header to the user's principal name. Replace with your own logic.
         public struct \(module)Handler: SSOHandler {
             let settings: \(module)Settings
+            let logger: PluginLogger
             let metrics: PluginMetrics
 
             public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
@@ -158,8 +149,18 @@ public struct Scaffold: Sendable {
                 }
                 // `set` removes every spelling a client may have sent (case, _ for -) before setting the value.
                 request.headers.set(settings.header, identity.userPrincipalName)
-                metrics.increment("requests")  // exported as sallyport_sso_<handler>_requests
+                metrics.increment("requests")  // exported as sallyport_sso_requests_total{plugin, handler, app}
                 return .proceed
+            }
+
+            /// Sees the backend's answer before the user does. Here: a backend that still asks for credentials
+            /// has its challenge removed (the user's browser cannot answer it), and the refusal is counted.
+            public func inspect(_ response: inout BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
+                guard response.status == 401 else { return .deliver }
+                response.headers.remove("WWW-Authenticate")
+                metrics.increment("backend_refusals")
+                logger.warning("the backend refused the user", ["user": identity?.userPrincipalName ?? "-"])
+                return .deliver
             }
         }
 
@@ -188,17 +189,27 @@ public struct Scaffold: Sendable {
     func testSource(module: String) -> String {
         """
         import SallyportPluginAPI
+        import Synchronization
         import Testing
 
         @testable import \(module)
 
+        /// Collects what a handler logs and counts, as the connector would receive it.
+        final class Recorder: Sendable {
+            let lines = Mutex<[(LogLevel, String)]>([])
+            let counters = Mutex<[String: Int]>([:])
+
+            var logger: PluginLogger { PluginLogger { level, message, _ in self.lines.withLock { $0.append((level, message)) } } }
+            var metrics: PluginMetrics { PluginMetrics(counter: { name, _, amount in self.counters.withLock { $0[name, default: 0] += amount } }) }
+        }
+
         @Suite struct \(module)Tests {
             let alice = Identity(userPrincipalName: "alice@corp.example", subject: "s-1", issuer: "https://idp", provider: "corp")
+            let recorder = Recorder()
 
-            func handler(_ settings: [String: SettingValue]) throws -> any SSOHandler {
+            func handler(_ settings: SettingsMap) throws -> any SSOHandler {
                 let context = HandlerContext(
-                    appName: "test", settings: settings, logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in },
-                    blockingExecutor: { $0() }
+                    appName: "test", settings: settings, logger: recorder.logger, metrics: recorder.metrics, blockingExecutor: { $0() }
                 )
                 return try \(module)Factory().makeHandler(context: context)
             }
@@ -210,13 +221,27 @@ public struct Scaffold: Sendable {
                 #expect(decision == .proceed)
                 #expect(request.headers.values(named: "X-\(module)-User") == ["alice@corp.example"])
                 #expect(request.headers.count == 1)
+                #expect(recorder.counters.withLock { $0 } == ["requests": 1])
             }
 
-            @Test func badSettingsNameTheirKey() throws {
-                #expect(throws: SettingsError(key: "header", message: "required: the header to set, e.g. X-\(module)-User")) {
-                    try handler([:])
+            @Test func aBackendChallengeIsRemovedAndCounted() async throws {
+                let handler = try handler(["header": .string("X-\(module)-User")])
+                var response = BackendResponse(status: 401, headers: HeaderFields([.init(name: "WWW-Authenticate", value: "Basic realm=x")]))
+                let request = BackendRequest(method: "GET", path: "/")
+                #expect(await handler.inspect(&response, request: request, identity: alice, attempt: 1) == .deliver)
+                #expect(response.headers["WWW-Authenticate"] == nil)
+                #expect(recorder.counters.withLock { $0 } == ["backend_refusals": 1])
+                #expect(recorder.lines.withLock { $0.map(\\.1) }.contains("the backend refused the user"))
+            }
+
+            @Test func badSettingsAreAllReportedWithTheirKeys() throws {
+                #expect(throws: SettingsErrors([
+                    SettingsError(key: "header", message: "required setting is missing"),
+                    SettingsError(key: "extra", message: "unknown setting; known here: header"),
+                ])) {
+                    try handler(["extra": .int(1)])
                 }
-                #expect(throws: SettingsError.self) { try handler(["header": .string("X"), "extra": .int(1)]) }
+                #expect(throws: SettingsError.self) { try handler(["header": .string("X Y")]) }
             }
         }
 

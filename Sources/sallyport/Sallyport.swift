@@ -202,7 +202,7 @@ struct ConnectorRun: AsyncParsableCommand {
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: connector), .init(service: connector.kerberosRenewal)],
+                services: [.init(service: connector), .init(service: connector.kerberosRenewal), .init(service: connector.handlerRecovery)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
@@ -321,8 +321,8 @@ struct ConfigCommand: AsyncParsableCommand {
                     }
                     catalog.replace(KCDSettingsFactory(allowedSPNs: config.kerberos.allowedSPNs))
                     for app in load.apps {
-                        if case .failed(let error)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
-                            errors.append("\(error)")
+                        if case .failed(let failures)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
+                            errors += failures.map { "\($0)" }
                         }
                     }
                 }

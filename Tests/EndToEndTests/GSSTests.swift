@@ -124,8 +124,8 @@ extension EndToEnd {
             // A reply token that is not the backend's: refused with 502, nothing delivered.
             let forged = try await prepared("alice@corp.example.test")
             #expect(blockingCalls.load(ordering: .relaxed) >= 1, "the token was made off the host's blocking pool")
-            let bogus = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: "Negotiate oYGzMIGwoAMKAQChCwYJKoZIhvcSAQICooGbBIGYYIGVBgkqhkiG9xIBAgICAG+BhTCBgqADAgEFoQMCAQ+idjB0oAMCARKibQRr")]))
-            guard case .refuse(let refusal) = await handler.inspect(bogus, request: forged, identity: identity("alice@corp.example.test"), attempt: 1) else {
+            var bogus = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: "Negotiate oYGzMIGwoAMKAQChCwYJKoZIhvcSAQICooGbBIGYYIGVBgkqhkiG9xIBAgICAG+BhTCBgqADAgEFoQMCAQ+idjB0oAMCARKibQRr")]))
+            guard case .refuse(let refusal) = await handler.inspect(&bogus, request: forged, identity: identity("alice@corp.example.test"), attempt: 1) else {
                 Issue.record("a reply that does not verify must be refused")
                 return
             }
@@ -138,9 +138,9 @@ extension EndToEnd {
                 "http://127.0.0.1:\(port)/whoami", caFile: nil, headers: ["Authorization: \(try #require(real.headers["Authorization"]))"]
             )
             #expect(answer.body.contains("user=alice@"))
-            let reply = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: try #require(answer.header("www-authenticate")))]))
+            var reply = BackendResponse(status: 200, headers: HeaderFields([.init(name: "WWW-Authenticate", value: try #require(answer.header("www-authenticate")))]))
             let callsBeforeReply = blockingCalls.load(ordering: .relaxed)
-            #expect(await handler.inspect(reply, request: real, identity: identity("alice@corp.example.test"), attempt: 1) == .deliver)
+            #expect(await handler.inspect(&reply, request: real, identity: identity("alice@corp.example.test"), attempt: 1) == .deliver)
             #expect(blockingCalls.load(ordering: .relaxed) == callsBeforeReply + 1, "the reply was checked off the host's blocking pool")
             #expect(real.connectionAffinity != nil)
 

@@ -9,7 +9,7 @@ struct AppFileTests {
         #expect(app.name == "wiki")
         #expect(app.connectorGroup == "default")
         #expect(app.preAuthentication == .passthrough)
-        #expect(app.sso == SSOConfig(handler: "passthrough", settings: [:], settingLines: [:]))
+        #expect(app.sso == SSOConfig(handler: "passthrough", settings: [:], settingPositions: [:]))
         #expect(app.timeouts == AppTimeouts(connect: .seconds(10), response: .seconds(60), idle: .seconds(300)))
         #expect(app.backendTLS == nil)
         #expect(app.preserveHost == false)
@@ -301,7 +301,11 @@ struct AppFileTests {
                 "options": .map(["a": .string("b")]),
             ]
         )
-        #expect(app.sso.settingLines == ["realm": 8, "spns": 9, "ticketLifetime": 11, "delegate": 12, "ratio": 13, "extra": 14, "options": 15])
+        let topLevel = app.sso.settingPositions.filter { !$0.key.contains(".") && !$0.key.contains("[") }.mapValues(\.line)
+        #expect(topLevel == ["realm": 8, "spns": 9, "ticketLifetime": 11, "delegate": 12, "ratio": 13, "extra": 14, "options": 15])
+        // Nested keys and list items too, with columns: handler errors point at them, and mappings keep the file's order.
+        #expect(app.sso.settingPositions["spns[0]"] == .init(line: 10, column: 7))
+        #expect(app.sso.settingPositions["options.a"] == .init(line: 15, column: 13))
     }
 
     @Test func ssoHandlerMustBeANonEmptyString() throws {

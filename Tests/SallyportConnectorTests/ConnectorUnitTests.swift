@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import SallyportConfig
 import SallyportPluginAPI
@@ -149,16 +150,16 @@ import Testing
         let table = AppTable(handlers: handlers)
         table.apply(version(1), apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
         #expect(factory.made == 1)
-        guard case .handler(_, let name, _)? = table.entry(named: "a")?.1 else { Issue.record("a has no handler"); return }
-        #expect(name == "counting")
-        guard case .unavailable(let error)? = table.entry(named: "b")?.1 else { Issue.record("b must be unavailable"); return }
-        #expect(error.key == "sso.handler")
+        guard case .handler(let step)? = table.entry(named: "a")?.1 else { Issue.record("a has no handler"); return }
+        #expect(step.name == "counting")
+        guard case .unavailable(let errors)? = table.entry(named: "b")?.1 else { Issue.record("b must be unavailable"); return }
+        #expect(errors.map(\.key) == ["sso.handler"])
         guard case .passthrough? = table.entry(named: "c")?.1 else { Issue.record("c is passthrough"); return }
 
         // The same app again keeps its handler; a changed app gets a new one; bad settings fail only that app.
         table.apply(version(2), apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
         #expect(factory.made == 1)
-        guard case .unavailable(let failed)? = table.entry(named: "d")?.1 else { Issue.record("d must be unavailable"); return }
+        guard case .unavailable(let failures)? = table.entry(named: "d")?.1, let failed = failures.first else { Issue.record("d must be unavailable"); return }
         #expect(failed.key == "sso.fail")
         #expect(failed.line == 9)
         table.apply(version(3), apps: [try app("a", handler: "counting", internalPort: 81)])
@@ -205,7 +206,7 @@ import Testing
     @Test func handlerChangesAreCheckedAndCleaned() throws {
         var request = HTTPRequest(method: .get, scheme: "http", authority: "backend", path: "/x")
         request.headerFields[HTTPField.Name("X-Kept")!] = "1"
-        var changed = PluginRequest.make(request)
+        var changed = PluginRequest.make(request, hasBody: false, canRetry: true)
         #expect(changed.headers["x-kept"] == "1")
         changed.headers.set("Authorization", "Negotiate abc")
         changed.headers.append("Connection", "close")
@@ -221,8 +222,99 @@ import Testing
         #expect(applied.authority == "backend")
         changed.headers.append("Bad Name", "x")
         #expect(PluginRequest.apply(changed, to: request) == nil)
-        var badValue = PluginRequest.make(request)
+        var badValue = PluginRequest.make(request, hasBody: false, canRetry: true)
         badValue.headers.append("X-Injected", "a\r\nEvil: 1")
         #expect(PluginRequest.apply(badValue, to: request) == nil)
+    }
+
+    /// `inspect` may rewrite the response head's fields, but framing keeps the backend's values.
+    @Test func responseChangesKeepFraming() throws {
+        var response = HTTPResponse(status: .unauthorized)
+        response.headerFields[.contentLength] = "12"
+        response.headerFields[.wwwAuthenticate] = "Basic realm=x"
+        var changed = PluginRequest.response(response)
+        changed.headers.remove("WWW-Authenticate")
+        changed.headers.set("Content-Length", "9999")
+        changed.headers.append("Transfer-Encoding", "chunked")
+        changed.headers.append("X-Added", "yes")
+        let applied = try #require(PluginRequest.apply(changed, to: response))
+        #expect(applied.status == .unauthorized)
+        #expect(applied.headerFields[.wwwAuthenticate] == nil)
+        #expect(applied.headerFields[values: .contentLength] == ["12"])
+        #expect(applied.headerFields[.transferEncoding] == nil)
+        #expect(applied.headerFields[HTTPField.Name("X-Added")!] == "yes")
+        changed.headers.append("X-Bad", "a\nb")
+        #expect(PluginRequest.apply(changed, to: response) == nil)
+    }
+
+    /// Every tunnel receives the same push: the handler is made once, whatever the number of tunnels.
+    @Test func onePushOnManyTunnelsMakesEachHandlerOnce() async throws {
+        let factory = CountingFactory()
+        var handlers = HandlerCatalog.builtIn
+        _ = handlers.add(factory)
+        let table = AppTable(handlers: handlers)
+        let apps = [try app("a", handler: "counting"), try app("b", handler: "counting", internalPort: 81)]
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 { group.addTask { table.apply(self.version(1), apps: apps) } }
+        }
+        #expect(factory.made == 2, "made \(factory.made) handlers for 2 apps")
+    }
+
+    /// A handler that records its shutdown.
+    final class Closing: SSOHandler, @unchecked Sendable {
+        var closed = false
+        func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision { .proceed }
+        func shutdown() async { closed = true }
+    }
+
+    final class ClosingFactory: SSOHandlerFactory, @unchecked Sendable {
+        let name = "closing"
+        let requiresIdentity = false
+        var made: [Closing] = []
+        /// The file the factory needs; missing: it fails as a factory with a missing credential file would.
+        var needs: String?
+        func makeHandler(context: HandlerContext) throws -> any SSOHandler {
+            if let needs, !FileManager.default.fileExists(atPath: needs) { throw SettingsError(key: "file", message: "\(needs) does not exist") }
+            made.append(Closing())
+            return made.last!
+        }
+    }
+
+    /// A replaced handler is shut down; one kept for an unchanged app is not; all are when the connector stops.
+    @Test func replacedHandlersAreShutDown() async throws {
+        let factory = ClosingFactory()
+        var handlers = HandlerCatalog.builtIn
+        _ = handlers.add(factory)
+        let table = AppTable(handlers: handlers)
+        table.apply(version(1), apps: [try app("a", handler: "closing"), try app("b", handler: "closing", internalPort: 81)])
+        table.apply(version(2), apps: [try app("a", handler: "closing", internalPort: 82), try app("b", handler: "closing", internalPort: 81)])
+        #expect(factory.made.count == 3)
+        try await waitUntil { factory.made[0].closed }
+        #expect(!factory.made[1].closed && !factory.made[2].closed)
+        await table.shutDownHandlers()
+        #expect(factory.made.allSatisfy { $0.closed })
+    }
+
+    /// A factory that failed (a file it needs was missing) is tried again without a change of settings.
+    @Test func aFailedHandlerIsMadeAgainOnceItCanBe() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sallyport-needed-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let factory = ClosingFactory()
+        factory.needs = file
+        var handlers = HandlerCatalog.builtIn
+        _ = handlers.add(factory)
+        let table = AppTable(handlers: handlers)
+        table.apply(version(1), apps: [try app("a", handler: "closing")])
+        guard case .unavailable? = table.entry(named: "a")?.1 else { Issue.record("a must be unavailable"); return }
+        #expect(table.retryUnavailable().isEmpty, "still missing")
+        _ = FileManager.default.createFile(atPath: file, contents: Data())
+        #expect(table.retryUnavailable() == ["a"])
+        guard case .handler? = table.entry(named: "a")?.1 else { Issue.record("a must have its handler now"); return }
+        #expect(factory.made.count == 1)
+    }
+
+    func waitUntil(_ condition: () -> Bool) async throws {
+        for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(condition())
     }
 }

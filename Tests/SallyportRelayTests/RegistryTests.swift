@@ -215,7 +215,7 @@ final class FakeTunnel: TunnelCandidate {
         // A connector that sent no head in time: 504, and never sent again (the backend may be at work on it).
         #expect(Failover.page(for: .timedOut, method: .get).status == .gatewayTimeout)
         #expect(!Failover.mayRetry(method: .get, failure: .timedOut, bodyReplayable: true))
-        #expect(RequestForwarder.responseHeadTimeout(AppTimeouts(connect: .seconds(10), response: .seconds(60))) == .seconds(85))
+        #expect(RequestForwarder.responseHeadTimeout(AppTimeouts(connect: .seconds(10), response: .seconds(60), sso: .seconds(5))) == .seconds(95))
         #expect(Failover.page(for: .notForwarded(status: .gatewayTimeout, reason: "backend-connect-timeout"), method: .post).status == .gatewayTimeout)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .refusedStream)) == .refused)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .cancel)) == .lost)

@@ -29,14 +29,14 @@ struct HeaderSettingsTests {
             "headers": .map(["X-Remote-User": .string("{upn}"), "X-Remote-Groups": .string("{groups}")]), "groupSeparator": .string(";"),
         ])
         #expect(handler.separator == ";")
-        #expect(handler.headers.map(\.name) == ["X-Remote-Groups", "X-Remote-User"])
-        #expect(handler.headers.last?.parts == [.attribute("upn")])
+        #expect(handler.headers.map(\.name) == ["X-Remote-User", "X-Remote-Groups"], "in the file's order")
+        #expect(handler.headers.last?.parts == [.attribute("groups")])
     }
 
     @Test func mistakesAreConfigErrorsAtTheirLine() throws {
         let hopByHop = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    Connection: \"{upn}\"\n"))
         #expect(hopByHop.key == "sso.headers.Connection")
-        #expect(hopByHop.line == 8)
+        #expect(hopByHop.line == 9 && hopByHop.column == 5, "at the nested key itself")
         #expect(hopByHop.file == "apps/wiki.yaml")
 
         let reserved = try #require(try ssoError(oidcApp + "sso:\n  handler: header\n  headers:\n    Sallyport_Identity: \"{upn}\"\n"))
@@ -69,7 +69,7 @@ struct HeaderSettingsTests {
         app.preAuthentication = .authenticated(AccessPolicy(method: .oidc, provider: "corp"))
         let typo = try #require(HandlerCatalog.builtIn.check([app], keptClaims: ["corp": ["department"]]).errors.first)
         #expect(typo.key == "sso.headers.X-Dept")
-        #expect(typo.line == 8)
+        #expect(typo.line == 10)
         #expect(typo.message.contains("names {departmnt}"))
         #expect(typo.message.contains("it keeps department"))
         #expect(HandlerCatalog.builtIn.check([app], keptClaims: ["corp": ["departmnt"]]).errors.isEmpty)
@@ -79,7 +79,7 @@ struct HeaderSettingsTests {
     @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() throws {
         let app = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kerberos-plus\n", file: "apps/wiki.yaml")
         #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty)
-        guard case .failed(let error)? = HandlerCatalog.builtIn.make(for: app.forConnector, context: HandlerCatalog.validationContext) else {
+        guard case .failed(let errors)? = HandlerCatalog.builtIn.make(for: app.forConnector, context: HandlerCatalog.validationContext), let error = errors.first else {
             Issue.record("an unknown handler must fail on a connector")
             return
         }
@@ -152,7 +152,7 @@ struct KCDSettingsTests {
     }
 
     @Test func mistakesNameTheirSetting() {
-        func key(_ settings: [String: SettingValue]) -> String? {
+        func key(_ settings: SettingsMap) -> String? {
             do {
                 _ = try KCDSettings(settings: settings)
                 return nil
@@ -200,7 +200,7 @@ struct KCDSettingsTests {
         #expect(!KCDSettings.matches("HTTP/evilcorp.example.com", pattern: "HTTP/*.corp.example.com"))
         #expect(!KCDSettings.matches("CIFS/app.corp.example.com", pattern: "HTTP/app.corp.example.com"))
         let factory = KCDHandlerFactory(allowedSPNs: ["HTTP/*.corp.example.com"])
-        let settings: [String: SettingValue] = ["spn": .string("HTTP/payroll.elsewhere.com")]
+        let settings: SettingsMap = ["spn": .string("HTTP/payroll.elsewhere.com")]
         let handlerContext = HandlerContext(appName: "x", settings: settings, logger: PluginLogger { _, _, _ in }, metrics: PluginMetrics { _, _, _ in }, blockingExecutor: { $0() })
         #expect(throws: SettingsError.self) { try factory.makeHandler(context: handlerContext) }
     }

@@ -199,14 +199,17 @@ public struct SSOConfig: Sendable, Codable, Hashable {
     public var handler: String
     /// Every key under `sso:` except `handler`, as written.
     public var settings: [String: ConfigValue]
-    /// The line of each key in `settings`, so a handler factory can report errors in place.
-    public var settingLines: [String: Int]
+    /// Where each key below `sso` is (`realm`, `headers.X-User`, `accounts[1].name`), so that handler errors
+    /// name the line and column, and mappings keep the file's order.
+    public var settingPositions: [String: ConnectorApp.Source.Position]
 
     /// Creates an SSO configuration; the default forwards requests unchanged.
-    public init(handler: String = "passthrough", settings: [String: ConfigValue] = [:], settingLines: [String: Int] = [:]) {
+    public init(
+        handler: String = "passthrough", settings: [String: ConfigValue] = [:], settingPositions: [String: ConnectorApp.Source.Position] = [:]
+    ) {
         self.handler = handler
         self.settings = settings
-        self.settingLines = settingLines
+        self.settingPositions = settingPositions
     }
 }
 
@@ -218,12 +221,27 @@ public struct AppTimeouts: Sendable, Codable, Hashable {
     public var response: Duration
     /// Longest silence, in both directions, on a backend connection in use. Default 300s.
     public var idle: Duration
+    /// How long the app's SSO handler may take to decide, per call (prepare, inspect); past it the request is
+    /// answered 504. Default 5s.
+    public var sso: Duration
 
     /// Creates timeouts; each defaults to the documented value.
-    public init(connect: Duration = .seconds(10), response: Duration = .seconds(60), idle: Duration = .seconds(300)) {
+    public init(connect: Duration = .seconds(10), response: Duration = .seconds(60), idle: Duration = .seconds(300), sso: Duration = .seconds(5)) {
         self.connect = connect
         self.response = response
         self.idle = idle
+        self.sso = sso
+    }
+
+    private enum CodingKeys: String, CodingKey { case connect, response, idle, sso }
+
+    /// Decodes timeouts as the relay sends them; `sso` may be absent (a relay before it existed).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.connect = try container.decode(Duration.self, forKey: .connect)
+        self.response = try container.decode(Duration.self, forKey: .response)
+        self.idle = try container.decode(Duration.self, forKey: .idle)
+        self.sso = try container.decodeIfPresent(Duration.self, forKey: .sso) ?? .seconds(5)
     }
 }
 

@@ -116,16 +116,19 @@ enum AppFile {
         var reader = try value.mapping()
         let handler = reader.required("handler") { value throws(ConfigError) in try value.nonEmptyString() }
         var settings: [String: ConfigValue] = [:]
-        var settingLines: [String: Int] = [:]
+        var positions: [String: ConnectorApp.Source.Position] = [:]
         for entry in reader.takeRemaining() {
             do throws(ConfigError) {
-                settings[entry.key] = try entry.value.configValue()
-                settingLines[entry.key] = entry.keyMark?.line
+                settings[entry.key] = try entry.value.configValue(positions: &positions)
+                if let mark = entry.keyMark { positions[entry.value.keyPath] = .init(line: mark.line, column: mark.column) }
             } catch {
                 value.diagnostics.report(error)
             }
         }
-        return SSOConfig(handler: handler ?? "passthrough", settings: settings, settingLines: settingLines)
+        // Relative to `sso`, as handlers name them.
+        let prefix = value.keyPath + "."
+        let relative = Dictionary(positions.map { ($0.key.hasPrefix(prefix) ? String($0.key.dropFirst(prefix.count)) : $0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        return SSOConfig(handler: handler ?? "passthrough", settings: settings, settingPositions: relative)
     }
 
     private static func appTimeouts(_ value: ValueNode) throws(ConfigError) -> AppTimeouts {
@@ -134,7 +137,12 @@ enum AppFile {
         let timeouts = AppTimeouts(
             connect: reader.optional("connect", default: defaults.connect) { value throws(ConfigError) in try value.duration() },
             response: reader.optional("response", default: defaults.response) { value throws(ConfigError) in try value.duration() },
-            idle: reader.optional("idle", default: defaults.idle) { value throws(ConfigError) in try value.duration() }
+            idle: reader.optional("idle", default: defaults.idle) { value throws(ConfigError) in try value.duration() },
+            sso: reader.optional("sso", default: defaults.sso) { value throws(ConfigError) in
+                let duration = try value.duration()
+                guard duration >= .milliseconds(100), duration <= .seconds(600) else { throw value.error("must be between 100ms and 10m") }
+                return duration
+            }
         )
         reader.finish()
         return timeouts

@@ -118,7 +118,7 @@ extension AppConfig {
     /// This app as connectors receive it.
     public var forConnector: ConnectorApp {
         var positions = self.keyPositions.positions.mapValues { ConnectorApp.Source.Position(line: $0.line, column: $0.column) }
-        for (setting, line) in self.sso.settingLines { positions["sso.\(setting)"] = .init(line: line) }
+        for (setting, position) in self.sso.settingPositions { positions["sso.\(setting)"] = position }
         return ConnectorApp(
             name: self.name,
             externalPathPrefix: self.externalURL.pathPrefix,

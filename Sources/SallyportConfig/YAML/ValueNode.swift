@@ -138,6 +138,38 @@ struct ValueNode {
         return items
     }
 
+    /// The value as kept for handler settings, recording where each key and list item below it is (by key path).
+    func configValue(positions: inout [String: ConnectorApp.Source.Position]) throws(ConfigError) -> ConfigValue {
+        switch node {
+        case .sequence(let sequence):
+            var items: [ConfigValue] = []
+            for (index, item) in sequence.enumerated() {
+                let child = ValueNode(node: item, keyPath: "\(keyPath)[\(index)]", diagnostics: diagnostics)
+                do throws(ConfigError) {
+                    items.append(try child.configValue(positions: &positions))
+                    if let mark = child.mark { positions[child.keyPath] = .init(line: mark.line, column: mark.column) }
+                } catch {
+                    diagnostics.report(error)
+                }
+            }
+            return .list(items)
+        case .mapping:
+            var reader = try mapping()
+            var map: [String: ConfigValue] = [:]
+            for entry in reader.takeRemaining() {
+                do throws(ConfigError) {
+                    map[entry.key] = try entry.value.configValue(positions: &positions)
+                    if let mark = entry.keyMark { positions[entry.value.keyPath] = .init(line: mark.line, column: mark.column) }
+                } catch {
+                    diagnostics.report(error)
+                }
+            }
+            return .map(map)
+        default:
+            return try configValue()
+        }
+    }
+
     /// The value as kept for handler settings.
     func configValue() throws(ConfigError) -> ConfigValue {
         switch node {

@@ -43,7 +43,15 @@ struct BackendExchange: Sendable {
     }
 
     /// Whether a `.retry` from the handler for the current attempt will be honoured.
-    var retryPossible: Bool { !self.hasBody && !self.upgrading && self.attempt < self.maximumAttempts }
+    var retryPossible: Bool { self.retryImpossibility == nil }
+
+    /// Why a `.retry` for the current attempt would not be honoured, for the log; nil when it would.
+    var retryImpossibility: String? {
+        if self.hasBody { return "the request has a body, which is streamed once" }
+        if self.upgrading { return "the request switches protocols" }
+        if self.attempt >= self.maximumAttempts { return "the handler's \(self.maximumAttempts) attempts are used up" }
+        return nil
+    }
 
     func start() -> Action {
         self.maximumAttempts > 0 ? .prepare(attempt: self.attempt) : .send(fresh: false)

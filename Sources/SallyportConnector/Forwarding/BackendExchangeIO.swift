@@ -13,7 +13,8 @@ import Synchronization
 /// the response by a child task, both with back-pressure; the SSO handler sees the response head first.
 struct BackendExchangeIO {
     /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
-    typealias Inspector = @Sendable (HTTPResponse) async -> ResponseDecision
+    /// The SSO handler's look at a response head: its decision, and the head it may have rewritten.
+    typealias Inspector = @Sendable (HTTPResponse) async -> (ResponseDecision, HTTPResponse)
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
     typealias Writer = MeteredWriter
 
@@ -129,7 +130,13 @@ struct BackendExchangeIO {
                     if response.status.kind == .informational { continue }
                     timer.answered()
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
-                    switch await self.inspector?(response) ?? .deliver {
+                    let decision: ResponseDecision
+                    if let inspector = self.inspector {
+                        (decision, response) = await inspector(response)
+                    } else {
+                        decision = .deliver
+                    }
+                    switch decision {
                     case .deliver:
                         break
                     case .retry:

@@ -56,14 +56,14 @@ struct BackendForwarder: Sendable {
             await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
             return
         }
-        let handler: (handler: any SSOHandler, name: String, attempts: Int)?
+        let handler: SSOStep?
         switch pipeline {
         case .passthrough:
             handler = nil
-        case .handler(let made, let name, let attempts):
-            handler = (made, name, attempts)
-        case .unavailable(let error):
-            logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(error)"])
+        case .handler(let step):
+            handler = step
+        case .unavailable(let errors):
+            logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(errors.map(\.description).joined(separator: "; "))"])
             await Self.answer(Self.ssoUnavailable, reason: "sso-unavailable", head: head, writer: writer)
             return
         }
@@ -83,14 +83,14 @@ struct BackendForwarder: Sendable {
         if let handler { record.set("sso", handler.name) }
         let clientBinding = head.headerFields[TunnelProtocol.Field.clientConnection].map { "client \($0)" }
 
-        var exchange = BackendExchange(hasBody: hasBody, upgrading: upgrade != nil, handlerAttempts: handler?.attempts)
+        var exchange = BackendExchange(hasBody: hasBody, upgrading: upgrade != nil, handlerAttempts: handler?.maximumAttempts)
         var action = exchange.start()
         var prepared = Prepared(request: request)
         while true {
             switch action {
             case .prepare(let attempt):
                 guard let handler else { preconditionFailure("only a handler prepares") }
-                switch await self.prepare(request, handler: handler, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger) {
+                switch await self.prepare(request, step: handler, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger) {
                 case .ready(let ready):
                     prepared = ready
                     action = exchange.prepared()
@@ -128,6 +128,9 @@ struct BackendForwarder: Sendable {
                         logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
                     }
                     action = exchange.sent(result)
+                case .refused(let refusal) where refusal == Self.handlerTimedOut:
+                    await Self.answer(.gatewayTimeout, reason: "sso-timeout", head: head, writer: writer)
+                    return
                 case .refused(let refusal):
                     logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
                     await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
@@ -159,39 +162,66 @@ struct BackendForwarder: Sendable {
     /// The handler's step before a send.
     private func prepare(
         _ request: HTTPRequest,
-        handler: (handler: any SSOHandler, name: String, attempts: Int),
+        step: SSOStep,
         identity: Identity?,
         attempt: Int,
         exchange: BackendExchange,
         upgrade: String?,
         logger: Logger
     ) async -> Preparation {
-        var pluginRequest = PluginRequest.make(request)
-        switch await handler.handler.prepare(&pluginRequest, identity: identity, attempt: attempt) {
+        let canRetry = exchange.retryPossible
+        let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: canRetry)
+        guard let (decision, pluginRequest) = await step.prepare(offered, identity: identity, attempt: attempt) else {
+            logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "prepare", "timeout": "\(step.deadline)"])
+            return .refused(.gatewayTimeout, reason: "sso-timeout")
+        }
+        switch decision {
         case .refuse(let refusal):
-            logger.warning("the SSO handler refused the request", metadata: ["handler": "\(handler.name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
+            logger.warning("the SSO handler refused the request", metadata: ["handler": "\(step.name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
             return .refused(Self.page(for: refusal), reason: "sso-refused")
         case .proceed:
             break
         }
         guard var changed = PluginRequest.apply(pluginRequest, to: request) else {
-            logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(handler.name)"])
+            logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(step.name)"])
             return .refused(Self.ssoUnavailable, reason: "sso-bad-request")
         }
         if let upgrade {
             changed.headerFields[.connection] = "Upgrade"
             changed.headerFields[.upgrade] = upgrade
         }
-        let sent = pluginRequest
-        let retryPossible = exchange.retryPossible
-        let inspect = handler.handler
+        var handed = pluginRequest
+        (handed.hasBody, handed.canRetry) = (offered.hasBody, offered.canRetry)
+        let sent = handed
         return .ready(
             Prepared(request: changed, affinity: pluginRequest.connectionAffinity) { response in
-                let decision = await inspect.inspect(PluginRequest.response(response), request: sent, identity: identity, attempt: attempt)
-                return decision == .retry && !retryPossible ? .deliver : decision
+                let seen = PluginRequest.response(response)
+                guard let (decision, rewritten) = await step.inspect(seen, request: sent, identity: identity, attempt: attempt) else {
+                    logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "inspect", "timeout": "\(step.deadline)"])
+                    return (.refuse(Self.handlerTimedOut), response)
+                }
+                var head = response
+                if rewritten.headers != seen.headers {
+                    guard let applied = PluginRequest.apply(rewritten, to: response) else {
+                        logger.error("the SSO handler set a response header HTTP cannot carry", metadata: ["handler": "\(step.name)"])
+                        return (.refuse(Refusal(status: 502, message: Self.ssoUnavailable.detail, reason: "bad response header from the handler")), response)
+                    }
+                    head = applied
+                }
+                if decision == .retry, !canRetry {
+                    logger.warning(
+                        "the SSO handler asked to send the request again, which cannot be done; the response is delivered",
+                        metadata: ["handler": "\(step.name)", "why": "\(exchange.retryImpossibility ?? "")"]
+                    )
+                    return (.deliver, head)
+                }
+                return (decision, head)
             }
         )
     }
+
+    /// What an inspector returns when the handler missed its deadline (answered 504, "sso-timeout").
+    static let handlerTimedOut = Refusal(status: 504, message: "", reason: "sso-timeout")
 
     /// The app's SSO handler cannot run on this connector.
     static let ssoUnavailable = ErrorPage(

@@ -74,7 +74,7 @@ public enum PluginLoader {
                         result.failures.append(Failure(path: path, reason: "handler name \"\(factory.name)\" is not lowercase letters, digits and -; skipped"))
                         continue
                     }
-                    if result.catalog.add(factory) {
+                    if result.catalog.add(factory, plugin: registration.name) {
                         added.append(factory.name)
                     } else {
                         result.failures.append(Failure(path: path, reason: "handler \"\(factory.name)\" is already provided (built in or by an earlier plugin); skipped"))

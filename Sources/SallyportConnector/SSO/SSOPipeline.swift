@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Logging
-import Metrics
 import NIOPosix
 import SallyportConfig
 import SallyportHTTP
@@ -14,44 +13,100 @@ enum SSOPipeline: Sendable {
     /// The request goes as it came (the built-in `passthrough` handler, skipped on the request path).
     case passthrough
     /// A handler runs before each request and sees each response head.
-    case handler(any SSOHandler, name: String, maximumAttempts: Int)
+    case handler(SSOStep)
     /// The app cannot be served here (unknown handler, bad settings, failed plugin): its requests get 502.
-    case unavailable(ConfigError)
+    case unavailable([ConfigError])
 
     /// Makes the pipeline for `app` from the handlers this connector has.
     static func make(for app: ConnectorApp, handlers: HandlerCatalog, services: HandlerServices) -> SSOPipeline {
         guard let made = handlers.make(for: app, context: services.context(for:)) else { return .passthrough }
         switch made {
-        case .failed(let error):
-            return .unavailable(error)
+        case .failed(let errors):
+            return .unavailable(errors)
         case .handler(let handler, let factory):
             if handler is PassthroughHandler { return .passthrough }
-            return .handler(handler, name: factory.name, maximumAttempts: max(1, factory.maximumAttempts))
+            return .handler(SSOStep(handler: handler, name: factory.name, maximumAttempts: max(1, factory.maximumAttempts), deadline: app.timeouts.sso))
+        }
+    }
+
+    /// Whether both are the same made handler (or both need none).
+    func isSame(as other: SSOPipeline) -> Bool {
+        switch (self, other) {
+        case (.passthrough, .passthrough): true
+        case (.handler(let a), .handler(let b)): a.token === b.token
+        default: false
+        }
+    }
+
+    /// The handler, when there is one (to shut it down once replaced).
+    var handler: (any SSOHandler)? {
+        if case .handler(let step) = self { return step.handler }
+        return nil
+    }
+}
+
+/// An identity for each made handler.
+final class Token: Sendable {}
+
+/// An app's SSO handler as the request path calls it: within the app's deadline per call.
+struct SSOStep: Sendable {
+    /// Tells one made handler from another.
+    let token = Token()
+    let handler: any SSOHandler
+    let name: String
+    let maximumAttempts: Int
+    /// `timeouts.sso`: how long each call may take.
+    let deadline: Duration
+
+    /// The handler's decision on a request and the request as it changed it; nil past the deadline.
+    func prepare(_ request: BackendRequest, identity: Identity?, attempt: Int) async -> (RequestDecision, BackendRequest)? {
+        let handler = self.handler
+        return await Deadline.run(self.deadline) {
+            var request = request
+            let decision = await handler.prepare(&request, identity: identity, attempt: attempt)
+            return (decision, request)
+        }
+    }
+
+    /// The handler's decision on a response head and the head as it changed it; nil past the deadline.
+    func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> (ResponseDecision, BackendResponse)? {
+        let handler = self.handler
+        return await Deadline.run(self.deadline) {
+            var response = response
+            let decision = await handler.inspect(&response, request: request, identity: identity, attempt: attempt)
+            return (decision, response)
         }
     }
 }
 
-/// The host services handed to handlers: the connector's log and metrics, and its thread pool for blocking work.
+/// The host services handed to handlers: the connector's log and metrics, and a thread pool for blocking work.
 struct HandlerServices: Sendable {
     let logger: Logger
+    /// Where handlers' metrics go; nil: nowhere (checks, tests).
+    let metrics: HandlerMetrics?
+    /// The plugin each plugin handler came from, by handler name; built-in handlers are not listed.
+    let origins: [String: String]
 
     func context(for app: ConnectorApp) -> HandlerContext {
+        let handler = app.sso.handler
+        let plugin = self.origins[handler] ?? "built-in"
         var logger = self.logger
         logger[metadataKey: "app"] = "\(app.name)"
-        logger[metadataKey: "handler"] = "\(app.sso.handler)"
+        logger[metadataKey: "handler"] = "\(handler)"
+        if self.origins[handler] != nil { logger[metadataKey: "plugin"] = "\(plugin)" }
         let appLogger = logger
-        let appName = app.name
-        let handlerName = app.sso.handler.replacingOccurrences(of: "-", with: "_")
+        let source = HandlerMetrics.Source(plugin: plugin, handler: handler, app: app.name)
+        let metrics = self.metrics
         return HandlerContext(
             appName: app.name,
             settings: HandlerCatalog.settings(of: app),
             logger: PluginLogger { level, message, metadata in
                 appLogger.log(level: Self.level(level), "\(message)", metadata: metadata.mapValues { .string($0) })
             },
-            metrics: PluginMetrics { name, dimensions, amount in
-                let labels = [("app", appName)] + dimensions.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                Counter(label: "sallyport_sso_\(handlerName)_\(name)", dimensions: labels).increment(by: Int64(amount))
-            },
+            metrics: PluginMetrics(
+                counter: { name, dimensions, amount in metrics?.increment(name, dimensions: dimensions, by: amount, from: source) },
+                duration: { name, dimensions, seconds in metrics?.record(name, seconds: seconds, dimensions: dimensions, from: source) }
+            ),
             blockingExecutor: BlockingPool.executor
         )
     }
@@ -70,11 +125,13 @@ struct HandlerServices: Sendable {
 /// Moving a request between NIO's types and the plugin API's.
 enum PluginRequest {
     /// The request as a handler sees it.
-    static func make(_ request: HTTPRequest) -> BackendRequest {
+    static func make(_ request: HTTPRequest, hasBody: Bool, canRetry: Bool) -> BackendRequest {
         BackendRequest(
             method: request.method.rawValue,
             path: request.path ?? "/",
-            headers: fields(request.headerFields)
+            headers: fields(request.headerFields),
+            hasBody: hasBody,
+            canRetry: canRetry
         )
     }
 
@@ -117,5 +174,23 @@ enum PluginRequest {
             status: response.status.code,
             headers: fields(response.headerFields)
         )
+    }
+
+    /// Response fields a handler may not change: framing keeps the backend's values. (Hop-by-hop and
+    /// Sallyport's own fields are removed from every response after the handler anyway.)
+    static let protectedResponseFields: [HTTPField.Name] = [.contentLength, .transferEncoding]
+
+    /// A handler's changes applied to a response head; nil when it set a field HTTP cannot carry.
+    static func apply(_ changed: BackendResponse, to response: HTTPResponse) -> HTTPResponse? {
+        var fields = HTTPFields()
+        fields.reserveCapacity(changed.headers.count)
+        for field in changed.headers {
+            guard let name = HTTPField.Name(field.name), HTTPField.isValidValue(field.value) else { return nil }
+            fields.append(HTTPField(name: name, value: field.value))
+        }
+        for name in protectedResponseFields { fields[values: name] = response.headerFields[values: name] }
+        var result = response
+        result.headerFields = fields
+        return result
     }
 }

@@ -218,10 +218,11 @@ struct RequestForwarder: Sendable {
         return await self.answerAfterFailure(lastFailure, method: head.method, requestID: requestID, writer: writer, context: context)
     }
 
-    /// How long the relay waits for a response head after a request's end: the connector's own backend
-    /// timeouts (it answers 504 after them) and a margin. Only a connector that answers nothing reaches it.
+    /// How long the relay waits for a response head after a request's end: the connector's own timeouts (it
+    /// answers 504 after them: the SSO handler's two calls, connect, response) and a margin. Only a connector
+    /// that answers nothing reaches it.
     static func responseHeadTimeout(_ timeouts: AppTimeouts) -> Duration {
-        timeouts.connect + timeouts.response + .seconds(15)
+        timeouts.sso * 2 + timeouts.connect + timeouts.response + .seconds(15)
     }
 
     /// The pre-authentication outcome label of a page the relay answered instead of forwarding.

@@ -8,9 +8,9 @@ import SallyportPluginAPI
 ///   realm: payroll             # required: sent in the credentials
 ///   sendAuthorization: on401   # or always (default)
 /// ```
-public struct ChallengeSettings: Sendable, Equatable {
+public struct ChallengeSettings: Decodable, Sendable, Equatable {
     /// When the credentials go out.
-    public enum Mode: String, Sendable, Equatable {
+    public enum Mode: String, Decodable, Sendable, Equatable, CaseIterable {
         /// With every request.
         case always
         /// Only after the backend answered `401` with `WWW-Authenticate: Example`; the request is sent again.
@@ -18,23 +18,16 @@ public struct ChallengeSettings: Sendable, Equatable {
     }
 
     public var realm: String
-    public var mode: Mode
+    public var sendAuthorization: Mode?
 
-    public init(_ settings: [String: SettingValue]) throws {
-        for key in settings.keys.sorted() where key != "realm" && key != "sendAuthorization" {
-            throw SettingsError(key: key, message: "unknown setting; the challenge handler knows: realm, sendAuthorization")
-        }
-        guard let realm = settings["realm"]?.string, !realm.isEmpty, realm.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
-            throw SettingsError(key: "realm", message: "required: a word of letters, digits and -, e.g. payroll")
-        }
-        self.realm = realm
-        switch settings["sendAuthorization"] {
-        case nil: self.mode = .always
-        case .string(let text)?:
-            guard let mode = Mode(rawValue: text) else { throw SettingsError(key: "sendAuthorization", message: "must be always or on401 (got \"\(text)\")") }
-            self.mode = mode
-        default:
-            throw SettingsError(key: "sendAuthorization", message: "must be always or on401")
+    /// `sendAuthorization`, `always` when absent.
+    public var mode: Mode { self.sendAuthorization ?? .always }
+
+    /// Reads the app's settings: every problem at once, each at its key.
+    public init(context: HandlerContext) throws {
+        self = try context.decodeSettings(Self.self)
+        guard !self.realm.isEmpty, self.realm.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+            throw SettingsError(key: "realm", message: "must be a word of letters, digits and -, e.g. payroll")
         }
     }
 }
@@ -49,7 +42,7 @@ public struct ChallengeFactory: SSOHandlerFactory {
     public init() {}
 
     public func makeHandler(context: HandlerContext) throws -> any SSOHandler {
-        ChallengeHandler(settings: try ChallengeSettings(context.settings), logger: context.logger)
+        ChallengeHandler(settings: try ChallengeSettings(context: context), logger: context.logger)
     }
 }
 
@@ -64,16 +57,23 @@ public struct ChallengeHandler: SSOHandler {
         }
         // Whatever the client sent as credentials never reaches the backend.
         request.headers.remove("Authorization")
-        if settings.mode == .always || attempt > 1 {
+        // With on401, a request that could not be sent again (a POST's body goes once) gets the credentials at once.
+        if settings.mode == .always || attempt > 1 || !request.canRetry {
             request.headers.set("Authorization", "Example realm=\(settings.realm), user=\(identity.userPrincipalName)")
         }
         return .proceed
     }
 
-    public func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
+    public func inspect(_ response: inout BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> ResponseDecision {
         guard settings.mode == .on401, attempt == 1, response.status == 401,
             response.headers.values(named: "WWW-Authenticate").contains(where: { $0.hasPrefix("Example") })
         else { return .deliver }
+        guard request.canRetry else {
+            // Cannot be answered by sending the request again: the user sees no challenge they could not answer.
+            logger.warning("the backend challenged a request that cannot be sent again", ["method": request.method])
+            response.headers.remove("WWW-Authenticate")
+            return .deliver
+        }
         logger.debug("answering the backend's challenge", ["attempt": "\(attempt)"])
         return .retry
     }
