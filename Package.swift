@@ -190,6 +190,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Plugin libraries: loading, and the supervised plugin host processes that run them.
+        .target(
+            name: "SallyportPluginHost",
+            dependencies: [
+                "SallyportPluginAPI", "SallyportSSO", "SallyportConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The connector: tunnel client, backend client pool, forwarding.
         .target(
             name: "SallyportConnector",
@@ -199,6 +211,7 @@ let package = Package(
                 "SallyportKCD",
                 "SallyportKerberos",
                 "SallyportPluginAPI",
+                "SallyportPluginHost",
                 .product(name: "Metrics", package: "swift-metrics"),
                 "SallyportOps",
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -279,6 +292,7 @@ let package = Package(
                 "SallyportKerberos",
                 "SallyportScaffold",
                 "SallyportPluginAPI",
+                "SallyportPluginHost",
                 "SallyportOps",
                 "CSallyportSystem",
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,6 +1,7 @@
 public import Logging
 public import SallyportConfig
-import SallyportPluginAPI
+public import SallyportPluginAPI
+import SallyportPluginHost
 public import SallyportSSO
 import SallyportTunnel
 public import SallyportWire
@@ -19,15 +20,18 @@ public final class AppTable: Sendable {
     private let state = Mutex(State())
     /// Held through a whole ``apply(_:apps:group:)``: the same push arriving on every tunnel makes each
     /// handler once, not once per tunnel.
-    private let applying = Mutex(())
+    private let applying = AsyncLock()
     private let handlers: HandlerCatalog
     private let services: HandlerServices
 
     /// Creates an empty table whose apps get their SSO handlers from `handlers`.
-    public init(handlers: HandlerCatalog = .builtIn, logger: Logger = Logger(label: "sallyport.connector"), metrics: ConnectorMetrics? = nil) {
+    public init(
+        handlers: HandlerCatalog = .builtIn, logger: Logger = Logger(label: "sallyport.connector"), metrics: ConnectorMetrics? = nil,
+        logLevels: [String: LogLevel] = [:]
+    ) {
         self.handlers = handlers
         self.services = HandlerServices(
-            logger: logger, metrics: metrics.map { HandlerMetrics(registry: $0.registry, logger: logger) }, origins: handlers.origins
+            logger: logger, metrics: metrics.map { HandlerMetrics(registry: $0.registry, logger: logger) }, origins: handlers.origins, logLevels: logLevels
         )
     }
 
@@ -58,11 +62,11 @@ public final class AppTable: Sendable {
     /// `group` is the group of the tunnel the push came on: a push for a group this connector no longer serves
     /// (on a tunnel still draining after a move) is ignored.
     @discardableResult
-    public func apply(_ version: ConfigVersion, apps: [ConnectorApp], group: String? = nil) -> (held: ConfigVersion, applied: Bool) {
-        self.applying.withLock { _ in self.applyLocked(version, apps: apps, group: group) }
+    public func apply(_ version: ConfigVersion, apps: [ConnectorApp], group: String? = nil) async -> (held: ConfigVersion, applied: Bool) {
+        await self.applying.withLock { await self.applyLocked(version, apps: apps, group: group) }
     }
 
-    private func applyLocked(_ version: ConfigVersion, apps: [ConnectorApp], group: String?) -> (held: ConfigVersion, applied: Bool) {
+    private func applyLocked(_ version: ConfigVersion, apps: [ConnectorApp], group: String?) async -> (held: ConfigVersion, applied: Bool) {
         let byName = Dictionary(apps.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let held = self.state.withLock { $0 }
         if let group, let serving = held.group, group != serving { return (held.version ?? version, false) }
@@ -75,7 +79,7 @@ public final class AppTable: Sendable {
                 sso[name] = kept
                 continue
             }
-            let pipeline = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
+            let pipeline = await SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
             if case .unavailable(let errors) = pipeline { failures += errors }
             sso[name] = pipeline
         }
@@ -103,13 +107,13 @@ public final class AppTable: Sendable {
     /// without waiting for a change of settings. Logs an app that recovers; one that still fails the same
     /// way is not logged again. Returns the names of the apps that recovered.
     @discardableResult
-    public func retryUnavailable() -> [String] {
-        self.applying.withLock { _ in
+    public func retryUnavailable() async -> [String] {
+        await self.applying.withLock {
             let held = self.state.withLock { $0 }
             var recovered: [String: SSOPipeline] = [:]
             for (name, pipeline) in held.sso {
                 guard case .unavailable(let before) = pipeline, let app = held.apps[name] else { continue }
-                let again = SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
+                let again = await SSOPipeline.make(for: app, handlers: self.handlers, services: self.services)
                 switch again {
                 case .unavailable(let errors) where errors == before:
                     continue

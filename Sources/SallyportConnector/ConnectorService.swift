@@ -8,6 +8,7 @@ import SallyportHTTP
 public import SallyportOps
 public import SallyportKerberos
 public import SallyportSSO
+public import SallyportPluginAPI
 import SallyportTunnel
 public import ServiceLifecycle
 
@@ -29,8 +30,8 @@ public struct ConnectorService: Service {
 
     /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
     public init(
-        config: ConnectorConfig, logger: Logger, handlers: HandlerCatalog = .builtIn, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        metrics: ConnectorMetrics = ConnectorMetrics(), recentEvents: RecentEvents = RecentEvents()
+        config: ConnectorConfig, logger: Logger, handlers: HandlerCatalog = .builtIn, pluginLogLevels: [String: LogLevel] = [:],
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: ConnectorMetrics = ConnectorMetrics(), recentEvents: RecentEvents = RecentEvents()
     ) {
         self.config = config
         self.logger = logger
@@ -40,7 +41,7 @@ public struct ConnectorService: Service {
         self.delegator = Self.delegator(for: config.kerberos, observer: { metrics.observe($0) })
         var handlers = handlers
         handlers.replace(KCDHandlerFactory(delegator: self.delegator, allowedSPNs: config.kerberos.allowedSPNs))
-        self.apps = AppTable(handlers: handlers, logger: logger, metrics: metrics)
+        self.apps = AppTable(handlers: handlers, logger: logger, metrics: metrics, logLevels: pluginLogLevels)
     }
 
     /// The delegator for a connector's `kerberos` settings; KDC exchanges run on NIO's blocking thread pool.

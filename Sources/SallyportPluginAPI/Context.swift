@@ -1,5 +1,5 @@
 /// A handler setting as written in the app file under `sso:`.
-public indirect enum SettingValue: Sendable, Hashable {
+public indirect enum SettingValue: Sendable, Hashable, Codable {
     case string(String)
     case int(Int)
     case double(Double)
@@ -16,9 +16,9 @@ public indirect enum SettingValue: Sendable, Hashable {
 }
 
 /// A mapping of settings in the order the app file has them.
-public struct SettingsMap: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
+public struct SettingsMap: Sendable, Hashable, Codable, Sequence, ExpressibleByDictionaryLiteral {
     /// One key and its value.
-    public struct Entry: Sendable, Hashable {
+    public struct Entry: Sendable, Hashable, Codable {
         public var key: String
         public var value: SettingValue
 
@@ -53,7 +53,7 @@ public struct SettingsMap: Sendable, Hashable, Sequence, ExpressibleByDictionary
 
 /// A setting the factory cannot accept: which key (dotted path below `sso`, e.g. `headers.X-User`, with `[i]`
 /// for list items) and why. The connector adds the app file's name, line and column.
-public struct SettingsError: Error, Sendable, Hashable {
+public struct SettingsError: Error, Sendable, Hashable, Codable {
     /// The setting, e.g. `spn` or `headers.X-User`.
     public var key: String
     /// What is wrong and what to write instead.
@@ -76,7 +76,7 @@ public struct SettingsErrors: Error, Sendable, Hashable {
 }
 
 /// Severity of a log line.
-public enum LogLevel: Int, Sendable, Hashable, Comparable {
+public enum LogLevel: Int, Sendable, Hashable, Codable, Comparable {
     case debug, info, notice, warning, error
 
     public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool { lhs.rawValue < rhs.rawValue }

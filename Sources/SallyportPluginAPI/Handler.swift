@@ -53,7 +53,7 @@ public enum PluginABI {
 }
 
 /// The request the connector is about to send to the backend. A handler may change method, path and headers.
-public struct BackendRequest: Sendable, Hashable {
+public struct BackendRequest: Sendable, Hashable, Codable {
     /// `GET`, `POST`, …
     public var method: String
     /// Path and query as the backend will see them.
@@ -88,7 +88,7 @@ public struct BackendRequest: Sendable, Hashable {
 /// The head of the backend's response, before anything reaches the user. ``SSOHandler/inspect(_:request:identity:attempt:)``
 /// may change its header fields, except framing (`Content-Length`, `Transfer-Encoding`), hop-by-hop fields and
 /// Sallyport's own (`sallyport-*`), which keep the values the backend sent.
-public struct BackendResponse: Sendable, Hashable {
+public struct BackendResponse: Sendable, Hashable, Codable {
     /// The status code.
     public let status: Int
     /// The header fields.
@@ -102,7 +102,7 @@ public struct BackendResponse: Sendable, Hashable {
 }
 
 /// What a handler decides before the request goes to the backend.
-public enum RequestDecision: Sendable, Hashable {
+public enum RequestDecision: Sendable, Hashable, Codable {
     /// Send the (possibly changed) request.
     case proceed
     /// Do not send it; the user gets this status and message.
@@ -110,7 +110,7 @@ public enum RequestDecision: Sendable, Hashable {
 }
 
 /// A refused request: what the user sees, and what the operator's log says.
-public struct Refusal: Sendable, Hashable {
+public struct Refusal: Sendable, Hashable, Codable {
     /// The HTTP status for the user, e.g. 403, 502, 503.
     public var status: Int
     /// A sentence for the user; names nothing internal.
@@ -130,7 +130,7 @@ public struct Refusal: Sendable, Hashable {
 }
 
 /// What a handler decides after seeing the backend's response head.
-public enum ResponseDecision: Sendable, Hashable {
+public enum ResponseDecision: Sendable, Hashable, Codable {
     /// Pass the response (with any header changes) to the user.
     case deliver
     /// Discard it and send the request again (``SSOHandler/prepare(_:identity:attempt:)`` runs again with the

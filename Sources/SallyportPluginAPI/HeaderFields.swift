@@ -2,9 +2,9 @@
 ///
 /// ``set(_:_:)`` and ``remove(_:)`` also treat `_` as `-`, because many servers and frameworks read
 /// `X_Remote_User` as `X-Remote-User`: an identity header is only safe when every spelling is gone.
-public struct HeaderFields: Sendable, Hashable, Sequence {
+public struct HeaderFields: Sendable, Hashable, Codable, Sequence {
     /// One field.
-    public struct Field: Sendable, Hashable {
+    public struct Field: Sendable, Hashable, Codable {
         /// The name as sent.
         public var name: String
         /// The value.

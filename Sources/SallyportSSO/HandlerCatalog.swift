@@ -1,6 +1,12 @@
 public import SallyportConfig
 public import SallyportPluginAPI
 
+/// A factory whose handlers are made in another process (a plugin host), so made asynchronously; its
+/// `makeHandler(context:)` is not used.
+public protocol RemoteHandlerFactory: SSOHandlerFactory {
+    func makeRemoteHandler(context: HandlerContext) async throws -> any SSOHandler
+}
+
 /// The SSO handlers a process knows, by name: the built-in ones, plus plugins on a connector.
 public struct HandlerCatalog: Sendable {
     /// Factories by handler name.
@@ -79,15 +85,19 @@ public struct HandlerCatalog: Sendable {
     /// Makes the handler of `app`, checking its settings and that it gets an identity when it needs one.
     /// `unknownIsError`: whether a handler name this catalog lacks is an error (on a connector) or is left to
     /// the connectors (on the relay, which loads no plugins).
-    public func make(for app: ConnectorApp, context: (ConnectorApp) -> HandlerContext, unknownIsError: Bool = true) -> Made? {
+    public func make(for app: ConnectorApp, context: (ConnectorApp) -> HandlerContext, unknownIsError: Bool = true) async -> Made? {
         guard let factory = factories[app.sso.handler] else {
             guard unknownIsError else { return nil }
             let known = factories.keys.sorted().joined(separator: ", ")
             return .failed([app.error(at: "sso.handler", "no SSO handler \(quotedName(app.sso.handler)) is available here (known: \(known)); is its plugin installed and loaded?")])
         }
         if factory.requiresIdentity, !app.sendsIdentity { return .failed([Self.identityRequired(app, handler: factory.name)]) }
+        let handlerContext = context(app)
         do {
-            return .handler(try factory.makeHandler(context: context(app)), factory: factory)
+            if let remote = factory as? any RemoteHandlerFactory {
+                return .handler(try await remote.makeRemoteHandler(context: handlerContext), factory: factory)
+            }
+            return .handler(try factory.makeHandler(context: handlerContext), factory: factory)
         } catch {
             return .failed(Self.errors(in: app, handler: factory.name, thrown: error))
         }

@@ -10,6 +10,7 @@ import SallyportConnector
 import SallyportDemo
 import SallyportRelay
 import SallyportPluginAPI
+import SallyportPluginHost
 import SallyportScaffold
 import SallyportSSO
 import SallyportTunnel
@@ -43,9 +44,24 @@ struct Sallyport: AsyncParsableCommand {
         version: SallyportVersion.current,
         subcommands: [
             RelayCommand.self, ConnectorCommand.self, ConnectorsCommand.self, GroupsCommand.self, KCDCommand.self, DemoCommand.self, ConfigCommand.self,
-            PluginsCommand.self, CheckCommand.self, DoctorCommand.self,
+            PluginsCommand.self, CheckCommand.self, DoctorCommand.self, PluginHostCommand.self,
         ]
     )
+}
+
+/// The plugin host process a connector starts for each plugin library (not for people to run).
+struct PluginHostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plugin-host", abstract: "Run one plugin library for a connector (the connector starts this itself).", shouldDisplay: false
+    )
+
+    @Option(name: .long, help: "The plugin library.")
+    var library: String
+
+    func run() async throws {
+        let status = await PluginHostProcess.run(library: self.library)
+        if status != 0 { throw ExitCode(status) }
+    }
 }
 
 struct LoggingOptions: ParsableArguments {
@@ -178,18 +194,25 @@ struct ConnectorRun: AsyncParsableCommand {
         // whoever's tickets happen to be in /tmp/krb5cc_*.
         setenv("KRB5CCNAME", "MEMORY:sallyport-no-default-credential", 1)
         KerberosDefaults.requestForwardableTickets()
-        var handlers = HandlerCatalog.builtIn
-        if let directory = config.pluginsDirectory {
-            // A plugin that does not load is reported; only the apps that use its handlers are affected.
-            let plugins = PluginLoader.load(directory: directory)
+        var plugins = PluginSet.none
+        if let settings = config.plugins {
+            // Each plugin in a host process of its own unless plugins.inProcess names it. A plugin that does not
+            // load is reported; only the apps that use its handlers are affected.
+            plugins = await PluginSet.start(settings, logger: logger)
             for plugin in plugins.loaded {
-                logger.info("plugin loaded", metadata: ["plugin": "\(plugin.name)", "version": "\(plugin.version)", "handlers": "\(plugin.handlers.joined(separator: ","))", "file": "\(plugin.path)"])
+                logger.info(
+                    "plugin loaded",
+                    metadata: [
+                        "plugin": "\(plugin.name)", "version": "\(plugin.version)", "handlers": "\(plugin.handlers.joined(separator: ","))", "file": "\(plugin.path)",
+                        "isolation": "\(plugin.isolated ? "plugin host process" : "in process")",
+                    ]
+                )
             }
             for failure in plugins.failures {
                 logger.error("plugin not loaded; apps using its handlers answer 502", metadata: ["file": "\(failure.path)", "reason": "\(failure.reason)"])
             }
-            handlers = plugins.catalog
         }
+        defer { plugins.stop() }
         // A certificate that expired while the connector was off cannot be renewed: say how to register again.
         do {
             _ = try Credentials(config: config)
@@ -198,7 +221,8 @@ struct ConnectorRun: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let connector = ConnectorService(
-            config: config, logger: logger, handlers: handlers, metrics: ConnectorMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents
+            config: config, logger: logger, handlers: plugins.catalog, pluginLogLevels: plugins.logLevels, metrics: ConnectorMetrics(registry: ProcessMetrics.bootstrap()),
+            recentEvents: recentEvents
         )
         let group = ServiceGroup(
             configuration: .init(
@@ -321,7 +345,7 @@ struct ConfigCommand: AsyncParsableCommand {
                     }
                     catalog.replace(KCDSettingsFactory(allowedSPNs: config.kerberos.allowedSPNs))
                     for app in load.apps {
-                        if case .failed(let failures)? = catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
+                        if case .failed(let failures)? = await catalog.make(for: app.forConnector, context: HandlerCatalog.validationContext) {
                             errors += failures.map { "\($0)" }
                         }
                     }

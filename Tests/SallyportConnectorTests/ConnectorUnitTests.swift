@@ -96,13 +96,13 @@ import Testing
 }
 
 @Suite struct AppTableTests {
-    @Test func ignoresOlderGenerations() throws {
+    @Test func ignoresOlderGenerations() async throws {
         let app = try ConfigLoader.parseApp(yaml: BackendRequestTests.yaml(internal: "http://a/"), file: "t.yaml").forConnector
         let table = AppTable()
-        #expect(table.apply(ConfigVersion(epoch: 1, generation: 3), apps: [app]).applied)
-        #expect(!table.apply(ConfigVersion(epoch: 1, generation: 2), apps: []).applied)
+        #expect(await table.apply(ConfigVersion(epoch: 1, generation: 3), apps: [app]).applied)
+        #expect(await !table.apply(ConfigVersion(epoch: 1, generation: 2), apps: []).applied)
         #expect(table.app(named: "wiki") != nil)
-        #expect(table.apply(ConfigVersion(epoch: 1, generation: 4), apps: []).applied)
+        #expect(await table.apply(ConfigVersion(epoch: 1, generation: 4), apps: []).applied)
         #expect(table.app(named: "wiki") == nil)
     }
 }
@@ -140,7 +140,7 @@ import Testing
 
     func version(_ generation: UInt64, epoch: UInt64 = epoch) -> ConfigVersion { ConfigVersion(epoch: epoch, generation: generation) }
 
-    @Test func handlersAreKeptForUnchangedAppsAndFailuresStayWithTheirApp() throws {
+    @Test func handlersAreKeptForUnchangedAppsAndFailuresStayWithTheirApp() async throws {
         let factory = CountingFactory()
         var handlers = HandlerCatalog.builtIn
         let added = handlers.add(factory)
@@ -148,7 +148,7 @@ import Testing
         #expect(added)
         #expect(!addedAgain, "a second factory of the same name is refused")
         let table = AppTable(handlers: handlers)
-        table.apply(version(1), apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
+        await table.apply(version(1), apps: [try app("a", handler: "counting"), try app("b", handler: "nonexistent"), try app("c", handler: "passthrough")])
         #expect(factory.made == 1)
         guard case .handler(let step)? = table.entry(named: "a")?.1 else { Issue.record("a has no handler"); return }
         #expect(step.name == "counting")
@@ -157,48 +157,48 @@ import Testing
         guard case .passthrough? = table.entry(named: "c")?.1 else { Issue.record("c is passthrough"); return }
 
         // The same app again keeps its handler; a changed app gets a new one; bad settings fail only that app.
-        table.apply(version(2), apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
+        await table.apply(version(2), apps: [try app("a", handler: "counting"), try app("d", handler: "counting", settings: ["fail": .bool(true)])])
         #expect(factory.made == 1)
         guard case .unavailable(let failures)? = table.entry(named: "d")?.1, let failed = failures.first else { Issue.record("d must be unavailable"); return }
         #expect(failed.key == "sso.fail")
         #expect(failed.line == 9)
-        table.apply(version(3), apps: [try app("a", handler: "counting", internalPort: 81)])
+        await table.apply(version(3), apps: [try app("a", handler: "counting", internalPort: 81)])
         #expect(factory.made == 2)
         // Only the place of its settings in the file changed: nothing a connector uses, so the handler stays.
-        table.apply(version(4), apps: [try app("a", handler: "counting", internalPort: 81, line: 12)])
+        await table.apply(version(4), apps: [try app("a", handler: "counting", internalPort: 81, line: 12)])
         #expect(factory.made == 2)
     }
 
     /// A relay that restarts counts generations from 1 again: its pushes carry a new epoch and must win over
     /// the higher generation the connector held (before, the connector kept its old apps for good).
-    @Test func aPushOfANewRelayEpochReplacesAHigherGeneration() throws {
+    @Test func aPushOfANewRelayEpochReplacesAHigherGeneration() async throws {
         let table = AppTable()
-        #expect(table.apply(version(7), apps: [try app("old", handler: "passthrough")]).applied)
+        #expect(await table.apply(version(7), apps: [try app("old", handler: "passthrough")]).applied)
         // The same relay's older push (a refresh answered late) loses, and the newer version is acknowledged.
-        let stale = table.apply(version(5), apps: [])
+        let stale = await table.apply(version(5), apps: [])
         #expect(!stale.applied)
         #expect(stale.held == version(7))
         #expect(table.app(named: "old") != nil)
 
-        let restarted = table.apply(version(1, epoch: 0xB), apps: [try app("new", handler: "passthrough")])
+        let restarted = await table.apply(version(1, epoch: 0xB), apps: [try app("new", handler: "passthrough")])
         #expect(restarted.applied)
         #expect(restarted.held == version(1, epoch: 0xB))
         #expect(table.app(named: "new") != nil)
         #expect(table.app(named: "old") == nil)
-        #expect(table.apply(version(2, epoch: 0xB), apps: []).applied)
+        #expect(await table.apply(version(2, epoch: 0xB), apps: []).applied)
     }
 
     /// After a move the relay pushes the new group's apps at the version the connector already holds; they must
     /// still replace the old group's, and a late push on a tunnel of the old group must not bring those back.
-    @Test func aNewGroupTakesItsAppsAtTheSameVersionAndIgnoresTheOldGroup() throws {
+    @Test func aNewGroupTakesItsAppsAtTheSameVersionAndIgnoresTheOldGroup() async throws {
         let table = AppTable(handlers: .builtIn)
         #expect(!table.join(group: "red"))
-        #expect(table.apply(version(5), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
+        #expect(await table.apply(version(5), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
         #expect(table.join(group: "blue"))
-        #expect(table.apply(version(5), apps: [try app("blue-app", handler: "passthrough")], group: "blue").applied)
+        #expect(await table.apply(version(5), apps: [try app("blue-app", handler: "passthrough")], group: "blue").applied)
         #expect(table.app(named: "blue-app") != nil)
         #expect(table.app(named: "red-app") == nil)
-        #expect(!table.apply(version(6), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
+        #expect(await !table.apply(version(6), apps: [try app("red-app", handler: "passthrough")], group: "red").applied)
         #expect(table.app(named: "red-app") == nil)
         #expect(!table.join(group: "blue"))
     }
@@ -255,7 +255,7 @@ import Testing
         let table = AppTable(handlers: handlers)
         let apps = [try app("a", handler: "counting"), try app("b", handler: "counting", internalPort: 81)]
         await withTaskGroup(of: Void.self) { group in
-            for _ in 0..<4 { group.addTask { table.apply(self.version(1), apps: apps) } }
+            for _ in 0..<4 { group.addTask { _ = await table.apply(self.version(1), apps: apps) } }
         }
         #expect(factory.made == 2, "made \(factory.made) handlers for 2 apps")
     }
@@ -286,8 +286,8 @@ import Testing
         var handlers = HandlerCatalog.builtIn
         _ = handlers.add(factory)
         let table = AppTable(handlers: handlers)
-        table.apply(version(1), apps: [try app("a", handler: "closing"), try app("b", handler: "closing", internalPort: 81)])
-        table.apply(version(2), apps: [try app("a", handler: "closing", internalPort: 82), try app("b", handler: "closing", internalPort: 81)])
+        await table.apply(version(1), apps: [try app("a", handler: "closing"), try app("b", handler: "closing", internalPort: 81)])
+        await table.apply(version(2), apps: [try app("a", handler: "closing", internalPort: 82), try app("b", handler: "closing", internalPort: 81)])
         #expect(factory.made.count == 3)
         try await waitUntil { factory.made[0].closed }
         #expect(!factory.made[1].closed && !factory.made[2].closed)
@@ -296,7 +296,7 @@ import Testing
     }
 
     /// A factory that failed (a file it needs was missing) is tried again without a change of settings.
-    @Test func aFailedHandlerIsMadeAgainOnceItCanBe() throws {
+    @Test func aFailedHandlerIsMadeAgainOnceItCanBe() async throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sallyport-needed-\(UInt64.random(in: 0...UInt64.max))").path
         defer { try? FileManager.default.removeItem(atPath: file) }
         let factory = ClosingFactory()
@@ -304,11 +304,11 @@ import Testing
         var handlers = HandlerCatalog.builtIn
         _ = handlers.add(factory)
         let table = AppTable(handlers: handlers)
-        table.apply(version(1), apps: [try app("a", handler: "closing")])
+        await table.apply(version(1), apps: [try app("a", handler: "closing")])
         guard case .unavailable? = table.entry(named: "a")?.1 else { Issue.record("a must be unavailable"); return }
-        #expect(table.retryUnavailable().isEmpty, "still missing")
+        #expect(await table.retryUnavailable().isEmpty, "still missing")
         _ = FileManager.default.createFile(atPath: file, contents: Data())
-        #expect(table.retryUnavailable() == ["a"])
+        #expect(await table.retryUnavailable() == ["a"])
         guard case .handler? = table.entry(named: "a")?.1 else { Issue.record("a must have its handler now"); return }
         #expect(factory.made.count == 1)
     }

@@ -76,10 +76,10 @@ struct HeaderSettingsTests {
         #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty, "without provider information only the syntax is checked")
     }
 
-    @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() throws {
+    @Test func unknownHandlersAreLeftToTheConnectorsOnTheRelayButNotOnAConnector() async throws {
         let app = try ConfigLoader.parseApp(yaml: oidcApp + "sso:\n  handler: kerberos-plus\n", file: "apps/wiki.yaml")
         #expect(HandlerCatalog.builtIn.check([app]).errors.isEmpty)
-        guard case .failed(let errors)? = HandlerCatalog.builtIn.make(for: app.forConnector, context: HandlerCatalog.validationContext), let error = errors.first else {
+        guard case .failed(let errors)? = await HandlerCatalog.builtIn.make(for: app.forConnector, context: HandlerCatalog.validationContext), let error = errors.first else {
             Issue.record("an unknown handler must fail on a connector")
             return
         }

@@ -22,8 +22,10 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var maxIdleBackendConnections: Int
     /// `backend.idleTimeout`: how long an idle backend connection is kept. Default 60s.
     public var backendIdleTimeout: Duration
-    /// `plugins`: directory of SSO handler plugins (`*.so`) loaded at start; nil loads none.
-    public var pluginsDirectory: String?
+    /// `plugins`: SSO handler plugins (`*.so`) loaded at start; nil loads none.
+    public var plugins: PluginSettings?
+    /// `plugins.directory`.
+    public var pluginsDirectory: String? { self.plugins?.directory }
     /// `kerberos`: the connector's Kerberos identity for the `kcd` handler.
     public var kerberos: KerberosSettings
     /// `liveness`: how the connector notices a relay that went silent (PING interval and timeout).
@@ -67,7 +69,7 @@ public struct ConnectorConfig: Sendable, Hashable {
         configRefreshInterval: Duration = .seconds(120),
         maxIdleBackendConnections: Int = 32,
         backendIdleTimeout: Duration = .seconds(60),
-        pluginsDirectory: String? = nil,
+        plugins: PluginSettings? = nil,
         kerberos: KerberosSettings = KerberosSettings(),
         liveness: TunnelLiveness = TunnelLiveness(),
         adminListen: HostPort? = nil,
@@ -84,7 +86,7 @@ public struct ConnectorConfig: Sendable, Hashable {
         self.configRefreshInterval = configRefreshInterval
         self.maxIdleBackendConnections = maxIdleBackendConnections
         self.backendIdleTimeout = backendIdleTimeout
-        self.pluginsDirectory = pluginsDirectory
+        self.plugins = plugins
         self.kerberos = kerberos
         self.liveness = liveness
         self.adminListen = adminListen
@@ -163,7 +165,7 @@ enum ConnectorFile {
             try value.duration()
         }
         let backend = reader.optional("backend", default: BackendSection(), backendSection)
-        let plugins = reader.optional("plugins") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+        let plugins = reader.optional("plugins") { value throws(ConfigError) in try pluginsSection(value, directory: directory) }
         let kerberos = reader.optional("kerberos", default: KerberosSettings()) { value throws(ConfigError) in
             try kerberosSection(value, directory: directory)
         }
@@ -200,7 +202,7 @@ enum ConnectorFile {
                 configRefreshInterval: configRefreshInterval,
                 maxIdleBackendConnections: backend.maxIdleConnectionsPerHost,
                 backendIdleTimeout: backend.idleTimeout,
-                pluginsDirectory: plugins,
+                plugins: plugins,
                 kerberos: kerberos,
                 liveness: liveness,
                 adminListen: adminListen,
@@ -288,4 +290,58 @@ enum ConnectorFile {
         reader.finish()
         return section
     }
+}
+
+/// The connector's `plugins`: a directory (short form), or a mapping with the directory and per-plugin choices.
+public struct PluginSettings: Sendable, Hashable {
+    /// `directory`: where the plugin libraries (`*.so`) are.
+    public var directory: String
+    /// `inProcess`: library file names (`libFast.so`) loaded into the connector itself rather than a plugin host
+    /// process: no isolation (a crash there stops the connector), no hop; for trusted, speed-critical plugins.
+    public var inProcess: [String]
+    /// `logLevel`: the log level of a plugin's handlers, by library file name (default: the connector's).
+    public var logLevels: [String: String]
+
+    public init(directory: String, inProcess: [String] = [], logLevels: [String: String] = [:]) {
+        self.directory = directory
+        self.inProcess = inProcess
+        self.logLevels = logLevels
+    }
+
+    /// The levels a plugin's log may be set to.
+    public static let levels = ["debug", "info", "notice", "warning", "error"]
+}
+
+private func pluginsSection(_ value: ValueNode, directory: String) throws(ConfigError) -> PluginSettings {
+    if !value.isMapping { return PluginSettings(directory: try value.path(relativeTo: directory)) }
+    var reader = try value.mapping()
+    let path = reader.required("directory") { value throws(ConfigError) in try value.path(relativeTo: directory) }
+    func libraryName(_ value: ValueNode, _ name: String) throws(ConfigError) -> String {
+        guard name.hasSuffix(".so"), !name.contains("/") else {
+            throw value.error("must be a plugin library's file name in the plugins directory, e.g. libChallengeSSO.so (got \(quoted(name)))")
+        }
+        return name
+    }
+    let inProcess = reader.optional("inProcess", default: []) { value throws(ConfigError) in
+        try value.list { item throws(ConfigError) in try libraryName(item, try item.nonEmptyString()) }
+    }
+    let levels = reader.optional("logLevel", default: [:]) { value throws(ConfigError) -> [String: String] in
+        var levels: [String: String] = [:]
+        var entries = try value.mapping()
+        for entry in entries.takeRemaining() {
+            do throws(ConfigError) {
+                let library = try libraryName(entry.value, entry.key)
+                let level = try entry.value.string()
+                guard PluginSettings.levels.contains(level) else {
+                    throw entry.value.error("must be one of \(PluginSettings.levels.joined(separator: ", ")) (got \(quoted(level)))")
+                }
+                levels[library] = level
+            } catch {
+                value.diagnostics.report(error)
+            }
+        }
+        return levels
+    }
+    reader.finish()
+    return PluginSettings(directory: path ?? "", inProcess: inProcess, logLevels: levels)
 }

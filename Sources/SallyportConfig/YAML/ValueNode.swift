@@ -26,6 +26,9 @@ struct ValueNode {
     private var tagName: String { node.tag.rawValue }
     var isNull: Bool { node.scalar != nil && tagName == Tag.Name.null.rawValue }
 
+    /// Whether the value is a mapping.
+    var isMapping: Bool { node.mapping != nil }
+
     /// The number of items when the value is a list.
     var listCount: Int? { node.sequence?.count }
 

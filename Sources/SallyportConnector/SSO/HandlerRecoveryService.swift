@@ -15,12 +15,12 @@ public struct HandlerRecoveryService: Service {
                 while !Task.isCancelled, !Task.isShuttingDownGracefully {
                     try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
                     guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
-                    self.apps.retryUnavailable()
+                    await self.apps.retryUnavailable()
                 }
             }
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-                    self.apps.retryUnavailable()
+                    await self.apps.retryUnavailable()
                 }
             }
         }

@@ -5,6 +5,7 @@ import NIOPosix
 import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
+import SallyportPluginHost
 import SallyportSSO
 import SallyportTunnel
 
@@ -18,8 +19,8 @@ enum SSOPipeline: Sendable {
     case unavailable([ConfigError])
 
     /// Makes the pipeline for `app` from the handlers this connector has.
-    static func make(for app: ConnectorApp, handlers: HandlerCatalog, services: HandlerServices) -> SSOPipeline {
-        guard let made = handlers.make(for: app, context: services.context(for:)) else { return .passthrough }
+    static func make(for app: ConnectorApp, handlers: HandlerCatalog, services: HandlerServices) async -> SSOPipeline {
+        guard let made = await handlers.make(for: app, context: services.context(for:)) else { return .passthrough }
         switch made {
         case .failed(let errors):
             return .unavailable(errors)
@@ -86,6 +87,8 @@ struct HandlerServices: Sendable {
     let metrics: HandlerMetrics?
     /// The plugin each plugin handler came from, by handler name; built-in handlers are not listed.
     let origins: [String: String]
+    /// A log level of its own for a plugin's handlers (`plugins.logLevel`), by handler name.
+    let logLevels: [String: LogLevel]
 
     func context(for app: ConnectorApp) -> HandlerContext {
         let handler = app.sso.handler
@@ -94,6 +97,7 @@ struct HandlerServices: Sendable {
         logger[metadataKey: "app"] = "\(app.name)"
         logger[metadataKey: "handler"] = "\(handler)"
         if self.origins[handler] != nil { logger[metadataKey: "plugin"] = "\(plugin)" }
+        if let level = self.logLevels[handler] { logger.logLevel = Self.level(level) }
         let appLogger = logger
         let source = HandlerMetrics.Source(plugin: plugin, handler: handler, app: app.name)
         let metrics = self.metrics

@@ -97,7 +97,7 @@ struct ControlSession {
             while let message = try await messages.next() {
                 switch message {
                 case .config(let set):
-                    let (held, applied) = self.session.apps.apply(set.version, apps: set.apps, group: welcome.group)
+                    let (held, applied) = await self.session.apps.apply(set.version, apps: set.apps, group: welcome.group)
                     if applied {
                         logger.info("configuration applied", metadata: ["version": "\(set.version)", "apps": "\(set.apps.map(\.name).joined(separator: ","))"])
                     }

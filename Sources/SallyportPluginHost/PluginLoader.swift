@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
-import SallyportPluginAPI
+public import SallyportPluginAPI
 public import SallyportSSO
 
 /// Loads SSO handler plugins (`*.so`) from a directory into a handler catalog.
@@ -23,6 +23,8 @@ public enum PluginLoader {
         public var version: String
         /// The handler names it added.
         public var handlers: [String]
+        /// Whether it runs in a plugin host process (else in the connector itself).
+        public var isolated = false
     }
 
     /// A plugin (or one of its handlers) that did not load, and why.
@@ -46,25 +48,37 @@ public enum PluginLoader {
     /// installed next to `sallyport`, whose symbols the executable itself provides.
     static let apiLibrary = "libSallyportPluginAPI.so"
 
-    /// Loads every `*.so` in `directory` (sorted by name) on top of the built-in handlers.
+    /// The plugin libraries in `directory`: every `*.so` but the API library, sorted by name.
+    public static func libraries(in directory: String) -> Swift.Result<[String], Failure> {
+        do {
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".so") && $0 != apiLibrary }.sorted()
+            return .success(files)
+        } catch {
+            return .failure(Failure(path: directory, reason: "cannot read the plugins directory: \(error.localizedDescription)"))
+        }
+    }
+
+    /// Loads one plugin library into this process, the API library first.
+    public static func loadLibrary(path: String) -> Swift.Result<PluginRegistration, Failure> {
+        if dlopen(apiLibrary, RTLD_NOW | RTLD_LOCAL) == nil {
+            return .failure(Failure(path: path, reason: "\(apiLibrary) was not found next to the sallyport executable (\(lastError())); install it with sallyport"))
+        }
+        return self.loadOne(path: path)
+    }
+
+    /// Loads every `*.so` in `directory` (sorted by name) into this process, on top of the built-in handlers.
     public static func load(directory: String, into base: HandlerCatalog = .builtIn) -> Result {
         var result = Result(catalog: base, loaded: [], failures: [])
         let files: [String]
-        do {
-            files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".so") && $0 != apiLibrary }.sorted()
-        } catch {
-            result.failures.append(Failure(path: directory, reason: "cannot read the plugins directory: \(error.localizedDescription)"))
-            return result
-        }
-        guard !files.isEmpty else { return result }
-        if dlopen(apiLibrary, RTLD_NOW | RTLD_LOCAL) == nil {
-            let reason = "\(apiLibrary) was not found next to the sallyport executable (\(lastError())); install it with sallyport"
-            result.failures += files.map { Failure(path: directory + "/" + $0, reason: reason) }
+        switch self.libraries(in: directory) {
+        case .success(let found): files = found
+        case .failure(let failure):
+            result.failures.append(failure)
             return result
         }
         for file in files {
             let path = directory + "/" + file
-            switch self.loadOne(path: path) {
+            switch self.loadLibrary(path: path) {
             case .failure(let failure):
                 result.failures.append(failure)
             case .success(let registration):

@@ -6,8 +6,8 @@ import Synchronization
 /// caller waits for whichever comes first: its result or the deadline. A call past the deadline is cancelled
 /// and abandoned; its late result is dropped. (In process, a handler that ignores cancellation keeps its task
 /// until it returns; a plugin host process can be restarted instead.)
-enum Deadline {
-    static func run<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async -> T) async -> T? {
+public enum Deadline {
+    public static func run<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async -> T) async -> T? {
         let race = Race<T>()
         return await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             race.start(continuation)

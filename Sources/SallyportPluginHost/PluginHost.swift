@@ -1,0 +1,500 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+public import Logging
+public import NIOCore
+import NIOExtras
+public import NIOPosix
+import SallyportPluginAPI
+import Synchronization
+
+/// One plugin library run in its own supervised process (``PluginHostProcess``).
+///
+/// The connector talks to the host over a socket (``HostProtocol``). When the host dies (a crash, an abort, a
+/// kill) the calls it was answering end at once, so only the requests it was working on fail (with a clear
+/// page); the log names the plugin and what the process printed about its end (Swift's `Fatal error: … at
+/// file:line`, or the crash backtrace). The host is started again after a backoff (0.5 s doubling to 30 s) and
+/// every handler it held is made again; calls that arrive meanwhile wait for it within their deadline. A host
+/// that stops answering pings for 10 s (its threads all blocked) or leaves more than ``maximumPendingCalls``
+/// calls unanswered is killed and started again.
+public final class PluginHost: Sendable {
+    /// The library file.
+    public let library: String
+    let executable: String
+    let logger: Logger
+    let group: any EventLoopGroup
+
+    static let maximumPendingCalls = 1000
+    static let pingInterval = Duration.seconds(5)
+    static let pingTimeout = Duration.seconds(10)
+
+    /// What the host said about itself when it started.
+    public struct Hello: Sendable {
+        public var plugin: String
+        public var version: String
+        public var handlers: [HostProtocol.HandlerInfo]
+    }
+
+    /// A handler the host holds, kept to make it again after a restart and to route its logs and metrics.
+    struct Made: Sendable {
+        var handler: String
+        var app: String
+        var settings: SettingsMap
+        var logLevel: LogLevel
+        var logger: PluginLogger
+        var metrics: PluginMetrics
+    }
+
+    /// One running host process and its socket.
+    final class Connection: Sendable {
+        let send: AsyncStream<HostProtocol.ToHost>.Continuation
+        let pid: pid_t
+        init(send: AsyncStream<HostProtocol.ToHost>.Continuation, pid: pid_t) {
+            self.send = send
+            self.pid = pid
+        }
+    }
+
+    private struct State {
+        var connection: Connection?
+        var waiting: [CheckedContinuation<Connection?, Never>] = []
+        var pending: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
+        var makes: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
+        var pongs: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var made: [UInt64: Made] = [:]
+        var next: UInt64 = 1
+        var stopped = false
+        var hello: Hello?
+    }
+
+    private let state = Mutex(State())
+
+    public init(library: String, executable: String = PluginHost.currentExecutable, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.library = library
+        self.executable = executable
+        self.logger = logger
+        self.group = group
+    }
+
+    /// This process's own binary (`sallyport`), which runs the hosts.
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// The plugin's name once its host said hello, else the library's file name.
+    public var pluginName: String {
+        self.state.withLock { $0.hello?.plugin } ?? URL(fileURLWithPath: self.library).lastPathComponent
+    }
+
+    // MARK: Calls
+
+    private func nextID() -> UInt64 { self.state.withLock { state in defer { state.next += 1 }; return state.next } }
+
+    /// The live connection, waiting while the host restarts; nil once stopped.
+    private func connection() async -> Connection? {
+        await withCheckedContinuation { continuation in
+            let ready: Connection?? = self.state.withLock { state in
+                if let connection = state.connection { return .some(connection) }
+                if state.stopped { return .some(nil) }
+                state.waiting.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// Sends a call and waits for its answer; nil when the host died before answering (or is stopped).
+    func call(_ build: (UInt64) -> HostProtocol.ToHost) async -> HostProtocol.ToConnector? {
+        guard let connection = await self.connection() else { return nil }
+        let id = self.nextID()
+        let message = build(id)
+        var overloaded = false
+        let answer: HostProtocol.ToConnector? = await withCheckedContinuation { continuation in
+            let sent = self.state.withLock { state -> Bool in
+                guard state.connection === connection else { return false }
+                state.pending[id] = continuation
+                overloaded = state.pending.count > Self.maximumPendingCalls
+                return true
+            }
+            guard sent else { return continuation.resume(returning: nil) }
+            connection.send.yield(message)
+            if overloaded {
+                self.logger.error("the plugin host leaves too many calls unanswered; restarting it", metadata: ["calls": "\(Self.maximumPendingCalls)"])
+                kill(connection.pid, SIGKILL)
+            }
+        }
+        return answer
+    }
+
+    /// Makes a handler in the host; remembered so that a restarted host makes it again.
+    func make(_ made: Made) async -> (id: UInt64, answer: HostProtocol.ToConnector?) {
+        let id = self.nextID()
+        self.state.withLock { $0.made[id] = made }
+        guard let connection = await self.connection() else { return (id, nil) }
+        let answer: HostProtocol.ToConnector? = await withCheckedContinuation { continuation in
+            let sent = self.state.withLock { state -> Bool in
+                guard state.connection === connection else { return false }
+                state.makes[id] = continuation
+                return true
+            }
+            guard sent else { return continuation.resume(returning: nil) }
+            connection.send.yield(.make(id: id, handler: made.handler, app: made.app, settings: made.settings, logLevel: made.logLevel))
+        }
+        if case .made = answer {} else { self.state.withLock { _ = $0.made.removeValue(forKey: id) } }
+        return (id, answer)
+    }
+
+    /// The handler is no longer used: the host shuts it down and forgets it.
+    func release(_ id: UInt64) {
+        let connection = self.state.withLock { state in
+            state.made.removeValue(forKey: id)
+            return state.connection
+        }
+        connection?.send.yield(.release(id: id))
+    }
+
+    // MARK: Process
+
+    /// Starts the host and waits for its hello (or its refusal, as a failure to report).
+    public func start() async -> Result<Hello, PluginLoader.Failure> {
+        switch await self.launch() {
+        case .failure(let failure):
+            return .failure(failure)
+        case .success(let (hello, exited)):
+            self.state.withLock { $0.hello = hello }
+            Task { await self.supervise(exited: exited) }
+            return .success(hello)
+        }
+    }
+
+    /// Stops the host: it sees its socket close and exits; one that does not is killed.
+    public func stop() {
+        let (connection, waiting) = self.state.withLock { state in
+            state.stopped = true
+            defer { state.waiting = [] }
+            return (state.connection, state.waiting)
+        }
+        for waiter in waiting { waiter.resume(returning: nil) }
+        guard let connection else { return }
+        connection.send.finish()
+        let pid = connection.pid
+        Task {
+            try? await Task.sleep(for: .seconds(3))
+            kill(pid, SIGKILL)
+        }
+    }
+
+    /// How a host process ended.
+    struct Exit: Sendable {
+        var description: String
+        var output: [String]
+    }
+
+    /// Starts a host process and waits for its first message.
+    private func launch() async -> Result<(Hello, AsyncStream<Exit>), PluginLoader.Failure> {
+        var sockets: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sockets) == 0 else {
+            return .failure(.init(path: self.library, reason: "cannot make a socket for its plugin host: \(String(cString: strerror(errno)))"))
+        }
+        let output = Pipe()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: self.executable)
+        process.arguments = ["plugin-host", "--library", self.library]
+        var environment = ProcessInfo.processInfo.environment
+        // A crash prints where it happened (Swift's backtracer, when the toolchain provides it), briefly.
+        environment["SWIFT_BACKTRACE"] = "enable=yes,interactive=no,color=no,limit=24,top=4"
+        process.environment = environment
+        process.standardInput = FileHandle(fileDescriptor: sockets[1], closeOnDealloc: false)
+        process.standardOutput = output
+        process.standardError = output
+        let tail = OutputTail()
+        let (exits, exited) = AsyncStream<Exit>.makeStream()
+        process.terminationHandler = { process in
+            let how = process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus) (\(Self.signalName(process.terminationStatus)))" : "exit status \(process.terminationStatus)"
+            // The output reader gets the last lines a moment to arrive.
+            Task {
+                await tail.closed()
+                exited.yield(Exit(description: how, output: tail.lines))
+                exited.finish()
+            }
+        }
+        do {
+            try process.run()
+        } catch {
+            close(sockets[0])
+            close(sockets[1])
+            return .failure(.init(path: self.library, reason: "cannot start its plugin host \(self.executable): \(error)"))
+        }
+        close(sockets[1])
+        let readEnd = dup(output.fileHandleForReading.fileDescriptor)
+        try? output.fileHandleForWriting.close()
+        try? output.fileHandleForReading.close()
+        self.readOutput(readEnd, into: tail, pid: process.processIdentifier)
+
+        let channel: HostChannel
+        do {
+            channel = try await HostChannel.open(socket: sockets[0], group: self.group)
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            return .failure(.init(path: self.library, reason: "cannot talk to its plugin host: \(error)"))
+        }
+        let (outbox, send) = AsyncStream<HostProtocol.ToHost>.makeStream()
+        let connection = Connection(send: send, pid: process.processIdentifier)
+        let (firsts, first) = AsyncStream<HostProtocol.ToConnector?>.makeStream()
+        Task {
+            try? await channel.executeThenClose { inbound, outbound in
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await message in outbox {
+                            guard let frame = try? HostProtocol.encode(message, allocator: channel.channel.allocator) else { continue }
+                            try? await outbound.write(frame)
+                        }
+                        outbound.finish()
+                    }
+                    group.addTask {
+                        var greeted = false
+                        do {
+                            for try await frame in inbound {
+                                guard let message = try? HostProtocol.decode(HostProtocol.ToConnector.self, from: frame) else {
+                                    self.logger.error("the plugin host sent a message that cannot be read; restarting it", metadata: ["library": "\(self.library)"])
+                                    break
+                                }
+                                if !greeted {
+                                    greeted = true
+                                    first.yield(message)
+                                    first.finish()
+                                    continue
+                                }
+                                self.receive(message)
+                            }
+                        } catch {}
+                        if !greeted { first.yield(nil); first.finish() }
+                        // The socket is gone: the process is ending (or must).
+                        kill(connection.pid, SIGKILL)
+                        send.finish()
+                    }
+                }
+            }
+        }
+        var firstMessage: HostProtocol.ToConnector?
+        for await message in firsts { firstMessage = message }
+        switch firstMessage {
+        case .hello(let plugin, let version, let handlers)?:
+            self.goLive(connection)
+            return .success((Hello(plugin: plugin, version: version, handlers: handlers), exits))
+        case .refused(let reason)?:
+            return .failure(.init(path: self.library, reason: reason))
+        default:
+            var ended = "its plugin host ended before saying which plugin it runs"
+            for await exit in exits { ended += " (\(exit.description)): \(exit.output.suffix(8).joined(separator: " | "))" }
+            return .failure(.init(path: self.library, reason: ended))
+        }
+    }
+
+    /// Makes a started host the live one: handlers it must hold are made again first, then waiting calls go.
+    private func goLive(_ connection: Connection) {
+        let (remake, waiting) = self.state.withLock { state in
+            state.connection = connection
+            defer { state.waiting = [] }
+            return (state.made.sorted { $0.key < $1.key }, state.waiting)
+        }
+        for (id, made) in remake {
+            connection.send.yield(.make(id: id, handler: made.handler, app: made.app, settings: made.settings, logLevel: made.logLevel))
+        }
+        for waiter in waiting { waiter.resume(returning: connection) }
+        Task { await self.watch(connection) }
+    }
+
+    /// Routes one message from the host.
+    private func receive(_ message: HostProtocol.ToConnector) {
+        switch message {
+        case .prepared(let call, _, _), .inspected(let call, _, _), .unknownHandler(let call):
+            let waiter = self.state.withLock { $0.pending.removeValue(forKey: call) }
+            waiter?.resume(returning: message)
+        case .made(let id), .makeFailed(let id, _, _):
+            let waiter = self.state.withLock { $0.makes.removeValue(forKey: id) }
+            if let waiter { return waiter.resume(returning: message) }
+            // A handler made again after a restart.
+            if case .makeFailed(_, let errors, let text) = message {
+                let made = self.state.withLock { $0.made.removeValue(forKey: id) }
+                self.logger.error(
+                    "a restarted plugin host could not make a handler again; its app answers 502",
+                    metadata: ["app": "\(made?.app ?? "?")", "error": "\(text ?? errors.map { "\($0.key): \($0.message)" }.joined(separator: "; "))"]
+                )
+            }
+        case .log(let id, let level, let text, let metadata):
+            guard let id, let made = self.state.withLock({ $0.made[id] }) else {
+                return self.logger.log(level: Self.level(level), "\(text)", metadata: metadata.mapValues { .string($0) })
+            }
+            made.logger.log(level, text, metadata)
+        case .counter(let id, let name, let dimensions, let amount):
+            self.state.withLock { $0.made[id] }?.metrics.increment(name, dimensions: dimensions, by: amount)
+        case .duration(let id, let name, let dimensions, let seconds):
+            self.state.withLock { $0.made[id] }?.metrics.record(name, seconds: seconds, dimensions: dimensions)
+        case .pong(let nonce):
+            let waiter = self.state.withLock { $0.pongs.removeValue(forKey: nonce) }
+            waiter?.resume(returning: true)
+        case .hello, .refused:
+            break
+        }
+    }
+
+    /// Pings the live host; one that does not answer in time is killed (the supervisor starts it again).
+    private func watch(_ connection: Connection) async {
+        while true {
+            try? await Task.sleep(for: Self.pingInterval)
+            guard self.state.withLock({ $0.connection === connection }) else { return }
+            let nonce = self.nextID()
+            let answered = await Deadline.run(Self.pingTimeout) {
+                await withCheckedContinuation { continuation in
+                    self.state.withLock { $0.pongs[nonce] = continuation }
+                    connection.send.yield(.ping(nonce))
+                }
+            }
+            guard self.state.withLock({ $0.connection === connection }) else { return }
+            if answered == nil {
+                self.state.withLock { $0.pongs.removeValue(forKey: nonce) }?.resume(returning: false)
+                self.logger.error("the plugin host stopped answering (its threads are blocked?); restarting it", metadata: ["plugin": "\(self.pluginName)"])
+                kill(connection.pid, SIGKILL)
+                return
+            }
+        }
+    }
+
+    /// Waits for the host to end, reports it, fails its unanswered calls, and starts it again after a backoff.
+    private func supervise(exited: AsyncStream<Exit>) async {
+        var exits = exited
+        var delay = Duration.milliseconds(500)
+        while true {
+            let started = ContinuousClock.now
+            var exit: Exit?
+            for await ended in exits { exit = ended }
+            let (unanswered, makes, pongs, stopped) = self.state.withLock { state in
+                state.connection = nil
+                defer { (state.pending, state.makes, state.pongs) = ([:], [:], [:]) }
+                return (state.pending, state.makes, state.pongs, state.stopped)
+            }
+            for waiter in unanswered.values { waiter.resume(returning: nil) }
+            for waiter in makes.values { waiter.resume(returning: nil) }
+            for waiter in pongs.values { waiter.resume(returning: false) }
+            if stopped { return }
+            if ContinuousClock.now - started > .seconds(60) { delay = .milliseconds(500) }
+            self.logger.error(
+                "plugin host ended; the requests it was answering got 502, and it starts again",
+                metadata: [
+                    "plugin": "\(self.pluginName)", "library": "\(self.library)", "exit": "\(exit?.description ?? "unknown")",
+                    "requests": "\(unanswered.count)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
+                ]
+            )
+            while true {
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(30))
+                if self.state.withLock({ $0.stopped }) { return }
+                switch await self.launch() {
+                case .success(let (_, next)):
+                    self.logger.notice("plugin host started again", metadata: ["plugin": "\(self.pluginName)"])
+                    exits = next
+                case .failure(let failure):
+                    self.logger.error("plugin host did not start again; trying later", metadata: ["plugin": "\(self.pluginName)", "reason": "\(failure.reason)"])
+                    continue
+                }
+                break
+            }
+        }
+    }
+
+    /// The lines that say where a host crashed: from Swift's fatal error or crash report on, else the last few.
+    static func crashSite(_ lines: [String]) -> String {
+        let start = lines.lastIndex { $0.contains("Fatal error") || $0.contains("Program crashed") || $0.contains("Crash") } ?? max(0, lines.count - 6)
+        return lines[start...].prefix(12).joined(separator: " | ")
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGILL: "SIGILL, a Swift runtime trap such as fatalError"
+        case SIGTRAP: "SIGTRAP, a Swift runtime trap such as fatalError"
+        case SIGABRT: "SIGABRT, abort"
+        case SIGSEGV: "SIGSEGV, invalid memory access"
+        case SIGBUS: "SIGBUS"
+        case SIGKILL: "SIGKILL"
+        case SIGTERM: "SIGTERM"
+        default: "signal \(signal)"
+        }
+    }
+
+    static func level(_ level: LogLevel) -> Logger.Level {
+        switch level {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        }
+    }
+
+    /// Reads what the host prints, line by line: logged at debug, the last lines kept for a crash report.
+    private func readOutput(_ descriptor: CInt, into tail: OutputTail, pid: pid_t) {
+        let logger = self.logger
+        let library = self.library
+        Task {
+            do {
+                let channel = try await NIOPipeBootstrap(group: self.group).takingOwnershipOfDescriptor(input: descriptor) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: 64 * 1024))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+                try await channel.executeThenClose { inbound, _ in
+                    for try await line in inbound {
+                        let text = String(buffer: line)
+                        tail.add(text)
+                        logger.debug("plugin host output", metadata: ["library": "\(library)", "pid": "\(pid)", "line": "\(text)"])
+                    }
+                }
+            } catch {}
+            tail.finish()
+        }
+    }
+
+    /// The last lines a host printed, and whether its output has ended.
+    final class OutputTail: Sendable {
+        private struct State {
+            var lines: [String] = []
+            var ended = false
+            var waiters: [CheckedContinuation<Void, Never>] = []
+        }
+        private let state = Mutex(State())
+
+        func add(_ line: String) {
+            self.state.withLock { state in
+                state.lines.append(line)
+                if state.lines.count > 64 { state.lines.removeFirst(state.lines.count - 64) }
+            }
+        }
+
+        func finish() {
+            let waiters = self.state.withLock { state in
+                state.ended = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+
+        var lines: [String] { self.state.withLock { $0.lines } }
+
+        /// Waits (up to a second) for the output to end.
+        func closed() async {
+            _ = await Deadline.run(.seconds(1)) {
+                await withCheckedContinuation { continuation in
+                    let ended = self.state.withLock { state in
+                        if !state.ended { state.waiters.append(continuation) }
+                        return state.ended
+                    }
+                    if ended { continuation.resume() }
+                }
+            }
+        }
+    }
+}
