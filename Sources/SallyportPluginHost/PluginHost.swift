@@ -203,7 +203,7 @@ public final class PluginHost: Sendable {
         process.arguments = ["plugin-host", "--library", self.library]
         var environment = ProcessInfo.processInfo.environment
         // A crash prints where it happened (Swift's backtracer, when the toolchain provides it), briefly.
-        environment["SWIFT_BACKTRACE"] = "enable=yes,interactive=no,color=no,limit=24,top=4"
+        environment["SWIFT_BACKTRACE"] = "enable=yes,interactive=no,color=no,threads=crashed,registers=none,images=none,limit=12,top=3"
         process.environment = environment
         process.standardInput = FileHandle(fileDescriptor: sockets[1], closeOnDealloc: false)
         process.standardOutput = output
@@ -404,10 +404,9 @@ public final class PluginHost: Sendable {
         }
     }
 
-    /// The lines that say where a host crashed: from Swift's fatal error or crash report on, else the last few.
+    /// The lines that say where a host crashed, on one line.
     static func crashSite(_ lines: [String]) -> String {
-        let start = lines.lastIndex { $0.contains("Fatal error") || $0.contains("Program crashed") || $0.contains("Crash") } ?? max(0, lines.count - 6)
-        return lines[start...].prefix(12).joined(separator: " | ")
+        lines.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " | ")
     }
 
     static func signalName(_ signal: Int32) -> String {
@@ -461,6 +460,8 @@ public final class PluginHost: Sendable {
     final class OutputTail: Sendable {
         private struct State {
             var lines: [String] = []
+            /// From the first line that reports a crash (Swift's `Fatal error`, the backtracer's report) on.
+            var crash: [String] = []
             var ended = false
             var waiters: [CheckedContinuation<Void, Never>] = []
         }
@@ -470,7 +471,16 @@ public final class PluginHost: Sendable {
             self.state.withLock { state in
                 state.lines.append(line)
                 if state.lines.count > 64 { state.lines.removeFirst(state.lines.count - 64) }
+                let reports = line.contains("Fatal error") || line.contains("Program crashed") || line.contains("SWIFT TASK CONTINUATION MISUSE")
+                if state.crash.isEmpty ? reports : state.crash.count < 16, !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                    state.crash.append(line)
+                }
             }
+        }
+
+        /// The crash report's first lines when there is one, else the last lines printed.
+        var lines: [String] {
+            self.state.withLock { $0.crash.isEmpty ? Array($0.lines.suffix(6)) : $0.crash }
         }
 
         func finish() {
@@ -481,8 +491,6 @@ public final class PluginHost: Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
-
-        var lines: [String] { self.state.withLock { $0.lines } }
 
         /// Waits (up to a second) for the output to end.
         func closed() async {

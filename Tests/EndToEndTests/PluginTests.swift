@@ -1,5 +1,6 @@
 import Foundation
 import SallyportTesting
+import Synchronization
 import Testing
 
 extension EndToEnd {
@@ -173,6 +174,135 @@ extension EndToEnd {
             #expect(await list.waitForExit(timeout: .seconds(30)) == 1)
             #expect(list.log().contains("plugin    challenge  (needs identity)  from challenge-sso 1.0.0"))
             #expect(list.log().contains("FAILED    \(plugins)/libBroken.so"))
+
+            await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        /// Sends requests to `apps` one after another until stopped; counts what did not get a 200.
+        final class SteadyLoad: @unchecked Sendable {
+            let failures = Mutex<[String]>([])
+            let sent = Atomic<Int>(0)
+            let stopping = Atomic<Bool>(false)
+            var task: Task<Void, Never>?
+
+            init(_ deployment: Deployment, apps: [String]) {
+                self.task = Task {
+                    var turn = 0
+                    while !self.stopping.load(ordering: .relaxed) {
+                        let app = apps[turn % apps.count]
+                        turn += 1
+                        let result = try? await Curl.run(deployment.url(app, "/headers"), caFile: deployment.caFile, timeout: 20)
+                        self.sent.add(1, ordering: .relaxed)
+                        if result?.status != 200 { self.failures.withLock { $0.append("\(app): \(result?.status ?? 0)") } }
+                    }
+                }
+            }
+
+            func stop() async -> (sent: Int, failures: [String]) {
+                self.stopping.store(true, ordering: .relaxed)
+                await self.task?.value
+                return (self.sent.load(ordering: .relaxed), self.failures.withLock { $0 })
+            }
+        }
+
+        @Test("Plugins in host processes: a crash, a hang and blocked threads cost only that plugin's requests; other apps serve throughout, the plugin recovers by itself; retries, typed settings, failed factories and metrics")
+        func isolation() async throws {
+            let work = try TestDirectory(prefix: "sallyport-faulty-plugin")
+            defer { work.remove() }
+            let library = try await SwiftPackage.buildLibrary(
+                "FaultySSO", in: Self.repository + "/Tests/Plugins/FaultySSO", scratchPath: work.file("build"), log: work.file("build.log")
+            )
+            let plugins = work.file("plugins")
+            try FileManager.default.createDirectory(atPath: plugins, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: library, toPath: plugins + "/libFaultySSO.so")
+            let flag = work.file("flag")
+
+            let (deployment, nginx, _, nginxDirectory) = try await Self.start(hosts: ["crashy", "hangy", "blocky", "retry", "bad", "needs", "plain", "plain2"])
+            defer { nginxDirectory.remove() }
+            func faulty(_ lines: [String] = ["  label: ok"]) -> [String] { ["preAuthentication: passthrough", "sso:", "  handler: faulty"] + lines }
+            try deployment.writeApp(name: "crashy", internalURL: nginx.baseURL + "/", auth: faulty())
+            try deployment.writeApp(name: "hangy", internalURL: nginx.baseURL + "/", auth: faulty() + ["timeouts:", "  sso: 1s"])
+            try deployment.writeApp(name: "blocky", internalURL: nginx.baseURL + "/", auth: faulty() + ["timeouts:", "  sso: 2s"])
+            try deployment.writeApp(name: "retry", internalURL: nginx.baseURL + "/", auth: ["preAuthentication: passthrough", "sso:", "  handler: retry-always"])
+            try deployment.writeApp(
+                name: "bad", internalURL: nginx.baseURL + "/",
+                auth: faulty(["  limits:", "    tries: many", "    extra: 1", "  modes: [fast, medium]"])
+            )
+            try deployment.writeApp(name: "needs", internalURL: nginx.baseURL + "/", auth: faulty(["  label: n", "  needsFile: \(flag)"]))
+            try deployment.writeApp(name: "plain", internalURL: nginx.baseURL + "/")
+            try deployment.writeApp(name: "plain2", internalURL: nginx.baseURL + "/")
+            try await deployment.startRelay()
+            let admin = try FreePort.next()
+            let connector = try await deployment.startConnector(
+                extra: "plugins:\n  directory: \(plugins)\n  logLevel: {libFaultySSO.so: debug}\nadmin:\n  listen: 127.0.0.1:\(admin)"
+            )
+            #expect(connector.log().contains("isolation=plugin host process"), "\(connector.log())")
+            let ok = try await Curl.run(deployment.url("crashy", "/headers"), caFile: deployment.caFile)
+            #expect(ok.status == 200 && ok.body.contains("X-Faulty: ok"), "\(ok.status) \(ok.body)")
+            // The per-plugin log level lets the handler's debug lines through (the connector logs at info).
+            #expect(connector.log().contains("faulty passed a request"), "plugins.logLevel: debug")
+
+            let load = SteadyLoad(deployment, apps: ["plain", "plain2"])
+            // A crash: only the crashing request fails, with a clear page; the log names the plugin and the site.
+            let crashed = try await Curl.run(deployment.url("crashy", "/crash"), caFile: deployment.caFile)
+            #expect(crashed.status == 502 && crashed.body.contains("stopped for a moment"), "\(crashed.status) \(crashed.body)")
+            #expect(try await ConfigSyncTests.eventually(timeout: .seconds(10)) { connector.log().contains("plugin host started again") })
+            let crashLine = connector.log().split(separator: "\n").first { $0.contains("plugin host ended;") } ?? ""
+            #expect(crashLine.contains("plugin=faulty") && crashLine.contains("faulty plugin told to crash") && crashLine.contains("FaultySSO.swift"), "\(crashLine)")
+            // The crashing plugin's apps recover by themselves.
+            #expect(try await Curl.run(deployment.url("crashy", "/headers"), caFile: deployment.caFile).status == 200)
+
+            // A hang: the request gets 504 at its deadline, the others go on.
+            let started = ContinuousClock.now
+            let hung = try await Curl.run(deployment.url("hangy", "/hang"), caFile: deployment.caFile)
+            #expect(hung.status == 504 && ContinuousClock.now - started < .seconds(4), "\(hung.status) after \(ContinuousClock.now - started)")
+            #expect(connector.log().contains("did not decide in time"))
+            #expect(try await Curl.run(deployment.url("hangy", "/headers"), caFile: deployment.caFile).status == 200)
+
+            // Blocked threads: every thread of the host sleeps; its requests get 504, pings go unanswered and
+            // the host is restarted, and the plugin's apps serve again by themselves.
+            let blocked = await withTaskGroup(of: Int.self) { group in
+                for _ in 0..<6 { group.addTask { (try? await Curl.run(deployment.url("blocky", "/block"), caFile: deployment.caFile))?.status ?? 0 } }
+                return await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(blocked.allSatisfy { $0 == 504 || $0 == 502 }, "\(blocked)")
+            #expect(try await ConfigSyncTests.eventually(timeout: .seconds(30)) { connector.log().contains("stopped answering") })
+            #expect(try await ConfigSyncTests.eventually(timeout: .seconds(20)) {
+                (try? await Curl.run(deployment.url("blocky", "/headers"), caFile: deployment.caFile))?.status == 200
+            }, "the plugin's apps serve again after the restart")
+            let (sent, failures) = await load.stop()
+            #expect(sent > 20 && failures.isEmpty, "other apps failed while the plugin misbehaved: \(failures) of \(sent)")
+
+            // Retry visibility: a GET may go again; a POST cannot, the handler is told so, and the log says why.
+            let retried = try await Curl.run(deployment.url("retry", "/headers"), caFile: deployment.caFile)
+            #expect(retried.status == 200 && retried.body.contains("X-Attempt: 2") && retried.header("X-Seen-By") == "retry-always", "\(retried.body)")
+            let posted = try await Curl.run(deployment.url("retry", "/echo"), caFile: deployment.caFile, data: "x=1")
+            #expect(posted.status == 200, "\(posted.status)")
+            let posts = nginx.accessLog().components(separatedBy: "\n").filter { $0.contains("POST /echo") }
+            #expect(posts.count == 1, "\(posts)")
+            #expect(connector.log().contains("asked to send the request again, which cannot be done") && connector.log().contains("the request has a body"))
+
+            // Typed settings: every problem at once, each at its line and column.
+            let log = connector.log()
+            for expected in [
+                "bad.yaml:6:1: sso.label: required setting is missing", "bad.yaml:9:5: sso.limits.tries: expected a whole number, found \"many\"",
+                "bad.yaml:10:5: sso.limits.extra: unknown setting; known here: ratio, tries", "bad.yaml:11:17: sso.modes[1]: must be one of fast, slow",
+            ] {
+                #expect(log.contains(expected), "\(expected) not in the log")
+            }
+
+            // A factory that failed for want of a file is made again once the file is there.
+            #expect(try await Curl.run(deployment.url("needs", "/headers"), caFile: deployment.caFile).status == 502)
+            try "yes".write(toFile: flag, atomically: true, encoding: .utf8)
+            #expect(try await ConfigSyncTests.eventually(timeout: .seconds(20)) {
+                (try? await Curl.run(deployment.url("needs", "/headers"), caFile: deployment.caFile))?.status == 200
+            }, "made again once its file exists")
+            #expect(connector.log().contains("the app's SSO handler could be made"))
+
+            // The plugin's metric reaches the connector's /metrics with plugin, handler and app.
+            let metrics = try await Curl.run("http://127.0.0.1:\(admin)/metrics", caFile: nil)
+            #expect(metrics.body.contains(#"sallyport_sso_faulty_requests_total{plugin="faulty",handler="faulty",app="crashy",outcome="passed"}"#), "\(metrics.body)")
 
             await nginx.stop()
             await deployment.shutdown()
