@@ -266,7 +266,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // MIT GSS-API (libkrb5-dev): the module map only.
-        .systemLibrary(name: "CGSSAPI", pkgConfig: "krb5-gssapi", providers: [.apt(["libkrb5-dev"])]),
+        // MIT Kerberos from Debian's libkrb5-dev: its headers and libraries are reachable from the default paths
+        // (/usr/include/gssapi, /usr/lib/<arch>/libgssapi_krb5.so); no pkg-config, whose `-isystem` SwiftPM
+        // refuses with a warning on every build, the plugins' included.
+        .systemLibrary(name: "CGSSAPI", providers: [.apt(["libkrb5-dev"])]),
         // GSS-API macros and OIDs as functions; nothing else in C.
         .target(name: "CSallyportGSS", dependencies: ["CGSSAPI"]),
         // Kerberos for the KCD handler: one Swift type owns each GSS handle.

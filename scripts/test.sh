@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-deps.sh
 swift build --build-tests
-# The plugin API library is a product of its own (the plugin and package tests use it).
-swift build --product SallyportPluginAPI
+# sallyport and the plugin API library side by side, as docs/plugins.md builds them (the plugin and package
+# tests use the library).
+bash scripts/build.sh --configuration debug
 swift test --skip-build "$@"
 if [ "$#" -eq 0 ] && [ "${SALLYPORT_FUZZ_SECONDS:-30}" != 0 ]; then
     bash scripts/fuzz.sh "${SALLYPORT_FUZZ_SECONDS:-30}"
