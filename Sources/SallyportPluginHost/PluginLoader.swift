@@ -108,7 +108,7 @@ public enum PluginLoader {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             let error = lastError()
             let hint = error.contains("undefined symbol: $s18SallyportPluginAPI")
-                ? "; it was built against another Sallyport plugin API: rebuild it against this Sallyport version" : ""
+                ? "; it was built against another Sallyport plugin API (this connector has \(PluginABI.describe(PluginABI.stamp))): \(Self.rebuild)" : ""
             return .failure(Failure(path: path, reason: "cannot load: \(error)\(hint)"))
         }
         guard let abiSymbol = dlsym(handle, "sallyport_plugin_abi") else {
@@ -119,7 +119,7 @@ public enum PluginLoader {
             return .failure(
                 Failure(
                     path: path,
-                    reason: "built for \(PluginABI.describe(stamp)), but this connector has \(PluginABI.describe(PluginABI.stamp)); rebuild the plugin against this Sallyport version with the same Swift toolchain"
+                    reason: "built for \(PluginABI.describe(stamp)), but this connector has \(PluginABI.describe(PluginABI.stamp)); \(Self.rebuild)"
                 )
             )
         }
@@ -131,6 +131,10 @@ public enum PluginLoader {
         }
         return .success(Unmanaged<PluginRegistration>.fromOpaque(raw).takeRetainedValue())
     }
+
+    /// What to do about a plugin built for another API or compiler.
+    static let rebuild =
+        "rebuild the plugin against this Sallyport version with the same Swift toolchain (in the plugin's package: point its sallyport dependency at this version, then swift build -c release; docs/plugins.md, \"Upgrading a plugin\")"
 
     static func isValidName(_ name: String) -> Bool { HandlerCatalog.isValidName(name) }
 

@@ -63,8 +63,9 @@ extension EndToEnd {
             try deployment.writeApp(name: "misconfigured", internalURL: nginx.baseURL + "/", auth: ["preAuthentication: jwt", "sso:", "  handler: greeting"])
             try deployment.writeApp(name: "plain", internalURL: nginx.baseURL + "/")
             try await deployment.startRelay()
-            let connector = try await deployment.startConnector(plugins: plugins)
-            #expect(connector.log().contains("plugin loaded"))
+            // A trusted plugin in the connector's own process (plugins.inProcess), as the guide shows.
+            let connector = try await deployment.startConnector(extra: "plugins:\n  directory: \(plugins)\n  inProcess: [libGreeting.so]")
+            #expect(connector.log().contains("plugin loaded") && connector.log().contains("isolation=in process"), "\(connector.log())")
 
             let token = try await issuer.token()
             let greeted = try await Curl.run(
@@ -92,18 +93,22 @@ extension EndToEnd {
             #expect(await validate.waitForExit(timeout: .seconds(30)) == 1)
             #expect(validate.log().contains("misconfigured.yaml:6:1: sso.header: required"), "\(validate.log())")
 
-            // The same plugin built for another API version is refused with a message saying why.
+            // The same plugin as built for plugin API 2 is refused with a message saying why and what to do.
             let entry = work.file("greeting/Sources/Greeting/Entry.swift")
             let source = try String(contentsOfFile: entry, encoding: .utf8)
-            try source.replacingOccurrences(of: "{ PluginABI.stamp }", with: "{ PluginABI.stamp + (1 << 32) }").write(toFile: entry, atomically: true, encoding: .utf8)
+            try source.replacingOccurrences(of: "{ PluginABI.stamp }", with: "{ PluginABI.stamp - (1 << 32) }").write(toFile: entry, atomically: true, encoding: .utf8)
             let mismatched = try await SwiftPackage.buildLibrary("Greeting", in: work.file("greeting"), log: work.file("rebuild.log"))
             let other = work.file("other-plugins")
             try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: mismatched, toPath: other + "/libGreeting.so")
             let list = try ChildProcess.launch(deployment.binary, ["plugins", "list", "--directory", other], logFile: work.file("list.log"))
             #expect(await list.waitForExit(timeout: .seconds(30)) == 1)
-            #expect(list.log().contains("built for plugin API 4"), "\(list.log())")
-            #expect(list.log().contains("rebuild the plugin against this Sallyport version"))
+            #expect(list.log().contains("built for plugin API 2, Swift"), "\(list.log())")
+            #expect(list.log().contains("but this connector has plugin API 3"))
+            #expect(list.log().contains("rebuild the plugin against this Sallyport version with the same Swift toolchain (in the plugin's package"))
+            // A connector refuses it the same way, in the plugin host, and serves its other apps.
+            let refusing = try await deployment.startConnector(name: "connector-2", plugins: other)
+            #expect(refusing.log().contains("built for plugin API 2") && refusing.log().contains("plugin not loaded"), "\(refusing.log())")
 
             await nginx.stop()
             await deployment.shutdown()

@@ -168,4 +168,24 @@ struct ConnectorConfigTests {
         #expect(error.line == 4)
         #expect(error.key == "group")
     }
+    /// `plugins`: the short form (a directory) and the mapping with per-plugin choices; mistakes at their key.
+    @Test func pluginsTakeADirectoryOrAMapping() throws {
+        let base = "relay: relay.example.com:8443\ncertificate: c.pem\nkey: c.key\n"
+        try withFile(base + "plugins: lib/plugins\n") { file, directory in
+            let plugins = try ConfigLoader.loadConnector(file: file).plugins
+            #expect(plugins == PluginSettings(directory: "\(directory)/lib/plugins"))
+        }
+        let mapping = base + "plugins:\n  directory: /opt/plugins\n  inProcess: [libFast.so]\n  logLevel: {libGreeting.so: debug}\n"
+        try withFile(mapping) { file, _ in
+            let plugins = try ConfigLoader.loadConnector(file: file).plugins
+            #expect(plugins == PluginSettings(directory: "/opt/plugins", inProcess: ["libFast.so"], logLevels: ["libGreeting.so": "debug"]))
+        }
+        let notAFile = try #require(try connectorError(base + "plugins:\n  directory: /opt/plugins\n  inProcess: [../evil.so]\n"))
+        #expect(notAFile.key == "plugins.inProcess[0]" && notAFile.message.contains("file name in the plugins directory"), "\(notAFile)")
+        let badLevel = try #require(try connectorError(base + "plugins:\n  directory: /opt/plugins\n  logLevel: {libA.so: loud}\n"))
+        #expect(badLevel.key == "plugins.logLevel.libA.so" && badLevel.line == 6, "\(badLevel)")
+        let missing = try #require(try connectorError(base + "plugins:\n  inProcess: []\n"))
+        #expect(missing.key == "plugins.directory" && missing.message.contains("required"), "\(missing)")
+    }
 }
+
