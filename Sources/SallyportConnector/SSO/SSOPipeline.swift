@@ -8,6 +8,7 @@ import SallyportPluginAPI
 import SallyportPluginHost
 import SallyportSSO
 import SallyportTunnel
+import Synchronization
 
 /// An app's single-sign-on step on this connector, made once when the app's configuration arrives.
 enum SSOPipeline: Sendable {
@@ -111,7 +112,7 @@ struct HandlerServices: Sendable {
                 counter: { name, dimensions, amount in metrics?.increment(name, dimensions: dimensions, by: amount, from: source) },
                 duration: { name, dimensions, seconds in metrics?.record(name, seconds: seconds, dimensions: dimensions, from: source) }
             ),
-            blockingExecutor: BlockingPool.executor
+            blockingExecutor: self.origins[handler] == nil ? BlockingPool.executor : PluginPools.executor(for: plugin)
         )
     }
 
@@ -196,5 +197,23 @@ enum PluginRequest {
         var result = response
         result.headerFields = fields
         return result
+    }
+}
+
+/// The blocking pools of plugins loaded in process: 4 threads each, so a plugin that fills its pool waits only
+/// for itself, not for the connector's KDC exchanges or another plugin's work. (A plugin in a host process has
+/// the host's pool.)
+enum PluginPools {
+    private static let pools = Mutex<[String: NIOThreadPool]>([:])
+
+    static func executor(for plugin: String) -> @Sendable (@escaping @Sendable () -> Void) -> Void {
+        let pool = Self.pools.withLock { pools in
+            if let pool = pools[plugin] { return pool }
+            let pool = NIOThreadPool(numberOfThreads: 4)
+            pool.start()
+            pools[plugin] = pool
+            return pool
+        }
+        return { work in pool.submit { _ in work() } }
     }
 }
