@@ -74,7 +74,8 @@ public final class AppTable: Sendable {
         // Handlers are made outside the lock: a slow factory must not hold up requests of other apps.
         var sso: [String: SSOPipeline] = [:]
         var failures: [ConfigError] = []
-        for (name, app) in byName {
+        for name in apps.map(\.name) where sso[name] == nil {
+            guard let app = byName[name] else { continue }
             if held.apps[name] == app, let kept = held.sso[name] {
                 sso[name] = kept
                 continue

@@ -62,7 +62,11 @@ public final class PluginHost: Sendable {
         var pending: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
         var makes: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
         var pongs: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        /// Handlers the host holds, made again after a restart.
         var made: [UInt64: Made] = [:]
+        /// Handlers being made: their log lines are routed, but a restart does not make them again (the make
+        /// fails, and the connector tries it again later).
+        var making: [UInt64: Made] = [:]
         var next: UInt64 = 1
         var stopped = false
         var hello: Hello?
@@ -77,9 +81,10 @@ public final class PluginHost: Sendable {
         self.group = group
     }
 
-    /// This process's own binary (`sallyport`), which runs the hosts.
+    /// This process's own binary (`sallyport`), which runs the hosts: `/proc/self/exe` names the very file this
+    /// process runs, even after a package upgrade replaced the one on disk, so host and connector always match.
     public static var currentExecutable: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        FileManager.default.fileExists(atPath: "/proc/self/exe") ? "/proc/self/exe" : CommandLine.arguments[0]
     }
 
     /// The plugin's name once its host said hello, else the library's file name.
@@ -130,7 +135,8 @@ public final class PluginHost: Sendable {
     /// Makes a handler in the host; remembered so that a restarted host makes it again.
     func make(_ made: Made) async -> (id: UInt64, answer: HostProtocol.ToConnector?) {
         let id = self.nextID()
-        self.state.withLock { $0.made[id] = made }
+        self.state.withLock { $0.making[id] = made }
+        defer { self.state.withLock { _ = $0.making.removeValue(forKey: id) } }
         guard let connection = await self.connection() else { return (id, nil) }
         let answer: HostProtocol.ToConnector? = await withCheckedContinuation { continuation in
             let sent = self.state.withLock { state -> Bool in
@@ -141,7 +147,7 @@ public final class PluginHost: Sendable {
             guard sent else { return continuation.resume(returning: nil) }
             connection.send.yield(.make(id: id, handler: made.handler, app: made.app, settings: made.settings, logLevel: made.logLevel))
         }
-        if case .made = answer {} else { self.state.withLock { _ = $0.made.removeValue(forKey: id) } }
+        if case .made = answer { self.state.withLock { $0.made[id] = made } }
         return (id, answer)
     }
 
@@ -324,14 +330,14 @@ public final class PluginHost: Sendable {
                 )
             }
         case .log(let id, let level, let text, let metadata):
-            guard let id, let made = self.state.withLock({ $0.made[id] }) else {
+            guard let id, let made = self.state.withLock({ $0.made[id] ?? $0.making[id] }) else {
                 return self.logger.log(level: Self.level(level), "\(text)", metadata: metadata.mapValues { .string($0) })
             }
             made.logger.log(level, text, metadata)
         case .counter(let id, let name, let dimensions, let amount):
-            self.state.withLock { $0.made[id] }?.metrics.increment(name, dimensions: dimensions, by: amount)
+            self.state.withLock { $0.made[id] ?? $0.making[id] }?.metrics.increment(name, dimensions: dimensions, by: amount)
         case .duration(let id, let name, let dimensions, let seconds):
-            self.state.withLock { $0.made[id] }?.metrics.record(name, seconds: seconds, dimensions: dimensions)
+            self.state.withLock { $0.made[id] ?? $0.making[id] }?.metrics.record(name, seconds: seconds, dimensions: dimensions)
         case .pong(let nonce):
             let waiter = self.state.withLock { $0.pongs.removeValue(forKey: nonce) }
             waiter?.resume(returning: true)

@@ -172,7 +172,7 @@ struct BackendForwarder: Sendable {
         let canRetry = exchange.retryPossible
         let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: canRetry)
         guard let (decision, pluginRequest) = await step.prepare(offered, identity: identity, attempt: attempt) else {
-            logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "prepare", "timeout": "\(step.deadline)"])
+            logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "prepare", "timeout": "\(step.deadline ?? .zero)"])
             return .refused(.gatewayTimeout, reason: "sso-timeout")
         }
         switch decision {
@@ -197,7 +197,7 @@ struct BackendForwarder: Sendable {
             Prepared(request: changed, affinity: pluginRequest.connectionAffinity) { response in
                 let seen = PluginRequest.response(response)
                 guard let (decision, rewritten) = await step.inspect(seen, request: sent, identity: identity, attempt: attempt) else {
-                    logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "inspect", "timeout": "\(step.deadline)"])
+                    logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "inspect", "timeout": "\(step.deadline ?? .zero)"])
                     return (.refuse(Self.handlerTimedOut), response)
                 }
                 var head = response

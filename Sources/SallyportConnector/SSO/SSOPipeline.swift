@@ -27,7 +27,10 @@ enum SSOPipeline: Sendable {
             return .unavailable(errors)
         case .handler(let handler, let factory):
             if handler is PassthroughHandler { return .passthrough }
-            return .handler(SSOStep(handler: handler, name: factory.name, maximumAttempts: max(1, factory.maximumAttempts), deadline: app.timeouts.sso))
+            // Built-in handlers bound their own waits (kcd's KDC exchanges) and run no foreign code: no deadline
+            // tasks on their request path. Plugins' calls each get the app's deadline.
+            let deadline = handlers.origins[factory.name] == nil ? nil : app.timeouts.sso
+            return .handler(SSOStep(handler: handler, name: factory.name, maximumAttempts: max(1, factory.maximumAttempts), deadline: deadline))
         }
     }
 
@@ -57,27 +60,31 @@ struct SSOStep: Sendable {
     let handler: any SSOHandler
     let name: String
     let maximumAttempts: Int
-    /// `timeouts.sso`: how long each call may take.
-    let deadline: Duration
+    /// `timeouts.sso`: how long each call may take; nil: the handler is built in and bounds its own waits.
+    let deadline: Duration?
 
     /// The handler's decision on a request and the request as it changed it; nil past the deadline.
     func prepare(_ request: BackendRequest, identity: Identity?, attempt: Int) async -> (RequestDecision, BackendRequest)? {
         let handler = self.handler
-        return await Deadline.run(self.deadline) {
+        let call: @Sendable () async -> (RequestDecision, BackendRequest) = {
             var request = request
             let decision = await handler.prepare(&request, identity: identity, attempt: attempt)
             return (decision, request)
         }
+        guard let deadline = self.deadline else { return await call() }
+        return await Deadline.run(deadline, call)
     }
 
     /// The handler's decision on a response head and the head as it changed it; nil past the deadline.
     func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> (ResponseDecision, BackendResponse)? {
         let handler = self.handler
-        return await Deadline.run(self.deadline) {
+        let call: @Sendable () async -> (ResponseDecision, BackendResponse) = {
             var response = response
             let decision = await handler.inspect(&response, request: request, identity: identity, attempt: attempt)
             return (decision, response)
         }
+        guard let deadline = self.deadline else { return await call() }
+        return await Deadline.run(deadline, call)
     }
 }
 
