@@ -328,6 +328,17 @@ let package = Package(
                 "SallyportPKI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // scripts/bench.sh: Sallyport next to nginx on loopback, with wrk and h2load; writes docs/performance.md.
+        .executableTarget(
+            name: "sallyport-bench",
+            dependencies: [
+                "SallyportTesting",
+                "SallyportPKI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

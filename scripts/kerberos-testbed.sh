@@ -553,6 +553,9 @@ path=<!--#echo var="DOCUMENT_URI" -->
 server=apache
 EOF
     cp "$a/htdocs/whoami" "$a/htdocs/bound/whoami"
+    # 1 KiB files for the benchmark (scripts/bench.sh): /1k and /bound/1k need Negotiate, /open/1k does not.
+    mkdir -p "$a/htdocs/open"
+    for f in "$a/htdocs/1k" "$a/htdocs/bound/1k" "$a/htdocs/open/1k"; do head -c 1024 /dev/zero | tr '\0' a >"$f"; done
     cat >"$a/httpd.conf" <<EOF
 # Written by scripts/kerberos-testbed.sh: a stand-alone httpd (no system configuration).
 ServerRoot "$a"
@@ -609,6 +612,11 @@ $(gssapi_block Off)
 # The same, but an authenticated connection stays authenticated: later requests on it need no token.
 <Location "/bound/">
 $(gssapi_block On)
+</Location>
+
+<Location "/open/">
+    AuthType None
+    Require all granted
 </Location>
 
 <Location "/health">

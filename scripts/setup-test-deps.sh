@@ -12,8 +12,9 @@ export DEBIAN_FRONTEND=noninteractive
 # nginx: Debian 12's `nginx` package carries the DAV module (PUT uploads) built in.
 # libnginx-mod-http-echo: `echo_request_body` for POST /echo, `$echo_client_request_headers` for GET /headers.
 apt_packages=(nginx libnginx-mod-http-echo curl openssl procps)
-# h2load (nghttp2-client): a second HTTP/2 client for the many-requests edge test.
-apt_packages+=(nghttp2-client)
+# h2load (nghttp2-client): a second HTTP/2 client for the many-requests edge test; with wrk, the load
+# generators of scripts/bench.sh (whose smoke run is part of the suite).
+apt_packages+=(nghttp2-client wrk)
 # OIDC sign-in peers (Resources/oidc_provider.py, browser_signin.py): headless Chromium driven through
 # chromedriver, certutil (libnss3-tools) to trust a test CA in Chromium's NSS database, and a font.
 apt_packages+=(chromium chromium-driver libnss3-tools fonts-dejavu-core)

@@ -151,7 +151,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// The ids of the child's own children, from `/proc` (Linux only; empty elsewhere).
-    func childPIDs() -> [Int32] {
+    public func childPIDs() -> [Int32] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         return entries.compactMap { entry in
             guard let candidate = Int32(entry),
