@@ -13,6 +13,8 @@ struct JWTProvider: Sendable {
     let settings: JWTSettings
     let keysByIssuer: [String: KeySet]
     let verifier: TokenVerifier
+    /// Tokens whose signature was checked already: a client's next request with the same token skips it.
+    let verified = VerifiedTokens()
 
     init(
         name: String, settings: JWTSettings, claims: ClaimMapping, clockSkew: Duration, algorithms: [String]?, client: HTTPClient, logger: Logger
@@ -52,12 +54,20 @@ struct JWTProvider: Sendable {
     }
 
     /// Verifies the token and returns the user's identity.
+    /// Issuer, audience and lifetime are checked on every request; the signature once per token (for at
+    /// most ``VerifiedTokens/maximumAge``).
     func authenticate(token: String) async throws(AuthFailure) -> Identity {
-        // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
-        let issuer = Self.unverifiedIssuer(token)
-        guard let issuer else { throw .malformed }
-        guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
-        let claims = try await keys.verify(token)
+        let claims: TokenClaims
+        if let known = self.verified.claims(of: token) {
+            claims = known
+        } else {
+            // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
+            let issuer = Self.unverifiedIssuer(token)
+            guard let issuer else { throw .malformed }
+            guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
+            claims = try await keys.verify(token)
+            self.verified.remember(claims, of: token)
+        }
         try verifier.check(claims)
         return try verifier.identity(from: claims)
     }

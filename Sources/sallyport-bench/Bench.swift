@@ -20,6 +20,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Write the results into this Markdown file, between its bench markers.") var output: String?
     @Option(help: "Where the Sallyport repository is (for the benchmark plugin).") var repository = FileManager.default.currentDirectoryPath
     @Option(help: "The build configuration of the benchmark plugin, as of sallyport.") var configuration = "release"
+    @Option(help: "Measure only the request-rate rows whose name contains this text, and nothing else (to compare changes quickly).")
+    var only: String?
+    @Option(help: "Set everything up, print the addresses and process ids, and wait this many seconds before measuring (to attach perf).")
+    var hold: Int?
 
     mutating func run() async throws {
         if self.smoke { (self.seconds, self.transferMiB) = (1, 16) }
@@ -72,6 +76,11 @@ struct Bench: AsyncParsableCommand {
 
     func measure(into report: inout Report, nginx: NginxSetups, sallyport: SallyportSetup, kerberos: KerberosTestBed?) async throws {
         let bearer = try await sallyport.bearer()
+        if let hold = self.hold {
+            log("holding for \(hold) s: relay pid \(sallyport.relay.pid), connector pid \(sallyport.connector.pid), public port \(sallyport.deployment.publicPort) (apps pass, jwt, plugin, inprocess, kcd), nginx two hops port \(nginx.edge.port)")
+            log("bearer: \(bearer)")
+            try await Task.sleep(for: .seconds(hold))
+        }
         let nginxTarget = { (port: Int, path: String) in Target(port: port, host: "localhost", path: path) }
         let rows: [(name: String, small: Target, large: Target?)] = [
             ("nginx reverse proxy, one hop", nginxTarget(nginx.oneHop.port, "/files/1k"), nginxTarget(nginx.oneHop.port, "/files/1m")),
@@ -85,8 +94,10 @@ struct Bench: AsyncParsableCommand {
             ("Sallyport, trivial plugin handler in process", sallyport.target("inprocess", path: "/files/1k"), nil),
         ]
         for row in rows {
+            if let only = self.only, !row.name.localizedCaseInsensitiveContains(only) { continue }
             report.rows.append(try await self.loadRow(row.name, small: row.small, large: row.large))
         }
+        if self.only != nil { return }
         if kerberos != nil {
             let kcdRows: [(String, Target)] = [
                 ("Apache (mod_auth_gssapi's server), Sallyport passthrough to an open path", sallyport.target("apache", path: "/open/1k", headers: [bearer])),

@@ -297,3 +297,63 @@ enum Base64URLText {
         #expect(!replayed)
     }
 }
+
+/// A bearer token's signature is checked once; everything else on every request.
+@Suite struct VerifiedTokenTests {
+    struct Payload: JWTPayload {
+        var iss: String
+        var sub: String
+        var aud: [String]
+        var exp: Int
+        var upn: String
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    @Test func aRememberedTokenIsForgottenAfterItsAgeAndTheCacheStaysBounded() {
+        let tokens = VerifiedTokens(capacity: 3, maximumAge: .seconds(10))
+        let start = ContinuousClock.now
+        let claims = TokenClaims(all: ["sub": .string("alice")])
+        tokens.remember(claims, of: "a", now: start)
+        #expect(tokens.claims(of: "a", now: start + .seconds(9))?.string("sub") == "alice")
+        #expect(tokens.claims(of: "a", now: start + .seconds(10)) == nil, "older than maximumAge: the signature is checked again")
+        #expect(tokens.claims(of: "b", now: start) == nil)
+        for name in ["a", "b", "c", "d", "e"] { tokens.remember(claims, of: name, now: start) }
+        #expect(tokens.count <= 3)
+    }
+
+    @Test func theCacheNeverLetsAnExpiredForgedOrAlteredTokenIn() async throws {
+        let key = ES256PrivateKey()
+        let parameters = try #require(key.publicKey.parameters)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json").path
+        try #"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"\#(parameters.x)","y":"\#(parameters.y)"}]}"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let provider = JWTProvider(
+            name: "api", settings: JWTSettings(issuers: [.init(issuer: "https://issuer.test", keys: .file(file))], audiences: ["app"]),
+            claims: ClaimMapping(), clockSkew: .zero, algorithms: nil, client: HTTPClient.shared, logger: Logger(label: "test")
+        )
+        let signing = JWTKeyCollection()
+        await signing.add(ecdsa: key, kid: "k1")
+        let now = Int(Date().timeIntervalSince1970)
+        func token(expiresIn: Int) async throws -> String {
+            try await signing.sign(Payload(iss: "https://issuer.test", sub: "s", aud: ["app"], exp: now + expiresIn, upn: "alice@corp.test"), kid: "k1")
+        }
+
+        let good = try await token(expiresIn: 300)
+        #expect(try await provider.authenticate(token: good).userPrincipalName == "alice@corp.test")
+        #expect(try await provider.authenticate(token: good).userPrincipalName == "alice@corp.test", "served from the cache")
+        #expect(provider.verified.count == 1)
+
+        // Lifetime is checked on every request, cached or not.
+        let expired = try await token(expiresIn: -5)
+        await #expect(throws: AuthFailure.expired) { try await provider.authenticate(token: expired) }
+        await #expect(throws: AuthFailure.expired) { try await provider.authenticate(token: expired) }
+
+        // A forged signature is never remembered, and a token differing from a remembered one by a byte is not it.
+        let forged = good.dropLast(4) + (good.hasSuffix("AAAA") ? "BBBB" : "AAAA")
+        let before = provider.verified.count
+        await #expect(throws: AuthFailure.badSignature) { try await provider.authenticate(token: String(forged)) }
+        await #expect(throws: AuthFailure.badSignature) { try await provider.authenticate(token: String(forged)) }
+        #expect(provider.verified.count == before)
+    }
+}

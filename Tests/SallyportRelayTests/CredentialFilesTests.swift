@@ -6,7 +6,7 @@ import Testing
 /// Certificate and key files: each way they go wrong gets a message that names the key and file and says what
 /// to do, never a TLS library's internals.
 @Suite("Certificate and key files")
-struct CredentialFilesTests {
+final class CredentialFilesTests {
     let directory: String
     let ca: CertificateAuthority
 
@@ -15,6 +15,9 @@ struct CredentialFilesTests {
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         self.ca = try CertificateAuthority.generate(commonName: "Test CA")
     }
+
+    /// Each test's files go with it.
+    deinit { try? FileManager.default.removeItem(atPath: self.directory) }
 
     func write(_ name: String, _ text: String) throws -> String {
         let path = self.directory + "/" + name

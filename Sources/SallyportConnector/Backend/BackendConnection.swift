@@ -57,6 +57,7 @@ final class BackendConnection: @unchecked Sendable {
                     // Silence in both directions: a long upload the backend reads without answering is not idle.
                     try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(idleTimeout)))
                     try sync.addHandler(CloseOnIdleHandler())
+                    try sync.addHandler(FlushCoalescer())
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())
                     return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)

@@ -163,6 +163,7 @@ struct TunnelSession: Sendable {
                 }
                 try sync.addHandler(watch)
                 try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: hostname))
+                try sync.addHandler(FlushCoalescer())
                 // The connection manager turns a quiesce (drain) into GOAWAY and a close once the streams are
                 // done; liveness is the handler's above, not the manager's keepalive.
                 let multiplexer = try sync.configureAsyncHTTP2Pipeline(

@@ -110,6 +110,7 @@ struct PublicListener {
             channel.configureHTTP2AsyncSecureUpgrade(
                 http1ConnectionInitializer: { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
                         let connection = try EdgePipeline.configureHTTP1(channel, limits: limits)
                         tracker.joinQuiescing(channel)
                         return connection
@@ -118,6 +119,7 @@ struct PublicListener {
                 http2ConnectionInitializer: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let resets = ConnectionResetBudget(connection: channel)
+                        try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
                         let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
                             mode: .server,
                             connectionManagerConfiguration: .init(

@@ -62,6 +62,7 @@ struct TunnelListener {
                     let sync = channel.pipeline.syncOperations
                     if case .negotiated(TunnelProtocol.alpn) = result {
                         let certificate = try sync.nioSSL_peerCertificate()?.toDERBytes()
+                        try sync.addHandler(FlushCoalescer())
                         let multiplexer = try sync.configureAsyncHTTP2Pipeline(
                             mode: .client,
                             configuration: TunnelProtocol.http2Configuration()
