@@ -47,10 +47,17 @@ struct JWTProvider: Sendable {
         case .authorizationBearer:
             let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-            return parts[1].trimmingCharacters(in: .whitespaces)
+            return Self.trimmingWhitespace(parts[1])
         case .header:
-            return value.trimmingCharacters(in: .whitespaces)
+            return Self.trimmingWhitespace(Substring(value))
         }
+    }
+
+    /// `text` without the spaces and tabs (HTTP's optional whitespace) around it.
+    static func trimmingWhitespace(_ text: Substring) -> String {
+        let isWhitespace = { (character: Character) in character == " " || character == "\t" }
+        guard let first = text.firstIndex(where: { !isWhitespace($0) }), let last = text.lastIndex(where: { !isWhitespace($0) }) else { return "" }
+        return String(text[first...last])
     }
 
     /// Verifies the token and returns the user's identity.
