@@ -5,6 +5,7 @@ import Logging
 import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
+import Synchronization
 
 /// Trusted JWTs: from `Authorization: Bearer` or a gateway's assertion header, checked against each
 /// trusted issuer's keys.
@@ -61,19 +62,23 @@ struct JWTProvider: Sendable {
     }
 
     /// Verifies the token and returns the user's identity.
-    /// Issuer, audience and lifetime are checked on every request; the signature once per token (for at
-    /// most ``VerifiedTokens/maximumAge``).
+    /// Issuer, audience and lifetime are checked on every request; the signature once per token and key set
+    /// (for at most ``VerifiedTokens/maximumAge``).
     func authenticate(token: String) async throws(AuthFailure) -> Identity {
         let claims: TokenClaims
-        if let known = self.verified.claims(of: token) {
-            claims = known
+        if let known = self.verified.entry(of: token), let keys = known.claims.string("iss").flatMap({ keysByIssuer[$0] }),
+            known.generation == keys.generation.load(ordering: .acquiring)
+        {
+            claims = known.claims
         } else {
             // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
             let issuer = Self.unverifiedIssuer(token)
             guard let issuer else { throw .malformed }
             guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
+            // Read before verifying: a set fetched meanwhile makes the next request verify again.
+            let generation = keys.generation.load(ordering: .acquiring)
             claims = try await keys.verify(token)
-            self.verified.remember(claims, of: token)
+            self.verified.remember(claims, of: token, generation: generation)
         }
         try verifier.check(claims)
         return try verifier.identity(from: claims)

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import SallyportConfig
 import SallyportHTTP
+import Synchronization
 
 /// An issuer's signing keys (JWKS), fetched over HTTPS or read from a file, cached, and fetched again when a
 /// token names a key the cache does not have (key rotation) or the cache is old.
@@ -16,6 +17,8 @@ actor KeySet {
     private var keys: (JWTKeyCollection, [String: String])?
     private var fetchedAt: ContinuousClock.Instant?
     private var inflight: Task<(JWTKeyCollection, [String: String]), any Error>?
+    /// Counts the key sets fetched: a token verified under an earlier set is verified again (its key may be gone).
+    nonisolated let generation = Atomic<Int>(0)
 
     /// A token with an unknown key id causes a refetch at most this often (so garbage cannot hammer the issuer).
     static let minimumRefetchInterval: Duration = .seconds(5)
@@ -137,6 +140,7 @@ actor KeySet {
             let collection = try await task.value
             self.keys = collection
             self.fetchedAt = .now
+            self.generation.add(1, ordering: .releasing)
             return collection
         } catch let failure as AuthFailure {
             self.fetchedAt = .now  // rate-limit retries against a failing issuer too

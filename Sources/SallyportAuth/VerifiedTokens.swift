@@ -5,12 +5,15 @@ import Synchronization
 ///
 /// Only what the signature vouches for is remembered: the claims. Issuer, audience and lifetime are checked
 /// again on every request (``TokenVerifier/check(_:nonce:now:)``), so an expired token fails the moment it
-/// expires. An entry is kept at most ``maximumAge``, so a key withdrawn from the issuer's key set stops
-/// vouching for tokens within that time of the set being fetched again. Bounded: when full, expired entries
-/// go, and if none has, everything does (a flood of distinct valid tokens costs signature checks, not memory).
+/// expires. An entry holds for the key set it was verified under (its generation): once the issuer's keys are
+/// fetched again, the token is verified again, so a token signed with a key the issuer withdrew fails as soon as
+/// the relay knows. Entries are kept at most ``maximumAge``. Bounded: when full, expired entries go, and if none
+/// has, everything does (a flood of distinct valid tokens costs signature checks, not memory).
 final class VerifiedTokens: Sendable {
-    private struct Entry {
+    struct Entry {
         let claims: TokenClaims
+        /// The generation of the issuer's key set the signature was checked with.
+        let generation: Int
         let until: ContinuousClock.Instant
     }
 
@@ -23,26 +26,27 @@ final class VerifiedTokens: Sendable {
         self.maximumAge = maximumAge
     }
 
-    /// The claims of `token` if its signature was verified less than ``maximumAge`` ago.
-    func claims(of token: String, now: ContinuousClock.Instant = .now) -> TokenClaims? {
+    /// What was remembered of `token` if its signature was verified less than ``maximumAge`` ago; the caller
+    /// compares the entry's generation with its key set's.
+    func entry(of token: String, now: ContinuousClock.Instant = .now) -> Entry? {
         self.entries.withLock { entries in
             guard let entry = entries[token] else { return nil }
             guard entry.until > now else {
                 entries[token] = nil
                 return nil
             }
-            return entry.claims
+            return entry
         }
     }
 
-    /// Remembers that `token`'s signature was verified and what it says.
-    func remember(_ claims: TokenClaims, of token: String, now: ContinuousClock.Instant = .now) {
+    /// Remembers that `token`'s signature was verified, with the key set of `generation`, and what it says.
+    func remember(_ claims: TokenClaims, of token: String, generation: Int, now: ContinuousClock.Instant = .now) {
         self.entries.withLock { entries in
             if entries.count >= self.capacity {
                 entries = entries.filter { $0.value.until > now }
                 if entries.count >= self.capacity { entries.removeAll(keepingCapacity: true) }
             }
-            entries[token] = Entry(claims: claims, until: now + self.maximumAge)
+            entries[token] = Entry(claims: claims, generation: generation, until: now + self.maximumAge)
         }
     }
 

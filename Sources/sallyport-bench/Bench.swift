@@ -84,7 +84,7 @@ struct Bench: AsyncParsableCommand {
         let nginxTarget = { (port: Int, path: String) in Target(port: port, host: "localhost", path: path) }
         let rows: [(name: String, small: Target, large: Target?)] = [
             ("nginx reverse proxy, one hop", nginxTarget(nginx.oneHop.port, "/files/1k"), nginxTarget(nginx.oneHop.port, "/files/1m")),
-            ("nginx edge → mutual TLS → nginx → backend", nginxTarget(nginx.edge.port, "/files/1k"), nginxTarget(nginx.edge.port, "/files/1m")),
+            (Report.twoHops, nginxTarget(nginx.edge.port, "/files/1k"), nginxTarget(nginx.edge.port, "/files/1m")),
             ("Sallyport passthrough", sallyport.target("pass", path: "/files/1k"), sallyport.target("pass", path: "/files/1m")),
             (
                 "Sallyport, JWT pre-authentication + header SSO", sallyport.target("jwt", path: "/files/1k", headers: [bearer]),
@@ -100,7 +100,7 @@ struct Bench: AsyncParsableCommand {
         if self.only != nil { return }
         if kerberos != nil {
             let kcdRows: [(String, Target)] = [
-                ("Apache (mod_auth_gssapi's server), Sallyport passthrough to an open path", sallyport.target("apache", path: "/open/1k", headers: [bearer])),
+                ("Apache, Sallyport JWT pre-authentication + passthrough to an open path", sallyport.target("apache", path: "/open/1k", headers: [bearer])),
                 ("Apache, Sallyport KCD, a ticket per request (warm cache)", sallyport.target("kcd", path: "/1k", headers: [bearer])),
                 ("Apache, Sallyport KCD, connection-bound path (warm cache)", sallyport.target("kcd", path: "/bound/1k", headers: [bearer])),
             ]

@@ -313,11 +313,12 @@ enum Base64URLText {
         let tokens = VerifiedTokens(capacity: 3, maximumAge: .seconds(10))
         let start = ContinuousClock.now
         let claims = TokenClaims(all: ["sub": .string("alice")])
-        tokens.remember(claims, of: "a", now: start)
-        #expect(tokens.claims(of: "a", now: start + .seconds(9))?.string("sub") == "alice")
-        #expect(tokens.claims(of: "a", now: start + .seconds(10)) == nil, "older than maximumAge: the signature is checked again")
-        #expect(tokens.claims(of: "b", now: start) == nil)
-        for name in ["a", "b", "c", "d", "e"] { tokens.remember(claims, of: name, now: start) }
+        tokens.remember(claims, of: "a", generation: 7, now: start)
+        #expect(tokens.entry(of: "a", now: start + .seconds(9))?.claims.string("sub") == "alice")
+        #expect(tokens.entry(of: "a", now: start + .seconds(9))?.generation == 7, "the key set it was verified under")
+        #expect(tokens.entry(of: "a", now: start + .seconds(10)) == nil, "older than maximumAge: the signature is checked again")
+        #expect(tokens.entry(of: "b", now: start) == nil)
+        for name in ["a", "b", "c", "d", "e"] { tokens.remember(claims, of: name, generation: 1, now: start) }
         #expect(tokens.count <= 3)
     }
 
