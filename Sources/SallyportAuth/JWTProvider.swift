@@ -48,17 +48,10 @@ struct JWTProvider: Sendable {
         case .authorizationBearer:
             let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
             guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-            return Self.trimmingWhitespace(parts[1])
+            return String(parts[1].trimmingASCIISpaces())
         case .header:
-            return Self.trimmingWhitespace(Substring(value))
+            return String(Substring(value).trimmingASCIISpaces())
         }
-    }
-
-    /// `text` without the spaces and tabs (HTTP's optional whitespace) around it.
-    static func trimmingWhitespace(_ text: Substring) -> String {
-        let isWhitespace = { (character: Character) in character == " " || character == "\t" }
-        guard let first = text.firstIndex(where: { !isWhitespace($0) }), let last = text.lastIndex(where: { !isWhitespace($0) }) else { return "" }
-        return String(text[first...last])
     }
 
     /// Verifies the token and returns the user's identity.

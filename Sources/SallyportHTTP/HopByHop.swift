@@ -50,8 +50,8 @@ public enum HopByHop {
 }
 
 extension Substring {
-    @usableFromInline
-    func trimmingASCIISpaces() -> Substring {
+    /// Without the spaces and tabs (HTTP's optional whitespace) around it.
+    public func trimmingASCIISpaces() -> Substring {
         var slice = self
         while let first = slice.first, first == " " || first == "\t" { slice = slice.dropFirst() }
         while let last = slice.last, last == " " || last == "\t" { slice = slice.dropLast() }

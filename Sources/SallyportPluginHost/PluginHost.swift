@@ -70,6 +70,9 @@ public final class PluginHost: Sendable {
         var next: UInt64 = 1
         var stopped = false
         var hello: Hello?
+
+        /// The handler a log line or metric from the host belongs to, made or being made.
+        func handler(_ id: UInt64) -> Made? { self.made[id] ?? self.making[id] }
     }
 
     private let state = Mutex(State())
@@ -330,14 +333,14 @@ public final class PluginHost: Sendable {
                 )
             }
         case .log(let id, let level, let text, let metadata):
-            guard let id, let made = self.state.withLock({ $0.made[id] ?? $0.making[id] }) else {
+            guard let id, let made = self.state.withLock({ $0.handler(id) }) else {
                 return self.logger.log(level: Self.level(level), "\(text)", metadata: metadata.mapValues { .string($0) })
             }
             made.logger.log(level, text, metadata)
         case .counter(let id, let name, let dimensions, let amount):
-            self.state.withLock { $0.made[id] ?? $0.making[id] }?.metrics.increment(name, dimensions: dimensions, by: amount)
+            self.state.withLock { $0.handler(id) }?.metrics.increment(name, dimensions: dimensions, by: amount)
         case .duration(let id, let name, let dimensions, let seconds):
-            self.state.withLock { $0.made[id] ?? $0.making[id] }?.metrics.record(name, seconds: seconds, dimensions: dimensions)
+            self.state.withLock { $0.handler(id) }?.metrics.record(name, seconds: seconds, dimensions: dimensions)
         case .pong(let nonce):
             let waiter = self.state.withLock { $0.pongs.removeValue(forKey: nonce) }
             waiter?.resume(returning: true)

@@ -56,7 +56,9 @@ struct Bench: AsyncParsableCommand {
         var sallyport: SallyportSetup?
         var failure: (any Error)?
         do {
-            sallyport = try await SallyportSetup.start(backendPort: nginx.backend.port, plugins: plugins, kerberos: kerberos)
+            sallyport = try await SallyportSetup.start(
+                backendPort: nginx.backend.port, plugins: plugins, jwks: work.file("jwks.json"), kerberos: kerberos
+            )
             try await self.measure(into: &report, nginx: nginx, sallyport: sallyport!, kerberos: kerberos?.bed)
         } catch {
             failure = error

@@ -14,6 +14,15 @@ final class BenchNginx: @unchecked Sendable {
         self.process = process
     }
 
+    deinit {
+        // As the harness's Nginx: when the benchmark fails before stop(), the workers must not outlive it.
+        if self.process.isRunning {
+            let workers = self.process.childPIDs()
+            self.process.signal(SIGKILL)
+            workers.forEach { kill($0, SIGKILL) }
+        }
+    }
+
     /// Starts nginx in `directory/name` with `servers` (server blocks; `PORT` is replaced by the port).
     static func start(directory: TestDirectory, name: String, accessLog: Bool, modules: [String] = [], servers: String) async throws -> BenchNginx {
         let home = directory.file(name)

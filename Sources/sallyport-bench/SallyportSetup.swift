@@ -16,20 +16,16 @@ struct SallyportSetup {
     /// Resident memory of each, right after they started and took their configuration.
     let idle: (relay: Int, connector: Int)
 
-    /// `kerberos`: the test bed and Apache's port, when KCD is measured.
+    /// `jwks`: where the token issuer's key set is written for the relay; `kerberos`: the test bed and Apache's
+    /// port, when KCD is measured.
     static func start(
-        backendPort: Int, plugins: String, kerberos: (bed: KerberosTestBed, apachePort: Int)?
+        backendPort: Int, plugins: String, jwks: String, kerberos: (bed: KerberosTestBed, apachePort: Int)?
     ) async throws -> SallyportSetup {
-        let hosts = ["pass", "jwt", "plugin", "inprocess", "apache", "kcd"]
-        let deployment = try Deployment(
-            hosts: hosts,
-            relayExtra: "identityProviders:\n  bench:\n    type: jwt\n    issuers:\n      - issuer: \(Self.issuer)\n        jwksFile: JWKS\n    audiences: [\(Self.audience)]"
-        )
-        let jwks = deployment.directory.file("jwks.json")
-        let relayFile = deployment.directory.file("relay.yaml")
-        try String(contentsOfFile: relayFile, encoding: .utf8).replacingOccurrences(of: "jwksFile: JWKS", with: "jwksFile: \(jwks)")
-            .write(toFile: relayFile, atomically: true, encoding: .utf8)
         let issuer = try TestIssuer(issuer: Self.issuer, jwksFile: jwks)
+        let deployment = try Deployment(
+            hosts: ["pass", "jwt", "plugin", "inprocess", "apache", "kcd"],
+            relayExtra: "identityProviders:\n  bench:\n    type: jwt\n    issuers:\n      - issuer: \(Self.issuer)\n        jwksFile: \(jwks)\n    audiences: [\(Self.audience)]"
+        )
         let backend = "http://127.0.0.1:\(backendPort)/"
         let jwt = ["preAuthentication:", "  method: jwt", "  provider: bench"]
         try deployment.writeApp(name: "pass", internalURL: backend)

@@ -15,17 +15,16 @@ enum Transfers {
     static func measure(nginx: NginxSetups, sallyport: SallyportSetup, megabytes: Int) async throws -> [Result] {
         log("measuring: \(megabytes) MiB each way")
         let nginxResult = try await self.transfer(
-            name: "nginx two hops", base: "https://localhost:\(nginx.edge.port)", ca: nginx.ca, watch: [],
-            megabytes: megabytes
+            name: "nginx two hops", base: "https://localhost:\(nginx.edge.port)", ca: nginx.ca, watch: []
         )
         let sallyportResult = try await self.transfer(
             name: "Sallyport passthrough", base: sallyport.deployment.url("pass", ""), ca: sallyport.deployment.caFile,
-            watch: [("relay", sallyport.relay), ("connector", sallyport.connector)], megabytes: megabytes
+            watch: [("relay", sallyport.relay), ("connector", sallyport.connector)]
         )
         return [nginxResult, sallyportResult]
     }
 
-    static func transfer(name: String, base: String, ca: String, watch: [(String, ChildProcess)], megabytes: Int) async throws -> Result {
+    static func transfer(name: String, base: String, ca: String, watch: [(String, ChildProcess)]) async throws -> Result {
         var peaks = [Int](repeating: 0, count: watch.count)
         let before = try watch.map { try $0.1.residentMemory() }
         func run(_ arguments: [String], expect: String) async throws -> Double {
@@ -46,7 +45,6 @@ enum Transfers {
         let files = Bench.memoryScratch + "/files"
         let download = try await run(["-w", "%{speed_download} %{http_code}", base + "/files/huge"], expect: "200")
         let upload = try await run(["-w", "%{speed_upload} %{http_code}", "-T", files + "/huge", base + "/sink"], expect: "204")
-        _ = megabytes
         return Result(
             name: name, download: download, upload: upload,
             growth: watch.enumerated().map { (process: $0.element.0, bytes: max(0, peaks[$0.offset] - before[$0.offset])) }
@@ -100,10 +98,10 @@ enum Transfers {
 /// concurrent first requests of one user cause.
 enum KCDLatency {
     struct Result: Sendable {
-        /// Median of 5, milliseconds.
+        /// A first request after the ticket cache was flushed, and the one after it: medians of 5, milliseconds.
         var cold: Double
         var warm: Double
-        /// The median time of one S4U2Self + S4U2Proxy exchange as the connector measured it, milliseconds.
+        /// The concurrent first requests of one user that completed, and the S4U exchanges the KDC saw for them.
         var concurrentUsers: Int
         var s4u2self: Int
         var s4u2proxy: Int

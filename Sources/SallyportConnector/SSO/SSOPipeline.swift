@@ -66,23 +66,25 @@ struct SSOStep: Sendable {
     /// The handler's decision on a request and the request as it changed it; nil past the deadline.
     func prepare(_ request: BackendRequest, identity: Identity?, attempt: Int) async -> (RequestDecision, BackendRequest)? {
         let handler = self.handler
-        let call: @Sendable () async -> (RequestDecision, BackendRequest) = {
+        return await self.bounded {
             var request = request
             let decision = await handler.prepare(&request, identity: identity, attempt: attempt)
             return (decision, request)
         }
-        guard let deadline = self.deadline else { return await call() }
-        return await Deadline.run(deadline, call)
     }
 
     /// The handler's decision on a response head and the head as it changed it; nil past the deadline.
     func inspect(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) async -> (ResponseDecision, BackendResponse)? {
         let handler = self.handler
-        let call: @Sendable () async -> (ResponseDecision, BackendResponse) = {
+        return await self.bounded {
             var response = response
             let decision = await handler.inspect(&response, request: request, identity: identity, attempt: attempt)
             return (decision, response)
         }
+    }
+
+    /// The call within the deadline (nil past it), or simply the call for a built-in handler.
+    private func bounded<T: Sendable>(_ call: @escaping @Sendable () async -> T) async -> T? {
         guard let deadline = self.deadline else { return await call() }
         return await Deadline.run(deadline, call)
     }
