@@ -172,7 +172,8 @@ public struct RelayService: Service {
                 try await publicServer.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { connections in
                         for try await accepted in inbound {
-                            connections.addTask {
+                            // The connection's task runs on the connection's event loop (see EventLoopExecutor).
+                            connections.addTask(executorPreference: EventLoopExecutor(accepted.eventLoop)) {
                                 switch try? await accepted.get() {
                                 case .users(let negotiation)?: await edge.serve(negotiation)
                                 case .tunnel(let tunnel)?: await tunnels.serve(tunnel)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CoreFoundation
 import Glibc
 import Logging
 import Synchronization
@@ -27,12 +28,22 @@ struct SallyportLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = self.metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        let line: String
         switch self.format {
         case .text:
-            let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            let head = self.journald ? "<\(Self.syslogPriority(event.level))>\(event.level) \(self.label):" : "\(Self.timestamp()) \(event.level) \(self.label):"
-            line = [head, fields, "[\(event.source)]", "\(event.message)"].filter { !$0.isEmpty }.joined(separator: " ")
+            // Built in one string: this runs for every request's access line.
+            var line = self.journald ? "<\(Self.syslogPriority(event.level))>\(event.level) \(self.label):" : "\(Self.timestamp()) \(event.level) \(self.label):"
+            for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+                line += " "
+                line += key
+                line += "="
+                line += value.description
+            }
+            line += " ["
+            line += event.source
+            line += "] "
+            line += event.message.description
+            line += "\n"
+            Self.emit(&line)
         case .json:
             var object: [String: String] = merged.mapValues { "\($0)" }
             object["ts"] = Self.timestamp()
@@ -41,24 +52,48 @@ struct SallyportLogHandler: LogHandler {
             object["source"] = event.source
             object["msg"] = "\(event.message)"
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            line = String(decoding: data, as: UTF8.self)
+            var line = String(decoding: data, as: UTF8.self) + "\n"
+            Self.emit(&line)
         }
-        Self.write(line + "\n")
     }
 
-    /// One write per line, under a lock, so lines from several threads never interleave.
+    /// One write(2) per line, under a lock, so lines from several threads never interleave.
     private static let output = Mutex(())
 
-    private static func write(_ line: String) {
-        output.withLock { _ in FileHandle.standardError.write(Data(line.utf8)) }
+    private static func emit(_ line: inout String) {
+        line.withUTF8 { bytes in
+            output.withLock { _ in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written < 0 {
+                        return
+                    }
+                    offset += written
+                }
+            }
+        }
     }
 
-    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    /// The formatted second of the last timestamp: a second's lines share it, only their milliseconds differ.
+    private static let lastSecond = Mutex<(second: Int, text: String)>((-1, ""))
 
     /// `2026-11-26T11:53:35.123Z`.
     static func timestamp() -> String {
-        Self.timestampStyle.format(Date.now)
+        let now = Date.now.timeIntervalSince1970
+        let second = Int(now)
+        let prefix = Self.lastSecond.withLock { last -> String in
+            if last.second == second { return last.text }
+            // "2026-11-26T11:53:35Z" without its "Z".
+            let text = String(Self.secondStyle.format(Date(timeIntervalSince1970: Double(second))).dropLast()) + "."
+            last = (second, text)
+            return text
+        }
+        let milliseconds = min(Int((now - Double(second)) * 1000), 999)
+        return prefix + (milliseconds < 10 ? "00" : milliseconds < 100 ? "0" : "") + "\(milliseconds)Z"
     }
+
+    private static let secondStyle = Date.ISO8601FormatStyle()
 
     /// Whether standard error is journald's stream: systemd sets `JOURNAL_STREAM` to its device and inode, and
     /// a child whose stderr was redirected elsewhere inherits the variable but not the stream.

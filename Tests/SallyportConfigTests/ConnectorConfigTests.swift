@@ -38,7 +38,7 @@ struct ConnectorConfigTests {
                         relayCA: nil,
                         connections: 2,
                         configRefreshInterval: .seconds(120),
-                        maxIdleBackendConnections: 32,
+                        maxIdleBackendConnections: 128,
                         backendIdleTimeout: .seconds(60)
                     )
             )

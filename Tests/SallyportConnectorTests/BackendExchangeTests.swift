@@ -102,6 +102,24 @@ import Testing
         #expect(state.lease(Self.key("x"), now: now).reuse == nil)
     }
 
+    /// A connection on the asking task's event loop is reused before a newer one elsewhere.
+    @Test func aNearConnectionIsReusedFirst() {
+        var state = State(maxIdlePerKey: 16, maxIdleTotal: 100, idleTimeout: .seconds(60))
+        let now = ContinuousClock.now
+        let (near, other, newest) = (Conn(), Conn(), Conn())
+        for (offset, connection) in [near, other, newest].enumerated() {
+            #expect(state.release(connection, key: Self.key("x"), now: now + .seconds(offset)).isEmpty)
+        }
+        #expect(state.lease(Self.key("x"), now: now + .seconds(5)) { $0 === near }.reuse === near)
+        #expect(state.lease(Self.key("x"), now: now + .seconds(5)) { $0 === near }.reuse === newest, "none near: the newest")
+        #expect(state.idleCount == 1)
+        // An expired near connection is not handed out, and the expired are returned to close.
+        let (reuse, close) = state.lease(Self.key("x"), now: now + .seconds(120)) { $0 === other }
+        #expect(reuse == nil)
+        #expect(close.count == 1 && close[0] === other)
+        #expect(state.idleCount == 0)
+    }
+
     /// Before, a key bound to one user (KCD, NTLM) stayed in the pool for good, with its closed connections.
     @Test func perUserKeysVanishWithTheirConnections() {
         var state = State(maxIdlePerKey: 4, maxIdleTotal: 100, idleTimeout: .seconds(60))

@@ -15,12 +15,18 @@ final class FakeTunnel: TunnelCandidate {
     let suspect: Bool
     let connectorID: String
     let recentLatency: Double
+    let loop: ObjectIdentifier
+
+    /// Stand-ins for event loops: only their identity counts.
+    final class Loop: Sendable {}
+    static let loops = [Loop(), Loop()]
 
     init(
         _ id: UInt64, group: String = "default", applied: UInt64 = 0, draining: Bool = false, active: Int = 0, suspect: Bool = false,
-        connector: String? = nil, latency: Double = 0
+        connector: String? = nil, latency: Double = 0, loop: Int = 0
     ) {
         self.id = id
+        self.loop = ObjectIdentifier(Self.loops[loop])
         self.recentLatency = latency
         self.connectorID = connector ?? "c\(id)"
         self.group = group
@@ -95,6 +101,26 @@ final class FakeTunnel: TunnelCandidate {
         // Within the chosen connector, its least busy connection.
         let within = [FakeTunnel(1, applied: 1, active: 4, connector: "a"), FakeTunnel(2, applied: 1, active: 1, connector: "a")]
         #expect(chosen(TunnelChoice.choose(among: within, app: version, excluding: [], start: 0)) == 2)
+    }
+
+    /// A connection on the request's own event loop wins within its connector unless it carries `nearSlack` more.
+    @Test func aConnectionOnTheCallersEventLoopWinsWithinItsConnector() {
+        let version = Version(changed: 1, introduced: 1)
+        let near = ObjectIdentifier(FakeTunnel.loops[1])
+        let tunnels = [FakeTunnel(1, applied: 1, active: 2, connector: "a", loop: 0), FakeTunnel(2, applied: 1, active: 5, connector: "a", loop: 1)]
+        for start in 0..<4 {
+            #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], near: near, start: start)) == 2)
+            #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [], start: start)) == 1, "without a loop, the least busy")
+        }
+        let crowded = [
+            FakeTunnel(1, applied: 1, active: 2, connector: "a", loop: 0),
+            FakeTunnel(2, applied: 1, active: 3 + TunnelChoice.nearSlack, connector: "a", loop: 1),
+        ]
+        #expect(chosen(TunnelChoice.choose(among: crowded, app: version, excluding: [], near: near, start: 0)) == 1)
+        // The loop never overrides the exclusions or the choice between connectors.
+        #expect(chosen(TunnelChoice.choose(among: tunnels, app: version, excluding: [2], near: near, start: 0)) == 1)
+        let twoConnectors = [FakeTunnel(1, applied: 1, connector: "a", loop: 0), FakeTunnel(2, applied: 1, active: 9, connector: "b", loop: 1)]
+        for start in 0..<4 { #expect(chosen(TunnelChoice.choose(among: twoConnectors, app: version, excluding: [], near: near, start: start)) == 1) }
     }
 
     @Test func peakEWMATakesPeaksAtOnceAndForgetsSlowly() {

@@ -18,7 +18,7 @@ public struct ConnectorConfig: Sendable, Hashable {
     public var connections: Int
     /// `configRefreshInterval`: how often the connector asks the relay for its apps. Default 120s.
     public var configRefreshInterval: Duration
-    /// `backend.maxIdleConnectionsPerHost`: idle backend connections kept per host. Default 32.
+    /// `backend.maxIdleConnectionsPerHost`: idle backend connections kept per host. Default 128 (as many as nginx keeps per worker in a typical `keepalive 128`).
     public var maxIdleBackendConnections: Int
     /// `backend.idleTimeout`: how long an idle backend connection is kept. Default 60s.
     public var backendIdleTimeout: Duration
@@ -67,7 +67,7 @@ public struct ConnectorConfig: Sendable, Hashable {
         relayCA: String? = nil,
         connections: Int = 2,
         configRefreshInterval: Duration = .seconds(120),
-        maxIdleBackendConnections: Int = 32,
+        maxIdleBackendConnections: Int = 128,
         backendIdleTimeout: Duration = .seconds(60),
         plugins: PluginSettings? = nil,
         kerberos: KerberosSettings = KerberosSettings(),
@@ -274,7 +274,7 @@ enum ConnectorFile {
     }
 
     private struct BackendSection {
-        var maxIdleConnectionsPerHost = 32
+        var maxIdleConnectionsPerHost = 128
         var idleTimeout: Duration = .seconds(60)
     }
 

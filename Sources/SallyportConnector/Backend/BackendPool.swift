@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import SallyportConfig
 import SallyportTunnel
@@ -101,10 +102,11 @@ final class BackendPool: Sendable {
             var keys = [shared]
             if lease.affinity == nil, let binding = lease.clientBinding { keys.insert(Self.key(for: lease.app, affinity: binding), at: 0) }
             let now = ContinuousClock.now
+            let loop = MultiThreadedEventLoopGroup.currentEventLoop.map(ObjectIdentifier.init)
             let (found, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
                 var stale = state.sweep(now: now)
                 for key in keys {
-                    let (reuse, expired) = state.connections.lease(key, now: now)
+                    let (reuse, expired) = state.connections.lease(key, now: now) { ObjectIdentifier($0.channel.eventLoop) == loop }
                     stale += expired
                     if let reuse, reuse.isUsable { return (reuse, stale) }
                     if let reuse { stale.append(reuse) }
@@ -121,7 +123,8 @@ final class BackendPool: Sendable {
             serverName: app.backendTLS?.serverName ?? app.internalURL.host,
             timeout: app.timeouts.connect,
             idleTimeout: max(app.timeouts.idle, self.idleTimeout),
-            group: self.group
+            // On the loop of the tunnel stream that asks (its task runs there): no thread between the two.
+            group: MultiThreadedEventLoopGroup.currentEventLoop ?? self.group
         )
         // However it closes (the backend, an idle timeout, the pool), it is no longer offered.
         connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.connections.closed(connection) } }

@@ -13,6 +13,8 @@ struct BackendPoolState<Connection: AnyObject> {
     }
 
     let maxIdlePerKey: Int
+    /// How many of a key's newest idle connections ``lease(_:now:near:)`` looks through for a near one.
+    static var nearScan: Int { 8 }
     let maxIdleTotal: Int
     let idleTimeout: Duration
     /// Per key, oldest first.
@@ -29,10 +31,23 @@ struct BackendPoolState<Connection: AnyObject> {
 
     /// The newest idle connection for `key` that has not been idle too long, or nil (open a new one); also the
     /// expired connections met on the way, to close.
-    mutating func lease(_ key: BackendKey, now: ContinuousClock.Instant) -> (reuse: Connection?, close: [Connection]) {
+    ///
+    /// A connection for which `near` holds (one on the caller's event loop) is taken before newer ones, among the
+    /// ``nearScan`` newest: the exchange then runs without a thread between its two sides.
+    mutating func lease(
+        _ key: BackendKey, now: ContinuousClock.Instant, near: (Connection) -> Bool = { _ in true }
+    ) -> (reuse: Connection?, close: [Connection]) {
         guard var entries = self.idle[key] else { return (nil, []) }
         var close: [Connection] = []
         var reuse: Connection?
+        if let index = entries.indices.reversed().prefix(Self.nearScan).first(where: { near(entries[$0].connection) }),
+            now - entries[index].parked < self.idleTimeout
+        {
+            let entry = entries.remove(at: index)
+            self.parkedKey[ObjectIdentifier(entry.connection)] = nil
+            self.idle[key] = entries.isEmpty ? nil : entries
+            return (entry.connection, [])
+        }
         while let last = entries.popLast() {
             self.parkedKey[ObjectIdentifier(last.connection)] = nil
             if now - last.parked < self.idleTimeout {

@@ -191,7 +191,9 @@ struct TunnelSession: Sendable {
         defer { channel.close(promise: nil) }
         try await withThrowingDiscardingTaskGroup { group in
             for try await stream in multiplexer.inbound {
-                group.addTask { await self.serve(stream, connection: channel, drain: drain, ready: ready, roll: roll, logger: logger) }
+                group.addTask(executorPreference: EventLoopExecutor(stream.channel.eventLoop)) {
+                    await self.serve(stream, connection: channel, drain: drain, ready: ready, roll: roll, logger: logger)
+                }
             }
         }
         logger.info("tunnel closed")

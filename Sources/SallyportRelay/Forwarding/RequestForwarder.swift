@@ -162,7 +162,8 @@ struct RequestForwarder: Sendable {
         let avoiding = self.reachability.avoided(app: app.name)
         while tried.count < Self.maxAttempts,
             let connection = await self.registry.pick(
-                group: app.connectorGroup, app: version, excluding: tried, avoiding: avoiding, wait: Self.configurationWait
+                group: app.connectorGroup, app: version, excluding: tried, avoiding: avoiding,
+                near: ObjectIdentifier(context.channel.eventLoop), wait: Self.configurationWait
             )
         {
             tried.append(connection.id)

@@ -166,14 +166,15 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     /// `avoiding` (those that cannot reach the app's backend). When the group's connections are only still
     /// receiving the app's configuration, waits up to `wait` for one to apply it.
     func pick(
-        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], avoiding: Set<String> = [], wait: Duration = .zero
+        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], avoiding: Set<String> = [], near: ObjectIdentifier? = nil,
+        wait: Duration = .zero
     ) async -> Connection? {
         let deadline = ContinuousClock.now + wait
         while true {
             let (outcome, seen) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64) in
                 let candidates = state.groups[group] ?? []
                 state.cursor &+= 1
-                let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, start: state.cursor)
+                let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, near: near, start: state.cursor)
                 return (outcome, state.changes)
             }
             switch outcome {
@@ -239,9 +240,13 @@ protocol TunnelCandidate: AnyObject, Sendable {
     var recentLatency: Double { get }
     /// Records an applied generation (never goes back).
     func markApplied(_ generation: UInt64)
+    /// The event loop it runs on (`ObjectIdentifier` of the channel's).
+    var loop: ObjectIdentifier { get }
 }
 
-extension TunnelConnection: TunnelCandidate {}
+extension TunnelConnection: TunnelCandidate {
+    var loop: ObjectIdentifier { ObjectIdentifier(self.channel.eventLoop) }
+}
 
 /// The choice of a tunnel connection for one request: a pure function of the group's connections.
 ///
@@ -260,12 +265,13 @@ enum TunnelChoice {
     }
 
     static func choose<Candidate: TunnelCandidate>(
-        among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], avoiding: Set<String> = [], start: Int
+        among candidates: [Candidate], app version: AppCatalog.AppVersion, excluding: [UInt64], avoiding: Set<String> = [],
+        near: ObjectIdentifier? = nil, start: Int
     ) -> Outcome<Candidate> {
         guard !candidates.isEmpty else { return .none }
         let preferred = candidates.filter { !$0.suspect && !avoiding.contains($0.connectorID) }
         if preferred.count < candidates.count, !preferred.isEmpty {
-            let outcome = Self.choose(among: preferred, app: version, excluding: excluding, start: start)
+            let outcome = Self.choose(among: preferred, app: version, excluding: excluding, near: near, start: start)
             if case .chosen = outcome { return outcome }
         }
         var newest: [Candidate] = []
@@ -280,14 +286,15 @@ enum TunnelChoice {
                 pending = true
             }
         }
-        if let chosen = Self.byConnector(newest.isEmpty ? earlier : newest, start: start) { return .chosen(chosen) }
+        if let chosen = Self.byConnector(newest.isEmpty ? earlier : newest, near: near, start: start) { return .chosen(chosen) }
         return pending ? .configurationPending : .none
     }
 
     /// Power of two choices by connector: of two connectors (a rotating pair), the one with the lower cost,
     /// its requests in flight on all its connections plus one, times its recent latency; then its least busy
-    /// connection. A slow or overloaded connector gets less; equals take turns.
-    static func byConnector<Candidate: TunnelCandidate>(_ eligible: [Candidate], start: Int) -> Candidate? {
+    /// connection, unless one on the caller's event loop (`near`) carries at most ``nearSlack`` more: the
+    /// request then crosses no thread. A slow or overloaded connector gets less; equals take turns.
+    static func byConnector<Candidate: TunnelCandidate>(_ eligible: [Candidate], near: ObjectIdentifier? = nil, start: Int) -> Candidate? {
         guard !eligible.isEmpty else { return nil }
         var connectors: [String: [Candidate]] = [:]
         var order: [String] = []
@@ -315,8 +322,17 @@ enum TunnelChoice {
             let tunnel = tunnels[(first + offset) % tunnels.count]
             if tunnel.activeRequests < best.activeRequests { best = tunnel }
         }
+        if let near, best.loop != near,
+            let local = tunnels.filter({ $0.loop == near }).min(by: { $0.activeRequests < $1.activeRequests }),
+            local.activeRequests <= best.activeRequests + Self.nearSlack
+        {
+            return local
+        }
         return best
     }
+
+    /// How many more requests in flight a tunnel connection on the caller's event loop may carry and still win.
+    static let nearSlack = 16
 }
 
 /// A peak-weighted moving average of latency (as Finagle's and Linkerd's balancers keep): a slower sample
