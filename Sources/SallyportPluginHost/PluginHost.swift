@@ -68,6 +68,8 @@ public final class PluginHost: Sendable {
         /// fails, and the connector tries it again later).
         var making: [UInt64: Made] = [:]
         var next: UInt64 = 1
+        /// Calls failed when the host reported its crash, before it exited (for the log line of its end).
+        var failedEarly = 0
         var stopped = false
         var hello: Hello?
 
@@ -379,10 +381,10 @@ public final class PluginHost: Sendable {
             let started = ContinuousClock.now
             var exit: Exit?
             for await ended in exits { exit = ended }
-            let (unanswered, makes, pongs, stopped) = self.state.withLock { state in
+            let (unanswered, makes, pongs, stopped, failedEarly) = self.state.withLock { state in
                 state.connection = nil
-                defer { (state.pending, state.makes, state.pongs) = ([:], [:], [:]) }
-                return (state.pending, state.makes, state.pongs, state.stopped)
+                defer { (state.pending, state.makes, state.pongs, state.failedEarly) = ([:], [:], [:], 0) }
+                return (state.pending, state.makes, state.pongs, state.stopped, state.failedEarly)
             }
             for waiter in unanswered.values { waiter.resume(returning: nil) }
             for waiter in makes.values { waiter.resume(returning: nil) }
@@ -393,7 +395,7 @@ public final class PluginHost: Sendable {
                 "plugin host ended; the requests it was answering got 502, and it starts again",
                 metadata: [
                     "plugin": "\(self.pluginName)", "library": "\(self.library)", "exit": "\(exit?.description ?? "unknown")",
-                    "requests": "\(unanswered.count)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
+                    "requests": "\(unanswered.count + failedEarly)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
                 ]
             )
             while true {
@@ -456,13 +458,27 @@ public final class PluginHost: Sendable {
                 try await channel.executeThenClose { inbound, _ in
                     for try await line in inbound {
                         let text = String(buffer: line)
-                        tail.add(text)
+                        if tail.add(text) { self.crashing() }
                         logger.debug("plugin host output", metadata: ["library": "\(library)", "pid": "\(pid)", "line": "\(text)"])
                     }
                 }
             } catch {}
             tail.finish()
         }
+    }
+
+    /// The host reported a crash: it will answer nothing more, however long its backtrace takes before it exits
+    /// (seconds on a busy machine). Its calls get their 502 now rather than at their deadline, and new calls wait
+    /// for the restart.
+    private func crashing() {
+        let (unanswered, makes) = self.state.withLock { state in
+            state.connection = nil
+            state.failedEarly += state.pending.count
+            defer { (state.pending, state.makes) = ([:], [:]) }
+            return (state.pending, state.makes)
+        }
+        for waiter in unanswered.values { waiter.resume(returning: nil) }
+        for waiter in makes.values { waiter.resume(returning: nil) }
     }
 
     /// The last lines a host printed, and whether its output has ended.
@@ -476,14 +492,19 @@ public final class PluginHost: Sendable {
         }
         private let state = Mutex(State())
 
-        func add(_ line: String) {
+        /// Keeps a line; returns whether it is the first line of a crash (`Fatal error`, the backtracer's report).
+        @discardableResult
+        func add(_ line: String) -> Bool {
             self.state.withLock { state in
                 state.lines.append(line)
                 if state.lines.count > 64 { state.lines.removeFirst(state.lines.count - 64) }
                 let reports = line.contains("Fatal error") || line.contains("Program crashed") || line.contains("SWIFT TASK CONTINUATION MISUSE")
+                // A leaked continuation is reported too, but the host lives on: only a crash ends it.
+                let first = state.crash.isEmpty && (line.contains("Fatal error") || line.contains("Program crashed"))
                 if state.crash.isEmpty ? reports : state.crash.count < 16, !line.trimmingCharacters(in: .whitespaces).isEmpty {
                     state.crash.append(line)
                 }
+                return first
             }
         }
 

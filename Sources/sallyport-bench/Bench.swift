@@ -148,6 +148,13 @@ struct Bench: AsyncParsableCommand {
 
     /// Builds Tests/Plugins/FaultySSO (its `faulty` handler sets a header and counts a metric) into a plugin directory.
     func buildPlugin(work: TestDirectory) async throws -> String {
+        // The connector loads plugins against the API library next to its binary; without it every plugin row
+        // would measure 502 pages. `swift build --product sallyport` alone does not build it.
+        let sallyport = try BuiltProduct.path("sallyport")
+        let api = URL(fileURLWithPath: sallyport).deletingLastPathComponent().appendingPathComponent("libSallyportPluginAPI.so").path
+        guard FileManager.default.fileExists(atPath: api) else {
+            throw BenchError("\(api) is missing: build with scripts/build.sh --configuration \(self.configuration) (scripts/bench.sh does)")
+        }
         let package = self.repository + "/Tests/Plugins/FaultySSO"
         let scratch = self.repository + "/.build-bench-plugin"
         try await SwiftPackage.run(

@@ -257,6 +257,17 @@ extension EndToEnd {
             #expect(crashLine.contains("plugin=faulty") && crashLine.contains("faulty plugin told to crash") && crashLine.contains("FaultySSO.swift"), "\(crashLine)")
             // The crashing plugin's apps recover by themselves.
             #expect(try await Curl.run(deployment.url("crashy", "/headers"), caFile: deployment.caFile).status == 200)
+            // A crash whose process takes longer to end than the request's deadline (5 s here): the request gets its
+            // 502 when the host reports the crash, not a 504 at the deadline. (CI once saw the backtracer outlast it.)
+            let restarts = connector.log().components(separatedBy: "plugin host started again").count
+            let slowStarted = ContinuousClock.now
+            let slow = try await Curl.run(deployment.url("crashy", "/slow-crash"), caFile: deployment.caFile)
+            #expect(slow.status == 502 && slow.body.contains("stopped for a moment"), "\(slow.status) \(slow.body)")
+            #expect(ContinuousClock.now - slowStarted < .seconds(3), "answered when the crash was reported")
+            #expect(try await ConfigSyncTests.eventually(timeout: .seconds(20)) {
+                connector.log().components(separatedBy: "plugin host started again").count > restarts
+            })
+            #expect(try await Curl.run(deployment.url("crashy", "/headers"), caFile: deployment.caFile).status == 200)
 
             // A hang: the request gets 504 at its deadline, the others go on.
             let started = ContinuousClock.now

@@ -4,7 +4,7 @@ import Glibc
 import SallyportPluginAPI
 
 /// `faulty`: sets `X-Faulty: <app>` and counts requests, unless the path says otherwise:
-/// `/crash` stops the process (fatalError), `/hang` never answers, `/block` blocks its thread for 30 s.
+/// `/crash` stops the process (fatalError), `/slow-crash` reports a fatal error and ends 4 s later, `/hang` never answers, `/block` blocks its thread for 30 s.
 ///
 /// ```yaml
 /// sso:
@@ -49,6 +49,13 @@ struct FaultyHandler: SSOHandler {
 
     func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
         if request.path.hasPrefix("/crash") { fatalError("faulty plugin told to crash") }
+        if request.path.hasPrefix("/slow-crash") {
+            // A crash whose report takes a while before the process ends (as the backtracer's on a busy machine).
+            let report = "Fatal error: faulty plugin crashing slowly\n"
+            _ = report.withCString { write(2, $0, strlen($0)) }
+            sleep(4)
+            fatalError("faulty plugin crashed slowly")
+        }
         if request.path.hasPrefix("/hang") { await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in } }
         if request.path.hasPrefix("/block") { sleep(30) }
         request.headers.set("X-Faulty", self.label)
