@@ -75,6 +75,14 @@ public final class PluginHost: Sendable {
 
         /// The handler a log line or metric from the host belongs to, made or being made.
         func handler(_ id: UInt64) -> Made? { self.made[id] ?? self.making[id] }
+
+        /// Forgets the live host and takes the calls and makes it was answering, to end them unanswered (their
+        /// requests get 502); new calls wait for the next host.
+        mutating func abandon() -> [CheckedContinuation<HostProtocol.ToConnector?, Never>] {
+            self.connection = nil
+            defer { (self.pending, self.makes) = ([:], [:]) }
+            return Array(self.pending.values) + Array(self.makes.values)
+        }
     }
 
     private let state = Mutex(State())
@@ -381,13 +389,12 @@ public final class PluginHost: Sendable {
             let started = ContinuousClock.now
             var exit: Exit?
             for await ended in exits { exit = ended }
-            let (unanswered, makes, pongs, stopped, failedEarly) = self.state.withLock { state in
-                state.connection = nil
-                defer { (state.pending, state.makes, state.pongs, state.failedEarly) = ([:], [:], [:], 0) }
-                return (state.pending, state.makes, state.pongs, state.stopped, state.failedEarly)
+            let (unanswered, requests, pongs, stopped) = self.state.withLock { state in
+                let requests = state.pending.count + state.failedEarly
+                defer { (state.pongs, state.failedEarly) = ([:], 0) }
+                return (state.abandon(), requests, state.pongs, state.stopped)
             }
-            for waiter in unanswered.values { waiter.resume(returning: nil) }
-            for waiter in makes.values { waiter.resume(returning: nil) }
+            for waiter in unanswered { waiter.resume(returning: nil) }
             for waiter in pongs.values { waiter.resume(returning: false) }
             if stopped { return }
             if ContinuousClock.now - started > .seconds(60) { delay = .milliseconds(500) }
@@ -395,7 +402,7 @@ public final class PluginHost: Sendable {
                 "plugin host ended; the requests it was answering got 502, and it starts again",
                 metadata: [
                     "plugin": "\(self.pluginName)", "library": "\(self.library)", "exit": "\(exit?.description ?? "unknown")",
-                    "requests": "\(unanswered.count + failedEarly)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
+                    "requests": "\(requests)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
                 ]
             )
             while true {
@@ -471,14 +478,11 @@ public final class PluginHost: Sendable {
     /// (seconds on a busy machine). Its calls get their 502 now rather than at their deadline, and new calls wait
     /// for the restart.
     private func crashing() {
-        let (unanswered, makes) = self.state.withLock { state in
-            state.connection = nil
+        let unanswered = self.state.withLock { state in
             state.failedEarly += state.pending.count
-            defer { (state.pending, state.makes) = ([:], [:]) }
-            return (state.pending, state.makes)
+            return state.abandon()
         }
-        for waiter in unanswered.values { waiter.resume(returning: nil) }
-        for waiter in makes.values { waiter.resume(returning: nil) }
+        for waiter in unanswered { waiter.resume(returning: nil) }
     }
 
     /// The last lines a host printed, and whether its output has ended.
@@ -498,9 +502,10 @@ public final class PluginHost: Sendable {
             self.state.withLock { state in
                 state.lines.append(line)
                 if state.lines.count > 64 { state.lines.removeFirst(state.lines.count - 64) }
-                let reports = line.contains("Fatal error") || line.contains("Program crashed") || line.contains("SWIFT TASK CONTINUATION MISUSE")
+                let ends = line.contains("Fatal error") || line.contains("Program crashed")
                 // A leaked continuation is reported too, but the host lives on: only a crash ends it.
-                let first = state.crash.isEmpty && (line.contains("Fatal error") || line.contains("Program crashed"))
+                let reports = ends || line.contains("SWIFT TASK CONTINUATION MISUSE")
+                let first = state.crash.isEmpty && ends
                 if state.crash.isEmpty ? reports : state.crash.count < 16, !line.trimmingCharacters(in: .whitespaces).isEmpty {
                     state.crash.append(line)
                 }
