@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -147,11 +148,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The relay's durable state (connectors, groups, tokens, certificates) behind one protocol; SQLite for now.
+        // The relay's durable state (connectors, groups, tokens, certificates, relays) behind one protocol:
+        // embedded SQLite for one relay, PostgreSQL for several.
         .target(
             name: "SallyportState",
             dependencies: [
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -342,7 +346,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SallyportStateTests", dependencies: ["SallyportState"], swiftSettings: swiftSettings),
+        .testTarget(name: "SallyportStateTests", dependencies: ["SallyportState", "SallyportTesting", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "SallyportConfigTests", dependencies: ["SallyportConfig"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SallyportHTTPTests",

@@ -26,6 +26,9 @@ apt_packages+=(iproute2 nftables)
 # Outbound proxy tests (ForwardProxy): tinyproxy, a real HTTP CONNECT proxy with Basic authentication. Like
 # nginx, its system service is not started at install (policy-rc.d below): each test runs its own instance.
 apt_packages+=(tinyproxy)
+# Several relays (PostgresServer, HAProxy): PostgreSQL holds their shared state and HAProxy balances users and
+# connectors across them. Both services stay off (policy-rc.d below); each test starts its own instances.
+apt_packages+=(postgresql haproxy)
 # The package test (scripts/package.sh, dpkg, systemd-analyze verify on the units): patchelf and systemd.
 apt_packages+=(patchelf systemd)
 

@@ -4,7 +4,7 @@
 ///
 /// One string per statement: SQLiteNIO runs only the first statement of a string.
 enum Migrations {
-    static let all: [[String]] = [version1]
+    static let all: [[String]] = [version1, version2]
 
     /// The schema version this build writes.
     static var latest: Int { all.count }
@@ -53,4 +53,24 @@ enum Migrations {
         // Listing a connector's certificates, and the cascade when it is removed.
         "CREATE INDEX certificates_connector_id ON certificates (connector_id)",
     ]
+
+    /// Membership's generation, bumped by every change to who is registered, in which group, with which
+    /// certificate (as in ``PostgresMigrations``), so a relay can tell cheaply that it must look again.
+    static let version2 = [
+        """
+        CREATE TABLE generations (
+            name TEXT PRIMARY KEY NOT NULL,
+            value INTEGER NOT NULL
+        ) STRICT
+        """,
+        "INSERT INTO generations (name, value) VALUES ('membership', 0)",
+    ] + membershipTriggers
+
+    static let membershipTriggers = [
+        ("connectors_inserted", "AFTER INSERT ON connectors"), ("connectors_deleted", "AFTER DELETE ON connectors"),
+        ("connectors_moved", "AFTER UPDATE OF group_name ON connectors"), ("certificates_inserted", "AFTER INSERT ON certificates"),
+        ("certificates_deleted", "AFTER DELETE ON certificates"),
+    ].map { name, event in
+        "CREATE TRIGGER \(name) \(event) FOR EACH ROW BEGIN UPDATE generations SET value = value + 1 WHERE name = 'membership'; END"
+    }
 }

@@ -56,6 +56,17 @@ public protocol RelayStore: Sendable {
     /// Creates a group if it does not exist.
     func addGroup(_ name: String, at date: Date) async throws(StoreError)
 
+    // MARK: Changes
+
+    /// A number that grows with every change to membership (a connector registered, moved or removed, a
+    /// certificate added or deleted), whichever relay made it: a relay that saw another number last time must
+    /// read the connectors again.
+    func membershipGeneration() async throws(StoreError) -> Int64
+    /// Yields as soon as membership may have changed through another relay sharing the store, and when the
+    /// store may have missed such news (after it lost its database connection). Never yields for a store one
+    /// relay owns alone. Callers poll ``membershipGeneration()`` too: a yield is a hint, not a guarantee.
+    func membershipChanges() -> AsyncStream<Void>
+
     /// Closes the store; nothing may be called after.
     func close() async
 }

@@ -229,6 +229,22 @@ extension SQLiteStore {
         }
     }
 
+    // MARK: Changes
+
+    /// Membership's generation (schema 2's triggers bump it).
+    public func membershipGeneration() async throws(StoreError) -> Int64 {
+        try await self.serialized { () async throws(StoreError) -> Int64 in
+            let rows = try await self.execute("SELECT value FROM generations WHERE name = 'membership'")
+            guard let row = rows.first else { throw .notReadable(self.path, "the membership generation is missing") }
+            return Int64(try self.reader(row).integer("value"))
+        }
+    }
+
+    /// Never yields: no other relay writes this file.
+    public func membershipChanges() -> AsyncStream<Void> {
+        AsyncStream { _ in }
+    }
+
     // MARK: Rows
 
     private func insertGroup(_ name: String, at date: Date) async throws(StoreError) {

@@ -2,13 +2,13 @@ import Foundation
 import SallyportState
 import Testing
 
-/// What every ``RelayStore`` must do; the store comes from ``makeStore(in:)``.
+/// What every ``RelayStore`` must do, run against each of them; the store comes from ``makeStore(_:in:)``.
 @Suite("RelayStore contract")
 struct RelayStoreContractTests {
     // MARK: Tokens
 
-    @Test func aOneUseTokenIsAcceptedOnce() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aOneUseTokenIsAcceptedOnce(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 1))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0) == .accepted(group: "dc-a"))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0) == .used)
@@ -16,8 +16,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func aMultiUseTokenCountsItsUses() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aMultiUseTokenCountsItsUses(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 3))
             for left in [2, 1, 0] {
                 #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0) == .accepted(group: "dc-a"))
@@ -28,8 +28,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func anExpiredTokenIsRefusedWithoutSpendingAUse() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func anExpiredTokenIsRefusedWithoutSpendingAUse(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 2, expiresAt: t0 + 60))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0 + 61) == .expired)
             // Expiry is exclusive: at expiresAt it is already refused.
@@ -39,16 +39,16 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func aUsedUpTokenStaysUsedAfterItExpires() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aUsedUpTokenStaysUsedAfterItExpires(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 1, expiresAt: t0 + 60))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0) == .accepted(group: "dc-a"))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0 + 120) == .used)
         }
     }
 
-    @Test func aWrongSecretOrUnknownIDIsUnknownAndSpendsNothing() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aWrongSecretOrUnknownIDIsUnknownAndSpendsNothing(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 1))
             #expect(try await store.redeemToken(id: "tok1", secretHash: "other", now: t0) == .unknown)
             #expect(try await store.redeemToken(id: "nope", secretHash: "hash1", now: t0) == .unknown)
@@ -56,8 +56,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func concurrentRedemptionsOfAOneUseTokenAcceptOnlyOne() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func concurrentRedemptionsOfAOneUseTokenAcceptOnlyOne(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token(uses: 1))
             let results = try await withThrowingTaskGroup(of: TokenRedemption.self) { group in
                 for _ in 0..<20 {
@@ -71,8 +71,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func tokensRoundTripOldestFirstAndDelete() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func tokensRoundTripOldestFirstAndDelete(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             var later = token("tok2", secret: "hash2", group: "dc-b", uses: 5, expiresAt: t0 + 7200.5)
             later.createdAt = t0 + 10
             try await store.addToken(later)
@@ -89,8 +89,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func deletingExpiredTokensKeepsTheOthers() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func deletingExpiredTokensKeepsTheOthers(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addToken(token("old1", expiresAt: t0 - 100))
             try await store.addToken(token("old2", expiresAt: t0 - 1))
             try await store.addToken(token("edge", expiresAt: t0))
@@ -103,8 +103,8 @@ struct RelayStoreContractTests {
 
     // MARK: Connectors
 
-    @Test func aRegisteredConnectorIsFoundByItsCertificate() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aRegisteredConnectorIsFoundByItsCertificate(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             try await store.addConnector(connector("c-0", group: "dc-b", registeredAt: t0 - 5), certificate: certificate("bb22", of: "c-0"))
 
@@ -119,8 +119,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func aDuplicateConnectorIDIsAConflictAndChangesNothing() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aDuplicateConnectorIDIsAConflictAndChangesNothing(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             let error = await #expect(throws: StoreError.self) {
                 try await store.addConnector(connector("c-1", group: "dc-new"), certificate: certificate("bb22"))
@@ -132,8 +132,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func aDuplicateFingerprintIsAConflictAndRollsTheRegistrationBack() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func aDuplicateFingerprintIsAConflictAndRollsTheRegistrationBack(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             let error = await #expect(throws: StoreError.self) {
                 try await store.addConnector(connector("c-2", group: "dc-new"), certificate: certificate("aa11", of: "c-2"))
@@ -147,8 +147,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func concurrentRegistrationsAllSucceed() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func concurrentRegistrationsAllSucceed(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<20 {
                     group.addTask {
@@ -163,8 +163,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func movingAConnectorChangesItsGroupAndCreatesTheGroup() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func movingAConnectorChangesItsGroupAndCreatesTheGroup(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             var moved = connector("c-1")
             moved.group = "dc-b"
@@ -178,8 +178,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func removingAConnectorRemovesItsCertificates() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func removingAConnectorRemovesItsCertificates(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             try await store.addCertificate(certificate("aa12", issuedAt: t0 + 10))
             try await store.addConnector(connector("c-2"), certificate: certificate("bb22", of: "c-2"))
@@ -198,8 +198,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func recordingSeenUpdatesLastSeenSoftwareAndHost() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func recordingSeenUpdatesLastSeenSoftwareAndHost(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
             try await store.recordSeen(id: "c-1", at: t0 + 30.25, software: "0.2.0", host: "new-host")
             var expected = connector("c-1")
@@ -221,8 +221,8 @@ struct RelayStoreContractTests {
 
     // MARK: Certificates
 
-    @Test func addingACertificateNeedsARegisteredConnectorAndANewFingerprint() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func addingACertificateNeedsARegisteredConnectorAndANewFingerprint(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             let unknown = await #expect(throws: StoreError.self) { try await store.addCertificate(certificate("aa11", of: "c-9")) }
             #expect(unknown?.code == .notFound)
             #expect(unknown?.description.contains("c-9") == true)
@@ -240,8 +240,8 @@ struct RelayStoreContractTests {
         }
     }
 
-    @Test func deletingExpiredCertificatesKeepsTheOthers() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func deletingExpiredCertificatesKeepsTheOthers(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("old", notAfter: t0 - 10))
             try await store.addCertificate(certificate("edge", notAfter: t0))
             try await store.addCertificate(certificate("new", notAfter: t0 + 10))
@@ -254,8 +254,8 @@ struct RelayStoreContractTests {
 
     // MARK: Groups
 
-    @Test func groupsAreListedByNameFromEverySource() async throws {
-        try await withStore { store in
+    @Test(arguments: Backend.allCases) func groupsAreListedByNameFromEverySource(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
             try await store.addGroup("zeta", at: t0)
             try await store.addGroup("zeta", at: t0 + 99)
             try await store.addToken(token(group: "beta"))
@@ -268,11 +268,46 @@ struct RelayStoreContractTests {
         }
     }
 
+    // MARK: Changes
+
+    @Test(arguments: Backend.allCases) func membershipChangesAndOnlyTheyMoveTheGeneration(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            var last = try await store.membershipGeneration()
+            func expectChange(_ what: String, _ changed: Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+                let now = try await store.membershipGeneration()
+                if changed {
+                    #expect(now > last, "\(what) must move the generation", sourceLocation: sourceLocation)
+                } else {
+                    #expect(now == last, "\(what) must not move the generation", sourceLocation: sourceLocation)
+                }
+                last = now
+            }
+            try await store.addToken(token(uses: 2))
+            _ = try await store.redeemToken(id: "tok1", secretHash: "hash1", now: t0)
+            try await store.addGroup("other", at: t0)
+            try await expectChange("tokens and groups", false)
+            try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
+            try await expectChange("a registration", true)
+            try await store.recordSeen(id: "c-1", at: t0 + 1, software: "0.2.0", host: "h")
+            try await expectChange("a connector seen", false)
+            try await store.addCertificate(certificate("aa12", issuedAt: t0 + 5, notAfter: t0 + 10))
+            try await expectChange("a renewal", true)
+            _ = try await store.moveConnector(id: "c-1", to: "dc-b")
+            try await expectChange("a move", true)
+            #expect(try await store.deleteCertificates(expiredBefore: t0 + 20) == 1)
+            try await expectChange("an expired certificate deleted", true)
+            _ = try await store.removeConnector(id: "c-1")
+            try await expectChange("a removal", true)
+            _ = try await store.removeConnector(id: "c-1")
+            try await expectChange("removing nobody", false)
+        }
+    }
+
     // MARK: Durability
 
-    @Test func everythingSurvivesCloseAndReopen() async throws {
+    @Test(arguments: Backend.allCases) func everythingSurvivesCloseAndReopen(_ backend: Backend) async throws {
         try await withTemporaryDirectory { directory in
-            let first = try await makeStore(in: directory)
+            let first = try await makeStore(backend, in: directory)
             try await first.addToken(token(uses: 2))
             _ = try await first.redeemToken(id: "tok1", secretHash: "hash1", now: t0)
             try await first.addConnector(connector("c-1"), certificate: certificate("aa11"))
@@ -280,7 +315,7 @@ struct RelayStoreContractTests {
             try await first.addGroup("empty", at: t0)
             await first.close()
 
-            let second = try await makeStore(in: directory)
+            let second = try await makeStore(backend, in: directory)
             var seen = connector("c-1")
             seen.lastSeen = t0 + 1
             seen.software = "0.3.0"

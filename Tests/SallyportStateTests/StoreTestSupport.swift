@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import SallyportState
+import SallyportTesting
+import Testing
 
 #if canImport(Glibc)
     import Glibc
@@ -10,11 +12,53 @@ import SallyportState
     import Darwin
 #endif
 
-/// The implementation the contract tests exercise: another ``RelayStore`` runs the same cases by opening its own
-/// store here (a fresh, empty one for a new `directory`; the same data again for a directory used before).
-func makeStore(in directory: String) async throws -> any RelayStore {
-    try await openSQLiteStore(path: databasePath(in: directory))
+/// The stores the contract tests run against.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    var testDescription: String { self.rawValue }
 }
+
+/// A store of `backend` for a test directory: a fresh, empty one for a new `directory`; the same data again for
+/// a directory used before. PostgreSQL stores live in a database of their own on the test process's shared
+/// server, named after the directory.
+func makeStore(_ backend: Backend, in directory: String) async throws -> any RelayStore {
+    switch backend {
+    case .sqlite:
+        return try await openSQLiteStore(path: databasePath(in: directory))
+    case .postgres:
+        return try await openPostgresStore(database: try await postgresDatabase(for: directory))
+    }
+}
+
+/// The database of a test directory on the shared server, created on first use.
+func postgresDatabase(for directory: String) async throws -> String {
+    let marker = directory + "/postgres-database"
+    if let name = try? String(contentsOfFile: marker, encoding: .utf8) { return name }
+    let name = (directory as NSString).lastPathComponent
+    try await PostgresServer.shared().createDatabase(name)
+    try name.write(toFile: marker, atomically: true, encoding: .utf8)
+    return name
+}
+
+func postgresConfiguration(database: String, server: PostgresServer, operationTimeout: Duration = .seconds(3)) -> PostgresStore.Configuration {
+    PostgresStore.Configuration(
+        host: server.host, port: server.port, database: database, user: server.user, password: server.password, tls: .disable,
+        operationTimeout: operationTimeout
+    )
+}
+
+func openPostgresStore(database: String, operationTimeout: Duration = .seconds(3)) async throws -> PostgresStore {
+    let server = try await PostgresServer.shared()
+    return try await PostgresStore.open(postgresConfiguration(database: database, server: server, operationTimeout: operationTimeout), logger: quietLogger)
+}
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "sallyport.state.tests")
+    logger.logLevel = .error
+    return logger
+}()
 
 /// Where the SQLite store of a test directory lives.
 func databasePath(in directory: String) -> String {
@@ -22,9 +66,7 @@ func databasePath(in directory: String) -> String {
 }
 
 func openSQLiteStore(path: String) async throws(StoreError) -> SQLiteStore {
-    var logger = Logger(label: "sallyport.state.tests")
-    logger.logLevel = .error
-    return try await SQLiteStore.open(path: path, logger: logger)
+    try await SQLiteStore.open(path: path, logger: quietLogger)
 }
 
 /// Runs `body` with a fresh directory (mode 0700, like the relay's state directory), removed afterwards.
@@ -39,10 +81,10 @@ func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws 
     return try await body(path)
 }
 
-/// Runs `body` with a fresh, empty store, closed afterwards.
-func withStore(_ body: (any RelayStore) async throws -> Void) async throws {
+/// Runs `body` with a fresh, empty store of `backend`, closed afterwards.
+func withStore(_ backend: Backend, _ body: (any RelayStore) async throws -> Void) async throws {
     try await withTemporaryDirectory { directory in
-        let store = try await makeStore(in: directory)
+        let store = try await makeStore(backend, in: directory)
         do {
             try await body(store)
         } catch {
