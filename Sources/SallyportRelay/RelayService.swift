@@ -220,6 +220,10 @@ public struct RelayService: Service {
                 }
             }
             group.addTask {
+                // Connectors removed or moved through another relay sharing the store.
+                await cancelWhenGracefulShutdown { await membership.followChanges() }
+            }
+            group.addTask {
                 // Graceful shutdown: stop accepting, drain, then close the tunnels.
                 try? await gracefulShutdown()
                 self.logger.info("relay draining", metadata: ["connections": "\(publicConnections.count)", "timeout": "\(self.config.drainTimeout)"])

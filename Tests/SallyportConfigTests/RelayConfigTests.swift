@@ -287,6 +287,47 @@ struct RelayConfigTests {
         #expect(error.message == "must be at least 10s")
     }
 
+    @Test func storeIsSQLiteByDefaultOrAPostgresDatabase() throws {
+        let (plain, plainDirectory) = try load(minimalRelay)
+        defer { plainDirectory.remove() }
+        #expect(plain.store == .sqlite)
+
+        let (config, directory) = try load(
+            minimalRelay + "store:\n  postgres:\n    host: db.example.internal\n    passwordFile: secrets/db\n    caFile: /etc/ssl/db-ca.pem\n"
+        )
+        defer { directory.remove() }
+        #expect(
+            config.store
+                == .postgres(
+                    PostgresConfig(
+                        host: "db.example.internal", port: 5432, database: "sallyport", user: "sallyport",
+                        passwordFile: directory.path + "/secrets/db", tls: .verifyFull, caFile: "/etc/ssl/db-ca.pem", maxConnections: 10
+                    )
+                ))
+
+        let (local, localDirectory) = try load(
+            minimalRelay + "store:\n  postgres: {host: 127.0.0.1, port: 6432, database: relays, user: relay, tls: disable, maxConnections: 4}\n"
+        )
+        defer { localDirectory.remove() }
+        #expect(local.store == .postgres(PostgresConfig(host: "127.0.0.1", port: 6432, database: "relays", user: "relay", tls: .disable, maxConnections: 4)))
+    }
+
+    @Test(arguments: [
+        ("store: mysql\n", "store", "must be sqlite (the default) or a mapping with postgres"),
+        ("store:\n  postgres:\n    port: 5432\n", "store.postgres.host", "required key is missing"),
+        ("store:\n  postgres:\n    host: db\n    password: hunter2\n", "store.postgres.password", "put the password in a file"),
+        ("store:\n  postgres:\n    host: db\n    tls: prefer\n", "store.postgres.tls", "must be one of: disable, require, verify-full"),
+        ("store:\n  postgres:\n    host: db\n    tls: disable\n    caFile: ca.pem\n", "store.postgres.caFile", "only used with tls: verify-full"),
+        ("store:\n  postgres:\n    host: db\n    hots: x\n", "store.postgres.hots", "unknown key"),
+        ("store:\n  sqlite:\n    path: x\n", "store.sqlite", "takes no settings"),
+    ])
+    func storeMistakesNameTheirKey(_ yaml: String, _ key: String, _ message: String) throws {
+        let error = try #require(try relayError(minimalRelay + yaml))
+        #expect(error.key == key)
+        #expect(error.message.contains(message), "\(error.message)")
+        #expect(!error.description.contains("hunter2"))
+    }
+
     @Test func unknownKeyInLimits() throws {
         let yaml = minimalRelay.replacingOccurrences(of: "  listen: 0.0.0.0:443\n", with: "  listen: 0.0.0.0:443\n  limits:\n    maxHeaderByte: 1\n")
         let error = try #require(try relayError(yaml))

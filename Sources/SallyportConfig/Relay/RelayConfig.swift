@@ -25,6 +25,9 @@ public struct RelayConfig: Sendable, Hashable {
     public var tunnelLiveness: TunnelLiveness
     /// `state`: the directory of the relay's state database and admin socket. Default `state` beside the file.
     public var stateDirectory: String
+    /// `store`: where connectors, groups, tokens and certificates are kept: `sqlite` (the default, in the state
+    /// directory) or a PostgreSQL database that several relays share.
+    public var store: StoreConfig
     /// `connectors`: how connectors register, are identified, renewed and retired.
     public var connectors: ConnectorPolicy
     /// `admin.socket`: the Unix socket of the admin API. Default `<state>/admin.sock`.
@@ -56,6 +59,7 @@ public struct RelayConfig: Sendable, Hashable {
         tunnelAddress: HostPort? = nil,
         tunnelLiveness: TunnelLiveness = TunnelLiveness(),
         stateDirectory: String,
+        store: StoreConfig = .sqlite,
         connectors: ConnectorPolicy = ConnectorPolicy(),
         adminSocket: String? = nil,
         adminListen: HostPort? = nil,
@@ -76,6 +80,7 @@ public struct RelayConfig: Sendable, Hashable {
         self.tunnelAddress = tunnelAddress
         self.tunnelLiveness = tunnelLiveness
         self.stateDirectory = stateDirectory
+        self.store = store
         self.connectors = connectors
         self.adminSocket = adminSocket ?? (stateDirectory.hasSuffix("/") ? stateDirectory + "admin.sock" : stateDirectory + "/admin.sock")
         self.adminListen = adminListen
@@ -196,7 +201,7 @@ public struct EdgeLimits: Sendable, Codable, Hashable {
 /// Reads the relay's config file.
 enum RelayFile {
     static let topLevelKeys = [
-        "public", "tunnel", "state", "connectors", "admin", "apps", "reloadInterval", "drainTimeout", "identityProviders", "sessions",
+        "public", "tunnel", "state", "store", "connectors", "admin", "apps", "reloadInterval", "drainTimeout", "identityProviders", "sessions",
     ]
 
     static func parse(yaml: String, file: String) -> Result<RelayConfig, FileProblems> {
@@ -215,6 +220,9 @@ enum RelayFile {
         let tunnel = reader.required("tunnel") { value throws(ConfigError) in try tunnelSection(value, directory: directory) } ?? nil
         let state = reader.optional("state", default: ConfigPaths.resolve("state", relativeTo: directory)) { value throws(ConfigError) in
             try value.path(relativeTo: directory)
+        }
+        let store = reader.optional("store", default: StoreConfig.sqlite) { value throws(ConfigError) in
+            try Self.store(value, directory: directory)
         }
         let connectors = reader.optional("connectors", default: ConnectorPolicy()) { value throws(ConfigError) in
             try connectorPolicy(value, directory: directory)
@@ -257,6 +265,7 @@ enum RelayFile {
                 tunnelAddress: tunnel.address,
                 tunnelLiveness: tunnel.liveness,
                 stateDirectory: state,
+                store: store,
                 connectors: connectors,
                 adminSocket: admin.socket,
                 adminListen: admin.listen,

@@ -34,6 +34,11 @@ final class Membership: Sendable {
     let registry: ConnectorRegistry
     /// `HOST:PORT` connectors dial, for printed commands (the port may only be known once the listener is bound).
     private let dialAddress: Mutex<String>
+    /// Who each certificate identified, for reconnections while the database is unavailable; kept in line with
+    /// the store by ``reconcile()``.
+    private let known = Mutex<[String: Identity]>([:])
+    /// Connectors whose tunnels this relay is closing (ids are never reused).
+    private let cutOffIDs = Mutex<Set<String>>([])
     let logger: Logger
 
     var address: String { self.dialAddress.withLock { $0 } }
@@ -76,13 +81,24 @@ final class Membership: Sendable {
                     )
                 )
             }
-            return .success(
-                Identity(
-                    connectorID: connector.id, name: connector.name, group: connector.group, certificateNotAfter: certificate.notAfter,
-                    renewable: certificate.issuedByRelay && self.authority != nil
-                )
+            let identity = Identity(
+                connectorID: connector.id, name: connector.name, group: connector.group, certificateNotAfter: certificate.notAfter,
+                renewable: certificate.issuedByRelay && self.authority != nil
             )
+            self.known.withLock { $0[facts.fingerprint] = identity }
+            return .success(identity)
         } catch let error as StoreError {
+            // The database is down or unreachable: a connector this relay identified before (and has not seen
+            // removed since) may reconnect; a new one must wait until the database is back.
+            if let fingerprint = try? CertificateFacts(der: certificateDER).fingerprint, let identity = self.known.withLock({ $0[fingerprint] }),
+                identity.certificateNotAfter > Date()
+            {
+                self.logger.warning(
+                    "the state database is unavailable; a connector this relay knows is identified from memory",
+                    metadata: ["connector": "\(identity.connectorID)", "error": "\(error)"]
+                )
+                return .success(identity)
+            }
             return .failure(Registration.Refusal(error: "unavailable", message: "the relay cannot read its state: \(error)"))
         } catch {
             return .failure(Registration.Refusal(error: "bad-certificate", message: "unreadable client certificate: \(error)"))
@@ -101,7 +117,12 @@ final class Membership: Sendable {
     /// Whether a connector is still registered (checked again after its tunnel joined the registry, so a
     /// removal that raced with the hello still cuts it off).
     func isRegistered(_ connectorID: String) async -> Bool {
-        (try? await self.store.connector(id: connectorID)) != nil
+        do {
+            return try await self.store.connector(id: connectorID) != nil
+        } catch {
+            // It was identified a moment ago; a database that went away since is no removal.
+            return true
+        }
     }
 
     // MARK: Tokens and registration
@@ -244,12 +265,21 @@ final class Membership: Sendable {
             throw Registration.Refusal(error: "unavailable", message: "\(error)")
         }
         guard let moved else { throw Self.unknownConnector(id) }
-        for connection in self.registry.all where connection.connectorID == id && connection.group != group {
-            connection.markDraining()
-            connection.send(.reconnect("moved to group \(group)"))
-        }
+        self.reconnect(moved)
         self.logger.notice("connector moved", metadata: ["connector": "\(id)", "group": "\(group)"])
         return moved
+    }
+
+    /// Tunnels of a connector that serve another group than its record's stop taking requests and are asked
+    /// to reconnect, which gives them the new group's apps. Returns how many.
+    @discardableResult
+    private func reconnect(_ record: ConnectorRecord) -> Int {
+        let stale = self.registry.all.filter { $0.connectorID == record.id && $0.group != record.group && !$0.draining }
+        for connection in stale {
+            connection.markDraining()
+            connection.send(.reconnect("moved to group \(record.group)"))
+        }
+        return stale.count
     }
 
     /// What a drain did: the connector's tunnels take no new requests; `inFlight` are still being answered.
@@ -301,15 +331,83 @@ final class Membership: Sendable {
             throw Registration.Refusal(error: "unavailable", message: "\(error)")
         }
         guard let removed else { throw Self.unknownConnector(id) }
-        // No new requests from now; those in flight get a moment to finish, then the tunnels close.
-        for connection in self.registry.all where connection.connectorID == id {
+        self.cutOff(id, reason: reason)
+        self.logger.notice("connector removed", metadata: ["connector": "\(id)", "name": "\(removed.name)", "reason": "\(reason)"])
+        return removed
+    }
+
+    /// Closes a removed connector's tunnels: no new requests from now; those in flight get a moment to finish.
+    /// Returns how many tunnels it had.
+    @discardableResult
+    private func cutOff(_ id: String, reason: String) -> Int {
+        self.cutOffIDs.withLock { _ = $0.insert(id) }
+        self.known.withLock { $0 = $0.filter { $0.value.connectorID != id } }
+        let tunnels = self.registry.all.filter { $0.connectorID == id }
+        for connection in tunnels {
             connection.markDraining()
             connection.send(.error("this connector was \(reason); register it again to use it"))
             let channel = connection.channel
             channel.eventLoop.scheduleTask(in: Self.removalGrace) { channel.close(promise: nil) }
         }
-        self.logger.notice("connector removed", metadata: ["connector": "\(id)", "name": "\(removed.name)", "reason": "\(reason)"])
-        return removed
+        return tunnels.count
+    }
+
+    // MARK: Other relays' changes
+
+    /// Follows membership changes made through other relays sharing the store: a connector removed there is cut
+    /// off here, one moved there reconnects here. Looks when the store says something changed (PostgreSQL's
+    /// NOTIFY) and, in case such news is lost, every `interval`; a look costs one small query unless the
+    /// generation moved. Runs until cancelled.
+    func followChanges(interval: Duration = .seconds(1)) async {
+        let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in self.store.membershipChanges() { wake.yield() }
+            }
+            group.addTask {
+                while (try? await Task.sleep(for: interval)) != nil { wake.yield() }
+                wake.finish()
+            }
+            var seen = try? await self.store.membershipGeneration()
+            for await _ in wakeups {
+                guard let now = try? await self.store.membershipGeneration(), now != seen else { continue }
+                // Marked seen only once the connectors were read, so a failed read is tried again.
+                if await self.reconcile() { seen = now }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Brings the live tunnels in line with the store's connectors; false if the store could not be read.
+    @discardableResult
+    func reconcile() async -> Bool {
+        guard let records = try? await self.store.connectors() else { return false }
+        let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        self.known.withLock { known in
+            known = known.compactMapValues { identity in
+                guard let record = byID[identity.connectorID] else { return nil }
+                var identity = identity
+                identity.group = record.group
+                return identity
+            }
+        }
+        let live = Set(self.registry.all.map(\.connectorID))
+        // Closing already (removed here): forgotten once their tunnels are gone.
+        let closing = self.cutOffIDs.withLock { ids in
+            ids.formIntersection(live)
+            return ids
+        }
+        for id in live.subtracting(closing) {
+            guard let record = byID[id] else {
+                let closed = self.cutOff(id, reason: "removed (through another relay)")
+                self.logger.notice("connector removed through another relay; its tunnels here are closed", metadata: ["connector": "\(id)", "tunnels": "\(closed)"])
+                continue
+            }
+            if self.reconnect(record) > 0 {
+                self.logger.notice("connector moved through another relay; asked it to reconnect", metadata: ["connector": "\(id)", "group": "\(record.group)"])
+            }
+        }
+        return true
     }
 
     /// Tells every connected connector to drop the cached Kerberos tickets of `user` (nil: of everyone);

@@ -17,14 +17,46 @@ enum RelayState {
     /// The state database file in a state directory.
     static func databasePath(_ directory: String) -> String { (directory as NSString).appendingPathComponent("relay.db") }
 
-    /// Creates the state directory (0700) if needed and opens the database.
+    /// Creates the state directory (0700) if needed (it holds the admin socket whatever the store) and opens the
+    /// store relay.yaml names.
     static func open(config: RelayConfig, logger: Logger) async throws -> any RelayStore {
         do {
             try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw StartError(description: "state: cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
         }
-        return try await SQLiteStore.open(path: Self.databasePath(config.stateDirectory), logger: logger)
+        switch config.store {
+        case .sqlite:
+            return try await SQLiteStore.open(path: Self.databasePath(config.stateDirectory), logger: logger)
+        case .postgres(let postgres):
+            return try await PostgresStore.open(try Self.postgresConfiguration(postgres), logger: logger)
+        }
+    }
+
+    /// The store's settings from relay.yaml's `store.postgres`, with the password read from its file.
+    static func postgresConfiguration(_ config: PostgresConfig) throws -> PostgresStore.Configuration {
+        var password: String?
+        if let file = config.passwordFile {
+            do {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw StartError(description: "store.postgres.passwordFile: cannot read \(file): \(error.localizedDescription)")
+            }
+            if password?.isEmpty != false {
+                throw StartError(description: "store.postgres.passwordFile: \(file) is empty; its first line must be the database password")
+            }
+        }
+        let tls: PostgresStore.Configuration.TLS =
+            switch config.tls {
+            case .disable: .disable
+            case .require: .require
+            case .verifyFull: .verifyFull(caFile: config.caFile)
+            }
+        return PostgresStore.Configuration(
+            host: config.host, port: config.port, database: config.database, user: config.user, password: password, tls: tls,
+            maxConnections: config.maxConnections
+        )
     }
 
     /// The membership service for this configuration: the CA (if configured), the CA connectors trust, and the
