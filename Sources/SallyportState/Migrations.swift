@@ -4,7 +4,7 @@
 ///
 /// One string per statement: SQLiteNIO runs only the first statement of a string.
 enum Migrations {
-    static let all: [[String]] = [version1, version2]
+    static let all: [[String]] = [version1, version2, version3]
 
     /// The schema version this build writes.
     static var latest: Int { all.count }
@@ -73,4 +73,18 @@ enum Migrations {
     ].map { name, event in
         "CREATE TRIGGER \(name) \(event) FOR EACH ROW BEGIN UPDATE generations SET value = value + 1 WHERE name = 'membership'; END"
     }
+
+    /// Relays sharing the store (one, for SQLite: the list connectors learn is the same code either way).
+    static let version3 = [
+        """
+        CREATE TABLE relays (
+            address TEXT PRIMARY KEY NOT NULL,
+            server_name TEXT NOT NULL,
+            software TEXT NOT NULL,
+            apps_digest TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            seen_at INTEGER NOT NULL
+        ) STRICT
+        """
+    ]
 }

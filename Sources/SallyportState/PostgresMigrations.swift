@@ -6,7 +6,7 @@
 /// The same tables as ``Migrations`` (SQLite), in PostgreSQL's words: dates are BIGINT milliseconds since 1970,
 /// so that both stores give back exactly what they were given.
 enum PostgresMigrations {
-    static let all: [[String]] = [version1]
+    static let all: [[String]] = [version1, version2]
 
     /// The schema version this build writes.
     static var latest: Int { all.count }
@@ -93,5 +93,19 @@ enum PostgresMigrations {
         CREATE TRIGGER certificates_membership AFTER INSERT OR DELETE ON certificates
         FOR EACH ROW EXECUTE FUNCTION sallyport_membership_changed()
         """,
+    ]
+
+    /// Relays sharing the store, each refreshing its row every few seconds.
+    static let version2 = [
+        """
+        CREATE TABLE relays (
+            address TEXT PRIMARY KEY,
+            server_name TEXT NOT NULL,
+            software TEXT NOT NULL,
+            apps_digest TEXT NOT NULL,
+            started_at BIGINT NOT NULL,
+            seen_at BIGINT NOT NULL
+        )
+        """
     ]
 }

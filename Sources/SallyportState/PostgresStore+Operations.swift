@@ -4,6 +4,7 @@ import PostgresNIO
 private let tokenColumns = "id, secret_hash, group_name, created_at, expires_at, uses, uses_left"
 private let connectorColumns = "id, name, host, group_name, registered_at, last_seen, software"
 private let certificateColumns = "fingerprint, connector_id, serial, issued_at, not_after, issued_by_relay"
+private let relayColumns = "address, server_name, software, apps_digest, started_at, seen_at"
 
 /// Statements shared by several operations.
 private enum SQL {
@@ -209,6 +210,37 @@ extension PostgresStore {
         }
     }
 
+    // MARK: Relays
+
+    public func announceRelay(_ relay: RelayRecord) async throws(StoreError) {
+        try await self.run { connection in
+            try await connection.query(
+                """
+                INSERT INTO relays (\(unescaped: relayColumns)) VALUES (\(relay.address), \(relay.serverName), \(relay.software),
+                    \(relay.appsDigest), \(epochMilliseconds(relay.startedAt)), \(epochMilliseconds(relay.seenAt)))
+                ON CONFLICT (address) DO UPDATE SET server_name = excluded.server_name, software = excluded.software,
+                    apps_digest = excluded.apps_digest, started_at = excluded.started_at, seen_at = excluded.seen_at
+                """,
+                logger: self.logger
+            )
+            return ()
+        }
+    }
+
+    public func relays(seenSince date: Date) async throws(StoreError) -> [RelayRecord] {
+        try await self.run { connection in
+            try await connection.query(
+                "SELECT \(unescaped: relayColumns) FROM relays WHERE seen_at >= \(epochMilliseconds(date)) ORDER BY address", logger: self.logger
+            ).collect().map(Rows.relay)
+        }
+    }
+
+    public func removeRelay(address: String) async throws(StoreError) -> Bool {
+        try await self.run { connection in
+            try await !connection.query("DELETE FROM relays WHERE address = \(address) RETURNING address", logger: self.logger).collect().isEmpty
+        }
+    }
+
     // MARK: Changes
 
     public func membershipGeneration() async throws(StoreError) -> Int64 {
@@ -250,6 +282,15 @@ private enum Rows {
             fingerprint: try r["fingerprint"].decode(String.self), connectorID: try r["connector_id"].decode(String.self),
             serial: try r["serial"].decode(String.self), issuedAt: date(milliseconds: try r["issued_at"].decode(Int64.self)),
             notAfter: date(milliseconds: try r["not_after"].decode(Int64.self)), issuedByRelay: try r["issued_by_relay"].decode(Bool.self)
+        )
+    }
+
+    static func relay(_ row: PostgresRow) throws -> RelayRecord {
+        let r = row.makeRandomAccess()
+        return RelayRecord(
+            address: try r["address"].decode(String.self), serverName: try r["server_name"].decode(String.self),
+            software: try r["software"].decode(String.self), appsDigest: try r["apps_digest"].decode(String.self),
+            startedAt: date(milliseconds: try r["started_at"].decode(Int64.self)), seenAt: date(milliseconds: try r["seen_at"].decode(Int64.self))
         )
     }
 }

@@ -56,6 +56,16 @@ public protocol RelayStore: Sendable {
     /// Creates a group if it does not exist.
     func addGroup(_ name: String, at date: Date) async throws(StoreError)
 
+    // MARK: Relays
+
+    /// Records that a relay is up now (inserting or refreshing its row): relays sharing a store find each other
+    /// here, and tell connectors where to dial.
+    func announceRelay(_ relay: RelayRecord) async throws(StoreError)
+    /// Relays seen at or after `date`, by address.
+    func relays(seenSince date: Date) async throws(StoreError) -> [RelayRecord]
+    /// Forgets a relay (it shut down); false if it was not there.
+    func removeRelay(address: String) async throws(StoreError) -> Bool
+
     // MARK: Changes
 
     /// A number that grows with every change to membership (a connector registered, moved or removed, a
@@ -98,6 +108,32 @@ public struct ConnectorRecord: Sendable, Equatable, Codable {
         self.registeredAt = registeredAt
         self.lastSeen = lastSeen
         self.software = software
+    }
+}
+
+/// A relay sharing the store, as it last announced itself.
+public struct RelayRecord: Sendable, Equatable, Codable {
+    /// `host:port` connectors dial to reach this relay's tunnel listener; unique among relays.
+    public var address: String
+    /// The name its tunnel certificate carries, which connectors check.
+    public var serverName: String
+    /// The software version it runs.
+    public var software: String
+    /// A digest of the app configuration it serves: equal on relays that serve the same apps.
+    public var appsDigest: String
+    /// When this relay process started.
+    public var startedAt: Date
+    /// When it last announced itself.
+    public var seenAt: Date
+
+    /// Creates a record.
+    public init(address: String, serverName: String, software: String, appsDigest: String, startedAt: Date, seenAt: Date) {
+        self.address = address
+        self.serverName = serverName
+        self.software = software
+        self.appsDigest = appsDigest
+        self.startedAt = startedAt
+        self.seenAt = seenAt
     }
 }
 

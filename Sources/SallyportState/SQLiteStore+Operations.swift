@@ -4,6 +4,7 @@ import SQLiteNIO
 private let tokenColumns = "id, secret_hash, group_name, created_at, expires_at, uses, uses_left"
 private let connectorColumns = "id, name, host, group_name, registered_at, last_seen, software"
 private let certificateColumns = "fingerprint, connector_id, serial, issued_at, not_after, issued_by_relay"
+private let relayColumns = "address, server_name, software, apps_digest, started_at, seen_at"
 
 extension SQLiteStore {
     // MARK: Registration tokens
@@ -226,6 +227,46 @@ extension SQLiteStore {
     public func addGroup(_ name: String, at date: Date) async throws(StoreError) {
         try await self.serialized { () async throws(StoreError) in
             try await self.insertGroup(name, at: date)
+        }
+    }
+
+    // MARK: Relays
+
+    public func announceRelay(_ relay: RelayRecord) async throws(StoreError) {
+        try await self.serialized { () async throws(StoreError) in
+            _ = try await self.execute(
+                """
+                INSERT INTO relays (\(relayColumns)) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (address) DO UPDATE SET server_name = excluded.server_name, software = excluded.software,
+                    apps_digest = excluded.apps_digest, started_at = excluded.started_at, seen_at = excluded.seen_at
+                """,
+                [
+                    .text(relay.address), .text(relay.serverName), .text(relay.software), .text(relay.appsDigest), milliseconds(relay.startedAt),
+                    milliseconds(relay.seenAt),
+                ]
+            )
+        }
+    }
+
+    public func relays(seenSince date: Date) async throws(StoreError) -> [RelayRecord] {
+        try await self.serialized { () async throws(StoreError) -> [RelayRecord] in
+            var relays: [RelayRecord] = []
+            for row in try await self.execute("SELECT \(relayColumns) FROM relays WHERE seen_at >= ? ORDER BY address", [milliseconds(date)]) {
+                let r = self.reader(row)
+                relays.append(
+                    RelayRecord(
+                        address: try r.text("address"), serverName: try r.text("server_name"), software: try r.text("software"),
+                        appsDigest: try r.text("apps_digest"), startedAt: try r.date("started_at"), seenAt: try r.date("seen_at")
+                    )
+                )
+            }
+            return relays
+        }
+    }
+
+    public func removeRelay(address: String) async throws(StoreError) -> Bool {
+        try await self.serialized { () async throws(StoreError) -> Bool in
+            try await !self.execute("DELETE FROM relays WHERE address = ? RETURNING address", [.text(address)]).isEmpty
         }
     }
 

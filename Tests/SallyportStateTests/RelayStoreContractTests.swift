@@ -268,6 +268,25 @@ struct RelayStoreContractTests {
         }
     }
 
+    // MARK: Relays
+
+    @Test(arguments: Backend.allCases) func relaysAnnounceThemselvesAndAgeOut(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            func relay(_ address: String, seen: Date, digest: String = "d1") -> RelayRecord {
+                RelayRecord(address: address, serverName: "relay.example.com", software: "0.9.0", appsDigest: digest, startedAt: t0, seenAt: seen)
+            }
+            try await store.announceRelay(relay("relay-b:8443", seen: t0 + 1))
+            try await store.announceRelay(relay("relay-a:8443", seen: t0))
+            #expect(try await store.relays(seenSince: t0) == [relay("relay-a:8443", seen: t0), relay("relay-b:8443", seen: t0 + 1)])
+            // A heartbeat refreshes the row; one not refreshed ages out of the list.
+            try await store.announceRelay(relay("relay-b:8443", seen: t0 + 20, digest: "d2"))
+            #expect(try await store.relays(seenSince: t0 + 10) == [relay("relay-b:8443", seen: t0 + 20, digest: "d2")])
+            #expect(try await store.removeRelay(address: "relay-b:8443"))
+            #expect(try await !store.removeRelay(address: "relay-b:8443"))
+            #expect(try await store.relays(seenSince: t0).map(\.address) == ["relay-a:8443"])
+        }
+    }
+
     // MARK: Changes
 
     @Test(arguments: Backend.allCases) func membershipChangesAndOnlyTheyMoveTheGeneration(_ backend: Backend) async throws {
