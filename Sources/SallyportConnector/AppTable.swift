@@ -13,6 +13,9 @@ public final class AppTable: Sendable {
         /// The group the relay last said this connector serves; pushes for another group are ignored.
         var group: String?
         var version: ConfigVersion?
+        /// The newest generation applied of each relay epoch lately seen: with tunnels to several relays, the
+        /// held version is often another relay's, and a late push of an older generation must still lose.
+        var newest: [UInt64: UInt64] = [:]
         var apps: [String: ConnectorApp] = [:]
         var sso: [String: SSOPipeline] = [:]
     }
@@ -43,7 +46,10 @@ public final class AppTable: Sendable {
             guard state.group != group else { return false }
             let first = state.group == nil
             state.group = group
-            if !first { state.version = nil }
+            if !first {
+                state.version = nil
+                state.newest = [:]
+            }
             return !first
         }
     }
@@ -51,8 +57,9 @@ public final class AppTable: Sendable {
     /// The group the relay last said this connector serves.
     public var group: String? { self.state.withLock { $0.group } }
 
-    /// Replaces the apps unless the table holds a newer version of the same relay epoch (a push of another
-    /// epoch comes from a relay that restarted, and is the truth). Returns the version held afterwards,
+    /// Replaces the apps unless the table holds, or has held, a newer version of the same relay epoch (a push of
+    /// another epoch comes from a relay that restarted, or from another relay sharing the store, and is the
+    /// truth: relays that read the same app files push the same apps). Returns the version held afterwards,
     /// which is what the connector acknowledges, and whether `version` was applied.
     ///
     /// An app whose configuration did not change keeps its handler (and whatever the handler caches); a new or
@@ -71,6 +78,7 @@ public final class AppTable: Sendable {
         let held = self.state.withLock { $0 }
         if let group, let serving = held.group, group != serving { return (held.version ?? version, false) }
         if let current = held.version, !current.isSuperseded(by: version) { return (current, false) }
+        if let newest = held.newest[version.epoch], version.generation < newest { return (held.version ?? version, false) }
         // Handlers are made outside the lock: a slow factory must not hold up requests of other apps.
         var sso: [String: SSOPipeline] = [:]
         var failures: [ConfigError] = []
@@ -88,6 +96,9 @@ public final class AppTable: Sendable {
             if let group, let serving = state.group, group != serving { return ((state.version ?? version, false), Array(sso.values)) }
             // Another push may have landed meanwhile; the newer one wins.
             if let current = state.version, current != held.version, !current.isSuperseded(by: version) { return ((current, false), Array(sso.values)) }
+            if let newest = state.newest[version.epoch], version.generation < newest { return ((state.version ?? version, false), Array(sso.values)) }
+            if state.newest[version.epoch] == nil, state.newest.count >= 64 { state.newest.removeAll() }
+            state.newest[version.epoch] = version.generation
             let replaced = state.sso.filter { name, pipeline in sso[name].map { !$0.isSame(as: pipeline) } ?? true }.map(\.value)
             state.version = version
             state.apps = byName

@@ -63,7 +63,6 @@ public struct ConnectorService: Service {
         case .success(let resolved): proxy = resolved
         case .failure(let problem): throw ProxySettingError(description: problem.message)
         }
-        let dialer = RelayDialer(relay: self.config.relay, proxy: proxy)
         let hub = TunnelHub()
         let name = self.config.name ?? ProcessInfo.processInfo.hostName
         let pool = BackendPool(
@@ -103,8 +102,10 @@ public struct ConnectorService: Service {
             }
             let renewal = CertificateRenewal(credentials: credentials, hub: hub, logger: logger)
             group.addTask { await renewal.run() }
-            for index in 0..<self.config.connections {
-                let session = TunnelSession(
+            let roster = RelayRosterRunner(config: self.config, hub: hub, logger: logger) { [logger] target, dialer, index, retire in
+                var logger = logger
+                logger[metadataKey: "relay"] = "\(target)"
+                var session = TunnelSession(
                     index: index,
                     config: self.config,
                     connectorName: name,
@@ -114,11 +115,14 @@ public struct ConnectorService: Service {
                     apps: self.apps,
                     forwarder: forwarder,
                     dialer: dialer,
+                    serverName: target.serverName,
                     group: self.group,
                     logger: logger
                 )
-                group.addTask { await session.run() }
+                session.retire = retire
+                return session
             }
+            group.addTask { await roster.run(configuredProxy: proxy) }
         }
         await self.apps.shutDownHandlers()
         logger.info("connector stopped")

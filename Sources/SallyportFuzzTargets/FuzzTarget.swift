@@ -80,6 +80,13 @@ extension FuzzTarget {
             let messages: [String: ControlMessage] = [
                 "hello": .hello(.init(connector: "c1", host: "host-1", software: "0.1.0")),
                 "welcome": .welcome(.init(connectorID: "cn-1", name: "c1", group: "default", renewable: true)),
+                "welcome-relays": .welcome(
+                    .init(
+                        connectorID: "cn-1", name: "c1", group: "default", renewable: true, time: 1_750_000_000,
+                        relays: [.init(address: "relay-a.example.com:8443", serverName: "relay-a.example.com")]
+                    )
+                ),
+                "relays": .relays([.init(address: "relay-a.example.com:8443", serverName: "relay-a.example.com"), .init(address: "[2001:db8::1]:8443", serverName: "relay-b")]),
                 "config": .config(.init(version: version, apps: apps)),
                 "config-applied": .configApplied(version),
                 "refresh": .refresh,

@@ -10,6 +10,7 @@ public import SallyportOps
 import SallyportPKI
 import SallyportState
 import SallyportTunnel
+import SallyportWire
 public import ServiceLifecycle
 import Synchronization
 
@@ -158,8 +159,10 @@ public struct RelayService: Service {
             logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
         )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
+        let relays = RelayDirectory(own: membership.endpoint, store: membership.store, logger: self.logger)
         let tunnels = TunnelListener(
-            catalog: self.catalog, registry: self.registry, membership: membership, registration: membership.registrationEndpoint, logger: self.logger
+            catalog: self.catalog, registry: self.registry, membership: membership, relays: relays, registration: membership.registrationEndpoint,
+            logger: self.logger
         )
         let admin = AdminAPI(membership: membership, catalog: self.catalog, logger: self.logger).endpoint
         let site = RelayAdminSite(
@@ -218,6 +221,11 @@ public struct RelayService: Service {
                         try await Task.sleep(for: min(self.config.reloadInterval, membership.sweepInterval))
                     }
                 }
+            }
+            group.addTask {
+                // Who else shares the store, for connectors to dial; this relay leaves the list as it stops.
+                let catalog = self.catalog
+                await cancelWhenGracefulShutdown { await relays.run(software: SallyportVersion.current, digest: { catalog.snapshot.digest }) }
             }
             group.addTask {
                 // Connectors removed or moved through another relay sharing the store.

@@ -7,8 +7,11 @@ public import SallyportConfig
 public enum ControlMessage: Sendable, Equatable {
     /// The tunnel protocol version announced in ``Hello``. 2: configuration versions carry the relay's epoch,
     /// and apps cross as ``ConnectorApp``. 3: the relay's registry names the connector and its group
-    /// (``Welcome``); certificates are renewed and connections rolled over the control stream.
-    public static let protocolVersion = 3
+    /// (``Welcome``); certificates are renewed and connections rolled over the control stream. 4: the welcome
+    /// lists every relay sharing the relay's store, and ``relays(_:)`` updates the list.
+    public static let protocolVersion = 4
+    /// The oldest version a relay still serves: a connector of version 3 gets no relay list.
+    public static let oldestProtocolVersion = 3
 
     /// Connector → relay, first message: what is connecting (its identity is its certificate's).
     case hello(Hello)
@@ -32,8 +35,27 @@ public enum ControlMessage: Sendable, Equatable {
     /// Relay → connector: drop the cached Kerberos tickets of one user (nil: of every user), so the next request
     /// asks the KDC (`sallyport kcd flush`).
     case kcdFlush(user: String?)
+    /// Relay → connector (version 4 on): the relays sharing this relay's store changed; the connector keeps
+    /// tunnels to each of them.
+    case relays([RelayEndpoint])
     /// Either way: a fatal problem; the sender closes the connection after it.
     case error(String)
+
+    /// A relay a connector can dial.
+    public struct RelayEndpoint: Sendable, Codable, Hashable, CustomStringConvertible {
+        /// `host:port` of its tunnel listener.
+        public var address: String
+        /// The name its tunnel certificate carries.
+        public var serverName: String
+
+        /// Creates an endpoint.
+        public init(address: String, serverName: String) {
+            self.address = address
+            self.serverName = serverName
+        }
+
+        public var description: String { self.address }
+    }
 
     /// The connector's introduction.
     public struct Hello: Sendable, Codable, Equatable {
@@ -68,14 +90,17 @@ public enum ControlMessage: Sendable, Equatable {
         public var renewable: Bool
         /// The relay's clock when it sent the welcome (seconds since 1970), for `sallyport doctor`'s clock check.
         public var time: Double?
+        /// Every relay sharing this relay's store, this one included (version 4 on; nil from older relays).
+        public var relays: [RelayEndpoint]?
 
         /// Creates a welcome.
-        public init(connectorID: String, name: String, group: String, renewable: Bool, time: Double? = nil) {
+        public init(connectorID: String, name: String, group: String, renewable: Bool, time: Double? = nil, relays: [RelayEndpoint]? = nil) {
             self.connectorID = connectorID
             self.name = name
             self.group = group
             self.renewable = renewable
             self.time = time
+            self.relays = relays
         }
     }
 
@@ -95,7 +120,7 @@ public enum ControlMessage: Sendable, Equatable {
 }
 
 extension ControlMessage: Codable {
-    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem, user }
+    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem, user, relays }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -111,6 +136,7 @@ extension ControlMessage: Codable {
         case "configApplied": self = .configApplied(try container.decode(ConfigVersion.self, forKey: .version))
         case "refresh": self = .refresh
         case "draining": self = .draining
+        case "relays": self = .relays(try container.decode([RelayEndpoint].self, forKey: .relays))
         case "error": self = .error(try container.decode(String.self, forKey: .message))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type \(type)")
@@ -148,6 +174,9 @@ extension ControlMessage: Codable {
             try container.encode("refresh", forKey: .type)
         case .draining:
             try container.encode("draining", forKey: .type)
+        case .relays(let relays):
+            try container.encode("relays", forKey: .type)
+            try container.encode(relays, forKey: .relays)
         case .error(let message):
             try container.encode("error", forKey: .type)
             try container.encode(message, forKey: .message)

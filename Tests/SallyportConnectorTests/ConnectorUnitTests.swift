@@ -188,6 +188,26 @@ import Testing
         #expect(await table.apply(version(2, epoch: 0xB), apps: []).applied)
     }
 
+    /// Tunnels to two relays sharing a store bring pushes of two epochs in turn. One relay's late push of an
+    /// older generation (sent on its second tunnel before its newest) must lose even while the connector holds
+    /// the other relay's version.
+    @Test func anOlderGenerationOfARelayLosesWhileAnotherRelaysVersionIsHeld() async throws {
+        let table = AppTable()
+        let relayA: UInt64 = 0xA
+        let relayB: UInt64 = 0xB
+        #expect(await table.apply(version(5, epoch: relayA), apps: [try app("new", handler: "passthrough")]).applied)
+        #expect(await table.apply(version(9, epoch: relayB), apps: [try app("new", handler: "passthrough")]).applied)
+        let late = await table.apply(version(4, epoch: relayA), apps: [try app("old", handler: "passthrough")])
+        #expect(!late.applied)
+        #expect(late.held == version(9, epoch: relayB))
+        #expect(table.app(named: "new") != nil)
+        #expect(table.app(named: "old") == nil)
+        // Relay A's own newest, again or newer, is applied (and acknowledged to it).
+        let again = await table.apply(version(5, epoch: relayA), apps: [try app("new", handler: "passthrough")])
+        #expect(again.applied)
+        #expect(again.held == version(5, epoch: relayA))
+    }
+
     /// After a move the relay pushes the new group's apps at the version the connector already holds; they must
     /// still replace the old group's, and a late push on a tunnel of the old group must not bring those back.
     @Test func aNewGroupTakesItsAppsAtTheSameVersionAndIgnoresTheOldGroup() async throws {

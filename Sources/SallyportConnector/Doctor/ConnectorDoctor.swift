@@ -68,7 +68,8 @@ public struct ConnectorDoctor: Sendable {
                 apps: AppTable(handlers: .builtIn, logger: Self.quiet), pool: BackendPool(maxIdlePerKey: 0, idleTimeout: .seconds(1), group: self.group),
                 logger: Self.quiet, metrics: ConnectorMetrics(), accessLogger: Self.quiet
             ),
-            dialer: RelayDialer(relay: self.config.relay, proxy: proxy), group: self.group, logger: Self.quiet
+            dialer: RelayDialer(relay: self.config.relay, proxy: proxy), serverName: RelayRosterRunner.configuredTarget(self.config).serverName,
+            group: self.group, logger: Self.quiet
         )
         session.probe = probe
         do {

@@ -58,6 +58,7 @@ struct ControlSession {
             logger.notice("the relay moved this connector to another group", metadata: ["group": "\(welcome.group)"])
         }
         logger.info("relay welcomed this connector", metadata: ["id": "\(welcome.connectorID)", "name": "\(welcome.name)"])
+        if let relays = welcome.relays { self.session.hub.learned(relays) }
         if self.session.credentials.welcomed(renewable: welcome.renewable), !welcome.renewable {
             logger.notice(
                 "this connector's certificate comes from your own PKI: the relay does not renew it; replace it before it expires",
@@ -104,7 +105,7 @@ struct ControlSession {
                     // What this connector serves now: the push, or a newer one of the same relay.
                     try await ControlFraming.send(.configApplied(held), on: writer)
                     if senderID == nil {
-                        senderID = self.session.hub.addSender { message in try await ControlFraming.send(message, on: writer) }
+                        senderID = self.session.hub.addSender(relay: "\(self.session.dialer.relay)") { message in try await ControlFraming.send(message, on: writer) }
                         ready()
                     }
                 case .certificate(let chain):
@@ -121,6 +122,8 @@ struct ControlSession {
                 case .reconnect(let reason):
                     logger.notice("the relay asked for new tunnel connections", metadata: ["reason": "\(reason)"])
                     roll(reason)
+                case .relays(let relays):
+                    self.session.hub.learned(relays)
                 case .error(let text):
                     logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
                 case .hello, .welcome, .configApplied, .refresh, .draining, .renew:

@@ -9,11 +9,21 @@ final class TunnelHub: Sendable {
 
     private struct State {
         var rollSubscribers: [Int: AsyncStream<String>.Continuation] = [:]
-        var senders: [Int: Sender] = [:]
+        var senders: [Int: (relay: String, send: Sender)] = [:]
         var nextID = 0
     }
 
     private let state = Mutex(State())
+    /// Relay lists the relays sent (welcome, then updates), for the roster; the newest when it lags.
+    let relayLists: AsyncStream<[ControlMessage.RelayEndpoint]>
+    private let relayListSink: AsyncStream<[ControlMessage.RelayEndpoint]>.Continuation
+
+    init() {
+        (self.relayLists, self.relayListSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// A relay said which relays share its store.
+    func learned(_ relays: [ControlMessage.RelayEndpoint]) { self.relayListSink.yield(relays) }
 
     /// Roll requests for one slot, until the stream is dropped.
     func rolls() -> AsyncStream<String> {
@@ -32,11 +42,12 @@ final class TunnelHub: Sendable {
         for subscriber in self.state.withLock({ Array($0.rollSubscribers.values) }) { subscriber.yield(reason) }
     }
 
-    /// Makes a configured connection's control stream available; returns the handle to remove it.
-    func addSender(_ sender: @escaping Sender) -> Int {
+    /// Makes a configured connection's control stream to `relay` (`host:port`) available; returns the handle
+    /// to remove it.
+    func addSender(relay: String, _ sender: @escaping Sender) -> Int {
         self.state.withLock { state in
             defer { state.nextID += 1 }
-            state.senders[state.nextID] = sender
+            state.senders[state.nextID] = (relay, sender)
             return state.nextID
         }
     }
@@ -46,6 +57,11 @@ final class TunnelHub: Sendable {
     /// Tunnel connections that are configured and up.
     var connectedCount: Int { self.state.withLock { $0.senders.count } }
 
+    /// Configured connections that are up, by relay address.
+    var connectedByRelay: [String: Int] {
+        self.state.withLock { state in state.senders.values.reduce(into: [:]) { counts, sender in counts[sender.relay, default: 0] += 1 } }
+    }
+
     /// Some configured connection's control stream, if any is up.
-    var anySender: Sender? { self.state.withLock { $0.senders.values.first } }
+    var anySender: Sender? { self.state.withLock { $0.senders.values.first?.send } }
 }

@@ -43,12 +43,17 @@ struct TunnelSession: Sendable {
     let delegator: KerberosDelegator
     let apps: AppTable
     let forwarder: BackendForwarder
-    /// Directly or through the outbound proxy.
+    /// The relay this slot keeps a connection to, directly or through the outbound proxy.
     let dialer: RelayDialer
+    /// The name checked on the relay's tunnel certificate.
+    let serverName: String
     let group: any EventLoopGroup
     let logger: Logger
     /// Set for `sallyport doctor`'s probe: the connection learns the relay's welcome and apps, and serves nothing.
     var probe: ProbeSink? = nil
+    /// Yields when the slot is no longer wanted (its relay left the relay list): it drains and ends as on
+    /// SIGTERM.
+    var retire: AsyncStream<Void>? = nil
 
     /// One probe connection (see ``probe``): what the relay said, or the error that stopped the connection.
     func probeOnce(timeout: Duration) async throws -> ProbeSink.Learnt {
@@ -79,6 +84,14 @@ struct TunnelSession: Sendable {
             group.addTask {
                 try? await gracefulShutdown()
                 sink.yield(.shutdown)
+            }
+            if let retire = self.retire {
+                group.addTask {
+                    for await _ in retire {
+                        sink.yield(.shutdown)
+                        return
+                    }
+                }
             }
             var actions = slot.start()
             var events = events.makeAsyncIterator()
@@ -122,7 +135,7 @@ struct TunnelSession: Sendable {
             do {
                 try await self.connectAndServe(drain: drain, ready: { events.yield(.ready(id)) }, roll: { events.yield(.roll($0)) }, logger: logger)
             } catch {
-                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.config.relay)", "error": "\(error)"])
+                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.dialer.relay)", "error": "\(error)"])
             }
         }
         events.yield(.ended(id, uptime: ContinuousClock.now - started))
@@ -131,7 +144,7 @@ struct TunnelSession: Sendable {
     private func connectAndServe(
         drain: AsyncStream<Void>, ready: @escaping @Sendable () -> Void, roll: @escaping @Sendable (String) -> Void, logger: Logger
     ) async throws {
-        let serverName = self.config.relayServerName ?? self.config.relay.host
+        let serverName = self.serverName
         let tls = self.credentials.context
         let liveness = self.config.liveness
         let dialer = self.dialer
@@ -187,7 +200,7 @@ struct TunnelSession: Sendable {
             channel.close(promise: nil)
             throw error
         }
-        logger.info("tunnel connected", metadata: dialer.proxy.map { ["relay": "\(self.config.relay)", "proxy": "\($0)"] } ?? ["relay": "\(self.config.relay)"])
+        logger.info("tunnel connected", metadata: dialer.proxy.map { ["relay": "\(dialer.relay)", "proxy": "\($0)"] } ?? ["relay": "\(dialer.relay)"])
         defer { channel.close(promise: nil) }
         try await withThrowingDiscardingTaskGroup { group in
             for try await stream in multiplexer.inbound {

@@ -43,6 +43,14 @@ final class Membership: Sendable {
 
     var address: String { self.dialAddress.withLock { $0 } }
 
+    /// This relay as connectors dial it: its address, and the name they check on its certificate (the
+    /// address's host, as when a connector's relay.yaml names it).
+    var endpoint: ControlMessage.RelayEndpoint {
+        let address = self.address
+        let host = (try? HostPort(parsing: address))?.host ?? address
+        return ControlMessage.RelayEndpoint(address: address, serverName: host)
+    }
+
     /// The tunnel listener is bound: an address that ended in port 0 gets the real port.
     func tunnelBound(port: Int) {
         self.dialAddress.withLock { address in

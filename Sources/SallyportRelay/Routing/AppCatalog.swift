@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 public import Logging
 import Prometheus
 public import SallyportConfig
@@ -25,6 +27,21 @@ public final class AppCatalog: Sendable {
 
         /// The generation, within this relay's epoch.
         public var generation: UInt64 { self.version.generation }
+
+        /// A digest of the apps in service (what connectors get and how the relay routes them), equal on relays
+        /// that read the same app files wherever their directories are: how relays sharing a store show that
+        /// they converged.
+        public var digest: String {
+            let apps = self.apps.map { app in
+                var app = app
+                app.sourceFile = (app.sourceFile as NSString).lastPathComponent
+                return app
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let bytes = (try? encoder.encode(apps)) ?? Data()
+            return SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+        }
 
         /// What the connectors of `group` receive.
         public func appSet(group: String) -> ControlMessage.AppSet {

@@ -28,6 +28,8 @@ struct TunnelListener {
     let catalog: AppCatalog
     let registry: ConnectorRegistry
     let membership: Membership
+    /// The relays sharing the store, which connectors keep tunnels to.
+    let relays: RelayDirectory
     let registration: JSONEndpoint
     let logger: Logger
 
@@ -126,9 +128,12 @@ struct TunnelListener {
                 guard case .hello(let hello) = try await messages.next(timeout: .seconds(15), closing: channel) else {
                     throw ControlProtocolError(description: "the connector did not say hello")
                 }
-                guard hello.protocolVersion == TunnelProtocol.version else {
-                    try await ControlFraming.send(.error("this relay speaks tunnel protocol \(TunnelProtocol.version), the connector \(hello.protocolVersion); upgrade the older side"), on: outbound)
-                    throw ControlProtocolError(description: "connector speaks tunnel protocol \(hello.protocolVersion), relay \(TunnelProtocol.version)")
+                guard (ControlMessage.oldestProtocolVersion...TunnelProtocol.version).contains(hello.protocolVersion) else {
+                    try await ControlFraming.send(
+                        .error("this relay speaks tunnel protocol \(ControlMessage.oldestProtocolVersion) to \(TunnelProtocol.version), the connector \(hello.protocolVersion); upgrade the older side"),
+                        on: outbound
+                    )
+                    throw ControlProtocolError(description: "connector speaks tunnel protocol \(hello.protocolVersion), relay \(ControlMessage.oldestProtocolVersion) to \(TunnelProtocol.version)")
                 }
                 // The certificate says who this is; the hello's name is only a claim for the logs.
                 let identity: Membership.Identity
@@ -160,7 +165,7 @@ struct TunnelListener {
                     .welcome(
                         .init(
                             connectorID: identity.connectorID, name: identity.name, group: identity.group, renewable: identity.renewable,
-                            time: Date().timeIntervalSince1970
+                            time: Date().timeIntervalSince1970, relays: self.relays.relays
                         )
                     ),
                     on: outbound
@@ -202,6 +207,13 @@ struct TunnelListener {
                     }
                     group.addTask {
                         for await message in outbox { try await ControlFraming.send(message, on: outbound) }
+                    }
+                    if hello.protocolVersion >= 4 {
+                        // Relays that joined or left since the welcome (a version 3 connector knows no such message).
+                        let relayUpdates = self.relays.updates()
+                        group.addTask {
+                            for await relays in relayUpdates { try await ControlFraming.send(.relays(relays), on: outbound) }
+                        }
                     }
                     defer { mailbox.finish() }
                     while let message = try await messages.next() {
@@ -245,7 +257,7 @@ struct TunnelListener {
                             if suppressedErrors > 0 { metadata["suppressed"] = "\(suppressedErrors)" }
                             suppressedErrors = 0
                             logger.error("connector reported an error", metadata: metadata)
-                        case .hello, .welcome, .config, .certificate, .reconnect, .kcdFlush:
+                        case .hello, .welcome, .config, .certificate, .reconnect, .kcdFlush, .relays:
                             throw ControlProtocolError(description: "unexpected control message from connector")
                         }
                     }
