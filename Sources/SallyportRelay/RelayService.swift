@@ -100,6 +100,9 @@ public struct RelayService: Service {
 
     private func serve(publicTLS: ReloadableTLS, tunnelTLS: ReloadableTLS, membership: Membership, authenticator: PreAuthenticator) async throws {
         self.catalog.reload()
+        // Before the listeners open: a relay restarted behind a load balancer is not ready until the connectors
+        // active elsewhere have connected here too.
+        await membership.refreshExpectedGroups(appGroups: Set(self.catalog.snapshot.apps.map(\.connectorGroup)))
 
         let publicConnections = ChannelTracker(maxTotal: self.config.limits.maxConnections, maxPerClient: self.config.limits.maxConnectionsPerClient)
         let tunnelConnections = ChannelTracker()
@@ -213,6 +216,9 @@ public struct RelayService: Service {
                             lastExpiryCheck = .now
                             publicTLS.warnAboutExpiry()
                             tunnelTLS.warnAboutExpiry()
+                        }
+                        if ContinuousClock.now - membership.started < Membership.warmUp {
+                            await membership.refreshExpectedGroups(appGroups: Set(self.catalog.snapshot.apps.map(\.connectorGroup)))
                         }
                         if ContinuousClock.now - lastSweep >= membership.sweepInterval {
                             lastSweep = .now

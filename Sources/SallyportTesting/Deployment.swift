@@ -18,7 +18,8 @@ public final class Deployment: @unchecked Sendable {
     public let tunnelOnPublicPort: Bool
     /// The address connectors dial: `localhost` (or ``tunnelHost``) and the tunnel or public port.
     public var connectorRelayAddress: String {
-        self.tunnelOnPublicPort
+        if let dialAddress = self.dialAddress { return dialAddress }
+        return self.tunnelOnPublicPort
             ? "localhost:\(self.publicPort)" : "\(self.tunnelHost == "127.0.0.1" ? "localhost" : self.tunnelHost):\(self.tunnelPort)"
     }
     /// The relay's admin listener (metrics, readiness, status page), on 127.0.0.1.
@@ -26,6 +27,8 @@ public final class Deployment: @unchecked Sendable {
     /// The address the relay's tunnel listens on and connectors dial: loopback, or the host end of a
     /// ``NetworkNamespace`` so that connectors inside one reach it.
     public let tunnelHost: String
+    /// What connectors dial instead of this relay's own address (a load balancer in front of several relays).
+    public var dialAddress: String?
     /// The relay process, while running.
     public private(set) var relay: ChildProcess?
     /// Connector processes by name.
@@ -43,6 +46,9 @@ public final class Deployment: @unchecked Sendable {
     /// `relayExtra` is appended at the top level of the relay file; `connectors` are lines under its `connectors`
     /// section (e.g. `certificateLifetime: 20s`).
     /// `extraCertificates` are further public certificates, each served for its `hosts` (full names) by SNI.
+    /// `sharing` another relay's certificates (public, tunnel, connector CA) makes this one a relay of the same
+    /// service (see ``Cluster``); `announceTunnelAddress` writes `tunnel.address` (`localhost:PORT`), which such
+    /// a relay tells connectors to dial.
     public init(
         hosts: [String],
         limits: [String] = [],
@@ -52,14 +58,15 @@ public final class Deployment: @unchecked Sendable {
         connectors: [String] = [],
         drainTimeout: String = "20s",
         tunnelHost: String = "127.0.0.1",
-        tunnelOnPublicPort: Bool = false
+        tunnelOnPublicPort: Bool = false,
+        sharing shared: ThrowawayPKI? = nil,
+        announceTunnelAddress: Bool = false
     ) throws {
         self.directory = try TestDirectory(prefix: "sallyport-e2e")
         self.tunnelHost = tunnelHost
         self.tunnelOnPublicPort = tunnelOnPublicPort
-        self.pki = try ThrowawayPKI.write(
-            to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" }, extraTunnelAddresses: [tunnelHost]
-        )
+        self.pki = try shared
+            ?? ThrowawayPKI.write(to: self.directory.file("pki"), extraPublicNames: hosts.map { "\($0).localhost" }, extraTunnelAddresses: [tunnelHost])
         self.publicPort = try FreePort.next()
         self.tunnelPort = try FreePort.next()
         self.adminPort = try FreePort.next()
@@ -77,6 +84,7 @@ public final class Deployment: @unchecked Sendable {
             \(limits.isEmpty ? "" : "  limits:\n" + limits.map { "    " + $0 }.joined(separator: "\n"))
             tunnel:
             \(tunnelOnPublicPort ? "  onPublicPort: true\n  address: localhost:\(self.publicPort)" : "  listen: \(tunnelHost):\(self.tunnelPort)")
+            \(announceTunnelAddress ? "  address: localhost:\(self.tunnelPort)" : "")
               certificate: \(self.pki.tunnelCertificate)
               key: \(self.pki.tunnelKey)
             connectors:

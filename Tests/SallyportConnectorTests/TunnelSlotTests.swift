@@ -90,4 +90,24 @@ struct TunnelSlotTests {
         _ = slot.shutdown()
         #expect(slot.ended(2, uptime: .zero) == [.finish])
     }
+
+    /// A slot whose relay left the list drains what it has (the serving connection and one on its way), dials
+    /// nothing more, and finishes when they have closed.
+    @Test func aRetiredSlotDrainsItsConnectionsAndFinishes() {
+        var slot = TunnelSlot()
+        _ = slot.start()
+        _ = slot.ready(0)
+        _ = slot.rollRequested()
+        #expect(slot.retire() == [.drain(id: 0), .drain(id: 1)])
+        #expect(slot.ready(1) == [])
+        #expect(slot.rollRequested() == [])
+        #expect(slot.ended(1, uptime: .seconds(1)) == [])
+        #expect(slot.ended(0, uptime: .seconds(9)) == [.finish])
+
+        var idle = TunnelSlot()
+        _ = idle.start()
+        _ = idle.ended(0, uptime: .zero)
+        #expect(idle.retire() == [.drain(id: 1)])
+        #expect(idle.ended(1, uptime: .zero) == [.finish])
+    }
 }

@@ -32,6 +32,7 @@ struct TunnelSession: Sendable {
         case ready(Int)
         case ended(Int, uptime: Duration)
         case roll(String)
+        case retire
         case shutdown
     }
 
@@ -51,8 +52,8 @@ struct TunnelSession: Sendable {
     let logger: Logger
     /// Set for `sallyport doctor`'s probe: the connection learns the relay's welcome and apps, and serves nothing.
     var probe: ProbeSink? = nil
-    /// Yields when the slot is no longer wanted (its relay left the relay list): it drains and ends as on
-    /// SIGTERM.
+    /// Yields when the slot is no longer wanted (its relay left the relay list): its connections drain and it
+    /// ends.
     var retire: AsyncStream<Void>? = nil
 
     /// One probe connection (see ``probe``): what the relay said, or the error that stopped the connection.
@@ -88,7 +89,7 @@ struct TunnelSession: Sendable {
             if let retire = self.retire {
                 group.addTask {
                     for await _ in retire {
-                        sink.yield(.shutdown)
+                        sink.yield(.retire)
                         return
                     }
                 }
@@ -118,6 +119,7 @@ struct TunnelSession: Sendable {
                 case .roll(let reason):
                     logger.info("opening a new tunnel connection to replace this one", metadata: ["reason": "\(reason)"])
                     actions = slot.rollRequested()
+                case .retire: actions = slot.retire()
                 case .shutdown: actions = slot.shutdown()
                 }
             }

@@ -66,6 +66,20 @@ struct TunnelSlot: Sendable {
         return [self.dial(after: .zero)]
     }
 
+    /// The slot is no longer wanted (its relay left the relay list) while the connector runs on: no more dials,
+    /// and its connections are told to drain.
+    mutating func retire() -> [Action] {
+        self.stopping = true
+        var actions: [Action] = []
+        for id in [self.active, self.pending].compactMap({ $0 }) {
+            self.retiring.insert(id)
+            actions.append(.drain(id: id))
+        }
+        self.active = nil
+        self.pending = nil
+        return self.retiring.isEmpty ? [.finish] : actions
+    }
+
     /// Graceful shutdown: no more dials; open connections drain by themselves.
     mutating func shutdown() -> [Action] {
         self.stopping = true

@@ -3,6 +3,7 @@ import HTTPTypes
 import Logging
 import SallyportConfig
 import SallyportState
+import Synchronization
 
 /// One connector as `sallyport connectors list` and the admin API show it.
 struct ConnectorStatus: Codable, Sendable, Equatable {
@@ -55,6 +56,28 @@ extension Membership {
         }
         return result
     }
+
+    /// Looks up which groups of `appGroups` have connectors active by the store (connected to this relay or
+    /// another one lately): until they have tunnels here, a relay that just started is not ready for users.
+    func refreshExpectedGroups(appGroups: Set<String>, now: Date = Date()) async {
+        guard let records = try? await self.store.connectors() else { return }
+        let expected = Set(records.filter { appGroups.contains($0.group) && self.isActive($0, tunnels: 0, now: now) }.map(\.group))
+        self.expectedGroups.withLock { $0 = expected }
+    }
+
+    /// Why the relay should not take users yet: in its first ``warmUp``, groups with apps whose connectors are
+    /// active elsewhere but have no tunnel here (a relay restarted behind a load balancer would answer their
+    /// requests 503 until the connectors redial it). Nil when ready.
+    func warmingUp(now: ContinuousClock.Instant = .now) -> String? {
+        guard now - self.started < Self.warmUp else { return nil }
+        let here = Set(self.registry.all.map(\.group))
+        let missing = self.expectedGroups.withLock { $0 }.subtracting(here)
+        guard !missing.isEmpty else { return nil }
+        return "waiting for connectors of \(missing.sorted().joined(separator: ", ")) to connect (at most \(Self.warmUp) after start)"
+    }
+
+    /// How long a starting relay waits for the connectors it expects before it is ready anyway.
+    static let warmUp: Duration = .seconds(30)
 
     /// Every group named by the store, an app or a connector, with its apps and active connectors.
     func groups(apps: [(name: String, group: String)], now: Date = Date()) async throws -> [GroupStatus] {

@@ -37,6 +37,10 @@ final class Membership: Sendable {
     /// Who each certificate identified, for reconnections while the database is unavailable; kept in line with
     /// the store by ``reconcile()``.
     private let known = Mutex<[String: Identity]>([:])
+    /// Groups whose connectors the store says are active, while the relay warms up (see `warmingUp`).
+    let expectedGroups = Mutex<Set<String>>([])
+    /// When this relay started.
+    let started = ContinuousClock.now
     /// Connectors whose tunnels this relay is closing (ids are never reused).
     private let cutOffIDs = Mutex<Set<String>>([])
     let logger: Logger

@@ -8,7 +8,8 @@ import SallyportOps
 import SallyportPKI
 import SallyportWire
 
-/// What the relay's admin listener serves: `/metrics` (Prometheus), `/readyz` (503 while no app is loaded),
+/// What the relay's admin listener serves: `/metrics` (Prometheus), `/readyz` (503 while no app is loaded, and
+/// in the first seconds after start while connectors active elsewhere have not connected here yet),
 /// `/livez`, and the status page at `/` (groups, connectors, apps, certificates, recent errors).
 struct RelayAdminSite: Sendable {
     let config: RelayConfig
@@ -26,7 +27,9 @@ struct RelayAdminSite: Sendable {
         AdminSite(
             registry: self.metrics.registry,
             refresh: { await self.refreshMetrics() },
-            notReady: { self.catalog.snapshot.apps.isEmpty ? "no app configuration is loaded (check the apps directory and the log)" : nil },
+            notReady: {
+                self.catalog.snapshot.apps.isEmpty ? "no app configuration is loaded (check the apps directory and the log)" : self.membership.warmingUp()
+            },
             ready: { "\(self.catalog.snapshot.apps.count) apps, generation \(self.catalog.snapshot.generation)" },
             statusPage: { await self.statusPage() }
         ).server(logger: self.logger)

@@ -1,0 +1,157 @@
+import Foundation
+import SallyportTesting
+import Testing
+
+extension EndToEnd {
+    /// Several relays: two relays on one PostgreSQL database behind HAProxy, connectors that dial the balancer
+    /// and keep tunnels to every relay, relays killed and restarted under load, the database restarted.
+    @Suite("Several relays on PostgreSQL")
+    struct ClusterTests {
+        /// Runs `body` with a two-relay cluster serving `app` from nginx (relays started), torn down however it
+        /// ends.
+        static func withCluster(_ body: (Cluster, Nginx) async throws -> Void) async throws {
+            let cluster = try await Cluster.make(hosts: ["app"])
+            let nginx: Nginx
+            do {
+                nginx = try await Nginx.start(directory: cluster.relays[0].directory)
+                try cluster.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+                try await cluster.startRelays()
+            } catch {
+                await cluster.shutdown()
+                throw error
+            }
+            do {
+                try await body(cluster, nginx)
+            } catch {
+                await nginx.stop()
+                await cluster.shutdown()
+                throw error
+            }
+            await nginx.stop()
+            await cluster.shutdown()
+        }
+
+        /// Tunnels a relay holds now, by its log: connected minus disconnected.
+        static func tunnels(_ relay: Deployment) -> Int {
+            let log = relay.relay?.log() ?? ""
+            return log.components(separatedBy: "connector connected").count - log.components(separatedBy: "connector disconnected").count
+        }
+
+        /// Waits until every relay holds `count` tunnels.
+        static func waitForTunnels(_ cluster: Cluster, _ count: Int, timeout: Duration = .seconds(30)) async throws {
+            let deadline = ContinuousClock.now + timeout
+            while cluster.relays.contains(where: { Self.tunnels($0) != count }) {
+                guard ContinuousClock.now < deadline else {
+                    Issue.record("relays hold \(cluster.relays.map { Self.tunnels($0) }) tunnels, not \(count) each, after \(timeout)")
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+
+        /// Removes connector `name` (from `listed`, `connectors list --json`) through the first relay and expects
+        /// the second to cut it off within 2 s.
+        static func removeThroughFirstRelay(_ name: String, listed: [[String: Any]], _ cluster: Cluster) async throws {
+            let id = try #require(listed.first { $0["name"] as? String == name }?["id"] as? String)
+            let other = try #require(cluster.relays[1].relay)
+            let first = cluster.relays[0]
+            try await first.sallyport(["connectors", "remove", id, "--config", first.directory.file("relay.yaml")])
+            try await other.waitForLog(containing: "connector removed through another relay", timeout: .seconds(2))
+        }
+
+        @Test("Two relays behind HAProxy: connectors that dial the balancer keep tunnels to both; a relay killed under load costs only its requests in flight, the other keeps its tunnels, and the restarted relay gets them back")
+        func killedRelay() async throws {
+            try await Self.withCluster { cluster, _ in
+                let a = cluster.relays[0]
+                let b = cluster.relays[1]
+                try await a.startConnector(name: "left")
+                try await a.startConnector(name: "right")
+                // Two connectors with two connections each, to each relay; none left on the balancer's address.
+                try await Self.waitForTunnels(cluster, 4)
+                for relay in cluster.relays {
+                    #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
+                }
+                #expect(try await Curl.run(cluster.url("app", "/"), caFile: a.caFile).status == 200)
+
+                let load = FailoverTests.Load(caFile: a.caFile, every: .milliseconds(20), url: { cluster.url("app", $0) })
+                try await Task.sleep(for: .seconds(1))
+                let bLogBefore = b.relay?.log() ?? ""
+                let killed = ContinuousClock.now
+                await a.stopRelay(signal: SIGKILL)
+                try await Task.sleep(for: .seconds(3))
+                try await a.startRelay()
+                try await Self.waitForTunnels(cluster, 4)
+                try await Task.sleep(for: .seconds(1))
+                let outcomes = await load.finish()
+
+                let failed = outcomes.filter { $0.status != 200 }
+                let startedAfterKill = outcomes.filter { $0.started > killed + .milliseconds(100) }
+                // Requests that came after the kill found the other relay (HAProxy retries a refused connect elsewhere).
+                #expect(
+                    startedAfterKill.allSatisfy { $0.status == 200 },
+                    "\(startedAfterKill.filter { $0.status != 200 }.map { "\($0.status) at +\($0.started - killed): \($0.body.prefix(200))" }) of \(startedAfterKill.count) requests after the kill failed"
+                )
+                // Only those in flight on the killed relay may fail: at most the ones started in the last half second.
+                let inFlight = outcomes.filter { $0.started <= killed && $0.started > killed - .milliseconds(500) }.count
+                #expect(failed.count <= inFlight, "\(failed.count) failed; \(inFlight) were in flight at the kill")
+                print("killedRelay: \(outcomes.count) requests, \(failed.count) failed, \(startedAfterKill.count) started after the kill")
+                #expect(outcomes.count > 100)
+                // The surviving relay kept every tunnel through it all.
+                let bLogAfter = b.relay?.log() ?? ""
+                #expect(!bLogAfter.dropFirst(bLogBefore.count).contains("connector disconnected"))
+                #expect(try await Curl.run(a.url("app", "/"), caFile: a.caFile).status == 200)
+            }
+        }
+
+        @Test("A connector removed through one relay is cut off by the other within 2 s and refused when it dials again")
+        func removalPropagates() async throws {
+            try await Self.withCluster { cluster, _ in
+                let a = cluster.relays[0]
+                let connector = try await a.startConnector(name: "doomed", connections: 2)
+                try await Self.waitForTunnels(cluster, 2)
+                try await Self.removeThroughFirstRelay("doomed", listed: try await MembershipTests.list(a), cluster)
+                try await connector.waitForLog(containing: "no connector with certificate", timeout: .seconds(30))
+                try await Self.waitForTunnels(cluster, 0, timeout: .seconds(5))
+                for relay in cluster.relays {
+                    #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 503)
+                }
+            }
+        }
+
+        @Test("PostgreSQL restarting leaves traffic flowing, and the relays reconnect to it by themselves")
+        func databaseRestart() async throws {
+            try await Self.withCluster { cluster, _ in
+                let a = cluster.relays[0]
+                let b = cluster.relays[1]
+                try await a.startConnector(name: "keeper", connections: 2)
+                try await a.startConnector(name: "doomed", connections: 2)
+                try await Self.waitForTunnels(cluster, 4)
+                await cluster.postgres.stop()
+                // The store is not on the request path.
+                for _ in 0..<10 {
+                    for relay in cluster.relays {
+                        #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
+                    }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                try await cluster.postgres.start()
+                // Both relays use the database again, and hear each other's changes: a removal through one relay is
+                // seen by the other.
+                let deadline = ContinuousClock.now + .seconds(20)
+                var listed: [[String: Any]] = []
+                while ContinuousClock.now < deadline {
+                    if let found = try? await MembershipTests.list(b), found.count == 2 {
+                        listed = found
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                try await Self.removeThroughFirstRelay("doomed", listed: listed, cluster)
+                try await Self.waitForTunnels(cluster, 2, timeout: .seconds(5))
+                for relay in cluster.relays {
+                    #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
+                }
+            }
+        }
+    }
+}
