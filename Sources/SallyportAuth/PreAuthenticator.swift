@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Crypto
-import Foundation
+public import Foundation
 public import HTTPTypes
 public import Logging
 import NIOCore
@@ -9,6 +9,12 @@ public import SallyportConfig
 public import SallyportHTTP
 public import SallyportPluginAPI
 import Synchronization
+
+/// Where sign-in states are marked used, so that a sign-in response is accepted once whichever relay it reaches.
+public protocol SignInLedger: Sendable {
+    /// Marks `key` used until `expiresAt`; false if it already was. Throws when the ledger cannot be reached.
+    func use(_ key: String, until expiresAt: Date) async throws -> Bool
+}
 
 /// What the relay does with a request after pre-authentication.
 public enum AuthDecision: Sendable {
@@ -40,16 +46,26 @@ public final class PreAuthenticator: Sendable {
     /// The authenticators of each provider's apps, in order.
     let chains: [String: [any Authenticator]]
     let usedStates = Mutex(ReplayCache(lifetime: PreAuthenticator.signInLifetime))
+    /// Where sign-in states are marked used across relays; nil: this relay's memory only.
+    let ledger: (any SignInLedger)?
     let logger: Logger
 
     /// Reads client secrets and the session key. A provider whose secret (or, for OIDC, the session key) cannot
     /// be read is logged and left out: its apps answer 503, every other app keeps working.
-    public init(config: RelayConfig, logger: Logger) {
+    ///
+    /// `sharedKey` is the session key relays sharing a store keep there, used when `sessions.keyFile` is not set;
+    /// `ledger` makes every sign-in response single-use across them.
+    public init(config: RelayConfig, logger: Logger, sharedKey: [UInt8]? = nil, ledger: (any SignInLedger)? = nil) {
         self.logger = logger
         self.sessions = config.sessions
+        self.ledger = ledger
         var sealer: CookieSealer?
         do {
-            sealer = CookieSealer(key: try CookieSealer.key(fromFile: config.sessions.keyFile))
+            if config.sessions.keyFile == nil, let sharedKey {
+                sealer = CookieSealer(key: SymmetricKey(data: sharedKey))
+            } else {
+                sealer = CookieSealer(key: try CookieSealer.key(fromFile: config.sessions.keyFile))
+            }
         } catch {
             logger.error("sign-in sessions are unavailable; apps using OIDC answer 503 until this is fixed and the relay restarts", metadata: ["error": "\(error)"])
         }
@@ -66,7 +82,7 @@ public final class PreAuthenticator: Sendable {
             ]
         }
         self.chains = chains
-        if config.sessions.keyFile == nil, !providers.oidc.isEmpty {
+        if config.sessions.keyFile == nil, sharedKey == nil, !providers.oidc.isEmpty {
             logger.notice("sessions.keyFile is not set: sign-in sessions use a random key and end when the relay restarts")
         }
     }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Logging
@@ -88,7 +89,7 @@ extension PreAuthenticator {
         else {
             return .badRequest("This sign-in has expired or was started in another browser. Open the application again to sign in.")
         }
-        guard self.consume(state: state) else {
+        guard await self.consume(state: state, logger: logger) else {
             logger.warning("a sign-in response was replayed")
             return .badRequest("This sign-in response was already used. Open the application again to sign in.")
         }
@@ -147,9 +148,19 @@ extension PreAuthenticator {
         return ErrorPage(status: .seeOther, title: "Signed in", detail: "Continue to the application.", headerFields: fields)
     }
 
-    /// Marks a sign-in state as used; false when it already was (a replay).
-    private func consume(state: String) -> Bool {
+    /// Marks a sign-in state as used; false when it already was (a replay), here or, with a ledger, at any
+    /// relay sharing it. If the ledger cannot be reached the state is accepted on this relay's word: the
+    /// provider still takes the code once only, and the login cookie binds the state to the browser.
+    private func consume(state: String, logger: Logger) async -> Bool {
         let now = Date()
-        return usedStates.withLock { $0.consume(state, now: now) }
+        guard usedStates.withLock({ $0.consume(state, now: now) }) else { return false }
+        guard let ledger else { return true }
+        let key = SHA256.hash(data: Data(state.utf8)).map { String(format: "%02x", $0) }.joined()
+        do {
+            return try await ledger.use(key, until: now.addingTimeInterval(Self.signInLifetime))
+        } catch {
+            logger.warning("cannot mark the sign-in state used for the other relays; accepted on this relay's word", metadata: ["error": "\(error)"])
+            return true
+        }
     }
 }

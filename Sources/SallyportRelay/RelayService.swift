@@ -86,7 +86,10 @@ public struct RelayService: Service {
             throw error
         }
         // Reads client secrets and the session key; a provider that cannot be set up only affects its own apps.
-        let authenticator = PreAuthenticator(config: self.config, logger: self.logger)
+        let authenticator = PreAuthenticator(
+            config: self.config, logger: self.logger, sharedKey: await RelayState.sharedSessionKey(config: config, store: store, logger: self.logger),
+            ledger: StoreLedger(store: store)
+        )
         do {
             try await self.serve(publicTLS: publicTLS, tunnelTLS: tunnelTLS, membership: membership, authenticator: authenticator)
         } catch {

@@ -4,7 +4,7 @@
 ///
 /// One string per statement: SQLiteNIO runs only the first statement of a string.
 enum Migrations {
-    static let all: [[String]] = [version1, version2, version3]
+    static let all: [[String]] = [version1, version2, version3, version4]
 
     /// The schema version this build writes.
     static var latest: Int { all.count }
@@ -86,5 +86,22 @@ enum Migrations {
             seen_at INTEGER NOT NULL
         ) STRICT
         """
+    ]
+
+    /// Single-use values (sign-in states) and secrets the relays share (the session key).
+    static let version4 = [
+        """
+        CREATE TABLE used_once (
+            key TEXT PRIMARY KEY NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX used_once_expires_at ON used_once (expires_at)",
+        """
+        CREATE TABLE secrets (
+            name TEXT PRIMARY KEY NOT NULL,
+            value BLOB NOT NULL
+        ) STRICT
+        """,
     ]
 }

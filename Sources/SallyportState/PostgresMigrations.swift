@@ -6,7 +6,7 @@
 /// The same tables as ``Migrations`` (SQLite), in PostgreSQL's words: dates are BIGINT milliseconds since 1970,
 /// so that both stores give back exactly what they were given.
 enum PostgresMigrations {
-    static let all: [[String]] = [version1, version2]
+    static let all: [[String]] = [version1, version2, version3]
 
     /// The schema version this build writes.
     static var latest: Int { all.count }
@@ -107,5 +107,23 @@ enum PostgresMigrations {
             seen_at BIGINT NOT NULL
         )
         """
+    ]
+
+    /// Single-use values (sign-in states, single-use across relays) and secrets the relays share (the session
+    /// key, unless relay.yaml names a key file).
+    static let version3 = [
+        """
+        CREATE TABLE used_once (
+            key TEXT PRIMARY KEY,
+            expires_at BIGINT NOT NULL
+        )
+        """,
+        "CREATE INDEX used_once_expires_at ON used_once (expires_at)",
+        """
+        CREATE TABLE secrets (
+            name TEXT PRIMARY KEY,
+            value BYTEA NOT NULL
+        )
+        """,
     ]
 }

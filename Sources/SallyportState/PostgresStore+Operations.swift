@@ -1,4 +1,5 @@
 public import Foundation
+import NIOCore
 import PostgresNIO
 
 private let tokenColumns = "id, secret_hash, group_name, created_at, expires_at, uses, uses_left"
@@ -238,6 +239,30 @@ extension PostgresStore {
     public func removeRelay(address: String) async throws(StoreError) -> Bool {
         try await self.run { connection in
             try await !connection.query("DELETE FROM relays WHERE address = \(address) RETURNING address", logger: self.logger).collect().isEmpty
+        }
+    }
+
+    // MARK: Sign-in
+
+    public func useOnce(_ key: String, until expiresAt: Date, now: Date) async throws(StoreError) -> Bool {
+        try await self.run { connection in
+            try await connection.query("DELETE FROM used_once WHERE expires_at <= \(epochMilliseconds(now))", logger: self.logger)
+            return try await !connection.query(
+                "INSERT INTO used_once (key, expires_at) VALUES (\(key), \(epochMilliseconds(expiresAt))) ON CONFLICT (key) DO NOTHING RETURNING key",
+                logger: self.logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func secret(named name: String, orStore candidate: [UInt8]) async throws(StoreError) -> [UInt8] {
+        try await self.run { connection in
+            try await connection.query(
+                "INSERT INTO secrets (name, value) VALUES (\(name), \(ByteBuffer(bytes: candidate))) ON CONFLICT (name) DO NOTHING", logger: self.logger
+            )
+            for try await value in try await connection.query("SELECT value FROM secrets WHERE name = \(name)", logger: self.logger).decode(ByteBuffer.self) {
+                return Array(value.readableBytesView)
+            }
+            throw StoreError(.unavailable, "the secret \(name) is missing from the database right after it was stored")
         }
     }
 

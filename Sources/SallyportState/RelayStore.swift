@@ -66,6 +66,15 @@ public protocol RelayStore: Sendable {
     /// Forgets a relay (it shut down); false if it was not there.
     func removeRelay(address: String) async throws(StoreError) -> Bool
 
+    // MARK: Sign-in
+
+    /// Records that a single-use value (an OIDC sign-in state, as a hash) was used, until `expiresAt`;
+    /// false if it was recorded before and has not expired, whichever relay recorded it. Forgets expired ones.
+    func useOnce(_ key: String, until expiresAt: Date, now: Date) async throws(StoreError) -> Bool
+    /// The secret stored under `name`; stores `candidate` first if there is none, so that every relay gets the
+    /// value the first one made.
+    func secret(named name: String, orStore candidate: [UInt8]) async throws(StoreError) -> [UInt8]
+
     // MARK: Changes
 
     /// A number that grows with every change to membership (a connector registered, moved or removed, a

@@ -1,4 +1,5 @@
 public import Foundation
+import NIOCore
 import SQLiteNIO
 
 private let tokenColumns = "id, secret_hash, group_name, created_at, expires_at, uses, uses_left"
@@ -267,6 +268,30 @@ extension SQLiteStore {
     public func removeRelay(address: String) async throws(StoreError) -> Bool {
         try await self.serialized { () async throws(StoreError) -> Bool in
             try await !self.execute("DELETE FROM relays WHERE address = ? RETURNING address", [.text(address)]).isEmpty
+        }
+    }
+
+    // MARK: Sign-in
+
+    public func useOnce(_ key: String, until expiresAt: Date, now: Date) async throws(StoreError) -> Bool {
+        try await self.serialized { () async throws(StoreError) -> Bool in
+            try await self.execute("DELETE FROM used_once WHERE expires_at <= ?", [milliseconds(now)])
+            return try await !self.execute(
+                "INSERT INTO used_once (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING RETURNING key",
+                [.text(key), milliseconds(expiresAt)]
+            ).isEmpty
+        }
+    }
+
+    public func secret(named name: String, orStore candidate: [UInt8]) async throws(StoreError) -> [UInt8] {
+        try await self.serialized { () async throws(StoreError) -> [UInt8] in
+            try await self.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [.text(name), .blob(ByteBuffer(bytes: candidate))]
+            )
+            guard case .blob(let value) = try await self.execute("SELECT value FROM secrets WHERE name = ?", [.text(name)]).first?.column("value") else {
+                throw .notReadable(self.path, "the secret \(name) is missing right after it was stored")
+            }
+            return Array(value.readableBytesView)
         }
     }
 

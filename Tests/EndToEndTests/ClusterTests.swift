@@ -153,5 +153,84 @@ extension EndToEnd {
                 }
             }
         }
+        @Test("OIDC across relays: a user signed in through one relay is signed in on the other (the key the relays share in the database), and a sign-in response is single-use across them")
+        func signInAcrossRelays() async throws {
+            let providerPort = try FreePort.next()
+            let providerURL = "http://127.0.0.1:\(providerPort)"
+            let cluster = try await Cluster.make(
+                hosts: ["portal"],
+                relayExtra: """
+                    identityProviders:
+                      corp:
+                        type: oidc
+                        issuer: \(providerURL)
+                        clientID: sallyport-test
+                        clientSecretFile: oidc-secret
+                        claims:
+                          keep: [upn]
+                    """
+            )
+            let nginx = try await Nginx.start(directory: cluster.relays[0].directory)
+            var provider: ChildProcess?
+            do {
+                for relay in cluster.relays {
+                    _ = try relay.directory.write("oidc-secret", "s3cret\n")
+                    try relay.writeApp(
+                        name: "portal", internalURL: nginx.baseURL + "/",
+                        auth: ["preAuthentication:", "  method: oidc", "  provider: corp", "sso:", "  handler: header", "  headers:", "    X-Remote-User: \"{upn}\""]
+                    )
+                }
+                provider = try await EndToEnd.startPythonPeer(
+                    "oidc_provider.py",
+                    [
+                        "\(providerPort)", "--client-id", "sallyport-test", "--client-secret", "s3cret", "--require-nonce",
+                        "--redirect-uri", cluster.url("portal", "/.sallyport/auth/callback"), "--user", OIDCPreAuthenticationTests.alice,
+                    ],
+                    logFile: cluster.relays[0].directory.file("oidc-provider.log")
+                )
+                try await cluster.startRelays()
+                try await cluster.relays[0].startConnector()
+                let caFile = cluster.relays[0].caFile
+
+                // The sign-in through the balancer: its steps land on either relay.
+                let start = try await Curl.run(cluster.url("portal", "/headers"), caFile: caFile)
+                #expect(start.status == 302)
+                let login = try #require(OIDCPreAuthenticationTests.cookies(start).first { $0.key.hasPrefix("__Host-sallyport-login-") })
+                let consent = try await Curl.run(try #require(start.header("location")), caFile: nil, method: "POST", data: "sub=alice")
+                let callback = try #require(consent.header("location"))
+                let answer = try await Curl.run(callback, caFile: caFile, headers: ["Cookie: \(login.key)=\(login.value)"])
+                #expect(answer.status == 303, "\(answer.body)")
+                let session = try #require(OIDCPreAuthenticationTests.cookies(answer)["__Host-sallyport-corp"])
+
+                // Round-robin takes consecutive requests to both relays: each knows the session.
+                for _ in 0..<6 {
+                    let page = try await Curl.run(cluster.url("portal", "/headers"), caFile: caFile, headers: ["Cookie: __Host-sallyport-corp=\(session)"])
+                    #expect(page.status == 200)
+                    #expect(page.body.lowercased().contains("x-remote-user: alice@corp.example.test"))
+                }
+                for relay in cluster.relays {
+                    #expect(relay.relay?.log().contains("user=alice@corp.example.test") == true, "every relay served alice")
+                }
+                // The callback again, on both relays: refused as a replay by whichever gets it, before the provider is
+                // asked (without the shared record the other relay would take it as new and ask the provider).
+                for _ in 0..<4 {
+                    let replay = try await Curl.run(callback, caFile: caFile, headers: ["Cookie: \(login.key)=\(login.value)"])
+                    #expect(replay.status == 400)
+                }
+                for relay in cluster.relays {
+                    let log = relay.relay?.log() ?? ""
+                    #expect(log.contains("a sign-in response was replayed"))
+                    #expect(!log.contains("refused the authorization code"))
+                }
+            } catch {
+                provider?.signal(SIGKILL)
+                await nginx.stop()
+                await cluster.shutdown()
+                throw error
+            }
+            provider?.signal(SIGKILL)
+            await nginx.stop()
+            await cluster.shutdown()
+        }
     }
 }

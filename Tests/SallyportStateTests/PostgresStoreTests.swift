@@ -15,7 +15,7 @@ struct PostgresStoreTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             let server = try await PostgresServer.shared()
-            #expect(try await server.query("SELECT version FROM sallyport_schema", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+            #expect(try await server.query("SELECT version FROM sallyport_schema", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "3")
             try await stores[0].addConnector(connector("c-1"), certificate: certificate("aa11"))
             for store in stores {
                 #expect(try await store.connector(certificateFingerprint: "aa11")?.0.id == "c-1")

@@ -287,6 +287,34 @@ struct RelayStoreContractTests {
         }
     }
 
+    // MARK: Sign-in
+
+    @Test(arguments: Backend.allCases) func aSingleUseValueIsAcceptedOnceUntilItExpires(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            #expect(try await store.useOnce("state-1", until: t0 + 600, now: t0))
+            #expect(try await !store.useOnce("state-1", until: t0 + 600, now: t0 + 1))
+            #expect(try await store.useOnce("state-2", until: t0 + 600, now: t0 + 1))
+            let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<10 { group.addTask { try await store.useOnce("state-3", until: t0 + 600, now: t0) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.filter { $0 }.count == 1)
+            // Once expired it is forgotten (a sign-in state is refused by its own expiry long before).
+            #expect(try await store.useOnce("state-1", until: t0 + 1300, now: t0 + 700))
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func aSharedSecretIsTheFirstOneStored(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let first = try await store.secret(named: "session-key", orStore: [1, 2, 3])
+            let second = try await store.secret(named: "session-key", orStore: [9, 9, 9])
+            let other = try await store.secret(named: "other", orStore: [0, 255])
+            #expect(first == [1, 2, 3])
+            #expect(second == [1, 2, 3])
+            #expect(other == [0, 255])
+        }
+    }
+
     // MARK: Changes
 
     @Test(arguments: Backend.allCases) func membershipChangesAndOnlyTheyMoveTheGeneration(_ backend: Backend) async throws {

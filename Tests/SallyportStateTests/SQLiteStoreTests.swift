@@ -31,7 +31,7 @@ struct SQLiteStoreTests {
             let error = await #expect(throws: StoreError.self) { try await openSQLiteStore(path: path) }
             #expect(error?.code == .unavailable)
             #expect(error?.description.contains(path) == true)
-            #expect(error?.description.contains("newer Sallyport (schema 99, this build knows 3)") == true)
+            #expect(error?.description.contains("newer Sallyport (schema 99, this build knows 4)") == true)
             #expect(error?.description.contains("upgrade the relay or restore a backup") == true)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SallyportAuth
 import SallyportConfig
 import SallyportPKI
 import SallyportState
@@ -59,6 +60,31 @@ enum RelayState {
         )
     }
 
+    /// The session key relays sharing a PostgreSQL store keep there, made by the first one that needs it, so
+    /// that a user signed in through one relay is signed in on all of them. Nil with the SQLite store (one
+    /// relay: a random key per process, as before), when `sessions.keyFile` is set (that key wins), when no
+    /// app signs users in, or when the store cannot be read (logged; sign-ins then hold on this relay only).
+    static func sharedSessionKey(config: RelayConfig, store: any RelayStore, logger: Logger) async -> [UInt8]? {
+        guard case .postgres = config.store, config.sessions.keyFile == nil,
+            config.identityProviders.contains(where: { if case .oidc = $0.kind { true } else { false } })
+        else { return nil }
+        var candidate = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for index in candidate.indices { candidate[index] = generator.next() }
+        do {
+            let key = try await store.secret(named: "session-key", orStore: candidate)
+            guard key.count == 32 else {
+                logger.error("the session key in the state database is not 32 bytes; sign-in sessions use a key of this relay only")
+                return nil
+            }
+            logger.info("sign-in sessions use the session key the relays share in the state database (sessions.keyFile would replace it)")
+            return key
+        } catch {
+            logger.error("cannot read the shared session key; sign-in sessions hold on this relay only until it restarts", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
     /// The membership service for this configuration: the CA (if configured), the CA connectors trust, and the
     /// address connectors dial.
     static func membership(config: RelayConfig, store: any RelayStore, registry: ConnectorRegistry, logger: Logger) throws -> Membership {
@@ -92,5 +118,14 @@ enum RelayState {
         return Membership(
             store: store, authority: authority, relayCA: (anchorPEM, pin), policy: config.connectors, registry: registry, address: address, logger: logger
         )
+    }
+}
+
+/// Sign-in states marked used in the store: single-use across the relays that share it.
+struct StoreLedger: SignInLedger {
+    let store: any RelayStore
+
+    func use(_ key: String, until expiresAt: Date) async throws -> Bool {
+        try await self.store.useOnce(key, until: expiresAt, now: Date())
     }
 }
