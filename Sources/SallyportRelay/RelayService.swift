@@ -172,7 +172,7 @@ public struct RelayService: Service {
         )
         let admin = AdminAPI(membership: membership, catalog: self.catalog, logger: self.logger).endpoint
         let site = RelayAdminSite(
-            config: self.config, catalog: self.catalog, membership: membership, registry: self.registry, reachability: reachability,
+            config: self.config, catalog: self.catalog, membership: membership, relays: relays, registry: self.registry, reachability: reachability,
             certificates: self.certificates, metrics: self.metrics, recentEvents: self.recentEvents, started: Date(), logger: self.logger
         ).server
 

@@ -103,11 +103,17 @@ extension EndToEnd {
             }
         }
 
-        @Test("A connector removed through one relay is cut off by the other within 2 s and refused when it dials again")
-        func removalPropagates() async throws {
+        @Test("A connector moved through one relay is asked to reconnect by the other within 2 s; removed through one relay, it is cut off by the other within 2 s and refused when it dials again")
+        func membershipChangesPropagate() async throws {
             try await Self.withCluster { cluster, _ in
                 let a = cluster.relays[0]
                 let connector = try await a.startConnector(name: "doomed", connections: 2)
+                try await Self.waitForTunnels(cluster, 2)
+                let id = try #require(try await MembershipTests.list(a).first { $0["name"] as? String == "doomed" }?["id"] as? String)
+                try await a.sallyport(["connectors", "move", id, "--group", "blue", "--config", a.directory.file("relay.yaml")])
+                try await cluster.relays[1].relay?.waitForLog(containing: "connector moved through another relay", timeout: .seconds(2))
+                // It comes back in its new group on both relays (its old tunnels drained).
+                try await connector.waitForLog(containing: "group=blue", timeout: .seconds(10))
                 try await Self.waitForTunnels(cluster, 2)
                 try await Self.removeThroughFirstRelay("doomed", listed: try await MembershipTests.list(a), cluster)
                 try await connector.waitForLog(containing: "no connector with certificate", timeout: .seconds(30))
@@ -229,6 +235,60 @@ extension EndToEnd {
                 throw error
             }
             provider?.signal(SIGKILL)
+            await nginx.stop()
+            await cluster.shutdown()
+        }
+        /// `sallyport_relays{apps="same"}` and `{apps="different"}` on a relay's /metrics.
+        static func relayAgreement(_ relay: Deployment) async throws -> (same: Int, different: Int) {
+            let metrics = try await Curl.run(relay.adminURL("/metrics"), caFile: nil).body
+            func value(_ label: String) -> Int {
+                let line = metrics.split(separator: "\n").first { $0.hasPrefix("sallyport_relays{apps=\"\(label)\"}") }
+                return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? -1
+            }
+            return (value("same"), value("different"))
+        }
+
+        /// Polls until `relay` reports `expected`; records an issue with what it reports after `timeout`.
+        static func waitForAgreement(_ relay: Deployment, _ expected: (same: Int, different: Int), timeout: Duration) async throws {
+            let deadline = ContinuousClock.now + timeout
+            var last = (same: -1, different: -1)
+            while ContinuousClock.now < deadline {
+                last = try await Self.relayAgreement(relay)
+                if last == expected { return }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            Issue.record("relay reports \(last) relays serving the same/other apps, not \(expected), after \(timeout)")
+        }
+
+        @Test("App files: each relay reads its own copy and reports the apps it serves; relays that differ say so, and converge within a couple of seconds of getting the same files, with the connectors serving the new apps through both")
+        func appConfigurationConverges() async throws {
+            let cluster = try await Cluster.make(hosts: ["app", "extra"])
+            let nginx = try await Nginx.start(directory: cluster.relays[0].directory)
+            do {
+                try cluster.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+                try await cluster.startRelays()
+                try await cluster.relays[0].startConnector()
+                let a = cluster.relays[0]
+                let b = cluster.relays[1]
+                for relay in cluster.relays { try await Self.waitForAgreement(relay, (2, 0), timeout: .seconds(10)) }
+
+                try a.writeApp(name: "extra", internalURL: nginx.baseURL + "/")
+                try await Self.waitForAgreement(a, (1, 1), timeout: .seconds(3))
+                try await Self.waitForAgreement(b, (1, 1), timeout: .seconds(3))
+                try await a.relay?.waitForLog(containing: "other relays serve other apps than this one", timeout: .seconds(3))
+
+                try b.writeApp(name: "extra", internalURL: nginx.baseURL + "/")
+                for relay in cluster.relays { try await Self.waitForAgreement(relay, (2, 0), timeout: .seconds(3)) }
+                try await a.relay?.waitForLog(containing: "every relay serves the same apps again", timeout: .seconds(3))
+                for relay in cluster.relays {
+                    #expect(try await Curl.run(relay.url("extra", "/"), caFile: relay.caFile).status == 200)
+                    #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
+                }
+            } catch {
+                await nginx.stop()
+                await cluster.shutdown()
+                throw error
+            }
             await nginx.stop()
             await cluster.shutdown()
         }

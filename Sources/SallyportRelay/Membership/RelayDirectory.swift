@@ -14,6 +14,8 @@ final class RelayDirectory: Sendable {
         var subscribers: [Int: AsyncStream<[ControlMessage.RelayEndpoint]>.Continuation] = [:]
         var nextSubscriber = 0
         var others: [RelayRecord] = []
+        /// Relays whose apps differ from this one's, as last logged.
+        var disagreeing: [String] = []
     }
 
     /// This relay as connectors dial it.
@@ -57,21 +59,24 @@ final class RelayDirectory: Sendable {
     /// removes this relay from the store. `digest` is the apps digest to announce.
     func run(interval: Duration = .seconds(1), software: String, digest: @escaping @Sendable () -> String) async {
         var lastAnnounced = ContinuousClock.now - Self.heartbeat
+        var announcedDigest = ""
         var failing = false
         while !Task.isCancelled {
             do {
-                if ContinuousClock.now - lastAnnounced >= Self.heartbeat {
-                    let now = Date()
+                // Every heartbeat, and at once when this relay's apps changed.
+                let current = digest()
+                if ContinuousClock.now - lastAnnounced >= Self.heartbeat || current != announcedDigest {
                     try await self.store.announceRelay(
                         RelayRecord(
-                            address: self.own.address, serverName: self.own.serverName, software: software, appsDigest: digest(), startedAt: self.started,
-                            seenAt: now
+                            address: self.own.address, serverName: self.own.serverName, software: software, appsDigest: current, startedAt: self.started,
+                            seenAt: Date()
                         )
                     )
                     lastAnnounced = .now
+                    announcedDigest = current
                 }
                 let records = try await self.store.relays(seenSince: Date().addingTimeInterval(-Self.expiry))
-                self.update(records)
+                self.update(records, ownDigest: digest())
                 failing = false
             } catch {
                 // The list stays as it was: connectors keep their tunnels to every relay they know.
@@ -83,8 +88,9 @@ final class RelayDirectory: Sendable {
         _ = try? await self.store.removeRelay(address: self.own.address)
     }
 
-    /// Takes a fresh read of the store; tells subscribers if the list changed.
-    func update(_ records: [RelayRecord]) {
+    /// Takes a fresh read of the store; tells subscribers if the list changed, and logs when relays start or
+    /// stop serving other apps than this one (`ownDigest`).
+    func update(_ records: [RelayRecord], ownDigest: String) {
         var relays = records.filter { $0.address != self.own.address }.map { ControlMessage.RelayEndpoint(address: $0.address, serverName: $0.serverName) }
         relays.append(self.own)
         relays.sort { $0.address < $1.address }
@@ -93,6 +99,23 @@ final class RelayDirectory: Sendable {
             guard relays != state.relays else { return (false, [AsyncStream<[ControlMessage.RelayEndpoint]>.Continuation]()) }
             state.relays = relays
             return (true, Array(state.subscribers.values))
+        }
+        let disagreeing = records.filter { $0.address != self.own.address && $0.appsDigest != ownDigest }.map(\.address).sorted()
+        let previously = self.state.withLock { state in
+            defer { state.disagreeing = disagreeing }
+            return state.disagreeing
+        }
+        if disagreeing != previously {
+            if disagreeing.isEmpty {
+                self.logger.notice("every relay serves the same apps again", metadata: ["digest": "\(ownDigest)"])
+            } else {
+                // Each relay reads its own app directory: until they hold the same files, a connector serves
+                // whichever relay's apps reached it last.
+                self.logger.warning(
+                    "other relays serve other apps than this one; give every relay the same app files",
+                    metadata: ["relays": "\(disagreeing.joined(separator: ","))", "digest": "\(ownDigest)"]
+                )
+            }
         }
         guard changed else { return }
         self.logger.info("relays sharing the store changed", metadata: ["relays": "\(relays.map(\.address).joined(separator: ","))"])

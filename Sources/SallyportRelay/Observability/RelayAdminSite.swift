@@ -6,6 +6,7 @@ import SallyportConfig
 import SallyportHTTP
 import SallyportOps
 import SallyportPKI
+import SallyportState
 import SallyportWire
 
 /// What the relay's admin listener serves: `/metrics` (Prometheus), `/readyz` (503 while no app is loaded, and
@@ -15,6 +16,8 @@ struct RelayAdminSite: Sendable {
     let config: RelayConfig
     let catalog: AppCatalog
     let membership: Membership
+    /// The relays sharing the store.
+    let relays: RelayDirectory
     let registry: ConnectorRegistry
     let reachability: Reachability
     let certificates: CertificateSet
@@ -40,6 +43,14 @@ struct RelayAdminSite: Sendable {
         let snapshot = self.catalog.snapshot
         self.metrics.set("sallyport_config_generation", help: "Generation of the app configuration this relay serves.", to: Double(snapshot.generation))
         self.metrics.set("sallyport_apps", help: "Apps in service.", to: Double(snapshot.apps.count))
+        let digest = snapshot.digest
+        let others = self.relays.others
+        for (label, count) in [("same", 1 + others.filter { $0.appsDigest == digest }.count), ("different", others.filter { $0.appsDigest != digest }.count)] {
+            self.metrics.set(
+                "sallyport_relays", labels: [("apps", label)],
+                help: "Relays sharing this relay's store (itself included), by whether they serve the same apps as this one.", to: Double(count)
+            )
+        }
         let tunnels = Dictionary(grouping: self.registry.all, by: \.group)
         let statuses = (try? await self.membership.status(now: now)) ?? []
         var groups = Set(tunnels.keys).union(snapshot.apps.map(\.connectorGroup)).union(statuses.map(\.group))
@@ -107,11 +118,22 @@ struct RelayAdminSite: Sendable {
             return [.init(listener), .init(file), .init(facts.commonName ?? ""), .init(expiry.text, tone: expiry.tone)]
         }
         let rejected: [[StatusPage.Cell]] = self.catalog.lastErrors.map { [.init("\($0)", tone: .bad)] }
+        let digest = snapshot.digest
+        let relayRows: [[StatusPage.Cell]] =
+            [[.init(self.relays.own.address + " (this relay)"), .init(SallyportVersion.current), .init(digest, tone: .good), .init("now")]]
+            + self.relays.others.map { relay in
+                [
+                    .init(relay.address), .init(relay.software),
+                    .init(relay.appsDigest == digest ? relay.appsDigest : "\(relay.appsDigest): other apps", tone: relay.appsDigest == digest ? .good : .warn),
+                    .init(Self.ago(relay.seenAt, now: now)),
+                ]
+            }
         return StatusPage(
             title: "Sallyport relay",
             facts: [
                 ("version", SallyportVersion.current), ("up", Self.duration(now.timeIntervalSince(self.started))),
-                ("generation", "\(snapshot.generation)"), ("apps", "\(snapshot.apps.count)"), ("tunnels", "\(self.registry.all.count)"),
+                ("generation", "\(snapshot.generation)"), ("apps", "\(snapshot.apps.count)"), ("apps digest", digest),
+                ("tunnels", "\(self.registry.all.count)"),
                 ("public", "\(self.config.publicListen)"), ("tunnel", self.config.tunnelListen.map { "\($0)" } ?? "") ,
                 ("tunnel on the public port", self.config.tunnelOnPublicPort ? "\(self.config.tunnelAddress.map { "\($0)" } ?? "")" : "no"),
             ],
@@ -124,6 +146,7 @@ struct RelayAdminSite: Sendable {
                 ),
                 .init(title: "Apps", columns: ["app", "external URL", "group", "pre-authentication", "SSO", "health"], rows: appRows, empty: "No app is loaded."),
                 .init(title: "Rejected app files", columns: ["error"], rows: rejected, empty: "None: every app file loaded."),
+                .init(title: "Relays", columns: ["address", "version", "apps digest", "last seen"], rows: relayRows, empty: ""),
                 .init(title: "Certificates", columns: ["listener", "file", "subject", "expires"], rows: certificateRows, empty: "None."),
                 .recentEvents(self.recentEvents, since: "the relay started"),
             ]
