@@ -7,27 +7,29 @@ extension EndToEnd {
     /// and keep tunnels to every relay, relays killed and restarted under load, the database restarted.
     @Suite("Several relays on PostgreSQL")
     struct ClusterTests {
-        /// Runs `body` with a two-relay cluster serving `app` from nginx (relays started), torn down however it
-        /// ends.
-        static func withCluster(_ body: (Cluster, Nginx) async throws -> Void) async throws {
-            let cluster = try await Cluster.make(hosts: ["app"])
-            let nginx: Nginx
+        /// Runs `body` with a two-relay cluster publishing `hosts` and an nginx backend, torn down however it ends.
+        /// With `serving`, the cluster serves `app` from nginx and its relays are started; otherwise `body` does that.
+        static func withCluster(
+            hosts: [String] = ["app"], relayExtra: String = "", serving: Bool = true, _ body: (Cluster, Nginx) async throws -> Void
+        ) async throws {
+            let cluster = try await Cluster.make(hosts: hosts, relayExtra: relayExtra)
             do {
-                nginx = try await Nginx.start(directory: cluster.relays[0].directory)
-                try cluster.writeApp(name: "app", internalURL: nginx.baseURL + "/")
-                try await cluster.startRelays()
-            } catch {
-                await cluster.shutdown()
-                throw error
-            }
-            do {
-                try await body(cluster, nginx)
-            } catch {
+                let nginx = try await Nginx.start(directory: cluster.relays[0].directory)
+                do {
+                    if serving {
+                        try cluster.writeApp(name: "app", internalURL: nginx.baseURL + "/")
+                        try await cluster.startRelays()
+                    }
+                    try await body(cluster, nginx)
+                } catch {
+                    await nginx.stop()
+                    throw error
+                }
                 await nginx.stop()
+            } catch {
                 await cluster.shutdown()
                 throw error
             }
-            await nginx.stop()
             await cluster.shutdown()
         }
 
@@ -163,22 +165,17 @@ extension EndToEnd {
         func signInAcrossRelays() async throws {
             let providerPort = try FreePort.next()
             let providerURL = "http://127.0.0.1:\(providerPort)"
-            let cluster = try await Cluster.make(
-                hosts: ["portal"],
-                relayExtra: """
-                    identityProviders:
-                      corp:
-                        type: oidc
-                        issuer: \(providerURL)
-                        clientID: sallyport-test
-                        clientSecretFile: oidc-secret
-                        claims:
-                          keep: [upn]
-                    """
-            )
-            let nginx = try await Nginx.start(directory: cluster.relays[0].directory)
-            var provider: ChildProcess?
-            do {
+            let relayExtra = """
+                identityProviders:
+                  corp:
+                    type: oidc
+                    issuer: \(providerURL)
+                    clientID: sallyport-test
+                    clientSecretFile: oidc-secret
+                    claims:
+                      keep: [upn]
+                """
+            try await Self.withCluster(hosts: ["portal"], relayExtra: relayExtra, serving: false) { cluster, nginx in
                 for relay in cluster.relays {
                     _ = try relay.directory.write("oidc-secret", "s3cret\n")
                     try relay.writeApp(
@@ -186,7 +183,7 @@ extension EndToEnd {
                         auth: ["preAuthentication:", "  method: oidc", "  provider: corp", "sso:", "  handler: header", "  headers:", "    X-Remote-User: \"{upn}\""]
                     )
                 }
-                provider = try await EndToEnd.startPythonPeer(
+                let provider = try await EndToEnd.startPythonPeer(
                     "oidc_provider.py",
                     [
                         "\(providerPort)", "--client-id", "sallyport-test", "--client-secret", "s3cret", "--require-nonce",
@@ -228,16 +225,10 @@ extension EndToEnd {
                     #expect(log.contains("a sign-in response was replayed"))
                     #expect(!log.contains("refused the authorization code"))
                 }
-            } catch {
-                provider?.signal(SIGKILL)
-                await nginx.stop()
-                await cluster.shutdown()
-                throw error
+                provider.signal(SIGKILL)
             }
-            provider?.signal(SIGKILL)
-            await nginx.stop()
-            await cluster.shutdown()
         }
+
         /// `sallyport_relays{apps="same"}` and `{apps="different"}` on a relay's /metrics.
         static func relayAgreement(_ relay: Deployment) async throws -> (same: Int, different: Int) {
             let metrics = try await Curl.run(relay.adminURL("/metrics"), caFile: nil).body
@@ -262,11 +253,7 @@ extension EndToEnd {
 
         @Test("App files: each relay reads its own copy and reports the apps it serves; relays that differ say so, and converge within a couple of seconds of getting the same files, with the connectors serving the new apps through both")
         func appConfigurationConverges() async throws {
-            let cluster = try await Cluster.make(hosts: ["app", "extra"])
-            let nginx = try await Nginx.start(directory: cluster.relays[0].directory)
-            do {
-                try cluster.writeApp(name: "app", internalURL: nginx.baseURL + "/")
-                try await cluster.startRelays()
+            try await Self.withCluster(hosts: ["app", "extra"]) { cluster, nginx in
                 try await cluster.relays[0].startConnector()
                 let a = cluster.relays[0]
                 let b = cluster.relays[1]
@@ -284,13 +271,7 @@ extension EndToEnd {
                     #expect(try await Curl.run(relay.url("extra", "/"), caFile: relay.caFile).status == 200)
                     #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
                 }
-            } catch {
-                await nginx.stop()
-                await cluster.shutdown()
-                throw error
             }
-            await nginx.stop()
-            await cluster.shutdown()
         }
     }
 }
