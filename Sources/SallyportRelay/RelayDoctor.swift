@@ -1,10 +1,12 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 public import NIOCore
 public import NIOPosix
 import NIOHTTP1
 import NIOSSL
 public import SallyportConfig
+import SallyportState
 public import SallyportOps
 
 /// `sallyport doctor --relay` on the relay host: every file the relay file names, whether the relay is running
@@ -50,9 +52,24 @@ public struct RelayDoctor: Sendable {
                 steps.append(await self.bindStep(key, address))
             }
         }
+        if case .postgres(let postgres) = self.config.store { steps.append(await Self.storeStep(postgres)) }
         for provider in self.config.identityProviders { steps += await self.providerSteps(provider, client: client) }
         try? await client.shutdown()
         return steps
+    }
+
+    /// Whether the PostgreSQL store answers, with the relay's login and TLS settings.
+    static func storeStep(_ config: PostgresConfig) async -> DoctorStep {
+        let configuration: PostgresStore.Configuration
+        do {
+            configuration = try RelayState.postgresConfiguration(config)
+        } catch {
+            return DoctorStep("store", .fail, "\(error)", fix: "fix store.postgres.passwordFile")
+        }
+        switch await PostgresStore.check(configuration, logger: Logger(label: "sallyport.doctor")) {
+        case .success(let sentence): return DoctorStep("store", .ok, sentence)
+        case .failure(let error): return DoctorStep("store", .fail, error.description, fix: "see the message; the relay cannot start without its store")
+        }
     }
 
     /// Whether the relay could listen on `address` now.

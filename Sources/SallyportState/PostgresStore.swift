@@ -131,6 +131,35 @@ public final class PostgresStore: RelayStore {
         return store
     }
 
+    /// Whether the database can be reached and logged in to, and which schema it holds, without changing
+    /// anything (`sallyport relay doctor`): a sentence for the operator, or why not.
+    public static func check(_ configuration: Configuration, logger: Logger) async -> Result<String, StoreError> {
+        let name = "PostgreSQL \(configuration.name)"
+        do {
+            let context = try Self.tls(configuration).map { try NIOSSLContext(configuration: $0) }
+            var direct = PostgresConnection.Configuration(
+                host: configuration.host, port: configuration.port, username: configuration.user, password: configuration.password,
+                database: configuration.database, tls: context.map { .require($0) } ?? .disable
+            )
+            direct.options.connectTimeout = .seconds(5)
+            var quiet = logger
+            quiet.logLevel = .critical
+            let connection = try await PostgresConnection.connect(configuration: direct, id: 0, logger: quiet)
+            defer { Task { try? await connection.close() } }
+            let exists = try await connection.query("SELECT to_regclass('sallyport_schema') IS NOT NULL", logger: quiet).collect()
+            guard try exists.first?.decode(Bool.self) == true else {
+                return .success("\(name) answers; its tables do not exist yet (the relay creates them when it starts)")
+            }
+            let version = try await connection.query("SELECT version FROM sallyport_schema", logger: quiet).collect().first?.decode(Int.self) ?? 0
+            if version > PostgresMigrations.latest {
+                return .failure(StoreError(.unavailable, "\(name) holds schema \(version), newer than this build's \(PostgresMigrations.latest): upgrade this relay"))
+            }
+            return .success("\(name) answers; schema \(version)\(version < PostgresMigrations.latest ? " (this build migrates it to \(PostgresMigrations.latest) at start)" : "")")
+        } catch {
+            return .failure(StoreError.postgres(error, store: name))
+        }
+    }
+
     /// Stops listening and closes every connection; later calls throw `.unavailable`.
     public func close() async {
         guard !self.closed.withLock({ closed in defer { closed = true }; return closed }) else { return }

@@ -1,5 +1,5 @@
 import Foundation
-import SallyportState
+@testable import SallyportState
 import SallyportTesting
 import Testing
 
@@ -15,7 +15,7 @@ struct PostgresStoreTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             let server = try await PostgresServer.shared()
-            #expect(try await server.query("SELECT version FROM sallyport_schema", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "3")
+            #expect(try await server.query("SELECT version FROM sallyport_schema", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "\(PostgresMigrations.latest)")
             try await stores[0].addConnector(connector("c-1"), certificate: certificate("aa11"))
             for store in stores {
                 #expect(try await store.connector(certificateFingerprint: "aa11")?.0.id == "c-1")
@@ -86,6 +86,27 @@ struct PostgresStoreTests {
             await a.close()
             await b.close()
             #expect(await news.next() == nil)
+        }
+    }
+
+    @Test func theDoctorsCheckChangesNothingAndSaysWhatItFound() async throws {
+        try await withTemporaryDirectory { directory in
+            let database = try await postgresDatabase(for: directory)
+            let server = try await PostgresServer.shared()
+            let configuration = postgresConfiguration(database: database, server: server)
+            let fresh = try await PostgresStore.check(configuration, logger: quietLogger).get()
+            #expect(fresh.contains("its tables do not exist yet"))
+            #expect(try await server.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", database: database).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            let store = try await openPostgresStore(database: database)
+            await store.close()
+            #expect(try await PostgresStore.check(configuration, logger: quietLogger).get().contains("answers; schema \(PostgresMigrations.latest)"))
+            var wrong = configuration
+            wrong.password = "wrong"
+            guard case .failure(let error) = await PostgresStore.check(wrong, logger: quietLogger) else {
+                Issue.record("a wrong password passed the check")
+                return
+            }
+            #expect(error.description.contains("refused the relay's login"))
         }
     }
 
