@@ -165,7 +165,14 @@ public struct RelayService: Service {
             logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
         )
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
-        let relays = RelayDirectory(own: membership.endpoint, store: membership.store, logger: self.logger)
+        let catalog = self.catalog
+        let shared = if case .postgres = self.config.store { true } else { false }
+        let relays = RelayDirectory(
+            own: membership.endpoint, store: membership.store, shared: shared, software: SallyportVersion.current, digest: { catalog.snapshot.digest },
+            logger: self.logger
+        )
+        // Before any tunnel is accepted: a welcome lists every relay, not this one alone.
+        await relays.poll()
         let tunnels = TunnelListener(
             catalog: self.catalog, registry: self.registry, membership: membership, relays: relays, registration: membership.registrationEndpoint,
             logger: self.logger
@@ -233,8 +240,7 @@ public struct RelayService: Service {
             }
             group.addTask {
                 // Who else shares the store, for connectors to dial; this relay leaves the list as it stops.
-                let catalog = self.catalog
-                await cancelWhenGracefulShutdown { await relays.run(software: SallyportVersion.current, digest: { catalog.snapshot.digest }) }
+                await cancelWhenGracefulShutdown { await relays.run() }
             }
             group.addTask {
                 // Connectors removed or moved through another relay sharing the store.

@@ -153,6 +153,18 @@ extension PostgresStore {
         }
     }
 
+    public func removeConnector(id: String, unseenSince cutoff: Date) async throws(StoreError) -> ConnectorRecord? {
+        try await self.run { connection in
+            try await connection.query(
+                """
+                DELETE FROM connectors WHERE id = \(id) AND COALESCE(last_seen, registered_at) < \(epochMilliseconds(cutoff))
+                RETURNING \(unescaped: connectorColumns)
+                """,
+                logger: self.logger
+            ).collect().first.map(Rows.connector)
+        }
+    }
+
     public func recordSeen(id: String, at date: Date, software: String, host: String) async throws(StoreError) {
         try await self.run { connection in
             try await connection.query(
@@ -212,6 +224,18 @@ extension PostgresStore {
     }
 
     // MARK: Relays
+
+    /// PostgreSQL's clock (`clock_timestamp()`), which every relay sharing the database reads alike.
+    public func databaseTime() async throws(StoreError) -> Date {
+        try await self.run { connection in
+            for try await milliseconds in try await connection.query(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint", logger: self.logger
+            ).decode(Int64.self) {
+                return date(milliseconds: milliseconds)
+            }
+            throw StoreError(.unavailable, "PostgreSQL gave no time")
+        }
+    }
 
     public func announceRelay(_ relay: RelayRecord) async throws(StoreError) {
         try await self.run { connection in

@@ -63,7 +63,8 @@ public final class PostgresStore: RelayStore {
     private let running: Task<Void, Never>
     private let listening = Mutex<Task<Void, Never>?>(nil)
     private let closed = Mutex(false)
-    private let changes: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    /// Who hears of other relays' membership changes, each with a stream of its own.
+    private let subscribers = Mutex<(next: Int, all: [Int: AsyncStream<Void>.Continuation])>((0, [:]))
 
     private init(configuration: Configuration, client: PostgresClient, logger: Logger) {
         self.name = "PostgreSQL \(configuration.name)"
@@ -71,7 +72,6 @@ public final class PostgresStore: RelayStore {
         self.client = client
         self.logger = logger
         self.running = Task { await client.run() }
-        self.changes = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Connects, creates or migrates the schema, and starts listening for other relays' changes.
@@ -164,14 +164,28 @@ public final class PostgresStore: RelayStore {
     public func close() async {
         guard !self.closed.withLock({ closed in defer { closed = true }; return closed }) else { return }
         self.listening.withLock { $0 }?.cancel()
-        self.changes.continuation.finish()
+        for subscriber in self.subscribers.withLock({ Array($0.all.values) }) { subscriber.finish() }
         self.running.cancel()
         await self.running.value
     }
 
-    /// Yields on every NOTIFY of a membership change, and after the listening connection was (re)made.
+    /// Yields on every NOTIFY of a membership change, and after the listening connection was (re)made; each
+    /// call gets a stream of its own, finished when the store closes.
     public func membershipChanges() -> AsyncStream<Void> {
-        self.changes.stream
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let (id, closed) = self.subscribers.withLock { subscribers in
+            defer { subscribers.next += 1 }
+            subscribers.all[subscribers.next] = continuation
+            return (subscribers.next, self.closed.withLock { $0 })
+        }
+        continuation.onTermination = { _ in _ = self.subscribers.withLock { $0.all.removeValue(forKey: id) } }
+        if closed { continuation.finish() }
+        return stream
+    }
+
+    /// Tells every subscriber that membership may have changed.
+    private func announceChange() {
+        for subscriber in self.subscribers.withLock({ Array($0.all.values) }) { subscriber.yield() }
     }
 
     // MARK: Schema
@@ -224,8 +238,8 @@ public final class PostgresStore: RelayStore {
                     try await connection.listen(on: PostgresMigrations.membershipChannel) { notifications in
                         if failing { self.logger.notice("listening for membership changes again", metadata: ["database": "\(self.name)"]) }
                         failing = false
-                        self.changes.continuation.yield()
-                        for try await _ in notifications { self.changes.continuation.yield() }
+                        self.announceChange()
+                        for try await _ in notifications { self.announceChange() }
                     }
                 }
             } catch {

@@ -36,6 +36,9 @@ public protocol RelayStore: Sendable {
     func moveConnector(id: String, to group: String) async throws(StoreError) -> ConnectorRecord?
     /// Removes a connector and every certificate of it; returns what was removed, nil if unknown.
     func removeConnector(id: String) async throws(StoreError) -> ConnectorRecord?
+    /// Removes a connector only if it was last seen (or, never seen, registered) before `cutoff`, deciding in
+    /// the same statement: a relay's upkeep must not remove a connector another relay saw a moment ago.
+    func removeConnector(id: String, unseenSince cutoff: Date) async throws(StoreError) -> ConnectorRecord?
     /// Records that a connector was connected at `date`, with what it reported about itself.
     func recordSeen(id: String, at date: Date, software: String, host: String) async throws(StoreError)
 
@@ -57,6 +60,10 @@ public protocol RelayStore: Sendable {
     func addGroup(_ name: String, at date: Date) async throws(StoreError)
 
     // MARK: Relays
+
+    /// The time by the database's clock (PostgreSQL's; this host's for SQLite): relays date their announcements
+    /// and judge others' by one clock, whatever their own clocks say.
+    func databaseTime() async throws(StoreError) -> Date
 
     /// Records that a relay is up now (inserting or refreshing its row): relays sharing a store find each other
     /// here, and tell connectors where to dial.

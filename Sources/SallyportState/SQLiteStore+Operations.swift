@@ -164,6 +164,22 @@ extension SQLiteStore {
         }
     }
 
+    /// Removes a connector unseen since `cutoff`, in one transaction with its certificates; nil if it is unknown
+    /// or was seen since.
+    public func removeConnector(id: String, unseenSince cutoff: Date) async throws(StoreError) -> ConnectorRecord? {
+        try await self.serialized { () async throws(StoreError) -> ConnectorRecord? in
+            try await self.transaction { () async throws(StoreError) -> ConnectorRecord? in
+                let rows = try await self.execute(
+                    "DELETE FROM connectors WHERE id = ? AND COALESCE(last_seen, registered_at) < ? RETURNING \(connectorColumns)",
+                    [.text(id), milliseconds(cutoff)]
+                )
+                guard let row = rows.first else { return nil }
+                try await self.execute("DELETE FROM certificates WHERE connector_id = ?", [.text(id)])
+                return try self.connector(row)
+            }
+        }
+    }
+
     /// Records that a connector was connected at `date`; does nothing if the connector is unknown (it may have
     /// been removed while connected).
     public func recordSeen(id: String, at date: Date, software: String, host: String) async throws(StoreError) {
@@ -232,6 +248,9 @@ extension SQLiteStore {
     }
 
     // MARK: Relays
+
+    /// This host's clock: one relay owns the file.
+    public func databaseTime() async throws(StoreError) -> Date { Date() }
 
     public func announceRelay(_ relay: RelayRecord) async throws(StoreError) {
         try await self.serialized { () async throws(StoreError) in

@@ -126,7 +126,7 @@ extension EndToEnd {
             }
         }
 
-        @Test("PostgreSQL restarting leaves traffic flowing, and the relays reconnect to it by themselves")
+        @Test("PostgreSQL restarting leaves traffic flowing (a connector that restarts meanwhile is let back in by the relays that knew it), and the relays reconnect to it by themselves")
         func databaseRestart() async throws {
             try await Self.withCluster { cluster, _ in
                 let a = cluster.relays[0]
@@ -141,6 +141,15 @@ extension EndToEnd {
                         #expect(try await Curl.run(relay.url("app", "/"), caFile: relay.caFile).status == 200)
                     }
                     try await Task.sleep(for: .milliseconds(200))
+                }
+                // A connector that dies and comes back while the database is down: both relays identified it
+                // before, and identify it from memory.
+                await a.stopConnector("keeper", signal: SIGKILL)
+                try await Self.waitForTunnels(cluster, 2, timeout: .seconds(10))
+                try await a.startConnector(name: "keeper", connections: 2)
+                try await Self.waitForTunnels(cluster, 4)
+                for relay in cluster.relays {
+                    #expect(relay.relay?.log().contains("identified from memory") == true)
                 }
                 try await cluster.postgres.start()
                 // Both relays use the database again, and hear each other's changes: a removal through one relay is

@@ -62,7 +62,7 @@ extension EndToEnd {
                 Issue.record("expected an error message, got \(String(describing: message))")
                 return
             }
-            #expect(text.contains("tunnel protocol \(TunnelProtocol.version)") && text.contains("99"), "\(text)")
+            #expect(text.contains("tunnel protocol \(ControlMessage.oldestProtocolVersion) to \(TunnelProtocol.version)") && text.contains("99"), "\(text)")
             try await channel.closeFuture.get()
             #expect(!(deployment.relay?.log().contains("connector connected") ?? true))
 

@@ -328,6 +328,14 @@ struct RelayConfigTests {
         #expect(!error.description.contains("hunter2"))
     }
 
+    @Test func aRelaySharingAPostgresStoreNeedsItsOwnTunnelAddress() throws {
+        let yaml = minimalRelay.replacingOccurrences(of: "  address: relay.example.com:8443\n", with: "") + "store:\n  postgres:\n    host: db\n"
+        let error = try #require(try relayError(yaml))
+        #expect(error.key == "tunnel.address")
+        #expect(error.message.contains("required with store.postgres"))
+        #expect(error.line == 7)
+    }
+
     @Test func unknownKeyInLimits() throws {
         let yaml = minimalRelay.replacingOccurrences(of: "  listen: 0.0.0.0:443\n", with: "  listen: 0.0.0.0:443\n  limits:\n    maxHeaderByte: 1\n")
         let error = try #require(try relayError(yaml))

@@ -66,6 +66,13 @@ struct RelayRosterTests {
         #expect(roster.tick(connected: [target(b).address: 1], now: t0 + .seconds(41)) == [.stop(balancer)])
     }
 
+    @Test func aListIsCutAtSixteenRelays() {
+        var roster = RelayRoster(configured: balancer)
+        _ = roster.start()
+        let many = (0..<40).map { ControlMessage.RelayEndpoint(address: "relay-\($0).example.com:8443", serverName: "relay-\($0).example.com") }
+        #expect(roster.learned(many, now: t0).count == 16)
+    }
+
     @Test func entriesThatAreNotHostAndPortAreSkipped() {
         var roster = RelayRoster(configured: balancer)
         _ = roster.start()

@@ -198,6 +198,29 @@ struct RelayStoreContractTests {
         }
     }
 
+    @Test(arguments: Backend.allCases) func upkeepRemovesOnlyAConnectorUnseenSinceTheCutoff(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))
+            try await store.addConnector(connector("c-2", registeredAt: t0 + 5), certificate: certificate("bb22", of: "c-2"))
+            // Seen (by some relay) after the cutoff: it stays, whatever the upkeep read before.
+            try await store.recordSeen(id: "c-1", at: t0 + 20, software: "0.2.0", host: "h")
+            #expect(try await store.removeConnector(id: "c-1", unseenSince: t0 + 10) == nil)
+            #expect(try await store.connector(id: "c-1") != nil)
+            // Never seen, registered before the cutoff: removed with its certificates.
+            #expect(try await store.removeConnector(id: "c-2", unseenSince: t0 + 10)?.id == "c-2")
+            #expect(try await store.connector(certificateFingerprint: "bb22") == nil)
+            #expect(try await store.removeConnector(id: "c-9", unseenSince: t0 + 10) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func theDatabaseClockIsNow(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let time = try await store.databaseTime()
+            // The test database runs on this host: its clock is ours.
+            #expect(abs(time.timeIntervalSinceNow) < 5)
+        }
+    }
+
     @Test(arguments: Backend.allCases) func recordingSeenUpdatesLastSeenSoftwareAndHost(_ backend: Backend) async throws {
         try await withStore(backend) { store in
             try await store.addConnector(connector("c-1"), certificate: certificate("aa11"))

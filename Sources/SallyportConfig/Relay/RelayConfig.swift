@@ -247,6 +247,16 @@ enum RelayFile {
         let sessions = reader.optional("sessions", default: SessionConfig()) { value throws(ConfigError) in
             try IdentityProviderSection.sessions(value, directory: directory)
         }
+        if case .postgres = store, let tunnel, tunnel.address == nil {
+            // Each relay tells connectors where to reach it; a name derived from a shared certificate would be
+            // the same on every relay.
+            diagnostics.report(
+                diagnostics.error(
+                    at: reader.keyMark("tunnel") ?? reader.mark, key: "tunnel.address",
+                    "is required with store.postgres: each relay's own host:port, which it tells connectors to dial (e.g. relay-a.example.com:8443)"
+                )
+            )
+        }
         reader.finish()
 
         guard diagnostics.errors.isEmpty, let edge, let tunnel, let apps else {

@@ -64,17 +64,28 @@ struct ConnectorAdminSite: Sendable {
             tone: left <= 0 ? .bad : now >= self.credentials.renewalDue ? .warn : .good
         )
         let tunnels = self.hub.connectedCount
+        // One row per relay it has tunnels to (several relays sharing a store list each other); the configured
+        // address alone until one answers.
+        let byRelay = self.hub.connectedByRelay
+        let relays = byRelay.isEmpty ? ["\(self.config.relay)"] : byRelay.keys.sorted()
+        let tunnelRows: [[StatusPage.Cell]] = relays.map { relay in
+            let up = byRelay[relay, default: 0]
+            return [
+                .init(relay), .init("\(up) of \(self.config.connections)", tone: up == 0 ? .bad : up < self.config.connections ? .warn : .good), certificate,
+            ]
+        }
         return StatusPage(
             title: "Sallyport connector \(self.name)",
             facts: [
                 ("version", SallyportVersion.current), ("relay", "\(self.config.relay)"),
-                ("tunnels", "\(tunnels) of \(self.config.connections)"), ("generation", "\(self.apps.version?.generation ?? 0)"),
+                ("tunnels", "\(tunnels) to \(max(1, byRelay.count)) relay\(byRelay.count > 1 ? "s" : "") (\(self.config.connections) each)"),
+                ("generation", "\(self.apps.version?.generation ?? 0)"),
                 ("apps", "\(self.apps.apps.count)"), ("kcd cache", "\(self.delegator.cachedCount)"),
             ],
             sections: [
                 .init(
                     title: "Tunnels", columns: ["relay", "up", "certificate"],
-                    rows: [[.init("\(self.config.relay)"), .init("\(tunnels) of \(self.config.connections)", tone: tunnels == 0 ? .bad : tunnels < self.config.connections ? .warn : .good), certificate]],
+                    rows: tunnelRows,
                     empty: ""
                 ),
                 .init(title: "Apps", columns: ["app", "backend", "SSO", "state"], rows: appRows, empty: "No app configuration from the relay yet."),

@@ -22,6 +22,9 @@ struct RelayRoster {
         case stop(Target)
     }
 
+    /// The most relays a connector keeps tunnels to.
+    static let maxRelays = 16
+
     /// How long every listed relay may be out of reach before the configured address is dialled again.
     static let rediscoverAfter: Duration = .seconds(30)
 
@@ -44,10 +47,13 @@ struct RelayRoster {
 
     /// A relay sent the list of relays sharing its store. Entries that are not `host:port` are skipped.
     mutating func learned(_ relays: [ControlMessage.RelayEndpoint], now: ContinuousClock.Instant) -> [Action] {
-        let targets = relays.compactMap { endpoint -> Target? in
-            guard let address = try? HostPort(parsing: endpoint.address) else { return nil }
-            return Target(address: address, serverName: endpoint.serverName.isEmpty ? address.host : endpoint.serverName)
-        }
+        // At most ``maxRelays``: a list is the relays' word, and each entry costs `connections` tunnels.
+        let targets = Array(
+            relays.compactMap { endpoint -> Target? in
+                guard let address = try? HostPort(parsing: endpoint.address) else { return nil }
+                return Target(address: address, serverName: endpoint.serverName.isEmpty ? address.host : endpoint.serverName)
+            }.prefix(Self.maxRelays)
+        )
         guard !targets.isEmpty else { return [] }
         self.listed = targets
         if self.unservedSince == nil { self.unservedSince = now }

@@ -70,7 +70,8 @@ extension Membership {
     /// requests 503 until the connectors redial it). Nil when ready.
     func warmingUp(now: ContinuousClock.Instant = .now) -> String? {
         guard now - self.started < Self.warmUp else { return nil }
-        let here = Set(self.registry.all.map(\.group))
+        // Tunnels that serve: configured, and not draining.
+        let here = Set(self.registry.all.filter { !$0.draining && $0.appliedGeneration > 0 }.map(\.group))
         let missing = self.expectedGroups.withLock { $0 }.subtracting(here)
         guard !missing.isEmpty else { return nil }
         return "waiting for connectors of \(missing.sorted().joined(separator: ", ")) to connect (at most \(Self.warmUp) after start)"
@@ -116,7 +117,8 @@ extension Membership {
                 }
                 let since = record.lastSeen ?? record.registeredAt
                 if now.timeIntervalSince(since) >= self.policy.removeAfter.seconds {
-                    _ = try? await self.remove(id: record.id, reason: "removed after being inactive since \(since)")
+                    // Decided again in the store: another relay may have seen it since this read.
+                    _ = try? await self.remove(id: record.id, reason: "removed after being inactive since \(since)", unseenSince: now.addingTimeInterval(-self.policy.removeAfter.seconds))
                 }
             }
             _ = try await self.store.deleteCertificates(expiredBefore: now)

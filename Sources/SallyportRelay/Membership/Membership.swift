@@ -126,15 +126,37 @@ final class Membership: Sendable {
         }
     }
 
-    /// Whether a connector is still registered (checked again after its tunnel joined the registry, so a
-    /// removal that raced with the hello still cuts it off).
-    func isRegistered(_ connectorID: String) async -> Bool {
+    /// What a second look at a connector's record says, once its tunnel joined the registry.
+    enum Recheck: Equatable {
+        case current
+        /// Removed since it was identified: close the tunnel.
+        case removed
+        /// Moved to this group since it was identified: the tunnel must reconnect to serve it.
+        case moved(String)
+    }
+
+    /// Looks at a connector's record again after its tunnel joined the registry, so that a removal or move that
+    /// raced with its hello (through this relay or another) still reaches it; a removed connector is also
+    /// forgotten by the cache of identities used while the database is down.
+    func recheck(_ identity: Identity) async -> Recheck {
+        let record: ConnectorRecord?
         do {
-            return try await self.store.connector(id: connectorID) != nil
+            record = try await self.store.connector(id: identity.connectorID)
         } catch {
             // It was identified a moment ago; a database that went away since is no removal.
-            return true
+            return .current
         }
+        guard let record else {
+            self.known.withLock { $0 = $0.filter { $0.value.connectorID != identity.connectorID } }
+            return .removed
+        }
+        guard record.group == identity.group else {
+            self.known.withLock { known in
+                for (fingerprint, cached) in known where cached.connectorID == record.id { known[fingerprint]?.group = record.group }
+            }
+            return .moved(record.group)
+        }
+        return .current
     }
 
     // MARK: Tokens and registration
@@ -334,11 +356,16 @@ final class Membership: Sendable {
         return Drain(id: id, name: first.connector, group: group, inFlight: own.reduce(0) { $0 + $1.activeRequests })
     }
 
-    /// Removes a connector: its tunnels close now and its certificates are refused from now on.
-    func remove(id: String, reason: String = "removed by an administrator") async throws(Registration.Refusal) -> ConnectorRecord {
+    /// Removes a connector: its tunnels close now and its certificates are refused from now on. With
+    /// `unseenSince` (upkeep), only if no relay has seen it since then.
+    func remove(id: String, reason: String = "removed by an administrator", unseenSince cutoff: Date? = nil) async throws(Registration.Refusal) -> ConnectorRecord {
         let removed: ConnectorRecord?
         do {
-            removed = try await self.store.removeConnector(id: id)
+            if let cutoff {
+                removed = try await self.store.removeConnector(id: id, unseenSince: cutoff)
+            } else {
+                removed = try await self.store.removeConnector(id: id)
+            }
         } catch {
             throw Registration.Refusal(error: "unavailable", message: "\(error)")
         }
@@ -395,9 +422,10 @@ final class Membership: Sendable {
     func reconcile() async -> Bool {
         guard let records = try? await self.store.connectors() else { return false }
         let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let now = Date()
         self.known.withLock { known in
             known = known.compactMapValues { identity in
-                guard let record = byID[identity.connectorID] else { return nil }
+                guard let record = byID[identity.connectorID], identity.certificateNotAfter > now else { return nil }
                 var identity = identity
                 identity.group = record.group
                 return identity

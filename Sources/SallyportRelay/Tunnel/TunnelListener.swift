@@ -146,6 +146,9 @@ struct TunnelListener {
                         description: "connector refused (\(refusal.error)); it called itself \(LogText.escaped(hello.connector, limit: 128)) on \(LogText.escaped(hello.host, limit: 128))"
                     )
                 }
+                // Relay list changes from now on (a version 3 connector knows no such message): subscribed before the
+                // welcome takes the list, so no change can fall between them.
+                let relayUpdates = hello.protocolVersion >= 4 ? self.relays.updates() : nil
                 logger[metadataKey: "connector"] = "\(identity.connectorID)"
                 logger[metadataKey: "group"] = "\(identity.group)"
                 health.logger = logger
@@ -188,8 +191,12 @@ struct TunnelListener {
                 }
                 defer { expiryTimer.cancel() }
                 await self.membership.seen(identity, software: hello.software, host: hello.host)
-                guard await self.membership.isRegistered(identity.connectorID) else {
-                    throw ControlProtocolError(description: "connector was removed while it connected")
+                switch await self.membership.recheck(identity) {
+                case .current: break
+                case .removed: throw ControlProtocolError(description: "connector was removed while it connected")
+                case .moved(let group):
+                    connection.markDraining()
+                    connection.send(.reconnect("moved to group \(group)"))
                 }
                 let epoch = self.catalog.snapshot.version.epoch
                 // A connector's requests for the configuration and its error reports are bounded: a compromised
@@ -208,9 +215,7 @@ struct TunnelListener {
                     group.addTask {
                         for await message in outbox { try await ControlFraming.send(message, on: outbound) }
                     }
-                    if hello.protocolVersion >= 4 {
-                        // Relays that joined or left since the welcome (a version 3 connector knows no such message).
-                        let relayUpdates = self.relays.updates()
+                    if let relayUpdates {
                         group.addTask {
                             for await relays in relayUpdates { try await ControlFraming.send(.relays(relays), on: outbound) }
                         }
