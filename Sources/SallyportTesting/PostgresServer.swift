@@ -14,7 +14,7 @@ import Synchronization
 /// here must survive a power cut, but commits do survive the server being killed (``kill()``).
 ///
 /// PostgreSQL refuses to run as root, so a test run as root runs it as the `postgres` user (Debian's package
-/// creates it) in a directory of its own under `$TMPDIR`, outside the test's 0700 directory. A watchdog stops
+/// creates it) in a directory of its own under `/tmp`, outside the test's 0700 directory. A watchdog stops
 /// the server and removes the directory when the test process ends, however it ends. Install it with
 /// `scripts/setup-test-deps.sh`.
 public final class PostgresServer: Sendable {
@@ -56,7 +56,8 @@ public final class PostgresServer: Sendable {
     /// Creates a cluster (about a second) and starts it on a free port; returns once it accepts connections.
     public static func start() async throws -> PostgresServer {
         let binaries = try Self.binaries()
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        // As root, under /tmp whatever TMPDIR says: the postgres user must be able to reach the directory.
+        let base = Self.runsAsRoot ? "/tmp" : ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array("\(base)/sallyport-pg-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw HarnessError(.fileSystem, "mkdtemp in \(base) failed: \(String(cString: strerror(errno)))")
