@@ -44,13 +44,35 @@ struct RelayRosterTests {
         #expect(roster.learned([b], now: t0 + .seconds(2)) == [])
     }
 
-    @Test func aRelayThatLeavesTheListIsNoLongerDialled() {
+    @Test func aRelayThatLeavesTheListIsGivenUpOnceItHasHadNoTunnelForAWhile() {
         var roster = RelayRoster(configured: balancer)
         _ = roster.start()
         _ = roster.learned([a, b], now: t0)
-        _ = roster.tick(connected: [target(a).address: 2], now: t0 + .seconds(1))
-        #expect(roster.learned([a], now: t0 + .seconds(2)) == [.stop(target(b))])
+        _ = roster.tick(connected: [target(a).address: 2, target(b).address: 2], now: t0 + .seconds(1))
+        #expect(roster.learned([a], now: t0 + .seconds(2)) == [])
+        // Its tunnels go (it stopped): ten seconds without one, and it is no longer dialled.
+        #expect(roster.tick(connected: [target(a).address: 2], now: t0 + .seconds(3)) == [])
+        #expect(roster.tick(connected: [target(a).address: 2], now: t0 + .seconds(12)) == [])
+        #expect(roster.tick(connected: [target(a).address: 2], now: t0 + .seconds(13)) == [.stop(target(b))])
         #expect(roster.running.keys.map(\.description).sorted() == ["relay-a.example.com:8443"])
+        // Listed again later: dialled again.
+        #expect(roster.learned([a, b], now: t0 + .seconds(20)) == [.start(target(b))])
+    }
+
+    /// A relay that lost the database drops out of the other relays' lists while users and connectors still
+    /// reach it: as long as its tunnels are up, it is kept.
+    @Test func aRelayOffTheListThatStillServesIsKept() {
+        var roster = RelayRoster(configured: balancer)
+        _ = roster.start()
+        _ = roster.learned([a, b], now: t0)
+        #expect(roster.tick(connected: [target(a).address: 2, target(b).address: 2], now: t0 + .milliseconds(500)) == [.stop(balancer)])
+        #expect(roster.learned([a], now: t0 + .seconds(1)) == [])
+        for second in 2..<60 {
+            #expect(roster.tick(connected: [target(a).address: 2, target(b).address: 2], now: t0 + .seconds(second)) == [])
+        }
+        // Back on the list: nothing to do, its tunnels never went.
+        #expect(roster.learned([a, b], now: t0 + .seconds(61)) == [])
+        #expect(roster.tick(connected: [target(a).address: 2], now: t0 + .seconds(80)) == [])
     }
 
     @Test func theConfiguredAddressIsDialledAgainWhenNoListedRelayServes() {

@@ -8,6 +8,10 @@ import SallyportWire
 /// each listed relay, and stops dialling the configured address once a listed relay serves, unless that
 /// address is itself listed. Should no listed relay serve for ``rediscoverAfter``, it dials the configured
 /// address again to learn a new list. A relay of protocol 3 sends no list: the configured relay is all.
+///
+/// A relay that leaves the list is given up only once it has had no tunnel up for ``retireAfter``: a relay
+/// that lost the database (and so its place in the others' lists) while users and connectors still reach it
+/// keeps serving.
 struct RelayRoster {
     /// A relay to keep tunnels to.
     struct Target: Hashable, Sendable, CustomStringConvertible {
@@ -27,6 +31,8 @@ struct RelayRoster {
 
     /// How long every listed relay may be out of reach before the configured address is dialled again.
     static let rediscoverAfter: Duration = .seconds(30)
+    /// How long a relay off the list may be without a tunnel up before it is given up.
+    static let retireAfter: Duration = .seconds(10)
 
     let configured: Target
     /// Targets with tunnels running, by address.
@@ -35,6 +41,13 @@ struct RelayRoster {
     private(set) var listed: [Target] = []
     /// Since when no listed relay has served (nil: one serves, or none is listed).
     private var unservedSince: ContinuousClock.Instant?
+    /// Relays with tunnels running that the last list left out.
+    private var unlisted: [HostPort: Unlisted] = [:]
+
+    private struct Unlisted {
+        /// Since when it has had no tunnel up; nil while one is.
+        var downSince: ContinuousClock.Instant?
+    }
 
     init(configured: Target) {
         self.configured = configured
@@ -63,11 +76,12 @@ struct RelayRoster {
             self.running[target.address] = target
             actions.append(.start(target))
         }
-        // Relays that left the list; the configured address stays until a listed relay serves.
-        for (address, target) in self.running where !wanted.contains(address) && address != self.configured.address {
-            self.running[address] = nil
-            actions.append(.stop(target))
+        // Relays that left the list are watched (see `tick`); the configured address stays until a listed relay
+        // serves.
+        for address in self.running.keys where !wanted.contains(address) && address != self.configured.address && self.unlisted[address] == nil {
+            self.unlisted[address] = Unlisted()
         }
+        for address in wanted { self.unlisted[address] = nil }
         return actions
     }
 
@@ -75,6 +89,23 @@ struct RelayRoster {
     /// listed relay serves, and dials it again when none has served for ``rediscoverAfter``.
     mutating func tick(connected: [HostPort: Int], now: ContinuousClock.Instant) -> [Action] {
         guard !self.listed.isEmpty else { return [] }
+        var actions: [Action] = []
+        for (address, entry) in self.unlisted {
+            if connected[address, default: 0] > 0 {
+                self.unlisted[address]?.downSince = nil
+            } else if let since = entry.downSince {
+                guard now - since >= Self.retireAfter else { continue }
+                self.unlisted[address] = nil
+                if let target = self.running.removeValue(forKey: address) { actions.append(.stop(target)) }
+            } else {
+                self.unlisted[address]?.downSince = now
+            }
+        }
+        return actions + self.tickConfigured(connected: connected, now: now)
+    }
+
+    /// Retires or redials the configured address (see the type's description).
+    private mutating func tickConfigured(connected: [HostPort: Int], now: ContinuousClock.Instant) -> [Action] {
         let listedAddresses = Set(self.listed.map(\.address))
         let serving = listedAddresses.contains { connected[$0, default: 0] > 0 }
         if serving {
