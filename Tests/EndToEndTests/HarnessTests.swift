@@ -168,6 +168,14 @@ struct HarnessTests {
     func smallPieces() async throws {
         let ports = try (0..<20).map { _ in try FreePort.next() }
         #expect(Set(ports).count == ports.count)
+        // Below the ephemeral range: no client connection (of PostgreSQL's clients, HAProxy's checks, curl) can
+        // take a port between FreePort's probe and the server's bind. A PKI test's openssl s_server once found
+        // its port taken while the state tests' database clients were busy.
+        if let range = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+            let low = range.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) })
+        {
+            #expect(ports.allSatisfy { $0 >= 10_000 && $0 < low }, "\(ports) against an ephemeral range from \(low)")
+        }
 
         let error = await #expect(throws: HarnessError.self) {
             try await Wait.forPort(ports[0], timeout: .milliseconds(300))

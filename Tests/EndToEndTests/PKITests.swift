@@ -80,7 +80,12 @@ struct PKITests {
             ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", pki.publicCertificate, "-key", pki.publicKey, "-www", "-quiet"],
             logFile: directory.file("s_server.log")
         )
-        try await Wait.forPort(port, timeout: .seconds(10))
+        do {
+            try await Wait.forPort(port, timeout: .seconds(10))
+        } catch {
+            Issue.record("openssl s_server did not listen (running: \(server.isRunning)): \(server.log())")
+            throw error
+        }
 
         let trusted = try await Curl.run("https://hello.localhost:\(port)/", caFile: pki.publicCA)
         #expect(trusted.exitCode == 0, "\(trusted.stderr)")
