@@ -19,7 +19,7 @@ public final class AppCatalog: Sendable {
         /// This relay's epoch and the generation, which increases with every change.
         public var version: ConfigVersion
         /// The apps in service.
-        public var apps: [AppConfig]
+        public let apps: [AppConfig]
         /// Host and path to app.
         public var routes: RoutingTable
         /// The generations of each app (by name) that routing needs.
@@ -30,9 +30,20 @@ public final class AppCatalog: Sendable {
 
         /// A digest of the apps in service (what connectors get and how the relay routes them), equal on relays
         /// that read the same app files wherever their directories are: how relays sharing a store show that
-        /// they converged.
-        public var digest: String {
-            let apps = self.apps.map { app in
+        /// they converged. Computed once per snapshot; relays announce it every few seconds.
+        public let digest: String
+
+        /// Creates a snapshot of `apps`.
+        public init(version: ConfigVersion, apps: [AppConfig], routes: RoutingTable, appVersions: [String: AppVersion]) {
+            self.version = version
+            self.apps = apps
+            self.routes = routes
+            self.appVersions = appVersions
+            self.digest = Self.digest(of: apps)
+        }
+
+        static func digest(of apps: [AppConfig]) -> String {
+            let apps = apps.map { app in
                 var app = app
                 app.sourceFile = (app.sourceFile as NSString).lastPathComponent
                 return app
