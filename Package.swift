@@ -84,6 +84,7 @@ let package = Package(
             name: "SallyportHTTP",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -292,6 +293,7 @@ let package = Package(
                 "SallyportRelay",
                 "SallyportConnector",
                 "SallyportDemo",
+                "SallyportHTTP",
                 "SallyportTunnel",
                 "SallyportWire",
                 "SallyportSSO",

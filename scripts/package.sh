@@ -5,7 +5,7 @@
 #   /usr/lib/sallyport/libswift*.so, …          the Swift runtime libraries they use (one copy, shared with
 #                                               plugins), found through the executable's RUNPATH
 #   /usr/lib/sallyport/plugins/                 the plugins directory the sample connector.yaml names
-#   /lib/systemd/system/sallyport-{relay,connector}.service
+#   /lib/systemd/system/sallyport-{relay,connector}.service, sallyport-relay.socket
 #   /usr/share/doc/sallyport/                   README, docs/*, examples/ (relay.yaml, connector.yaml, apps/)
 # and, at install, the `sallyport` system user, /etc/sallyport (0750, sallyport) and /var/lib/sallyport
 # (0750, sallyport). Units are installed, never enabled or started: configure first (README, "Install").
@@ -68,7 +68,8 @@ if [ "$configuration" = release ]; then
 fi
 patchelf --set-rpath /usr/lib/sallyport "$stage/usr/bin/sallyport"
 patchelf --set-rpath /usr/lib/sallyport "$stage/usr/lib/sallyport/libSallyportPluginAPI.so"
-install -m 0644 config/systemd/sallyport-relay.service config/systemd/sallyport-connector.service "$stage/lib/systemd/system/"
+install -m 0644 config/systemd/sallyport-relay.service config/systemd/sallyport-relay.socket config/systemd/sallyport-connector.service \
+    "$stage/lib/systemd/system/"
 install -m 0644 README.md docs/*.md docs/*.json "$stage/usr/share/doc/sallyport/"
 install -m 0644 config/relay.yaml config/connector.yaml "$stage/usr/share/doc/sallyport/examples/"
 install -m 0644 config/apps/*.yaml "$stage/usr/share/doc/sallyport/examples/apps/"
@@ -98,7 +99,12 @@ if [ "$1" = configure ]; then
         adduser --system --group --home /var/lib/sallyport --no-create-home --quiet sallyport
     fi
     install -d -m 0750 -o sallyport -g sallyport /etc/sallyport /var/lib/sallyport
-    if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null || true; fi
+    if [ -d /run/systemd/system ]; then
+        systemctl daemon-reload >/dev/null || true
+        # An upgrade: running services move to the new version. The relay's sockets stay open meanwhile
+        # (sallyport-relay.socket), and a connector drains its tunnels before it stops.
+        if [ -n "$2" ]; then systemctl try-restart sallyport-relay.service sallyport-connector.service >/dev/null || true; fi
+    fi
 fi
 exit 0
 POSTINST
@@ -106,7 +112,7 @@ cat > "$stage/DEBIAN/prerm" <<'PRERM'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
-    systemctl stop sallyport-relay.service sallyport-connector.service >/dev/null 2>&1 || true
+    systemctl stop sallyport-relay.service sallyport-relay.socket sallyport-connector.service >/dev/null 2>&1 || true
 fi
 exit 0
 PRERM

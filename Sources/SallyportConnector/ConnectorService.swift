@@ -78,7 +78,7 @@ public struct ConnectorService: Service {
         let forwarder = BackendForwarder(apps: self.apps, pool: pool, logger: logger, metrics: self.metrics, accessLogger: accessLogger)
         let opsServer: AdminListener.Server? =
             if let listen = self.config.adminListen {
-                try await AdminListener.bind(host: listen.host, port: listen.port, group: self.group)
+                try await AdminListener.bind(at: .tcp(host: listen.host, port: listen.port), group: self.group, logger: self.logger)
             } else { nil }
         var starting: Logger.Metadata = ["relay": "\(self.config.relay)", "connections": "\(self.config.connections)", "certificateNotAfter": "\(credentials.notAfter)"]
         if let proxy { starting["proxy"] = "\(proxy) (from \(proxy.source))" }
@@ -96,7 +96,7 @@ public struct ConnectorService: Service {
                     try? await withTaskCancellationOrGracefulShutdownHandler {
                         try await AdminListener.serve(opsServer, with: site)
                     } onCancelOrGracefulShutdown: {
-                        opsServer.channel.close(promise: nil)
+                        opsServer.startClosing()
                     }
                 }
             }

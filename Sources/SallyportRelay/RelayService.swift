@@ -5,7 +5,7 @@ public import NIOPosix
 import NIOSSL
 import SallyportAuth
 public import SallyportConfig
-import SallyportHTTP
+public import SallyportHTTP
 public import SallyportOps
 import SallyportPKI
 import SallyportState
@@ -23,6 +23,8 @@ public struct RelayService: Service {
     let logger: Logger
     let group: any EventLoopGroup
     let onListening: (@Sendable (_ publicPort: Int, _ tunnelPort: Int) -> Void)?
+    /// Listening sockets systemd passed (sallyport-relay.socket), used instead of binding where they match.
+    let sockets: SystemdSockets
 
     /// The catalog this relay serves; reload it with ``AppCatalog/reload()`` (SIGHUP does).
     public let catalog: AppCatalog
@@ -45,9 +47,11 @@ public struct RelayService: Service {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         metrics: RelayMetrics = RelayMetrics(),
         recentEvents: RecentEvents = RecentEvents(),
+        sockets: SystemdSockets = .none,
         onListening: (@Sendable (_ publicPort: Int, _ tunnelPort: Int) -> Void)? = nil
     ) {
         self.config = config
+        self.sockets = sockets
         self.logger = logger
         self.group = group
         self.onListening = onListening
@@ -115,34 +119,45 @@ public struct RelayService: Service {
                 names: Set([self.config.tunnelAddress?.host.lowercased()].compactMap { $0 }), tls: tunnelTLS, liveness: self.config.tunnelLiveness,
                 tracker: tunnelConnections, logger: self.logger
             ) : nil
-        let publicServer = try await Self.listening(on: "\(self.config.publicListen)", key: "public.listen") {
+        var sockets = self.sockets
+        let publicAddress = Self.address(self.config.publicListen, from: &sockets)
+        let tunnelAddress = self.config.tunnelListen.map { Self.address($0, from: &sockets) }
+        let opsAddress = self.config.adminListen.map { Self.address($0, from: &sockets) }
+        guard sockets.sockets.isEmpty else {
+            // systemd keeps these open whatever the relay does: users' connections would wait on them for nothing.
+            throw ListenError(
+                description:
+                    "systemd passed sockets on \(sockets.sockets.map(\.address).joined(separator: ", ")) that relay.yaml does not listen on (public.listen \(self.config.publicListen), tunnel.listen \(self.config.tunnelListen.map { "\($0)" } ?? "none")): make sallyport-relay.socket's ListenStream= lines and relay.yaml agree (systemctl edit sallyport-relay.socket)"
+            )
+        }
+        let publicServer = try await Self.listening(on: "\(publicAddress)", key: "public.listen") {
             try await PublicListener.bind(
-                host: self.config.publicListen.host,
-                port: self.config.publicListen.port,
+                at: publicAddress,
                 tls: publicTLS,
                 limits: self.config.limits,
                 drainTimeout: self.config.drainTimeout,
                 tracker: publicConnections,
                 tunnel: sharedTunnel,
-                group: self.group
+                group: self.group,
+                logger: self.logger
             )
         }
-        let tunnelServer: NIOAsyncChannel<EventLoopFuture<TunnelListener.Accepted>, Never>? =
-            if let listen = self.config.tunnelListen {
-                try await Self.listening(on: "\(listen)", key: "tunnel.listen") {
+        let tunnelServer: Listener<EventLoopFuture<TunnelListener.Accepted>>? =
+            if let tunnelAddress {
+                try await Self.listening(on: "\(tunnelAddress)", key: "tunnel.listen") {
                     try await TunnelListener.bind(
-                        host: listen.host, port: listen.port, tls: tunnelTLS, liveness: self.config.tunnelLiveness, tracker: tunnelConnections,
-                        group: self.group, logger: self.logger
+                        at: tunnelAddress, tls: tunnelTLS, liveness: self.config.tunnelLiveness, tracker: tunnelConnections, group: self.group,
+                        logger: self.logger
                     )
                 }
             } else { nil }
         let adminServer = try await Self.listening(on: self.config.adminSocket, key: "admin.socket") {
-            try await AdminAPI.bind(path: self.config.adminSocket, group: self.group)
+            try await AdminAPI.bind(path: self.config.adminSocket, group: self.group, logger: self.logger)
         }
         let opsServer: AdminListener.Server? =
-            if let listen = self.config.adminListen {
-                try await Self.listening(on: "\(listen)", key: "admin.listen") {
-                    try await AdminListener.bind(host: listen.host, port: listen.port, group: self.group)
+            if let opsAddress {
+                try await Self.listening(on: "\(opsAddress)", key: "admin.listen") {
+                    try await AdminListener.bind(at: opsAddress, group: self.group, logger: self.logger)
                 }
             } else { nil }
         let publicPort = publicServer.channel.localAddress?.port ?? self.config.publicListen.port
@@ -153,6 +168,7 @@ public struct RelayService: Service {
         if let opsServer, let listen = self.config.adminListen {
             listening["admin"] = "\(listen.host):\(opsServer.channel.localAddress?.port ?? listen.port)"
         }
+        if !self.sockets.sockets.isEmpty { listening["systemd.sockets"] = "\(self.sockets.sockets.map(\.address).joined(separator: ","))" }
         self.logger.info("relay listening", metadata: listening)
         membership.tunnelBound(port: tunnelPort)
         self.onListening?(publicPort, tunnelPort)
@@ -185,31 +201,17 @@ public struct RelayService: Service {
 
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                try await publicServer.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { connections in
-                        for try await accepted in inbound {
-                            // The connection's task runs on the connection's event loop (see EventLoopExecutor).
-                            connections.addTask(executorPreference: EventLoopExecutor(accepted.eventLoop)) {
-                                switch try? await accepted.get() {
-                                case .users(let negotiation)?: await edge.serve(negotiation)
-                                case .tunnel(let tunnel)?: await tunnels.serve(tunnel)
-                                case nil: break
-                                }
-                            }
-                        }
+                // Each connection's task runs on the connection's event loop (see EventLoopExecutor).
+                try await publicServer.run { accepted in
+                    switch try? await accepted.get() {
+                    case .users(let negotiation)?: await edge.serve(negotiation)
+                    case .tunnel(let tunnel)?: await tunnels.serve(tunnel)
+                    case nil: break
                     }
                 }
             }
             if let tunnelServer {
-                group.addTask {
-                    try await tunnelServer.executeThenClose { inbound in
-                        try await withThrowingDiscardingTaskGroup { connections in
-                            for try await accepted in inbound {
-                                connections.addTask { await tunnels.serve(accepted) }
-                            }
-                        }
-                    }
-                }
+                group.addTask { try await tunnelServer.run { accepted in await tunnels.serve(accepted) } }
             }
             group.addTask { try await AdminListener.serve(adminServer, with: admin.server) }
             if let opsServer {
@@ -250,20 +252,28 @@ public struct RelayService: Service {
                 // Graceful shutdown: stop accepting, drain, then close the tunnels.
                 try? await gracefulShutdown()
                 self.logger.info("relay draining", metadata: ["connections": "\(publicConnections.count)", "timeout": "\(self.config.drainTimeout)"])
-                // Closed before quiescing, so no connection is accepted after the quiesce event went out.
-                try? await publicServer.channel.close()
+                // Closed before quiescing, so no connection is accepted after the quiesce event went out. (A socket
+                // from systemd stays open in systemd: connections wait there for the next relay.)
+                await publicServer.close()
                 publicConnections.quiesce()
                 if !(await publicConnections.waitUntilEmpty(timeout: self.config.drainTimeout)) {
                     self.logger.warning("drain timeout passed; closing remaining connections", metadata: ["connections": "\(publicConnections.count)"])
                     publicConnections.closeAll()
                 }
-                tunnelServer?.channel.close(promise: nil)
-                adminServer.channel.close(promise: nil)
-                opsServer?.channel.close(promise: nil)
+                tunnelServer?.startClosing()
+                adminServer.startClosing()
+                opsServer?.startClosing()
                 tunnelConnections.closeAll()
                 self.logger.info("relay stopped")
             }
         }
+    }
+
+    /// Where a listener configured on `listen` listens: a socket systemd passed for that address, else the
+    /// address itself.
+    static func address(_ listen: HostPort, from sockets: inout SystemdSockets) -> ListenAddress {
+        guard let socket = sockets.take(host: listen.host, port: listen.port) else { return .tcp(host: listen.host, port: listen.port) }
+        return .inherited(descriptor: socket.descriptor, address: socket.address)
     }
 
     /// Binds a listener, turning a failure into a message that names the address and the config key.

@@ -47,6 +47,22 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     deinit { self.remove() }
 
+    /// Joins this namespace to `other` by a veth pair of their own, as two hosts on one network: this end gets
+    /// 10.214.X.1, the other 10.214.X.2 (a /30). The pair goes when either namespace is removed.
+    public func link(to other: NetworkNamespace) throws -> (here: String, there: String) {
+        let parts = self.name.split(separator: "-")
+        let third = self.hostAddress.split(separator: ".")[2]
+        let here = "10.214.\(third).1"
+        let there = "10.214.\(third).2"
+        let (a, b) = ("spl\(parts[0].dropFirst(2).suffix(5))x\(parts[1])a", "spl\(parts[0].dropFirst(2).suffix(5))x\(parts[1])b")
+        try Self.run(["-n", self.name, "link", "add", a, "type", "veth", "peer", "name", b, "netns", other.name])
+        try Self.run(["-n", self.name, "addr", "add", "\(here)/30", "dev", a])
+        try Self.run(["-n", self.name, "link", "set", a, "up"])
+        try Self.run(["-n", other.name, "addr", "add", "\(there)/30", "dev", b])
+        try Self.run(["-n", other.name, "link", "set", b, "up"])
+        return (here, there)
+    }
+
     /// `executable arguments` run inside the namespace (through `ip netns exec`).
     public func command(_ executable: String, _ arguments: [String]) -> (executable: String, arguments: [String]) {
         ("/usr/sbin/ip", ["netns", "exec", self.name, executable] + arguments)

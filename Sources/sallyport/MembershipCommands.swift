@@ -38,8 +38,19 @@ struct RelayInitCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Host names of the trial public certificate (repeat).")
     var trialHost: [String] = []
 
-    @Option(name: .long, help: "The state directory (registry database, admin socket), e.g. /var/lib/sallyport for the packaged service (default: DIRECTORY/state).")
+    @Option(
+        name: .long,
+        help: "The state directory (registry database, admin socket); default: /var/lib/sallyport for /etc/sallyport when the package made it (the service may write only there), else DIRECTORY/state."
+    )
     var state: String?
+
+    /// The packaged service writes only /var/lib/sallyport (ProtectSystem=strict): a relay made in /etc/sallyport
+    /// keeps its state there unless told otherwise.
+    var stateDirectory: String? {
+        if let state = self.state { return state }
+        let packaged = URL(fileURLWithPath: self.directory).standardizedFileURL.path == "/etc/sallyport"
+        return packaged && FileManager.default.fileExists(atPath: "/var/lib/sallyport") ? "/var/lib/sallyport" : nil
+    }
 
     func validate() throws {
         if (self.publicCertificate == nil) != (self.publicKey == nil) { throw ValidationError("give --public-certificate and --public-key together") }
@@ -50,7 +61,7 @@ struct RelayInitCommand: AsyncParsableCommand {
         let initialiser = RelayInit(
             directory: self.directory, tunnelNames: self.name, publicListen: self.publicListen, tunnelListen: self.tunnelListen,
             publicCertificate: self.publicCertificate.map { ($0, self.publicKey!) }, trialPublicNames: self.trialHost.isEmpty ? ["localhost"] : self.trialHost,
-            stateDirectory: self.state
+            stateDirectory: self.stateDirectory
         )
         do {
             let outcome = try initialiser.run()

@@ -8,6 +8,7 @@ import SallyportOps
 import SallyportKCD
 import SallyportConnector
 import SallyportDemo
+import SallyportHTTP
 import SallyportRelay
 import SallyportPluginAPI
 import SallyportPluginHost
@@ -139,10 +140,20 @@ struct RelayRun: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
+        // First, before any child process could inherit them: the sockets of sallyport-relay.socket, if any.
+        let sockets: SystemdSockets
+        do {
+            sockets = try SystemdSockets.fromEnvironment()
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(2)
+        }
         let config = loadAllOrExit { ConfigLoader.checkRelay(file: self.config) }
         let recentEvents = RecentEvents()
         let logger = self.logging.makeLogger("sallyport.relay", recentEvents: recentEvents)
-        let relay = RelayService(config: config, logger: logger, metrics: RelayMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents)
+        let relay = RelayService(
+            config: config, logger: logger, metrics: RelayMetrics(registry: ProcessMetrics.bootstrap()), recentEvents: recentEvents, sockets: sockets
+        )
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: relay), .init(service: relay.appReload), .init(service: HangupReload(relay: relay, logger: logger))],

@@ -46,7 +46,6 @@ final class BackendConnection: @unchecked Sendable {
     ) async throws -> BackendConnection {
         let asyncChannel = try await ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(timeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: key.host, port: key.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations

@@ -154,7 +154,8 @@ struct TunnelSession: Sendable {
         let established = FutureBox()
         let channel = try await ClientBootstrap(group: self.group)
             .connectTimeout(.seconds(10))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is NIO's default. (`.socketOption(.tcp_nodelay)` would be SOL_SOCKET's SO_DEBUG: refused
+            // without CAP_NET_ADMIN.)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 established.set(dialer.establish(on: channel))

@@ -47,20 +47,17 @@ struct PublicListener {
     }
 
     static func bind(
-        host: String,
-        port: Int,
+        at address: Listener<EventLoopFuture<Accepted>>.Address,
         tls: ReloadableTLS,
         limits: EdgeLimits,
         drainTimeout: Duration,
         tracker: ChannelTracker,
         tunnel: SharedTunnel? = nil,
-        group: any EventLoopGroup
-    ) async throws -> NIOAsyncChannel<EventLoopFuture<Accepted>, Never> {
-        try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port) { channel in
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> Listener<EventLoopFuture<Accepted>> {
+        // TCP_NODELAY: NIO sets it on the listening socket, which accepted ones inherit.
+        try await Listener.bind("public", at: address, backlog: 1024, group: group, logger: logger) { channel in
                 guard tracker.add(channel) else {
                     // Over `maxConnections` or the client's `maxConnectionsPerClient`: closed before TLS, costing
                     // nothing more. (Failing the initializer instead would end the listener's accept loop.)

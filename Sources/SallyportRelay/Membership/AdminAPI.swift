@@ -7,6 +7,7 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
 import SallyportConfig
+import SallyportHTTP
 import SallyportState
 import SallyportTunnel
 
@@ -19,20 +20,19 @@ struct AdminAPI: Sendable {
     let logger: Logger
 
     /// Binds the socket, replacing a stale one left by a relay that did not stop cleanly.
-    static func bind(path: String, group: any EventLoopGroup) async throws -> NIOAsyncChannel<JSONEndpoint.Connection, Never> {
+    static func bind(path: String, group: any EventLoopGroup, logger: Logger) async throws -> Listener<JSONEndpoint.Connection> {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let server = try await ServerBootstrap(group: group)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                    return try JSONEndpoint.Connection(wrappingChannelSynchronously: channel)
-                }
+        let server = try await Listener.bind("admin socket", at: .unix(path: path), backlog: 128, group: group, logger: logger) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                return try JSONEndpoint.Connection(wrappingChannelSynchronously: channel)
             }
+        }
         // Owner only; the directory is 0700 as well, so no one else could connect even before this.
         guard chmod(path, 0o600) == 0 else {
-            try? await server.channel.close()
+            await server.close()
             throw RelayState.StartError(description: "admin.socket: cannot restrict \(path) to its owner: \(String(cString: strerror(errno)))")
         }
         return server

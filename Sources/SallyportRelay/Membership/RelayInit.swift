@@ -62,8 +62,11 @@ public struct RelayInit: Sendable {
         var files: [(String, Int)] = []
         var trialCA: String?
         do {
-            for (name, mode) in [("", 0o755), ("ca", 0o700), ("tls", 0o755), ("secrets", 0o700), ("apps", 0o755), ("state", 0o700)] {
+            // The relay's user and group only. A directory that exists keeps its mode: the package made /etc/sallyport
+            // and /var/lib/sallyport 0750 for the sallyport user, and the administrator may have chosen otherwise.
+            for (name, mode) in [("", 0o750), ("ca", 0o700), ("tls", 0o750), ("secrets", 0o700), ("apps", 0o750), ("state", 0o750)] {
                 let directory = name.isEmpty ? self.directory : name == "state" ? self.stateDirectory ?? self.path(name) : self.path(name)
+                guard !FileManager.default.fileExists(atPath: directory) else { continue }
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 chmod(directory, mode_t(mode))
             }

@@ -34,14 +34,10 @@ struct TunnelListener {
     let logger: Logger
 
     static func bind(
-        host: String, port: Int, tls: ReloadableTLS, liveness: TunnelLiveness, tracker: ChannelTracker, group: any EventLoopGroup, logger: Logger
-    ) async throws -> NIOAsyncChannel<EventLoopFuture<Accepted>, Never> {
-        try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.socketOption(.so_keepalive), value: 1)
-            .bind(host: host, port: port) { channel in
+        at address: Listener<EventLoopFuture<Accepted>>.Address, tls: ReloadableTLS, liveness: TunnelLiveness, tracker: ChannelTracker,
+        group: any EventLoopGroup, logger: Logger
+    ) async throws -> Listener<EventLoopFuture<Accepted>> {
+        try await Listener.bind("tunnel", at: address, keepalive: true, group: group, logger: logger) { channel in
                 _ = tracker.add(channel)
                 return channel.eventLoop.makeCompletedFuture { Self.configure(channel, tls: tls, liveness: liveness, logger: logger) }
             }

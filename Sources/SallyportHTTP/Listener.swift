@@ -1,0 +1,196 @@
+public import Logging
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Where a ``Listener`` listens.
+public enum ListenAddress: Sendable, CustomStringConvertible {
+    /// A TCP address (port 0: any free port).
+    case tcp(host: String, port: Int)
+    /// A Unix socket path (an existing file there is replaced).
+    case unix(path: String)
+    /// A socket already bound and listening, handed over by systemd (socket activation).
+    case inherited(descriptor: CInt, address: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): path
+        case .inherited(let descriptor, let address): "\(address) (from systemd, descriptor \(descriptor))"
+        }
+    }
+}
+
+/// A listening socket whose accept loop outlives every connection it accepts.
+///
+/// SwiftNIO's async server channel ends its stream of connections, and so the `for try await` over it, on the
+/// first error that reaches it: a child channel option or initializer that fails for one connection would stop
+/// the whole listener (issue 26: `setsockopt` refused for the service user stopped the relay on its first
+/// connection). Here the initializer's failure closes that connection and is logged with its cause, accept
+/// errors (`EMFILE`…) are logged and left to NIO's back-off, and the loop ends only when the listener closes.
+/// No child channel option is set: those run before the initializer, where a failure cannot be caught.
+public struct Listener<Accepted: Sendable>: Sendable {
+    public typealias Address = ListenAddress
+
+    /// An accepted connection, set up, and the event loop it runs on.
+    struct Connection: Sendable {
+        let value: Accepted
+        let eventLoop: any EventLoop
+    }
+
+    /// What the logs call it ("public", "tunnel", "admin"…).
+    public let name: String
+    let server: NIOAsyncChannel<Connection?, Never>
+    let report: FailureReport
+    let closing: Closing
+
+    /// The listening channel.
+    public var channel: any Channel { self.server.channel }
+
+    /// Binds `address` and accepts with `initializer`; `keepalive` turns on TCP keep-alive for every accepted
+    /// connection (set on the listening socket, which accepted sockets inherit on Linux).
+    public static func bind(
+        _ name: String,
+        at address: Address,
+        backlog: Int32 = 256,
+        keepalive: Bool = false,
+        group: any EventLoopGroup,
+        logger: Logger,
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Accepted>
+    ) async throws -> Listener {
+        let report = FailureReport(listener: name, logger: logger)
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: backlog)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(report)) }
+            }
+        if case .tcp = address {
+            bootstrap = bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        }
+        if keepalive {
+            bootstrap = bootstrap.serverChannelOption(.socketOption(.so_keepalive), value: 1)
+        }
+        let guarded: @Sendable (any Channel) -> EventLoopFuture<Connection?> = { channel in
+            initializer(channel).map { Connection(value: $0, eventLoop: channel.eventLoop) }.flatMapError { error in
+                report.connectionFailed(error, peer: channel.remoteAddress)
+                channel.close(promise: nil)
+                return channel.eventLoop.makeSucceededFuture(nil)
+            }
+        }
+        let server: NIOAsyncChannel<Connection?, Never>
+        switch address {
+        case .tcp(let host, let port):
+            server = try await bootstrap.bind(host: host, port: port, childChannelInitializer: guarded)
+        case .unix(let path):
+            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: guarded)
+        case .inherited(let descriptor, _):
+            server = try await bootstrap.bind(descriptor, childChannelInitializer: guarded)
+        }
+        return Listener(name: name, server: server, report: report, closing: Closing())
+    }
+
+    /// Accepts until the listener is closed, each connection served by `serve` in a task of its own (on the
+    /// connection's event loop). Throws only if the listener itself failed (it closed without ``close()``).
+    public func run(_ serve: @escaping @Sendable (Accepted) async -> Void) async throws {
+        try await self.server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { connections in
+                for try await accepted in inbound {
+                    guard let accepted else { continue }
+                    connections.addTask(executorPreference: EventLoopExecutor(accepted.eventLoop)) { await serve(accepted.value) }
+                }
+            }
+        }
+        guard self.closing.requested else {
+            throw ListenerFailed(description: "the \(self.name) listener closed by itself (see the errors logged before); restart the service")
+        }
+    }
+
+    /// Stops accepting (connections already accepted go on), once the listening socket is closed.
+    public func close() async {
+        self.closing.request()
+        try? await self.server.channel.close()
+    }
+
+    /// Stops accepting, without waiting.
+    public func startClosing() {
+        self.closing.request()
+        self.server.channel.close(promise: nil)
+    }
+}
+
+/// A listener closed without being asked to: the service cannot go on serving.
+public struct ListenerFailed: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Whether ``Listener/close()`` was asked for.
+final class Closing: Sendable {
+    private let flag = Mutex(false)
+    var requested: Bool { self.flag.withLock { $0 } }
+    func request() { self.flag.withLock { $0 = true } }
+}
+
+/// Logs a listener's failures: one line per failed connection with its cause, but at most one a second, so a
+/// storm of them (a scan, a full file table) says how many it left out instead of filling the log.
+final class FailureReport: Sendable {
+    private struct State {
+        var lastLogged: ContinuousClock.Instant?
+        var suppressed = 0
+    }
+
+    let listener: String
+    let logger: Logger
+    private let state = Mutex(State())
+
+    init(listener: String, logger: Logger) {
+        self.listener = listener
+        self.logger = logger
+    }
+
+    func connectionFailed(_ error: any Error, peer: SocketAddress?) {
+        self.log("connection closed: it could not be set up", cause: error, metadata: ["peer": "\(peer.map { "\($0)" } ?? "unknown")"])
+    }
+
+    func acceptFailed(_ error: any Error) {
+        var advice = "the listener goes on"
+        if let error = error as? IOError, [EMFILE, ENFILE].contains(error.errnoCode) {
+            advice = "too many open files: accepting pauses for a second; raise the limit (LimitNOFILE=) or lower public.limits.maxConnections"
+        }
+        self.log("could not accept a connection", cause: error, metadata: ["advice": "\(advice)"])
+    }
+
+    private func log(_ message: String, cause: any Error, metadata: Logger.Metadata) {
+        let now = ContinuousClock.now
+        let suppressed: Int? = self.state.withLock { state in
+            if let last = state.lastLogged, now - last < .seconds(1) {
+                state.suppressed += 1
+                return nil
+            }
+            defer { state.suppressed = 0 }
+            state.lastLogged = now
+            return state.suppressed
+        }
+        guard let suppressed else { return }
+        var metadata = metadata
+        metadata["listener"] = "\(self.listener)"
+        metadata["error"] = "\(cause)"
+        if suppressed > 0 { metadata["not_logged_since"] = "\(suppressed)" }
+        self.logger.warning("\(message)", metadata: metadata)
+    }
+}
+
+/// First on the listening channel: sees the errors of `accept(2)` (fired from the socket, at the head) and logs
+/// them. I/O errors go on to NIO's `AcceptBackoffHandler`, which pauses accepting on a full file table and
+/// swallows them; any other error stops here, since past those handlers it would end the stream of connections.
+final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+
+    let report: FailureReport
+
+    init(_ report: FailureReport) { self.report = report }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.report.acceptFailed(error)
+        if error is IOError { context.fireErrorCaught(error) }
+    }
+}
