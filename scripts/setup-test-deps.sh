@@ -29,8 +29,9 @@ apt_packages+=(tinyproxy)
 # Several relays (PostgresServer, HAProxy): PostgreSQL holds their shared state and HAProxy balances users and
 # connectors across them. Both services stay off (policy-rc.d below); each test starts its own instances.
 apt_packages+=(postgresql haproxy)
-# The package test (scripts/package.sh, dpkg, systemd-analyze verify on the units): patchelf and systemd.
-apt_packages+=(patchelf systemd)
+# The package tests (scripts/package.sh, dpkg, systemd-analyze verify on the units, deployment.md's commands as
+# written, which use sudo -u sallyport): patchelf, systemd and sudo.
+apt_packages+=(patchelf systemd sudo)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

@@ -89,7 +89,8 @@ public struct ServiceUnit: Sendable {
             lines.append("mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp")
         }
         if let umask = self.value("UMask") { lines.append("umask \(umask)") }
-        if let files = self.value("LimitNOFILE") { lines.append("ulimit -n \(files)") }
+        // Up to the unit's limit, or this machine's hard limit where the harness may not raise it (a container).
+        if let files = self.value("LimitNOFILE") { lines.append("ulimit -n \(files) 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"") }
         let home = try Command.run("/usr/bin/getent", ["passwd", user]).output.split(separator: ":").dropFirst(5).first.map(String.init) ?? "/"
         var environment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(home)", "USER=\(user)", "LOGNAME=\(user)"]
         environment += self.list("Environment")

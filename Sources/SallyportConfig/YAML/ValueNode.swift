@@ -94,7 +94,7 @@ struct ValueNode {
         return value
     }
 
-    /// A duration: "500ms", "30s", "2m", "1h" or a bare whole number of seconds.
+    /// A duration: "500ms", "30s", "2m", "1h", "30d" or a bare whole number of seconds (ConfigDuration).
     func duration(allowZero: Bool = false) throws(ConfigError) -> Duration {
         let expected = #"must be a duration like "30s", "2m" or "500ms""#
         let text: String

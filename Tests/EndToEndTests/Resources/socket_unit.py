@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Holds listening sockets as a systemd socket unit does, and runs the service with them (sd_listen_fds(3)).
 
-Usage: socket_unit.py --listen ADDR [--listen ADDR ...] --pidfile FILE -- COMMAND [ARG ...]
+Usage: socket_unit.py --listen ADDR [--listen ADDR ...] -- COMMAND [ARG ...]
 
 ADDR is what ListenStream= takes: PORT (dual-stack [::]:PORT), IPV4:PORT or [IPV6]:PORT. The sockets are
 handed to COMMAND as descriptors 3, 4, ... with LISTEN_FDS and LISTEN_PID set to its pid, and stay open here
@@ -9,7 +9,7 @@ for as long as this process runs, whatever happens to COMMAND: as systemd keeps 
 
 SIGUSR2 restarts COMMAND as `systemctl restart` does: SIGTERM, wait for it to exit, start it again with the same
 sockets (connections that arrive meanwhile wait in the sockets' queues). SIGTERM stops COMMAND and exits with its
-status. FILE always holds the running COMMAND's pid (systemd's $MAINPID).
+status. Each start prints "socket_unit: the service runs as pid N" (systemd's $MAINPID).
 """
 import argparse
 import os
@@ -38,7 +38,7 @@ def bind(address):
     return sock
 
 
-def start(sockets, command, pidfile):
+def start(sockets, command):
     pid = os.fork()
     if pid == 0:
         # Out of the way first, so that moving one to 3 + i never closes another.
@@ -53,16 +53,13 @@ def start(sockets, command, pidfile):
             os.execvpe(command[0], command, environment)
         finally:
             os._exit(127)
-    with open(pidfile + ".new", "w") as file:
-        file.write(f"{pid}\n")
-    os.replace(pidfile + ".new", pidfile)
+    print(f"socket_unit: the service runs as pid {pid}", flush=True)
     return pid
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--listen", action="append", required=True)
-    parser.add_argument("--pidfile", required=True)
     parser.add_argument("command", nargs="+")
     arguments = parser.parse_args()
     sockets = [bind(address) for address in arguments.listen]
@@ -70,7 +67,7 @@ def main():
     signal.signal(signal.SIGUSR2, lambda *_: requests.append("restart"))
     signal.signal(signal.SIGTERM, lambda *_: requests.append("stop"))
     print(f"socket_unit: listening on {', '.join(arguments.listen)}", flush=True)
-    pid = start(sockets, arguments.command, arguments.pidfile)
+    pid = start(sockets, arguments.command)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -84,7 +81,7 @@ def main():
             if request == "stop":
                 sys.exit(os.waitstatus_to_exitcode(status))
             print("socket_unit: restarting the service", flush=True)
-            pid = start(sockets, arguments.command, arguments.pidfile)
+            pid = start(sockets, arguments.command)
         time.sleep(0.02)
 
 
