@@ -176,10 +176,12 @@ public struct RelayService: Service {
         let reachability = Reachability()
         var accessLogger = Logger(label: "sallyport.access")
         accessLogger.logLevel = self.logger.logLevel
-        let forwarder = RequestForwarder(
+        var forwarder = RequestForwarder(
             catalog: self.catalog, registry: self.registry, reachability: reachability, authenticator: authenticator, limits: self.config.limits,
             logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
         )
+        // After a restart, users' requests wait for the connectors that were connected a moment ago.
+        forwarder.awaitsConnectors = { group in membership.awaitsConnectors(of: group) }
         let edge = PublicListener(forwarder: forwarder, logger: self.logger)
         let catalog = self.catalog
         let shared = if case .postgres = self.config.store { true } else { false }

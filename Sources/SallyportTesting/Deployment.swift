@@ -145,12 +145,13 @@ public final class Deployment: @unchecked Sendable {
     }
 
     /// Starts the relay and waits until it listens. `logLevel`: `debug` to see everything it logs.
-    public func startRelay(logLevel: String = "info", logFormat: String = "text", environment: [String: String]? = nil) async throws {
+    /// `launcher` goes before the command (a socket unit's stand-in that runs the relay, say).
+    public func startRelay(
+        logLevel: String = "info", logFormat: String = "text", environment: [String: String]? = nil, launcher: [String] = []
+    ) async throws {
         let log = self.directory.file("relay-\(Int(Date().timeIntervalSince1970 * 1000)).log")
-        let process = try ChildProcess.launch(
-            self.binary, ["relay", "--config", self.directory.file("relay.yaml"), "--log-level", logLevel, "--log-format", logFormat],
-            environment: environment, logFile: log
-        )
+        let command = launcher + [self.binary, "relay", "--config", self.directory.file("relay.yaml"), "--log-level", logLevel, "--log-format", logFormat]
+        let process = try ChildProcess.launch(command[0], Array(command.dropFirst()), environment: environment, logFile: log)
         self.relay = process
         try await process.waitForLog(containing: "relay listening", timeout: .seconds(30))
     }

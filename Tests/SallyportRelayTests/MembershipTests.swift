@@ -131,7 +131,11 @@ struct MembershipTests {
         try await fixture.store.recordSeen(id: stale.connectorID, at: now.addingTimeInterval(-601), software: "t", host: "h")
         try await fixture.store.recordSeen(id: fresh.connectorID, at: now.addingTimeInterval(-120), software: "t", host: "h")
         let status = try await fixture.membership.status(now: now)
+        // No tunnel here, seen within inactiveAfter: disconnected, the moment its last tunnel went; then inactive.
         #expect(status.first { $0.id == fresh.connectorID }?.state == "inactive")
+        try await fixture.store.recordSeen(id: fresh.connectorID, at: now.addingTimeInterval(-5), software: "t", host: "h")
+        #expect(try await fixture.membership.status(now: now).first { $0.id == fresh.connectorID }?.state == "disconnected")
+        try await fixture.store.recordSeen(id: fresh.connectorID, at: now.addingTimeInterval(-120), software: "t", host: "h")
         await fixture.membership.sweep(now: now)
         #expect(try await fixture.store.connectors().map(\.id) == [fresh.connectorID])
     }

@@ -46,6 +46,12 @@ struct RequestForwarder: Sendable {
     let metrics: RelayMetrics
     /// The access log: a line per request (``AccessRecord``), unless its app turns it off.
     let accessLogger: Logger
+    /// Whether a group's connectors are expected to connect soon: a relay just (re)started, whose connectors
+    /// were active moments ago. Their requests wait for them (``startWait``) instead of being refused.
+    var awaitsConnectors: @Sendable (_ group: String) -> Bool = { _ in false }
+
+    /// How long a request waits for the first connector of its group while the relay starts.
+    static let startWait: Duration = .seconds(10)
 
     /// How long a request of an app that no connector has yet may wait for its configuration to arrive.
     static let configurationWait: Duration = .seconds(3)
@@ -163,7 +169,9 @@ struct RequestForwarder: Sendable {
         while tried.count < Self.maxAttempts,
             let connection = await self.registry.pick(
                 group: app.connectorGroup, app: version, excluding: tried, avoiding: avoiding,
-                near: ObjectIdentifier(context.channel.eventLoop), wait: Self.configurationWait
+                near: ObjectIdentifier(context.channel.eventLoop),
+                wait: tried.isEmpty && self.awaitsConnectors(app.connectorGroup) ? Self.startWait : Self.configurationWait,
+                awaitFirst: tried.isEmpty && self.awaitsConnectors(app.connectorGroup)
             )
         {
             tried.append(connection.id)

@@ -12,7 +12,7 @@ struct ConnectorStatus: Codable, Sendable, Equatable {
     var host: String
     var group: String
     var software: String
-    /// `active` (a tunnel is open, or one was within `inactiveAfter`) or `inactive`.
+    /// ``Membership/connectionState(_:tunnels:now:)``: `active`, `draining`, `disconnected` or `inactive`.
     var state: String
     var tunnels: Int
     var requestsInFlight: Int
@@ -47,7 +47,7 @@ extension Membership {
             result.append(
                 ConnectorStatus(
                     id: record.id, name: record.name, host: record.host, group: record.group, software: record.software,
-                    state: self.isActive(record, tunnels: tunnels.count, now: now) ? "active" : "inactive",
+                    state: self.connectionState(record, tunnels: tunnels, now: now),
                     tunnels: tunnels.count, requestsInFlight: tunnels.reduce(0) { $0 + $1.activeRequests },
                     lastSeen: tunnels.isEmpty ? record.lastSeen : now, registeredAt: record.registeredAt, certificateNotAfter: newest,
                     configGeneration: tunnels.map(\.appliedGeneration).max() ?? 0
@@ -77,6 +77,12 @@ extension Membership {
         return "waiting for connectors of \(missing.sorted().joined(separator: ", ")) to connect (at most \(Self.warmUp) after start)"
     }
 
+    /// Whether `group`'s connectors, active moments ago, are expected to connect to this relay soon: in its
+    /// first ``warmUp``, a group whose connectors were active by the store and have no tunnel here yet.
+    func awaitsConnectors(of group: String, now: ContinuousClock.Instant = .now) -> Bool {
+        now - self.started < Self.warmUp && self.expectedGroups.withLock { $0.contains(group) }
+    }
+
     /// How long a starting relay waits for the connectors it expects before it is ready anyway.
     static let warmUp: Duration = .seconds(30)
 
@@ -98,6 +104,18 @@ extension Membership {
     }
 
     /// Active: connected now, or last seen within `inactiveAfter`.
+    /// What a connector is doing as this relay sees it: `active` (a tunnel here takes requests), `draining`
+    /// (its tunnels here finish their requests and take no new ones), `disconnected` (no tunnel here, the last
+    /// within `inactiveAfter`: restarting, or its link is down) or `inactive` (none for longer).
+    func connectionState(_ record: ConnectorRecord, tunnels: [TunnelConnection], now: Date) -> String {
+        if tunnels.contains(where: { !$0.draining }) { return "active" }
+        if !tunnels.isEmpty { return "draining" }
+        return self.isActive(record, tunnels: 0, now: now) ? "disconnected" : "inactive"
+    }
+
+    /// The states ``connectionState(_:tunnels:now:)`` takes, in the order the status page lists them.
+    static let connectionStates = ["active", "draining", "disconnected", "inactive"]
+
     func isActive(_ record: ConnectorRecord, tunnels: Int, now: Date) -> Bool {
         if tunnels > 0 { return true }
         guard let seen = record.lastSeen else { return now.timeIntervalSince(record.registeredAt) < self.policy.inactiveAfter.seconds }

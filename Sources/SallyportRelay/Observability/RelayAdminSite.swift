@@ -57,7 +57,7 @@ struct RelayAdminSite: Sendable {
         groups.formUnion(self.metrics.knownGroups())
         for group in groups {
             self.metrics.set("sallyport_tunnels", labels: [("group", group)], help: "Tunnel connections open, by connector group.", to: Double(tunnels[group]?.count ?? 0))
-            for state in ["active", "inactive"] {
+            for state in Membership.connectionStates {
                 let count = statuses.filter { $0.group == group && $0.state == state }.count
                 self.metrics.set(
                     "sallyport_connectors", labels: [("group", group), ("state", state)], help: "Registered connectors, by group and state.", to: Double(count)

@@ -167,21 +167,23 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     /// receiving the app's configuration, waits up to `wait` for one to apply it.
     func pick(
         group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], avoiding: Set<String> = [], near: ObjectIdentifier? = nil,
-        wait: Duration = .zero
+        wait: Duration = .zero, awaitFirst: Bool = false
     ) async -> Connection? {
         let deadline = ContinuousClock.now + wait
         while true {
-            let (outcome, seen) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64) in
+            let (outcome, seen, empty) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64, Bool) in
                 let candidates = state.groups[group] ?? []
                 state.cursor &+= 1
                 let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, near: near, start: state.cursor)
-                return (outcome, state.changes)
+                return (outcome, state.changes, candidates.isEmpty)
             }
             switch outcome {
             case .chosen(let connection):
                 return connection
             case .none:
-                return nil
+                // `awaitFirst`: no connection of the group yet, but one is expected (a relay just restarted).
+                guard awaitFirst, empty, ContinuousClock.now < deadline, !Task.isCancelled else { return nil }
+                await self.waitForChange(after: seen, until: deadline)
             case .configurationPending:
                 guard ContinuousClock.now < deadline, !Task.isCancelled else { return nil }
                 await self.waitForChange(after: seen, until: deadline)
