@@ -27,6 +27,8 @@ public struct ConnectorService: Service {
     public let metrics: ConnectorMetrics
     /// The last warnings and errors, for the status page (fed by the log handler the caller installs).
     let recentEvents: RecentEvents
+    /// What the tunnels share: control streams, the relay list, a refusal for good.
+    let hub = TunnelHub()
 
     /// Creates a connector whose apps use the SSO handlers in `handlers` (the built-in ones and loaded plugins).
     public init(
@@ -63,7 +65,6 @@ public struct ConnectorService: Service {
         case .success(let resolved): proxy = resolved
         case .failure(let problem): throw ProxySettingError(description: problem.message)
         }
-        let hub = TunnelHub()
         let name = self.config.name ?? ProcessInfo.processInfo.hostName
         let pool = BackendPool(
             maxIdlePerKey: self.config.maxIdleBackendConnections,
@@ -88,7 +89,7 @@ public struct ConnectorService: Service {
         logger.info("connector starting", metadata: starting)
         let site = ConnectorAdminSite(
             config: self.config, name: name, apps: self.apps, hub: hub, credentials: credentials, delegator: self.delegator, metrics: self.metrics,
-            recentEvents: self.recentEvents, started: Date(), logger: logger
+            recentEvents: self.recentEvents, started: Date(), proxy: proxy, logger: logger
         ).server
         await withDiscardingTaskGroup { group in
             if let opsServer {
@@ -128,6 +129,10 @@ public struct ConnectorService: Service {
         logger.info("connector stopped")
     }
 
+    /// Ends the connector, through its service group's graceful shutdown, when a relay says it is not
+    /// registered (``ConnectorNotRegistered``): a service of its own in the group.
+    public var registrationWatch: RegistrationWatch { RegistrationWatch(hub: self.hub) }
+
     /// The loop that makes failed SSO handlers again: a service of its own in the service group.
     public var handlerRecovery: HandlerRecoveryService { HandlerRecoveryService(apps: self.apps) }
 
@@ -142,4 +147,13 @@ public struct ConnectorService: Service {
 /// The proxy setting (config key or environment) cannot be used; says which and why.
 public struct ProxySettingError: Error, CustomStringConvertible {
     public var description: String
+}
+
+/// Throws the first ``ConnectorNotRegistered`` a relay gives, so the service group shuts the connector down.
+public struct RegistrationWatch: Service {
+    let hub: TunnelHub
+
+    public func run() async throws {
+        for await refusal in self.hub.refusals.cancelOnGracefulShutdown() { throw refusal }
+    }
 }

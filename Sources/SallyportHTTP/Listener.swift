@@ -29,6 +29,10 @@ public enum ListenAddress: Sendable, CustomStringConvertible {
 /// connection). Here the initializer's failure closes that connection and is logged with its cause, accept
 /// errors (`EMFILE`…) are logged and left to NIO's back-off, and the loop ends only when the listener closes.
 /// No child channel option is set: those run before the initializer, where a failure cannot be caught.
+///
+/// And no connection is lost to a close: one that NIO accepted and set up just as the listener closed is one its
+/// stream drops (the stream has ended), left open until some timeout. ``Handoff`` keeps each set-up connection
+/// until the loop takes it, and the loop serves those NIO dropped once its stream ends.
 public struct Listener<Accepted: Sendable>: Sendable {
     public typealias Address = ListenAddress
 
@@ -36,6 +40,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
     struct Connection: Sendable {
         let value: Accepted
         let eventLoop: any EventLoop
+        let id: ObjectIdentifier
     }
 
     /// What the logs call it ("public", "tunnel", "admin"…).
@@ -43,6 +48,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
     let server: NIOAsyncChannel<Connection?, Never>
     let report: FailureReport
     let closing: Closing
+    let handoff: Handoff<Connection>
 
     /// The listening channel.
     public var channel: any Channel { self.server.channel }
@@ -70,8 +76,19 @@ public struct Listener<Accepted: Sendable>: Sendable {
         if keepalive {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_keepalive), value: 1)
         }
+        let handoff = Handoff<Connection>()
         let guarded: @Sendable (any Channel) -> EventLoopFuture<Connection?> = { channel in
-            initializer(channel).map { Connection(value: $0, eventLoop: channel.eventLoop) }.flatMapError { error in
+            handoff.started()
+            return initializer(channel).flatMapWithEventLoop { value, loop in
+                let connection = Connection(value: value, eventLoop: loop, id: ObjectIdentifier(channel))
+                // Too late even for the stragglers: nothing will serve it, so it closes now rather than hang.
+                guard handoff.setUp(connection, id: connection.id) else {
+                    channel.close(promise: nil)
+                    return loop.makeSucceededFuture(nil)
+                }
+                return loop.makeSucceededFuture(connection)
+            }.flatMapError { error in
+                handoff.failed()
                 report.connectionFailed(error, peer: channel.remoteAddress)
                 channel.close(promise: nil)
                 return channel.eventLoop.makeSucceededFuture(nil)
@@ -86,7 +103,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
         case .inherited(let descriptor, _):
             server = try await bootstrap.bind(descriptor, childChannelInitializer: guarded)
         }
-        return Listener(name: name, server: server, report: report, closing: Closing())
+        return Listener(name: name, server: server, report: report, closing: Closing(), handoff: handoff)
     }
 
     /// Accepts until the listener is closed, each connection served by `serve` in a task of its own (on the
@@ -95,8 +112,11 @@ public struct Listener<Accepted: Sendable>: Sendable {
         try await self.server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { connections in
                 for try await accepted in inbound {
-                    guard let accepted else { continue }
+                    guard let accepted, self.handoff.take(accepted.id) else { continue }
                     connections.addTask(executorPreference: EventLoopExecutor(accepted.eventLoop)) { await serve(accepted.value) }
+                }
+                for straggler in await self.handoff.finish() {
+                    connections.addTask(executorPreference: EventLoopExecutor(straggler.eventLoop)) { await serve(straggler.value) }
                 }
             }
         }
@@ -121,6 +141,52 @@ public struct Listener<Accepted: Sendable>: Sendable {
 /// A listener closed without being asked to: the service cannot go on serving.
 public struct ListenerFailed: Error, CustomStringConvertible {
     public let description: String
+}
+
+/// Connections between their set-up and the accept loop taking them. Set-ups still running when the loop's
+/// stream ends are waited for (they end with their handshake timeout at the latest), and what the stream did
+/// not deliver is given to the loop once more.
+final class Handoff<Connection: Sendable>: Sendable {
+    private struct State {
+        var setting = 0
+        var ready: [ObjectIdentifier: Connection] = [:]
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+
+    /// A connection's set-up began.
+    func started() { self.state.withLock { $0.setting += 1 } }
+
+    /// A set-up failed (the connection is closed).
+    func failed() { self.state.withLock { $0.setting -= 1 } }
+
+    /// A set-up succeeded; false when the loop is gone and the connection cannot be served.
+    func setUp(_ connection: Connection, id: ObjectIdentifier) -> Bool {
+        self.state.withLock { state in
+            state.setting -= 1
+            guard !state.finished else { return false }
+            state.ready[id] = connection
+            return true
+        }
+    }
+
+    /// The loop takes a connection its stream delivered; false if it was served already.
+    func take(_ id: ObjectIdentifier) -> Bool { self.state.withLock { $0.ready.removeValue(forKey: id) != nil } }
+
+    /// Once the stream ended: waits for set-ups still running, then returns every connection not taken.
+    func finish() async -> [Connection] {
+        while true {
+            let done: [Connection]? = self.state.withLock { state in
+                guard state.setting <= 0 else { return nil }
+                state.finished = true
+                defer { state.ready = [:] }
+                return Array(state.ready.values)
+            }
+            if let done { return done }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
 }
 
 /// Whether ``Listener/close()`` was asked for.

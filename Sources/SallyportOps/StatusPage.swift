@@ -1,3 +1,4 @@
+public import Foundation
 import SallyportHTTP
 
 /// A server-rendered status page: sections of tables, inline styles, no scripts and no external assets,
@@ -36,11 +37,14 @@ public struct StatusPage: Sendable {
     /// Short facts under the title: version, generation, uptime.
     public var facts: [(String, String)]
     public var sections: [Section]
+    /// When the page was made: shown first, so a page left open (or cached) says how old it is.
+    public var generated: Date
 
-    public init(title: String, facts: [(String, String)], sections: [Section]) {
+    public init(title: String, facts: [(String, String)], sections: [Section], generated: Date = Date()) {
         self.title = title
         self.facts = facts
         self.sections = sections
+        self.generated = generated
     }
 
     /// The `Content-Security-Policy` the page is served with: nothing but its own inline styles.
@@ -66,7 +70,8 @@ public struct StatusPage: Sendable {
 
             """
         out += "<p class=\"facts\">"
-        for (name, value) in self.facts { out += "<span>\(Self.escaped(name)): <b>\(Self.escaped(value))</b></span>" }
+        let generated = self.generated.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
+        for (name, value) in [("as of", generated)] + self.facts { out += "<span>\(Self.escaped(name)): <b>\(Self.escaped(value))</b></span>" }
         out += "</p>\n"
         for section in self.sections {
             out += "<section><h2>\(Self.escaped(section.title))</h2>\n"

@@ -110,6 +110,23 @@ public struct KeyAndRequest: Sendable {
         )
     }
 
+    /// Signs `message` with a P-256 key (PEM): ECDSA over SHA-256, DER.
+    public static func sign(_ message: Data, privateKeyPEM: String) throws -> Data {
+        do {
+            return try P256.Signing.PrivateKey(pemRepresentation: privateKeyPEM).signature(for: message).derRepresentation
+        } catch {
+            throw PKIError(.invalidKey, "not a P-256 private key in PEM (\(error))")
+        }
+    }
+
+    /// Whether `signature` (DER) over `message` was made by the key of `certificate` (P-256).
+    public static func isValidSignature(_ signature: Data, for message: Data, by certificate: Certificate) -> Bool {
+        guard let key = P256.Signing.PublicKey(certificate.publicKey), let parsed = try? P256.Signing.ECDSASignature(derRepresentation: signature) else {
+            return false
+        }
+        return key.isValidSignature(parsed, for: message)
+    }
+
     /// Reads a PEM request.
     public static func parseRequest(pem: String) throws -> CertificateSigningRequest {
         do {

@@ -16,6 +16,8 @@ public struct PKIError: Error, Hashable, CustomStringConvertible {
         public static let invalidCertificate = Code(name: "invalidCertificate")
         /// A certificate signing request is malformed or not signed by its key.
         public static let invalidRequest = Code(name: "invalidRequest")
+        /// A private key that cannot be read or used.
+        public static let invalidKey = Code(name: "invalidKey")
 
         public var description: String { name }
     }

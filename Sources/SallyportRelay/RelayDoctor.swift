@@ -21,6 +21,38 @@ public struct RelayDoctor: Sendable {
         self.group = group
     }
 
+    /// What the running relay says through its admin socket: app files it refused, apps it cannot serve.
+    func runningSteps() async -> [DoctorStep] {
+        let data: Data
+        do {
+            data = try await AdminClient(socket: self.config.adminSocket).call("GET", "/v1/health")
+        } catch {
+            // Not running, or this user may not open the socket: the listener check says which.
+            return error.unreachable ? [] : [DoctorStep("apps", .warn, "the relay's admin socket did not answer: \(error)", fix: "run doctor as the relay's user")]
+        }
+        guard let health = try? JSONDecoder().decode(AdminAPI.Health.self, from: data) else {
+            return [DoctorStep("apps", .warn, "the running relay answered /v1/health with something else (an older relay?)")]
+        }
+        var steps = health.rejected.map {
+            DoctorStep("apps", .fail, "refused by the running relay: \($0)", fix: "fix the file; the relay reloads it within seconds (or at once on SIGHUP)")
+        }
+        for app in health.apps {
+            switch app.health {
+            case "ok": steps.append(DoctorStep("app \(app.name)", .ok, "served: a connector of its group is active and reaches the backend"))
+            case "no-connector":
+                steps.append(DoctorStep("app \(app.name)", .fail, "no active connector in its group: it answers 502", fix: "start a connector of the group (sallyport connectors list)"))
+            default:
+                steps.append(
+                    DoctorStep(
+                        "app \(app.name)", .fail, "backend unreachable from \(app.unreachableFrom.joined(separator: ", ")) at its last request",
+                        fix: "on that connector host: sallyport doctor (is the backend up, and reachable from there?)"
+                    )
+                )
+            }
+        }
+        return steps
+    }
+
     public func run() async -> [DoctorStep] {
         var steps: [DoctorStep] = []
         let files = RelayFiles.check(self.config)
@@ -43,6 +75,9 @@ public struct RelayDoctor: Sendable {
                         : DoctorStep("relay", .warn, "running, \(body.trimmingCharacters(in: .whitespacesAndNewlines))", fix: "check the apps directory and the relay's log")
                 )
             }
+        }
+        if running || FileManager.default.fileExists(atPath: self.config.adminSocket) {
+            steps += await self.runningSteps()
         }
         if !running {
             steps.append(DoctorStep("relay", .warn, "not running (its admin listener does not answer)", fix: "systemctl start sallyport-relay, once every step here is ok"))

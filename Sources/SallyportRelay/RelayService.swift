@@ -195,7 +195,7 @@ public struct RelayService: Service {
             catalog: self.catalog, registry: self.registry, membership: membership, relays: relays, registration: membership.registrationEndpoint,
             logger: self.logger
         )
-        let admin = AdminAPI(membership: membership, catalog: self.catalog, logger: self.logger).endpoint
+        let admin = AdminAPI(membership: membership, catalog: self.catalog, reachability: reachability, logger: self.logger).endpoint
         let site = RelayAdminSite(
             config: self.config, catalog: self.catalog, membership: membership, relays: relays, registry: self.registry, reachability: reachability,
             certificates: self.certificates, metrics: self.metrics, recentEvents: self.recentEvents, started: Date(), logger: self.logger

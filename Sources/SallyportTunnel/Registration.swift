@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import SallyportHTTP
 
 /// Connector registration: the one-time token and the messages of the registration exchange.
@@ -27,6 +27,9 @@ public enum Registration {
         public var certificateRequest: String
         /// The connector's software version.
         public var software: String
+        /// `register --force` on a host that was registered: the registration this one replaces, which the relay
+        /// then removes. Optional; older relays ignore it.
+        public var replaces: Replacement?
 
         /// Creates a request.
         public init(tokenID: String, secret: String, name: String, host: String, group: String?, certificateRequest: String, software: String) {
@@ -37,6 +40,25 @@ public enum Registration {
             self.group = group
             self.certificateRequest = certificateRequest
             self.software = software
+        }
+    }
+
+    /// Proof that the registering host holds the key of an earlier registration: that registration's
+    /// certificate, and the old key's signature over ``message(tokenID:certificateRequest:)``.
+    public struct Replacement: Sendable, Codable, Equatable {
+        /// The old certificate, PEM.
+        public var certificate: String
+        /// ECDSA (P-256, SHA-256) signature, DER, base64.
+        public var signature: String
+
+        public init(certificate: String, signature: String) {
+            self.certificate = certificate
+            self.signature = signature
+        }
+
+        /// What the old key signs: bound to this token and this new key, so it cannot be replayed for another.
+        public static func message(tokenID: String, certificateRequest: String) -> Data {
+            Data("sallyport-replace-registration\n\(tokenID)\n\(certificateRequest)".utf8)
         }
     }
 

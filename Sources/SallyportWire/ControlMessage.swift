@@ -38,8 +38,10 @@ public enum ControlMessage: Sendable, Equatable {
     /// Relay → connector (version 4 on): the relays sharing this relay's store changed; the connector keeps
     /// tunnels to each of them.
     case relays([RelayEndpoint])
-    /// Either way: a fatal problem; the sender closes the connection after it.
-    case error(String)
+    /// Either way: a fatal problem; the sender closes the connection after it. `code` (from version 4, optional:
+    /// older peers ignore it) names it for the program: `not-registered` means the relay's registry has no such
+    /// connector, so dialling again will not help.
+    case error(String, code: String? = nil)
 
     /// A relay a connector can dial.
     public struct RelayEndpoint: Sendable, Codable, Hashable, CustomStringConvertible {
@@ -120,7 +122,7 @@ public enum ControlMessage: Sendable, Equatable {
 }
 
 extension ControlMessage: Codable {
-    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem, user, relays }
+    private enum CodingKeys: String, CodingKey { case type, hello, welcome, config, version, message, pem, user, relays, code }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -137,7 +139,7 @@ extension ControlMessage: Codable {
         case "refresh": self = .refresh
         case "draining": self = .draining
         case "relays": self = .relays(try container.decode([RelayEndpoint].self, forKey: .relays))
-        case "error": self = .error(try container.decode(String.self, forKey: .message))
+        case "error": self = .error(try container.decode(String.self, forKey: .message), code: try container.decodeIfPresent(String.self, forKey: .code))
         default:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown control message type \(type)")
         }
@@ -177,9 +179,10 @@ extension ControlMessage: Codable {
         case .relays(let relays):
             try container.encode("relays", forKey: .type)
             try container.encode(relays, forKey: .relays)
-        case .error(let message):
+        case .error(let message, let code):
             try container.encode("error", forKey: .type)
             try container.encode(message, forKey: .message)
+            try container.encodeIfPresent(code, forKey: .code)
         }
     }
 }

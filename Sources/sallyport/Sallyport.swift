@@ -237,12 +237,27 @@ struct ConnectorRun: AsyncParsableCommand {
         )
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: connector), .init(service: connector.kerberosRenewal), .init(service: connector.handlerRecovery)],
+                services: [
+                    .init(service: connector), .init(service: connector.kerberosRenewal), .init(service: connector.handlerRecovery),
+                    .init(service: connector.registrationWatch, failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let refusal as ConnectorNotRegistered {
+            // Removed (or replaced by `register --force`): dialling on would only be refused. A distinct status,
+            // so the unit's RestartPreventExitStatus= stops systemd from starting it again.
+            FileHandle.standardError.write(
+                Data(
+                    "sallyport connector: \(refusal)\nThis connector stops. To serve again, register it with a new token: on the relay, sallyport connectors token create --group GROUP; here, sudo -u sallyport sallyport connector register --force --relay \(config.relay) --token TOKEN\n"
+                        .utf8
+                )
+            )
+            throw ExitCode(ConnectorNotRegistered.exitStatus)
+        }
     }
 }
 

@@ -131,7 +131,7 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("The tunnel refuses a connector whose certificate is not from the connector CA")
+        @Test("The tunnel refuses a connector whose certificate is not from the connector CA, and the connector says so in words")
         func foreignConnectorCertificateRefused() async throws {
             let deployment = try Deployment(hosts: ["app"])
             let nginx = try await Nginx.start(directory: deployment.directory)
@@ -145,11 +145,49 @@ extension EndToEnd {
             )
             try await intruder.waitForLog(containing: "tunnel connection to the relay failed", timeout: .seconds(30))
             #expect(!intruder.log().contains("configuration applied"))
+            // What BoringSSL says (TLSV1_ALERT_UNKNOWN_CA), in words, without its codes or build paths.
+            #expect(intruder.log().contains("does not trust this connector's certificate (unknown CA)"), "\(intruder.log())")
+            for raw in ["OPENSSL_internal", ".cc:", "checkouts", "sslError"] { #expect(!intruder.log().contains(raw), "\(raw) in \(intruder.log())") }
             let result = try await Curl.run(deployment.url("app"), caFile: deployment.caFile)
             #expect(result.status == 503)
             #expect(nginx.requestCount() == 0)
             #expect(!(deployment.relay?.log().contains("connector connected") ?? true))
             await nginx.stop()
+            await deployment.shutdown()
+        }
+
+        @Test("A relay certificate the connector refuses is explained: another CA than relayCA, or not the name dialled; sallyport doctor says the same")
+        func relayCertificateRefusedInWords() async throws {
+            let deployment = try Deployment(hosts: ["app"])
+            // A tunnel certificate for the name `localhost` alone: with an IP address in it, NIO accepts any name
+            // once it connected to that address, and the name would never be checked.
+            let authority = try CertificateAuthority.load(certificateFile: deployment.pki.tunnelCA, keyFile: deployment.pki.tunnelCAKey)
+            let leaf = try authority.issueServer(commonName: "localhost", dnsNames: ["localhost"])
+            try leaf.chainPEM.write(toFile: deployment.pki.tunnelCertificate, atomically: true, encoding: .utf8)
+            try leaf.privateKeyPEM.write(toFile: deployment.pki.tunnelKey, atomically: true, encoding: .utf8)
+            try await deployment.startRelay()
+            let foreign = try ThrowawayPKI.write(to: deployment.directory.file("foreign-pki"), connectorName: "x")
+            let registered = try await deployment.registration(name: "wary")
+            // relayCA another CA's: the connector refuses the relay's certificate, and says whose it is.
+            _ = try deployment.directory.write("wary/other-ca.yaml", registered.replacingOccurrences(of: "relayCA: relay-ca.pem", with: "relayCA: \(foreign.tunnelCA)"))
+            let otherCA = try ChildProcess.launch(
+                deployment.binary, ["connector", "--config", deployment.directory.file("wary/other-ca.yaml")], logFile: deployment.directory.file("other-ca.log")
+            )
+            defer { otherCA.signal(SIGKILL) }
+            try await otherCA.waitForLog(containing: "tunnel connection to the relay failed", timeout: .seconds(30))
+            #expect(otherCA.log().contains("not by relayCA (\(foreign.tunnelCA))"), "\(otherCA.log())")
+            otherCA.signal(SIGKILL)
+            // A name the certificate does not list.
+            _ = try deployment.directory.write("wary/other-name.yaml", registered + "relayServerName: wrong.example\n")
+            let otherName = try ChildProcess.launch(
+                deployment.binary, ["connector", "--config", deployment.directory.file("wary/other-name.yaml")], logFile: deployment.directory.file("other-name.log")
+            )
+            defer { otherName.signal(SIGKILL) }
+            try await otherName.waitForLog(containing: "tunnel connection to the relay failed", timeout: .seconds(30))
+            #expect(otherName.log().contains("not wrong.example: dial one of those names"), "\(otherName.log())")
+            for log in [otherCA.log(), otherName.log()] { #expect(!log.contains("OPENSSL_internal") && !log.contains(".cc:"), "\(log)") }
+            let doctor = try await deployment.sallyport(["doctor", "--config", deployment.directory.file("wary/other-name.yaml")], expectFailure: true)
+            #expect(doctor.contains("FAIL relay: the certificate") && doctor.contains("not wrong.example"), "\(doctor)")
             await deployment.shutdown()
         }
 

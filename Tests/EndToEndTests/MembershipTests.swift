@@ -74,7 +74,9 @@ extension EndToEnd {
             #expect(try mode(relayDirectory + "/ca/connectors-ca.key") == 0o600)
             #expect(try mode(relayDirectory + "/tls/tunnel.key") == 0o600)
             #expect(try mode(relayDirectory + "/secrets/session.key") == 0o600)
-            #expect(try mode(relayDirectory + "/state") == 0o700)
+            // The relay's user and group: 0750 as the package makes /etc/sallyport and /var/lib/sallyport.
+            #expect(try mode(relayDirectory) == 0o750)
+            #expect(try mode(relayDirectory + "/state") == 0o750)
             // A second init never overwrites a relay's CA.
             let again = try ChildProcess.launch(binary, ["relay", "init", relayDirectory, "--name", "localhost"], logFile: directory.file("init2.log"))
             #expect(await again.waitForExit(timeout: .seconds(30)) == 1)
@@ -194,6 +196,35 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
+        @Test("register --force on a registered host replaces its registration: the relay removes the old one, proven by its key, and lists one connector")
+        func forceReplaces() async throws {
+            let deployment = try Deployment(hosts: ["app"])
+            try await deployment.startRelay()
+            let directory = deployment.directory.file("host-branch")
+            func register(force: Bool) async throws {
+                let token = try await deployment.createToken(group: "default")
+                var arguments = ["connector", "register", "--relay", "localhost:\(deployment.tunnelPort)", "--token", token, "--name", "branch", "--directory", directory]
+                if force { arguments.append("--force") }
+                _ = try await deployment.sallyport(arguments)
+            }
+            try await register(force: false)
+            let first = try #require(try await Self.list(deployment).first?["id"] as? String)
+            try await register(force: true)
+            let listed = try await Self.list(deployment)
+            #expect(listed.count == 1, "\(listed)")
+            let second = try #require(listed.first?["id"] as? String)
+            #expect(second != first)
+            #expect(deployment.relay!.log().contains("replaced by a new registration of its host (\(second))"), "\(deployment.relay!.log())")
+            // Another directory's --force proves nothing about this registration: it adds a connector, removes none.
+            let elsewhere = deployment.directory.file("host-other")
+            let token = try await deployment.createToken(group: "default")
+            _ = try await deployment.sallyport(
+                ["connector", "register", "--relay", "localhost:\(deployment.tunnelPort)", "--token", token, "--name", "other", "--directory", elsewhere, "--force"]
+            )
+            #expect(try await Self.list(deployment).compactMap { $0["id"] as? String }.contains(second))
+            await deployment.shutdown()
+        }
+
         @Test("A certificate is its connector's identity: a hello naming another gets its own id and group and only its group's apps")
         func identityComesFromTheCertificate() async throws {
             let deployment = try Deployment(hosts: ["alpha-app", "beta-app"])
@@ -236,7 +267,7 @@ extension EndToEnd {
                 var messages = ControlReader(iterator: iterator)
                 return try await messages.next()
             }
-            guard case .error(let text)? = refusal else {
+            guard case .error(let text, _)? = refusal else {
                 Issue.record("expected a refusal, got \(String(describing: refusal))")
                 return
             }
@@ -278,7 +309,7 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("Removing a connector under load closes its tunnels within a second; its group's other connector carries on; it is refused from then on")
+        @Test("Removing a connector under load closes its tunnels within a second; its group's other connector carries on; it is refused and stops with status 3, saying how to register again")
         func removeUnderLoad() async throws {
             let deployment = try Deployment(hosts: ["app"])
             let nginx = try await Nginx.start(directory: deployment.directory)
@@ -297,8 +328,15 @@ extension EndToEnd {
             let statuses = await load.stop()
             #expect(closedAfter < .seconds(2), "tunnels closed after \(closedAfter)")
             #expect(statuses.allSatisfy { $0 == 200 }, "\(statuses.filter { $0 != 200 }.count) of \(statuses.count) failed")
-            // The connector keeps trying; each attempt is refused, and it is told why.
+            // Its next attempt is refused, it is told why, and it stops: distinct status 3, which the unit's
+            // RestartPreventExitStatus= names, so systemd does not start it again to be refused again.
             try await doomed.waitForLog(containing: "no connector with certificate", timeout: .seconds(30))
+            let status = await doomed.waitForExit(timeout: .seconds(30))
+            #expect(status == 3, "\(doomed.log())")
+            #expect(doomed.log().contains("This connector stops. To serve again, register it with a new token"), "\(doomed.log())")
+            #expect(doomed.log().components(separatedBy: "no connector with certificate").count <= 4, "it stopped dialling: \(doomed.log())")
+            let unit = try String(contentsOfFile: "\(EndToEnd.PackageTests.root)/config/systemd/sallyport-connector.service", encoding: .utf8)
+            #expect(unit.contains("RestartPreventExitStatus=2 3"))
             #expect(try await Self.list(deployment).map { $0["name"] as? String } == ["keeper"])
             await nginx.stop()
             await deployment.shutdown()
@@ -327,7 +365,7 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("An unseen connector turns inactive after inactiveAfter and is removed after removeAfter")
+        @Test("A connector whose tunnels are gone is disconnected at once, inactive after inactiveAfter and removed after removeAfter")
         func inactiveThenRemoved() async throws {
             let deployment = try Deployment(hosts: ["app"], connectors: ["inactiveAfter: 2s", "removeAfter: 6s"])
             try deployment.writeApp(name: "app", internalURL: "http://127.0.0.1:9/")
@@ -335,7 +373,10 @@ extension EndToEnd {
             try await deployment.startConnector()
             #expect(try await Self.list(deployment).first?["state"] as? String == "active")
             await deployment.stopConnector("connector-1")
-            #expect(try await Self.list(deployment).first?["state"] as? String == "active")
+            // Not counted as serving from the moment its last tunnel closed (it said it drains as it stops).
+            #expect(try await Self.list(deployment).first?["state"] as? String == "disconnected")
+            let disconnected = try await deployment.sallyport(["groups", "list", "--config", deployment.directory.file("relay.yaml")])
+            #expect(disconnected.contains("warning: group default: apps but no active connector"), "\(disconnected)")
             try await Task.sleep(for: .seconds(3))
             let inactive = try await Self.list(deployment)
             #expect(inactive.first?["state"] as? String == "inactive")

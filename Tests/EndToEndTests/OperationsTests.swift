@@ -316,7 +316,17 @@ extension EndToEnd.OperationsTests {
 
             let relayReport = try await deployment.sallyport(["doctor", "--relay", "--config", deployment.directory.file("relay.yaml")])
             #expect(relayReport.contains("ok   relay: running: ready: 2 apps"), "\(relayReport)")
+            #expect(relayReport.contains("ok   app app: served"), "\(relayReport)")
             #expect(relayReport.contains("no problems found"), "\(relayReport)")
+            // What only the running relay knows: a backend its connector could not reach, an app file it refused.
+            #expect(try await Curl.run(deployment.url("down", "/"), caFile: deployment.caFile).status == 502)
+            _ = try deployment.directory.write("apps/broken.yaml", "name: broken\nexternalURL: https://broken.localhost/\ninternalURI: http://127.0.0.1:1/\n")
+            try await deployment.relay!.waitForLog(containing: "broken.yaml", timeout: .seconds(10))
+            let troubled = try await deployment.sallyport(["doctor", "--relay", "--config", deployment.directory.file("relay.yaml")], expectFailure: true)
+            for line in ["ok   app app: served", "FAIL app down: backend unreachable from connector-1", "FAIL apps: refused by the running relay: ", "broken.yaml:3"] {
+                #expect(troubled.contains(line), "\(line) in:\n\(troubled)")
+            }
+            try FileManager.default.removeItem(atPath: deployment.directory.file("apps/broken.yaml"))
 
             await deployment.stopRelay()
             let down = try await deployment.sallyport(["doctor", "--config", config], expectFailure: true)

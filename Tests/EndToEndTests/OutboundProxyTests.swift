@@ -59,6 +59,31 @@ extension EndToEnd {
             let written = try String(contentsOfFile: deployment.directory.file("behind-proxy/connector.yaml"), encoding: .utf8)
             #expect(written.contains("proxy: \(proxyURL)"), "\(written)")
 
+            // Registration refused by the proxy says why, as the running connector does (tinyproxy answers 401
+            // where the standard says 407), and writes nothing.
+            func refusedRegistration(_ name: String, proxy url: String, port: Int) async throws -> String {
+                let token = try await deployment.createToken(group: "default")
+                let command = namespace.command(
+                    deployment.binary,
+                    ["connector", "register", "--relay", "\(namespace.hostAddress):\(port)", "--token", token, "--name", name, "--directory", deployment.directory.file(name), "--proxy", url]
+                )
+                let process = try ChildProcess.launch(command.executable, command.arguments, logFile: deployment.directory.file("\(name).log"))
+                let status = await process.waitForExit(timeout: .seconds(30))
+                #expect(status != 0 && status != nil, "\(process.log())")
+                #expect(!FileManager.default.fileExists(atPath: deployment.directory.file(name)), "\(process.log())")
+                #expect(!process.log().contains("HTTPClientError") && !process.log().contains("check --relay"), "\(process.log())")
+                return process.log()
+            }
+            let wrongPassword = try await refusedRegistration(
+                "wrong-password-register", proxy: proxy.url(credentials: (Self.credentials.user, "not-the-password-8830")), port: deployment.tunnelPort
+            )
+            #expect(wrongPassword.contains("refused the user sallyport (401): check the proxy user name and password"), "\(wrongPassword)")
+            #expect(!wrongPassword.contains("not-the-password-8830"), "\(wrongPassword)")
+            let anonymous = try await refusedRegistration("anonymous-register", proxy: proxy.url(), port: deployment.tunnelPort)
+            #expect(anonymous.contains("wants authentication (407): put the user and password in the proxy URL"), "\(anonymous)")
+            let forbidden = try await refusedRegistration("forbidden-port-register", proxy: proxyURL, port: deployment.publicPort)
+            #expect(forbidden.contains("does not allow CONNECT to \(namespace.hostAddress):\(deployment.publicPort) (403)"), "\(forbidden)")
+
             let connector = try await deployment.startConnector(name: "behind-proxy", namespace: namespace)
             #expect(connector.log().contains("proxy=http://sallyport@\(namespace.hostAddress):\(proxy.port)"), "\(connector.log())")
             let answer = try await Curl.run(deployment.url("app", "/"), caFile: deployment.caFile)

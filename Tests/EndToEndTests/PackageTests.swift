@@ -28,7 +28,7 @@ extension EndToEnd {
             let contents = try Self.run("/usr/bin/dpkg-deb", ["--contents", deb]).output
             for path in [
                 "./usr/bin/sallyport", "./usr/lib/sallyport/libSallyportPluginAPI.so", "./usr/lib/sallyport/libswiftCore.so",
-                "./lib/systemd/system/sallyport-relay.service", "./lib/systemd/system/sallyport-connector.service",
+                "./lib/systemd/system/sallyport-relay.service", "./lib/systemd/system/sallyport-relay.socket", "./lib/systemd/system/sallyport-connector.service",
                 "./usr/share/doc/sallyport/operations.md", "./usr/share/doc/sallyport/examples/relay.yaml", "./usr/share/doc/sallyport/examples/apps/wiki.yaml",
             ] {
                 #expect(contents.contains(path), "\(path) is not in the package")
@@ -46,7 +46,8 @@ extension EndToEnd {
             #expect(libraries.contains("/usr/lib/sallyport/libswiftCore.so"), "\(libraries)")
 
             let verify = try Self.run(
-                "/usr/bin/systemd-analyze", ["verify", "/lib/systemd/system/sallyport-relay.service", "/lib/systemd/system/sallyport-connector.service"]
+                "/usr/bin/systemd-analyze",
+                ["verify", "/lib/systemd/system/sallyport-relay.service", "/lib/systemd/system/sallyport-relay.socket", "/lib/systemd/system/sallyport-connector.service"]
             )
             #expect(verify.status == 0, "\(verify.output)")
             #expect(!verify.output.contains("sallyport-"), "systemd-analyze has something to say about the units:\n\(verify.output)")

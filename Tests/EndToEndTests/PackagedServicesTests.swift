@@ -167,6 +167,8 @@ extension EndToEnd {
             #expect(transcript.hasSuffix("the wiki's home page\n"), "\(context)")
             #expect(transcript.contains("branch-1") && transcript.contains(" active "), "connectors list shows the connector active: \(context)")
             #expect(!transcript.contains("FAIL"), "doctor is green on both hosts: \(context)")
+            // No kcd app: the connector host's doctor says nothing of a keytab it does not need.
+            #expect(!transcript.contains("kerberos.keytab"), "\(transcript)")
             #expect(services["relay"]?.isRunning == true && services["connector"]?.isRunning == true, "\(context)")
             #expect(!relayLog.contains("Permission denied") && !connectorLog.contains("Permission denied"), "\(context)")
             // The relay took systemd's sockets rather than binding its own.

@@ -58,7 +58,7 @@ extension EndToEnd {
                 var messages = ControlReader(iterator: iterator)
                 return try await messages.next()
             }
-            guard case .error(let text)? = message else {
+            guard case .error(let text, _)? = message else {
                 Issue.record("expected an error message, got \(String(describing: message))")
                 return
             }

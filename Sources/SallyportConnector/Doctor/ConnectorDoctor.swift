@@ -8,6 +8,7 @@ import SallyportKerberos
 public import SallyportOps
 import SallyportPluginAPI
 import SallyportSSO
+import SallyportTunnel
 import SallyportWire
 
 /// `sallyport doctor` on a connector host, in the order a connection needs things: the config and its files,
@@ -36,7 +37,9 @@ public struct ConnectorDoctor: Sendable {
         } else {
             steps += files.errors.map { DoctorStep("files", .fail, $0) }
         }
-        steps += files.warnings.map { DoctorStep("files", .warn, $0) }
+        // The keytab matters only to kcd apps, which the relay names below: its warnings wait for them.
+        let keytabWarnings = files.warnings.filter { $0.hasPrefix("kerberos.keytab:") }
+        steps += files.warnings.filter { !$0.hasPrefix("kerberos.keytab:") }.map { DoctorStep("files", .warn, $0) }
         guard files.errors.isEmpty, let credentials = try? Credentials(config: self.config) else { return steps }
         steps.append(Self.certificateStep(credentials))
 
@@ -75,7 +78,16 @@ public struct ConnectorDoctor: Sendable {
         do {
             learnt = try await session.probeOnce(timeout: .seconds(20))
         } catch {
-            steps.append(Self.relayFailure(error, relay: self.config.relay, proxy: proxy))
+            var step = Self.relayFailure(error, relay: self.config.relay, proxy: proxy)
+            if TLSFailure.peerCertificateRefused(error),
+                let detail = await RelayCertificateCheck.diagnose(
+                    dialer: RelayDialer(relay: self.config.relay, proxy: proxy), serverName: RelayRosterRunner.configuredTarget(self.config).serverName,
+                    relayCA: self.config.relayCA, group: self.group
+                )
+            {
+                step = DoctorStep("relay", .fail, detail, fix: step.fix)
+            }
+            steps.append(step)
             return steps
         }
         if let refusal = learnt.refusal {
@@ -106,6 +118,7 @@ public struct ConnectorDoctor: Sendable {
             return steps
         }
         if apps.apps.isEmpty { steps.append(DoctorStep("apps", .warn, "group \(welcome.group) has no apps", fix: "publish an app with connectorGroup: \(welcome.group)")) }
+        if apps.apps.contains(where: { $0.sso.handler == "kcd" }) { steps += keytabWarnings.map { DoctorStep("files", .warn, $0) } }
         for app in apps.apps {
             steps.append(await self.backendStep(app))
             if app.sso.handler == "kcd" { steps.append(self.kerberosStep(app)) }
@@ -146,23 +159,12 @@ public struct ConnectorDoctor: Sendable {
         if let error = error as? ChannelError, case .connectTimeout = error {
             return DoctorStep("relay", .fail, "\(target) did not answer within 10 s", fix: "a firewall drops the connection, or the address is wrong")
         }
-        if let error = error as? NIOSSLError {
-            switch error {
-            case .handshakeFailed(let inner):
-                let text = "\(inner)"
-                if text.contains("CERTIFICATE_VERIFY_FAILED") {
-                    return DoctorStep(
-                        "relay", .fail, "the relay's certificate does not chain to relayCA, or does not name \(relay.host)",
-                        fix: "check relayCA, and relayServerName when relay is an address the certificate does not list"
-                    )
-                }
-                return DoctorStep(
-                    "relay", .fail, "the TLS handshake with \(target) failed: the relay did not accept this connector's certificate",
-                    fix: "the connector may have been removed: run sallyport connectors list on the relay, and register again if it is gone"
-                )
-            default:
-                return DoctorStep("relay", .fail, "the TLS connection to \(target) failed", fix: "is \(target) the relay's tunnel listener (not its public port)?")
-            }
+        if let words = TLSFailure.connectorMessage(error, relay: target) {
+            let fix =
+                TLSFailure.peerCertificateRefused(error)
+                ? "check relayCA, and relayServerName when relay is an address the certificate does not list"
+                : "the connector may have been removed: run sallyport connectors list on the relay, and register again if it is gone"
+            return DoctorStep("relay", .fail, words, fix: fix)
         }
         if error is ProbeTimeout {
             return DoctorStep("relay", .fail, "\(target) accepted the connection but said nothing within 20 s", fix: "is \(target) the relay's tunnel listener?")

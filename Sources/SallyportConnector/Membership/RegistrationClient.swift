@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOPosix
 import NIOFoundationCompat
 import NIOHTTP1
 import X509
@@ -71,10 +72,11 @@ public struct RegistrationClient: Sendable {
         } catch {
             throw Failure(code: "key", description: "cannot generate a key: \(error)")
         }
-        let request = Registration.Request(
+        var request = Registration.Request(
             tokenID: self.token.id, secret: self.token.secret, name: self.name, host: ProcessInfo.processInfo.hostName, group: self.group,
             certificateRequest: keyAndRequest.requestPEM, software: SallyportVersion.current
         )
+        request.replaces = self.replacement(for: request)
         let response = try await self.register(request, trusting: caPEM)
         do {
             try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
@@ -89,6 +91,32 @@ public struct RegistrationClient: Sendable {
             connectorID: response.connectorID, name: response.name, group: response.group, configFile: self.configFile,
             files: [self.configFile, self.file("connector.pem"), self.file("connector.key"), self.file("relay-ca.pem")]
         )
+    }
+
+    /// With `--force` where this directory holds a registration: its certificate and the old key's signature,
+    /// so the relay removes the old registration instead of keeping a second connector of this host.
+    func replacement(for request: Registration.Request) -> Registration.Replacement? {
+        guard self.force, let certificate = try? String(contentsOfFile: self.file("connector.pem"), encoding: .utf8),
+            let key = try? String(contentsOfFile: self.file("connector.key"), encoding: .utf8),
+            let signature = try? KeyAndRequest.sign(
+                Registration.Replacement.message(tokenID: request.tokenID, certificateRequest: request.certificateRequest), privateKeyPEM: key
+            )
+        else { return nil }
+        return Registration.Replacement(certificate: certificate, signature: signature.base64EncodedString())
+    }
+
+    /// What `proxy` answers a `CONNECT` to `relay`, in the words the running connector logs; nil when it opens
+    /// the pipe (the failure was elsewhere) or cannot be reached at all.
+    static func proxyRefusal(relay: HostPort, proxy: OutboundProxy) async -> String? {
+        do {
+            let channel = try await RelayDialer(relay: relay, proxy: proxy).connect(group: MultiThreadedEventLoopGroup.singleton)
+            channel.close(promise: nil)
+            return nil
+        } catch let failure as ProxyFailure {
+            return failure.description
+        } catch {
+            return nil
+        }
     }
 
     private func connectorYAML(_ response: Registration.Response) -> String {
@@ -179,6 +207,11 @@ public struct RegistrationClient: Sendable {
             throw failure
         } catch {
             try? await client.shutdown()
+            // Through a proxy: ask it once more as the running connector does, for its answer in words (a 401 from
+            // tinyproxy, a 403, a proxy that cannot resolve the relay) rather than the HTTP client's error name.
+            if let proxy = self.proxy, let refusal = await Self.proxyRefusal(relay: self.relay, proxy: proxy) {
+                throw Failure(code: "proxy", description: "\(refusal); nothing was sent to the relay or written")
+            }
             let via = self.proxy.map { " through proxy \($0) (from \($0.source))" } ?? ""
             throw Failure(code: "unreachable", description: "cannot reach the relay's tunnel listener at \(self.relay)\(via): \(error). Check --relay (the relay's tunnel address, e.g. relay.example.com:8443) and that this host may connect out to it\(self.proxy == nil ? "" : " through the proxy")")
         }

@@ -19,6 +19,8 @@ struct ConnectorAdminSite: Sendable {
     let metrics: ConnectorMetrics
     let recentEvents: RecentEvents
     let started: Date
+    /// The proxy the tunnels go through (never its password), nil: direct.
+    let proxy: OutboundProxy?
     let logger: Logger
 
     var server: SmallHTTPServer {
@@ -78,6 +80,7 @@ struct ConnectorAdminSite: Sendable {
             title: "Sallyport connector \(self.name)",
             facts: [
                 ("version", SallyportVersion.current), ("relay", "\(self.config.relay)"),
+                ("proxy", self.proxy.map { "\($0) (from \($0.source))" } ?? "none: the relay is dialled directly"),
                 ("tunnels", "\(tunnels) to \(max(1, byRelay.count)) relay\(byRelay.count > 1 ? "s" : "") (\(self.config.connections) each)"),
                 ("generation", "\(self.apps.version?.generation ?? 0)"),
                 ("apps", "\(self.apps.apps.count)"), ("kcd cache", "\(self.delegator.cachedCount)"),

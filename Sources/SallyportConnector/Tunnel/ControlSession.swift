@@ -30,10 +30,14 @@ struct ControlSession {
         try await ControlFraming.send(.hello(hello), on: writer)
         var messages = ControlReader(iterator: iterator)
         let first = try await messages.next(timeout: .seconds(15), closing: self.connection)
-        if case .error(let text)? = first {
+        if case .error(let text, let code)? = first {
             // Not registered, removed, or another protocol version: the relay says which and what to do.
             self.session.probe?.refused(text)
             logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
+            if code == "not-registered" {
+                // Dialling again cannot help: the connector stops (RegistrationWatch), whatever this stream's end.
+                self.session.hub.notRegistered(ConnectorNotRegistered(relay: "\(self.session.dialer.relay)", message: text))
+            }
             throw ControlProtocolError(description: text)
         }
         guard case .welcome(let welcome)? = first else {
@@ -124,7 +128,7 @@ struct ControlSession {
                     roll(reason)
                 case .relays(let relays):
                     self.session.hub.learned(relays)
-                case .error(let text):
+                case .error(let text, _):
                     logger.error("the relay refused this connector", metadata: ["reason": "\(text)"])
                 case .hello, .welcome, .configApplied, .refresh, .draining, .renew:
                     throw ControlProtocolError(description: "unexpected control message from the relay")

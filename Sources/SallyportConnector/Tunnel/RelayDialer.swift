@@ -1,6 +1,7 @@
 import NIOCore
 import NIOExtras
 import NIOHTTP1
+import NIOPosix
 import SallyportConfig
 import Synchronization
 
@@ -14,6 +15,29 @@ struct RelayDialer: Sendable {
 
     /// Where the TCP connection goes first.
     var firstHop: HostPort { self.proxy.map { HostPort(host: $0.host, port: $0.port) } ?? self.relay }
+
+    /// A TCP connection (keep-alive on) that is a byte pipe to the relay when this returns: through the proxy's
+    /// `CONNECT` when there is one. NIO sets TCP_NODELAY. (`.socketOption(.tcp_nodelay)` would be SOL_SOCKET's
+    /// SO_DEBUG, which the service user may not set.)
+    func connect(group: any EventLoopGroup, timeout: TimeAmount = .seconds(10)) async throws -> any Channel {
+        let established = FutureBox()
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                established.set(self.establish(on: channel, timeout: timeout))
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .connect(host: self.firstHop.host, port: self.firstHop.port)
+            .get()
+        do {
+            try await established.future?.get()
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        return channel
+    }
 
     /// Completes when the channel reaches the relay: at once without a proxy, after the proxy's 200 with one.
     func establish(on channel: any Channel, timeout: TimeAmount = .seconds(10)) -> EventLoopFuture<Void> {

@@ -18,9 +18,18 @@ final class TunnelHub: Sendable {
     let relayLists: AsyncStream<[ControlMessage.RelayEndpoint]>
     private let relayListSink: AsyncStream<[ControlMessage.RelayEndpoint]>.Continuation
 
+    /// A relay's word that this connector is not registered (removed, or replaced by `register --force`): the
+    /// connector stops, since no reconnection can help.
+    let refusals: AsyncStream<ConnectorNotRegistered>
+    private let refusalSink: AsyncStream<ConnectorNotRegistered>.Continuation
+
     init() {
         (self.relayLists, self.relayListSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (self.refusals, self.refusalSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
+
+    /// A relay refused this connector for good.
+    func notRegistered(_ refusal: ConnectorNotRegistered) { self.refusalSink.yield(refusal) }
 
     /// A relay said which relays share its store.
     func learned(_ relays: [ControlMessage.RelayEndpoint]) { self.relayListSink.yield(relays) }
@@ -64,4 +73,20 @@ final class TunnelHub: Sendable {
 
     /// Some configured connection's control stream, if any is up.
     var anySender: Sender? { self.state.withLock { $0.senders.values.first?.send } }
+}
+
+/// The relay's registry has no such connector: it was removed (`sallyport connectors remove`) or registered
+/// again under a new identity (`register --force`). Dialling again cannot help, so the connector stops with
+/// ``exitStatus`` (which its unit's `RestartPreventExitStatus=` names).
+public struct ConnectorNotRegistered: Error, CustomStringConvertible, Sendable {
+    /// The exit status of a connector stopped by this: distinct from a configuration error (2).
+    public static let exitStatus: Int32 = 3
+    /// The relay that said so (`host:port`).
+    public let relay: String
+    /// The relay's words.
+    public let message: String
+
+    public var description: String {
+        "\(self.relay) says this connector is not registered (removed, or registered again with --force): \(self.message)"
+    }
 }

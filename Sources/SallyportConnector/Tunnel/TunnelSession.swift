@@ -137,10 +137,23 @@ struct TunnelSession: Sendable {
             do {
                 try await self.connectAndServe(drain: drain, ready: { events.yield(.ready(id)) }, roll: { events.yield(.roll($0)) }, logger: logger)
             } catch {
-                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.dialer.relay)", "error": "\(error)"])
+                let explained = await self.explain(error)
+                logger.warning("tunnel connection to the relay failed", metadata: ["relay": "\(self.dialer.relay)", "error": "\(explained)"])
             }
         }
         events.yield(.ended(id, uptime: ContinuousClock.now - started))
+    }
+
+    /// A failed connection in words: TLS failures without BoringSSL's codes, and for a relay certificate this
+    /// connector refused, what is wrong with it.
+    func explain(_ error: any Error) async -> String {
+        let relay = "\(self.dialer.relay)"
+        if TLSFailure.peerCertificateRefused(error),
+            let detail = await RelayCertificateCheck.diagnose(dialer: self.dialer, serverName: self.serverName, relayCA: self.config.relayCA, group: self.group)
+        {
+            return detail
+        }
+        return TLSFailure.connectorMessage(error, relay: relay) ?? "\(error)"
     }
 
     private func connectAndServe(
@@ -151,21 +164,9 @@ struct TunnelSession: Sendable {
         let liveness = self.config.liveness
         let dialer = self.dialer
         // The proxy's CONNECT (if any) goes first, once TCP is up; TLS and HTTP/2 only once the pipe is open.
-        let established = FutureBox()
-        let channel = try await ClientBootstrap(group: self.group)
-            .connectTimeout(.seconds(10))
-            // TCP_NODELAY is NIO's default. (`.socketOption(.tcp_nodelay)` would be SOL_SOCKET's SO_DEBUG: refused
-            // without CAP_NET_ADMIN.)
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelInitializer { channel in
-                established.set(dialer.establish(on: channel))
-                return channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .connect(host: dialer.firstHop.host, port: dialer.firstHop.port)
-            .get()
+        let channel = try await dialer.connect(group: self.group)
         let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>
         do {
-            try await established.future?.get()
             multiplexer = try await channel.eventLoop.submit {
                 let sync = channel.pipeline.syncOperations
                 let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName

@@ -17,7 +17,37 @@ import SallyportTunnel
 struct AdminAPI: Sendable {
     let membership: Membership
     let catalog: AppCatalog
+    /// Which connectors cannot reach which backends, from their answers (for `/v1/health`).
+    let reachability: Reachability
     let logger: Logger
+
+    /// `GET /v1/health`: what `sallyport doctor --relay` asks the running relay.
+    struct Health: Codable, Sendable, Equatable {
+        /// App files the relay refused at its last reload, as `file:line:column: key: message`.
+        var rejected: [String]
+        var apps: [AppHealth]
+    }
+
+    struct AppHealth: Codable, Sendable, Equatable {
+        var name: String
+        /// `ok`, `no-connector` (no active connector in its group) or `backend-unreachable`.
+        var health: String
+        /// For `backend-unreachable`: the connectors (names) whose last request to the backend failed.
+        var unreachableFrom: [String]
+    }
+
+    func health() async throws -> Health {
+        let snapshot = self.catalog.snapshot
+        let groups = try await self.membership.groups(apps: snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) })
+        let active = Set(groups.filter { !$0.activeConnectors.isEmpty }.map(\.name))
+        let names = Dictionary(try await self.membership.status().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let apps = snapshot.apps.map { app in
+            let failing = self.reachability.failing(app: app.name).map { names[$0] ?? $0 }.sorted()
+            let health = !active.contains(app.connectorGroup) ? "no-connector" : failing.isEmpty ? "ok" : "backend-unreachable"
+            return AppHealth(name: app.name, health: health, unreachableFrom: failing)
+        }
+        return Health(rejected: self.catalog.lastErrors.map { "\($0)" }, apps: apps)
+    }
 
     /// Binds the socket, replacing a stale one left by a relay that did not stop cleanly.
     static func bind(path: String, group: any EventLoopGroup, logger: Logger) async throws -> Listener<JSONEndpoint.Connection> {
@@ -98,6 +128,8 @@ struct AdminAPI: Sendable {
             case (.delete, let route) where route.count == 3 && route[0] == "v1" && route[1] == "connectors":
                 let id = route[2]
                 return .json(try await self.membership.remove(id: id))
+            case (.get, ["v1", "health"]):
+                return .json(try await self.health())
             case (.get, ["v1", "groups"]):
                 let apps = self.catalog.snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) }
                 return .json(try await self.membership.groups(apps: apps))

@@ -205,6 +205,24 @@ final class Membership: Sendable {
         } catch {
             return .failure(Registration.Refusal(error: "bad-request", message: "\(error)"))
         }
+        // `register --force` on a registered host: the old registration goes once the new one is made, if the host
+        // proves it holds the old key (so no token can remove another connector).
+        var replaced: String?
+        if let replacement = request.replaces {
+            let message = Registration.Replacement.message(tokenID: request.tokenID, certificateRequest: request.certificateRequest)
+            guard let certificate = try? CertificateFacts.certificates(pem: replacement.certificate, source: "replaces.certificate").first, let signature = Data(base64Encoded: replacement.signature),
+                KeyAndRequest.isValidSignature(signature, for: message, by: certificate),
+                let facts = try? CertificateFacts(certificate: certificate)
+            else {
+                return .failure(
+                    Registration.Refusal(
+                        error: "bad-request",
+                        message: "the registration to replace (--force) is not proven by its key; register without the old connector.pem and connector.key, then remove the old connector on the relay"
+                    )
+                )
+            }
+            replaced = try? await self.store.connector(certificateFingerprint: facts.fingerprint)?.0.id
+        }
         do {
             let redemption = try await self.store.redeemToken(id: request.tokenID, secretHash: Self.hash(request.secret), now: Date())
             let group: String
@@ -233,6 +251,9 @@ final class Membership: Sendable {
                 )
             )
             self.logger.notice("connector registered", metadata: ["connector": "\(id)", "name": "\(name)", "host": "\(request.host)", "group": "\(group)", "token": "\(request.tokenID)"])
+            if let replaced {
+                _ = try? await self.remove(id: replaced, reason: "replaced by a new registration of its host (\(id))")
+            }
             return .success(
                 Registration.Response(connectorID: id, name: name, group: group, certificateChain: issued.chainPEM, relayCA: self.relayCA.pem)
             )

@@ -101,7 +101,8 @@ struct RelayAdminSite: Sendable {
             ]
         }
         let appRows: [[StatusPage.Cell]] = snapshot.apps.map { app in
-            let avoided = self.reachability.avoided(app: app.name)
+            // Red from a failed request until a request through that connector succeeds: not only while it is avoided.
+            let avoided = self.reachability.failing(app: app.name)
             let health: StatusPage.Cell =
                 !activeGroups.contains(app.connectorGroup)
                 ? .init("no connector: answers 502", tone: .bad)

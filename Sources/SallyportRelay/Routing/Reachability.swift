@@ -61,6 +61,13 @@ final class Reachability: Sendable {
         }
     }
 
+    /// The connectors whose last answer for `app` was "backend unreachable", whether or not their back-off
+    /// still runs: what the status shows, red until one of them answers again.
+    func failing(app: String) -> Set<String> {
+        guard self.count.load(ordering: .relaxed) > 0 else { return [] }
+        return self.entries.withLock { entries in Set(entries.keys.filter { $0.app == app }.map(\.connectorID)) }
+    }
+
     /// Forgets a connector (removed, or its tunnels gone).
     func forget(connectorID: String) {
         self.entries.withLock { entries in

@@ -137,7 +137,7 @@ struct TunnelListener {
                 case .success(let known):
                     identity = known
                 case .failure(let refusal):
-                    try? await ControlFraming.send(.error(refusal.message), on: outbound)
+                    try? await ControlFraming.send(.error(refusal.message, code: refusal.error), on: outbound)
                     throw ControlProtocolError(
                         description: "connector refused (\(refusal.error)); it called itself \(LogText.escaped(hello.connector, limit: 128)) on \(LogText.escaped(hello.host, limit: 128))"
                     )
@@ -246,7 +246,7 @@ struct TunnelListener {
                             // End the control stream so the connector can close once its requests finish.
                             mailbox.finish()
                             try await outbound.write(.end(nil))
-                        case .error(let text):
+                        case .error(let text, _):
                             guard errorReports.take(at: .now) else {
                                 if suppressedErrors == 0 {
                                     logger.warning("the connector reports errors too often; dropping its reports for a while (at most 10 at once, then 1 per 10 s)")
