@@ -101,7 +101,10 @@ public final class NetworkNamespace: @unchecked Sendable {
     public func setHosts(_ entries: [String: String]) throws {
         let directory = "/etc/netns/\(self.name)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let lines = ["127.0.0.1 localhost", "::1 localhost"] + entries.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+        // As a host's own /etc/hosts, it names the host itself: sudo looks its name up, and without it waits on a
+        // DNS server this namespace cannot reach (20 s a command).
+        let own = ProcessInfo.processInfo.hostName
+        let lines = ["127.0.0.1 localhost", "::1 localhost", "127.0.1.1 \(own)"] + entries.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }
         try (lines.joined(separator: "\n") + "\n").write(toFile: directory + "/hosts", atomically: true, encoding: .utf8)
     }
 
