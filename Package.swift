@@ -84,7 +84,6 @@ let package = Package(
             name: "SallyportHTTP",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -294,7 +293,6 @@ let package = Package(
                 "SallyportRelay",
                 "SallyportConnector",
                 "SallyportDemo",
-                "SallyportHTTP",
                 "SallyportTunnel",
                 "SallyportWire",
                 "SallyportSSO",
@@ -351,6 +349,16 @@ let package = Package(
         ),
         .testTarget(name: "SallyportStateTests", dependencies: ["SallyportState", "SallyportTesting", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "SallyportConfigTests", dependencies: ["SallyportConfig"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SallyportOpsTests",
+            dependencies: [
+                "SallyportOps",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SallyportHTTPTests",
             dependencies: [

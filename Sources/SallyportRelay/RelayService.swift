@@ -5,7 +5,7 @@ public import NIOPosix
 import NIOSSL
 import SallyportAuth
 public import SallyportConfig
-public import SallyportHTTP
+import SallyportHTTP
 public import SallyportOps
 import SallyportPKI
 import SallyportState

@@ -8,7 +8,6 @@ import SallyportOps
 import SallyportKCD
 import SallyportConnector
 import SallyportDemo
-import SallyportHTTP
 import SallyportRelay
 import SallyportPluginAPI
 import SallyportPluginHost

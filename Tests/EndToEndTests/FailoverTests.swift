@@ -350,6 +350,10 @@ extension EndToEnd {
                 _ = try await deployment.sallyport(["connectors", "drain", a] + config)
                 let second = try await deployment.sallyport(["connectors", "drain", b] + config, expectFailure: true)
                 #expect(second.contains("is draining already"), "\(second)")
+                // The list says so: draining, not active (issue 26: a drained connector still showed active).
+                let during = try await deployment.sallyport(["connectors", "list", "--json"] + config)
+                let states = ((try JSONSerialization.jsonObject(with: Data(during.utf8)) as? [[String: Any]]) ?? []).map { "\($0["id"] ?? "")=\($0["state"] ?? "")" }
+                #expect(states.contains("\(a)=draining") && states.contains("\(b)=active"), "\(states)")
                 for (name, id) in [("a", a), ("b", b), ("c", c)] {
                     let drained = try await deployment.sallyport(["connectors", "drain", id, "--wait"] + config)
                     #expect(drained.contains("is drained and idle: restart it now"), "\(drained)")

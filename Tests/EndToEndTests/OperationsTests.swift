@@ -239,6 +239,9 @@ extension EndToEnd.OperationsTests {
             let page = try JSONDecoder().decode(Page.self, from: Data(json.utf8))
             #expect(page.title == "Sallyport relay")
             #expect(page.resources.isEmpty, "the page loads nothing: \(page.resources)")
+            // When it was made, first: a page left open says how old it is.
+            let today = Date().formatted(.iso8601.year().month().day())
+            #expect(page.text.contains("as of: \(today)T"), "\(page.text.prefix(400))")
             #expect(FileManager.default.fileExists(atPath: screenshot))
             EndToEnd.keepArtefact(screenshot, as: "status-page.png")
 

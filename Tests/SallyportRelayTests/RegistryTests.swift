@@ -147,9 +147,14 @@ final class FakeTunnel: TunnelCandidate {
         // A failure already on its way when the back-off began changes nothing; after the probe fails, twice as long.
         #expect(reachability.failed(connectorID: "a", app: "payroll", now: now + .seconds(2)) == nil)
         #expect(reachability.avoided(app: "payroll", now: now + .seconds(11)).isEmpty)
+        // The status says what the last request found: failing, back-off over or not, until one succeeds (issue 26:
+        // health went back to ok 20 s after a failure while the backend was still down).
+        #expect(reachability.failing(app: "payroll") == ["a"])
+        #expect(reachability.failing(app: "wiki").isEmpty)
         #expect(reachability.failed(connectorID: "a", app: "payroll", now: now + .seconds(11)) == .seconds(20))
         #expect(reachability.succeeded(connectorID: "a", app: "payroll"))
         #expect(reachability.avoided(app: "payroll", now: now + .seconds(12)).isEmpty)
+        #expect(reachability.failing(app: "payroll").isEmpty)
         #expect(!reachability.succeeded(connectorID: "a", app: "payroll"))
     }
 

@@ -9,6 +9,7 @@ import NIOSSL
 import NIOTLS
 import SallyportConfig
 import SallyportHTTP
+import SallyportOps
 
 /// A public connection over the listener's limits, closed as it arrived.
 struct ConnectionLimitReached: Error, CustomStringConvertible {

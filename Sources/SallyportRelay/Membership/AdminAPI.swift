@@ -8,6 +8,7 @@ import NIOHTTPTypesHTTP1
 import NIOPosix
 import SallyportConfig
 import SallyportHTTP
+import SallyportOps
 import SallyportState
 import SallyportTunnel
 

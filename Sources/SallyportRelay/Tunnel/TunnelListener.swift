@@ -12,6 +12,7 @@ import NIOSSL
 import NIOTLS
 import SallyportConfig
 import SallyportHTTP
+import SallyportOps
 import SallyportTunnel
 import SallyportWire
 

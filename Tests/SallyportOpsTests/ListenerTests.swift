@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
-import SallyportHTTP
+import SallyportOps
 import Synchronization
 import Testing
 

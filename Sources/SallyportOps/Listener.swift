@@ -1,6 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOPosix
+import SallyportHTTP
 import Synchronization
 
 /// Where a ``Listener`` listens.
@@ -49,6 +50,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
     let report: FailureReport
     let closing: Closing
     let handoff: Handoff<Connection>
+    let watch: AcceptWatch<Connection>
 
     /// The listening channel.
     public var channel: any Channel { self.server.channel }
@@ -65,10 +67,12 @@ public struct Listener<Accepted: Sendable>: Sendable {
         initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Accepted>
     ) async throws -> Listener {
         let report = FailureReport(listener: name, logger: logger)
+        let handoff = Handoff<Connection>()
+        let watch = AcceptWatch(report: report, handoff: handoff)
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: backlog)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(report)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(watch) }
             }
         if case .tcp = address {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -76,10 +80,8 @@ public struct Listener<Accepted: Sendable>: Sendable {
         if keepalive {
             bootstrap = bootstrap.serverChannelOption(.socketOption(.so_keepalive), value: 1)
         }
-        let handoff = Handoff<Connection>()
         let guarded: @Sendable (any Channel) -> EventLoopFuture<Connection?> = { channel in
-            handoff.started()
-            return initializer(channel).flatMapWithEventLoop { value, loop in
+            initializer(channel).flatMapWithEventLoop { value, loop in
                 let connection = Connection(value: value, eventLoop: loop, id: ObjectIdentifier(channel))
                 // Too late even for the stragglers: nothing will serve it, so it closes now rather than hang.
                 guard handoff.setUp(connection, id: connection.id) else {
@@ -88,7 +90,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
                 }
                 return loop.makeSucceededFuture(connection)
             }.flatMapError { error in
-                handoff.failed()
+                handoff.settled(ObjectIdentifier(channel))
                 report.connectionFailed(error, peer: channel.remoteAddress)
                 channel.close(promise: nil)
                 return channel.eventLoop.makeSucceededFuture(nil)
@@ -103,7 +105,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
         case .inherited(let descriptor, _):
             server = try await bootstrap.bind(descriptor, childChannelInitializer: guarded)
         }
-        return Listener(name: name, server: server, report: report, closing: Closing(), handoff: handoff)
+        return Listener(name: name, server: server, report: report, closing: Closing(), handoff: handoff, watch: watch)
     }
 
     /// Accepts until the listener is closed, each connection served by `serve` in a task of its own (on the
@@ -125,16 +127,34 @@ public struct Listener<Accepted: Sendable>: Sendable {
         }
     }
 
-    /// Stops accepting (connections already accepted go on), once the listening socket is closed.
+    /// Stops accepting; connections accepted already are set up and served. Returns once the listening socket
+    /// is closed.
+    ///
+    /// NIO closes a connection it accepted whose set-up ends after its listening channel closed, and a socket
+    /// from systemd queues connections for the next process meanwhile: so no more reads are issued, and the
+    /// channel closes on its own event loop (where accepts run) at a moment no accepted connection is still
+    /// being set up. Nothing accepted is lost, and nothing queued is taken.
     public func close() async {
         self.closing.request()
-        try? await self.server.channel.close()
+        self.watch.stopAccepting()
+        let channel = self.server.channel
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let closed = try? await channel.eventLoop.submit { () -> Bool in
+                guard self.handoff.settingUp == 0 else { return false }
+                channel.close(promise: nil)
+                return true
+            }.get()
+            if closed != false { break }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        try? await channel.closeFuture.get()
+        if channel.isActive { try? await channel.close() }
     }
 
-    /// Stops accepting, without waiting.
+    /// Stops accepting, without waiting (as ``close()``, in a task of its own).
     public func startClosing() {
-        self.closing.request()
-        self.server.channel.close(promise: nil)
+        Task { await self.close() }
     }
 }
 
@@ -143,28 +163,31 @@ public struct ListenerFailed: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// Connections between their set-up and the accept loop taking them. Set-ups still running when the loop's
-/// stream ends are waited for (they end with their handshake timeout at the latest), and what the stream did
-/// not deliver is given to the loop once more.
+/// Connections from `accept(2)` to the accept loop taking them. Set-ups still running when the loop's stream
+/// ends are waited for (they end with their handshake timeout at the latest), and what the stream did not
+/// deliver is given to the loop once more.
 final class Handoff<Connection: Sendable>: Sendable {
     private struct State {
-        var setting = 0
+        var setting: Set<ObjectIdentifier> = []
         var ready: [ObjectIdentifier: Connection] = [:]
         var finished = false
     }
 
     private let state = Mutex(State())
 
-    /// A connection's set-up began.
-    func started() { self.state.withLock { $0.setting += 1 } }
+    /// Connections accepted and still being set up.
+    var settingUp: Int { self.state.withLock { $0.setting.count } }
 
-    /// A set-up failed (the connection is closed).
-    func failed() { self.state.withLock { $0.setting -= 1 } }
+    /// A connection was accepted (on the listening channel's loop).
+    func accepted(_ id: ObjectIdentifier) { _ = self.state.withLock { $0.setting.insert(id) } }
+
+    /// A set-up ended without a connection to serve (it failed, or the connection closed first). Once only.
+    func settled(_ id: ObjectIdentifier) { _ = self.state.withLock { $0.setting.remove(id) } }
 
     /// A set-up succeeded; false when the loop is gone and the connection cannot be served.
     func setUp(_ connection: Connection, id: ObjectIdentifier) -> Bool {
         self.state.withLock { state in
-            state.setting -= 1
+            state.setting.remove(id)
             guard !state.finished else { return false }
             state.ready[id] = connection
             return true
@@ -178,7 +201,7 @@ final class Handoff<Connection: Sendable>: Sendable {
     func finish() async -> [Connection] {
         while true {
             let done: [Connection]? = self.state.withLock { state in
-                guard state.setting <= 0 else { return nil }
+                guard state.setting.isEmpty else { return nil }
                 state.finished = true
                 defer { state.ready = [:] }
                 return Array(state.ready.values)
@@ -245,15 +268,39 @@ final class FailureReport: Sendable {
     }
 }
 
-/// First on the listening channel: sees the errors of `accept(2)` (fired from the socket, at the head) and logs
-/// them. I/O errors go on to NIO's `AcceptBackoffHandler`, which pauses accepting on a full file table and
-/// swallows them; any other error stops here, since past those handlers it would end the stream of connections.
-final class AcceptErrorLogger: ChannelInboundHandler, Sendable {
+/// First on the listening channel, where `accept(2)`'s results arrive: counts each accepted connection into
+/// the ``Handoff`` until its set-up ends, drops reads once the listener is closing (so no new batch is
+/// accepted), and logs accept errors. I/O errors go on to NIO's `AcceptBackoffHandler`, which pauses accepting
+/// on a full file table and swallows them; any other error stops here, since past those handlers it would end
+/// the stream of connections.
+final class AcceptWatch<Connection: Sendable>: ChannelDuplexHandler, Sendable {
     typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    typealias OutboundIn = Never
 
     let report: FailureReport
+    let handoff: Handoff<Connection>
+    private let closing = Atomic<Bool>(false)
 
-    init(_ report: FailureReport) { self.report = report }
+    init(report: FailureReport, handoff: Handoff<Connection>) {
+        self.report = report
+        self.handoff = handoff
+    }
+
+    func stopAccepting() { self.closing.store(true, ordering: .relaxed) }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let accepted = self.unwrapInboundIn(data)
+        let id = ObjectIdentifier(accepted)
+        self.handoff.accepted(id)
+        // NIO closes it if it cannot be set up or delivered: it is settled then too.
+        accepted.closeFuture.whenComplete { [handoff] _ in handoff.settled(id) }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if !self.closing.load(ordering: .relaxed) { context.read() }
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.report.acceptFailed(error)
