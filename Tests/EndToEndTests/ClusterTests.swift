@@ -203,6 +203,17 @@ extension EndToEnd {
                 try await cluster.startRelays()
                 try await cluster.relays[0].startConnector()
                 let caFile = cluster.relays[0].caFile
+                // Before the first request through the balancer: both relays hold the connector's tunnels, say they
+                // are ready, and the balancer has seen one of them ready (it checks every 500 ms; until then it has
+                // no server for users and closes their connections).
+                try await Self.waitForTunnels(cluster, 2)
+                let deadline = ContinuousClock.now + .seconds(15)
+                while ContinuousClock.now < deadline {
+                    var ready = true
+                    for relay in cluster.relays where try await Curl.run(relay.adminURL("/readyz"), caFile: nil).status != 200 { ready = false }
+                    if ready, try await Curl.run(cluster.url("portal", "/.sallyport/health"), caFile: caFile).status == 200 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
 
                 // The sign-in through the balancer: its steps land on either relay.
                 let start = try await Curl.run(cluster.url("portal", "/headers"), caFile: caFile)
