@@ -48,7 +48,6 @@ public struct Listener<Accepted: Sendable>: Sendable {
     public let name: String
     let server: NIOAsyncChannel<Connection?, Never>
     let report: FailureReport
-    let closing: Closing
     let handoff: Handoff<Connection>
     let watch: AcceptWatch<Connection>
 
@@ -105,7 +104,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
         case .inherited(let descriptor, _):
             server = try await bootstrap.bind(descriptor, childChannelInitializer: guarded)
         }
-        return Listener(name: name, server: server, report: report, closing: Closing(), handoff: handoff, watch: watch)
+        return Listener(name: name, server: server, report: report, handoff: handoff, watch: watch)
     }
 
     /// Accepts until the listener is closed, each connection served by `serve` in a task of its own (on the
@@ -122,7 +121,7 @@ public struct Listener<Accepted: Sendable>: Sendable {
                 }
             }
         }
-        guard self.closing.requested else {
+        guard self.watch.closing else {
             throw ListenerFailed(description: "the \(self.name) listener closed by itself (see the errors logged before); restart the service")
         }
     }
@@ -135,7 +134,6 @@ public struct Listener<Accepted: Sendable>: Sendable {
     /// channel closes on its own event loop (where accepts run) at a moment no accepted connection is still
     /// being set up. Nothing accepted is lost, and nothing queued is taken.
     public func close() async {
-        self.closing.request()
         self.watch.stopAccepting()
         let channel = self.server.channel
         let deadline = ContinuousClock.now + .seconds(10)
@@ -212,13 +210,6 @@ final class Handoff<Connection: Sendable>: Sendable {
     }
 }
 
-/// Whether ``Listener/close()`` was asked for.
-final class Closing: Sendable {
-    private let flag = Mutex(false)
-    var requested: Bool { self.flag.withLock { $0 } }
-    func request() { self.flag.withLock { $0 = true } }
-}
-
 /// Logs a listener's failures: one line per failed connection with its cause, but at most one a second, so a
 /// storm of them (a scan, a full file table) says how many it left out instead of filling the log.
 final class FailureReport: Sendable {
@@ -280,14 +271,17 @@ final class AcceptWatch<Connection: Sendable>: ChannelDuplexHandler, Sendable {
 
     let report: FailureReport
     let handoff: Handoff<Connection>
-    private let closing = Atomic<Bool>(false)
+    private let closingFlag = Atomic<Bool>(false)
+
+    /// Whether ``Listener/close()`` was asked for: reads stop, and the loop's end is no failure.
+    var closing: Bool { self.closingFlag.load(ordering: .relaxed) }
 
     init(report: FailureReport, handoff: Handoff<Connection>) {
         self.report = report
         self.handoff = handoff
     }
 
-    func stopAccepting() { self.closing.store(true, ordering: .relaxed) }
+    func stopAccepting() { self.closingFlag.store(true, ordering: .relaxed) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let accepted = self.unwrapInboundIn(data)
@@ -299,7 +293,7 @@ final class AcceptWatch<Connection: Sendable>: ChannelDuplexHandler, Sendable {
     }
 
     func read(context: ChannelHandlerContext) {
-        if !self.closing.load(ordering: .relaxed) { context.read() }
+        if !self.closing { context.read() }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -79,12 +79,10 @@ public struct ConnectorDoctor: Sendable {
             learnt = try await session.probeOnce(timeout: .seconds(20))
         } catch {
             var step = Self.relayFailure(error, relay: self.config.relay, proxy: proxy)
-            if TLSFailure.peerCertificateRefused(error),
-                let detail = await RelayCertificateCheck.diagnose(
-                    dialer: RelayDialer(relay: self.config.relay, proxy: proxy), serverName: RelayRosterRunner.configuredTarget(self.config).serverName,
-                    relayCA: self.config.relayCA, group: self.group
-                )
-            {
+            if let detail = await RelayCertificateCheck.explain(
+                error, dialer: RelayDialer(relay: self.config.relay, proxy: proxy), serverName: RelayRosterRunner.configuredTarget(self.config).serverName,
+                relayCA: self.config.relayCA, group: self.group
+            ) {
                 step = DoctorStep("relay", .fail, detail, fix: step.fix)
             }
             steps.append(step)

@@ -5,6 +5,7 @@ import NIOSSL
 import NIOTLS
 import SallyportConfig
 import SallyportPKI
+import SallyportTunnel
 import SwiftASN1
 import X509
 
@@ -12,6 +13,13 @@ import X509
 /// verifying it, and compares it with what verification wanted (BoringSSL says only
 /// `CERTIFICATE_VERIFY_FAILED`). Runs only after such a failure; nothing is sent but a TLS handshake.
 enum RelayCertificateCheck {
+    /// For a connection that failed because this connector refused the relay's certificate: what is wrong with
+    /// it. Nil for any other failure, or when the certificate shows nothing wrong.
+    static func explain(_ error: any Error, dialer: RelayDialer, serverName: String, relayCA: String?, group: any EventLoopGroup) async -> String? {
+        guard TLSFailure.peerCertificateRefused(error) else { return nil }
+        return await Self.diagnose(dialer: dialer, serverName: serverName, relayCA: relayCA, group: group)
+    }
+
     /// What is wrong with the certificate the relay presents to `serverName` (expired, another name, another
     /// CA than `relayCA`), or nil if it cannot tell.
     static func diagnose(dialer: RelayDialer, serverName: String, relayCA: String?, group: any EventLoopGroup) async -> String? {

@@ -147,13 +147,10 @@ struct TunnelSession: Sendable {
     /// A failed connection in words: TLS failures without BoringSSL's codes, and for a relay certificate this
     /// connector refused, what is wrong with it.
     func explain(_ error: any Error) async -> String {
-        let relay = "\(self.dialer.relay)"
-        if TLSFailure.peerCertificateRefused(error),
-            let detail = await RelayCertificateCheck.diagnose(dialer: self.dialer, serverName: self.serverName, relayCA: self.config.relayCA, group: self.group)
-        {
-            return detail
-        }
-        return TLSFailure.connectorMessage(error, relay: relay) ?? "\(error)"
+        let detail = await RelayCertificateCheck.explain(
+            error, dialer: self.dialer, serverName: self.serverName, relayCA: self.config.relayCA, group: self.group
+        )
+        return detail ?? TLSFailure.connectorMessage(error, relay: "\(self.dialer.relay)") ?? "\(error)"
     }
 
     private func connectAndServe(
