@@ -440,6 +440,7 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP2", package: "swift-nio-extras"),
+                .product(name: "Yams", package: "Yams"),
             ],
             exclude: ["Resources"],
             swiftSettings: swiftSettings

@@ -186,11 +186,13 @@ public struct CertificateAuthority: Sendable {
     public static let throwawayOrganization = "Sallyport throwaway PKI"
 
     /// Not before a tenth of the validity ago, at most an hour (clock skew between hosts, without making a
-    /// short-lived certificate look much older than it is), not after `validity` from now.
+    /// short-lived certificate look much older than it is), not after `validity` from now. A negative
+    /// `validity` makes a certificate that expired that long ago, after a day of validity (to test expiry).
     private static func validityWindow(_ validity: Duration) -> (Date, Date) {
         let now = Date()
         let (seconds, attoseconds) = validity.components
         let interval = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+        if interval < 0 { return (now.addingTimeInterval(interval - 86400), now.addingTimeInterval(interval)) }
         return (now.addingTimeInterval(-min(3600, interval / 10)), now.addingTimeInterval(interval))
     }
 

@@ -69,7 +69,7 @@ extension StoreError {
             let cause = error.underlying.map { ": \($0)" } ?? ""
             return StoreError(
                 .unavailable,
-                "cannot reach \(store) (\(error.code)\(cause)): check that it is running and that store.postgres in relay.yaml names it; the relay keeps trying"
+                "cannot reach \(store) (\(error.code)\(cause)): check that it is running and that store.postgres in relay.yaml names it"
             )
         }
     }

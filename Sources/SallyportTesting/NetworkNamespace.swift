@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A network namespace the test owns, joined to the host by a veth pair: the host side has `hostAddress`, the
 /// namespace `innerAddress` (a /30 of 10.213.0.0/16) and a default route through the host, so a process inside
@@ -14,6 +15,7 @@ public final class NetworkNamespace: @unchecked Sendable {
     public let innerAddress: String
     private let hostInterface: String
     private var removed = false
+    private let links = Mutex(0)
 
     /// Creates namespace `index` (0...3 per process) with its veth pair.
     public init(index: Int) throws {
@@ -47,14 +49,21 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     deinit { self.remove() }
 
-    /// Joins this namespace to `other` by a veth pair of their own, as two hosts on one network: this end gets
-    /// 10.214.X.1, the other 10.214.X.2 (a /30). The pair goes when either namespace is removed.
+    /// Joins this namespace to `other` by a veth pair of their own, as two hosts on one network: the `k`th
+    /// link this namespace makes gets 10.214.X.(4k+1), the other end 10.214.X.(4k+2) (a /30; up to 8 links).
+    /// The pair goes when either namespace is removed.
     public func link(to other: NetworkNamespace) throws -> (here: String, there: String) {
+        let k = self.links.withLock { count in
+            defer { count += 1 }
+            return count
+        }
+        precondition(k < 8, "at most 8 links from one namespace")
         let parts = self.name.split(separator: "-")
         let third = self.hostAddress.split(separator: ".")[2]
-        let here = "10.214.\(third).1"
-        let there = "10.214.\(third).2"
-        let (a, b) = ("spl\(parts[0].dropFirst(2).suffix(5))x\(parts[1])a", "spl\(parts[0].dropFirst(2).suffix(5))x\(parts[1])b")
+        let here = "10.214.\(third).\(4 * k + 1)"
+        let there = "10.214.\(third).\(4 * k + 2)"
+        let stem = "spl\(parts[0].dropFirst(2).suffix(5))x\(parts[1])\(k)"
+        let (a, b) = (stem + "a", stem + "b")
         try Self.run(["-n", self.name, "link", "add", a, "type", "veth", "peer", "name", b, "netns", other.name])
         try Self.run(["-n", self.name, "addr", "add", "\(here)/30", "dev", a])
         try Self.run(["-n", self.name, "link", "set", a, "up"])

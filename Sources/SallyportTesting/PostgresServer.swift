@@ -18,12 +18,16 @@ import Synchronization
 /// the server and removes the directory when the test process ends, however it ends. Install it with
 /// `scripts/setup-test-deps.sh`.
 public final class PostgresServer: Sendable {
-    /// Where it listens.
-    public let host = "127.0.0.1"
+    /// Where the tests reach it: the first of the addresses it listens on.
+    public var host: String { self.addresses[0] }
+    /// The addresses it listens on (127.0.0.1 unless ``start(superuser:addresses:tls:)`` says otherwise).
+    public let addresses: [String]
     public let port: Int
     /// The superuser the tests connect as, and its password.
-    public let user = "sallyport"
+    public let user: String
     public let password: String
+    /// Whether it offers TLS (`ssl=on`, with the certificate given at start).
+    public let offersTLS: Bool
     /// The server's directory: `data/`, `server.log`, `password` (a file holding the password, as relay.yaml's
     /// `passwordFile` names one).
     public let home: String
@@ -33,8 +37,11 @@ public final class PostgresServer: Sendable {
     public var passwordFile: String { home + "/password" }
     public var logFile: String { home + "/server.log" }
 
-    private init(port: Int, password: String, home: String) {
+    private init(port: Int, user: String, password: String, addresses: [String], offersTLS: Bool, home: String) {
         self.port = port
+        self.user = user
+        self.addresses = addresses
+        self.offersTLS = offersTLS
         self.password = password
         self.home = home
         self.process = Mutex(nil)
@@ -54,7 +61,15 @@ public final class PostgresServer: Sendable {
     }
 
     /// Creates a cluster (about a second) and starts it on a free port; returns once it accepts connections.
-    public static func start() async throws -> PostgresServer {
+    /// - Parameters:
+    ///   - superuser: the superuser initdb makes (its password is ``password``).
+    ///   - addresses: where it listens; password (SCRAM) connections are allowed from 127.0.0.1 and, when an
+    ///     address is a test network's (10.213.0.0/16, ``NetworkNamespace``), from those networks.
+    ///   - tls: a server certificate (PEM, chain) and its key, offered to clients that ask for TLS.
+    ///   - port: a free one unless given (5432, PostgreSQL's own, for a guide that names none).
+    public static func start(
+        superuser: String = "sallyport", addresses: [String] = ["127.0.0.1"], tls: (certificate: String, key: String)? = nil, port: Int? = nil
+    ) async throws -> PostgresServer {
         let binaries = try Self.binaries()
         // As root, under /tmp whatever TMPDIR says: the postgres user must be able to reach the directory.
         let base = Self.runsAsRoot ? "/tmp" : ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
@@ -63,14 +78,24 @@ public final class PostgresServer: Sendable {
             throw HarnessError(.fileSystem, "mkdtemp in \(base) failed: \(String(cString: strerror(errno)))")
         }
         let home = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        let server = PostgresServer(port: try FreePort.next(), password: "pw-" + UUID().uuidString.prefix(12).lowercased(), home: home)
+        let server = PostgresServer(
+            port: try port ?? FreePort.next(), user: superuser, password: "pw-" + UUID().uuidString.prefix(12).lowercased(), addresses: addresses,
+            offersTLS: tls != nil, home: home
+        )
+        if let tls {
+            try FileManager.default.copyItem(atPath: tls.certificate, toPath: home + "/server.crt")
+            try FileManager.default.copyItem(atPath: tls.key, toPath: home + "/server.key")
+            chmod(home + "/server.key", 0o600)
+        }
         try Data((server.password + "\n").utf8).write(to: URL(fileURLWithPath: server.passwordFile))
         if Self.runsAsRoot {
             // The postgres user owns its directory; root (the test) can still read the log and remove it.
             guard let account = getpwnam("postgres") else {
                 throw HarnessError(.notFound, "no postgres user: run scripts/setup-test-deps.sh (as root) to install PostgreSQL")
             }
-            for path in [home, server.passwordFile] { chown(path, account.pointee.pw_uid, account.pointee.pw_gid) }
+            for path in [home, server.passwordFile] + (tls == nil ? [] : [home + "/server.crt", home + "/server.key"]) {
+                chown(path, account.pointee.pw_uid, account.pointee.pw_gid)
+            }
         }
         let initdb = try ChildProcess.launch(
             Self.runsAsRoot ? "/usr/bin/setpriv" : binaries + "/initdb",
@@ -82,6 +107,12 @@ public final class PostgresServer: Sendable {
         )
         guard await initdb.waitForExit(timeout: .seconds(120)) == 0 else {
             throw HarnessError(.launchFailed, "initdb failed; \(initdb.logFile):\n\(initdb.log().suffix(2000))")
+        }
+        if addresses.contains(where: { $0.hasPrefix("10.213.") }) {
+            let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: home + "/data/pg_hba.conf"))
+            try hba.seekToEnd()
+            try hba.write(contentsOf: Data("host all all 10.213.0.0/16 scram-sha-256\n".utf8))
+            try hba.close()
         }
         try await server.start()
         // The test process's end stops the server and removes its directory, even if the process crashed.
@@ -108,8 +139,8 @@ public final class PostgresServer: Sendable {
             Self.asPostgres([
                 binaries + "/postgres", "-D", home + "/data", "-h", host, "-p", String(port), "-k", home,
                 "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
-                "-c", "log_min_messages=warning", "-c", "listen_addresses=\(host)",
-            ]),
+                "-c", "log_min_messages=warning", "-c", "listen_addresses=\(addresses.joined(separator: ","))",
+            ] + (offersTLS ? ["-c", "ssl=on", "-c", "ssl_cert_file=\(home)/server.crt", "-c", "ssl_key_file=\(home)/server.key"] : [])),
             environment: ["LC_ALL": "C"], logFile: logFile, currentDirectory: home
         )
         self.process.withLock { $0 = process }

@@ -156,7 +156,7 @@ extension EndToEnd {
             await deployment.shutdown()
         }
 
-        @Test("A relay certificate the connector refuses is explained: another CA than relayCA, or not the name dialled; sallyport doctor says the same")
+        @Test("A relay certificate the connector refuses is explained: another CA than relayCA, not the name dialled, or expired; sallyport doctor says the same")
         func relayCertificateRefusedInWords() async throws {
             let deployment = try Deployment(hosts: ["app"])
             // A tunnel certificate for the name `localhost` alone: with an IP address in it, NIO accepts any name
@@ -185,9 +185,24 @@ extension EndToEnd {
             defer { otherName.signal(SIGKILL) }
             try await otherName.waitForLog(containing: "tunnel connection to the relay failed", timeout: .seconds(30))
             #expect(otherName.log().contains("not wrong.example: dial one of those names"), "\(otherName.log())")
-            for log in [otherCA.log(), otherName.log()] { #expect(!log.contains("OPENSSL_internal") && !log.contains(".cc:"), "\(log)") }
             let doctor = try await deployment.sallyport(["doctor", "--config", deployment.directory.file("wary/other-name.yaml")], expectFailure: true)
             #expect(doctor.contains("FAIL relay: the certificate") && doctor.contains("not wrong.example"), "\(doctor)")
+            otherName.signal(SIGKILL)
+            // An expired certificate, which the relay takes up on SIGHUP.
+            let expired = try authority.issueServer(commonName: "localhost", dnsNames: ["localhost"], validity: .seconds(-7200))
+            try expired.chainPEM.write(toFile: deployment.pki.tunnelCertificate, atomically: true, encoding: .utf8)
+            try expired.privateKeyPEM.write(toFile: deployment.pki.tunnelKey, atomically: true, encoding: .utf8)
+            let relay = try #require(deployment.relay)
+            relay.signal(SIGHUP)
+            try await relay.waitForLog(containing: "SIGHUP: reloading", timeout: .seconds(10))
+            _ = try deployment.directory.write("wary/expired.yaml", registered)
+            let late = try ChildProcess.launch(
+                deployment.binary, ["connector", "--config", deployment.directory.file("wary/expired.yaml")], logFile: deployment.directory.file("expired.log")
+            )
+            defer { late.signal(SIGKILL) }
+            try await late.waitForLog(containing: "tunnel connection to the relay failed", timeout: .seconds(30))
+            #expect(late.log().contains("expired on") && late.log().contains("renew the relay's tunnel certificate"), "\(late.log())")
+            for log in [otherCA.log(), otherName.log(), late.log()] { #expect(!log.contains("OPENSSL_internal") && !log.contains(".cc:"), "\(log)") }
             await deployment.shutdown()
         }
 

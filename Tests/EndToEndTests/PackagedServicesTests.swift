@@ -14,44 +14,35 @@ extension EndToEnd {
         static let root = PackageTests.root
         static let units = "/lib/systemd/system"
 
-        /// One host: a network namespace, and for the connector host its own /etc/sallyport and /var/lib/sallyport.
-        struct Host {
-            let name: String
-            let namespace: NetworkNamespace
-            let directories: [(source: String, target: String)]
-
-            /// `script` run by bash as root on this host, in `directory`.
-            func shell(_ script: String, in directory: String) throws -> (status: Int32, output: String) {
-                let binds = self.directories.map { "mount --bind \(ServiceUnit.quote($0.source)) \(ServiceUnit.quote($0.target))" }
-                let setup = (binds + ["cd \(ServiceUnit.quote(directory))", "exec bash -e -c \(ServiceUnit.quote(script))"]).joined(separator: "\n")
-                let command = self.namespace.command("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", setup])
-                return try Command.run(command.executable, command.arguments)
-            }
-
-            /// The unit's service started as systemd would start it, its output in `log`; with `sockets`, the
-            /// listening sockets of its socket unit held by socket_unit.py as systemd holds them.
-            func start(_ unit: ServiceUnit, sockets: ServiceUnit? = nil, log: String) throws -> ChildProcess {
-                var prefix: [String] = []
-                if let sockets {
-                    prefix = ["/usr/bin/python3", "-u", EndToEnd.resource("socket_unit.py")]
-                    prefix += sockets.list("ListenStream").flatMap { ["--listen", $0] } + ["--"]
-                }
-                let script = try unit.sandboxScript(command: try unit.execStart(), hostDirectories: self.directories, prefix: prefix)
-                let command = self.namespace.command("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", script])
-                return try ChildProcess.launch(command.executable, command.arguments, logFile: log)
-            }
-        }
-
         /// The ```sh blocks of docs/deployment.md's section `heading`, each with the host its first line names
         /// (`# relay host`, `# connector host`).
         static func blocks(under heading: String) throws -> [(host: String, lines: [String])] {
+            try Self.fencedBlocks(under: heading, language: "sh").map { block in
+                var lines = block
+                let host = try #require(lines.first?.hasPrefix("# ") == true ? String(lines.removeFirst().dropFirst(2)) : nil, "a block without its host")
+                return (host, lines)
+            }
+        }
+
+        /// The lines of each ```language block of docs/deployment.md's section `heading` (its `## ` or `### `
+        /// heading line), without the indentation of a block inside a list.
+        static func fencedBlocks(under heading: String, language: String) throws -> [[String]] {
             let text = try String(contentsOfFile: "\(Self.root)/docs/deployment.md", encoding: .utf8)
             let section = try #require(text.components(separatedBy: "\n\(heading)\n").dropFirst().first?.components(separatedBy: "\n## ").first)
-            var blocks: [(String, [String])] = []
-            for block in section.components(separatedBy: "```sh\n").dropFirst() {
-                var lines = block.components(separatedBy: "\n```").first?.components(separatedBy: "\n") ?? []
-                let host = try #require(lines.first?.hasPrefix("# ") == true ? String(lines.removeFirst().dropFirst(2)) : nil, "a block without its host")
-                blocks.append((host, lines))
+            var blocks: [[String]] = []
+            var current: (language: String, lines: [String])?
+            var indentation = 0
+            for line in section.components(separatedBy: "\n") {
+                let trimmed = line.drop { $0 == " " }
+                if current == nil, trimmed.hasPrefix("```") {
+                    current = (String(trimmed.dropFirst(3)), [])
+                    indentation = line.count - trimmed.count
+                } else if let block = current, trimmed == "```" {
+                    if block.language == language { blocks.append(block.lines) }
+                    current = nil
+                } else if current != nil {
+                    current!.lines.append(String(line.dropFirst(min(indentation, line.count - trimmed.count))))
+                }
             }
             return blocks
         }
@@ -83,17 +74,12 @@ extension EndToEnd {
             try connectorNamespace.setHosts(["relay.example.com": link.here, "wiki.corp.internal": "127.0.0.1"])
             // The private network's firewall: out to the relay's tunnel port only.
             try connectorNamespace.allowOnly([(host: link.here, port: 8443)])
-            var connectorDirectories: [(source: String, target: String)] = []
-            for target in ["/etc/sallyport", "/var/lib/sallyport"] {
-                let source = work.file("connector-host" + target)
-                try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-                connectorDirectories.append((source, target))
-            }
-            // dpkg makes them on the relay host; the connector host's are bound over them.
-            for target in ["/etc/sallyport", "/var/lib/sallyport"] { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) }
+            // dpkg makes /etc/sallyport and /var/lib/sallyport on the relay host; the connector host's are its own.
             let hosts = [
-                "relay host": Host(name: "relay host", namespace: relayNamespace, directories: []),
-                "connector host": Host(name: "connector host", namespace: connectorNamespace, directories: connectorDirectories),
+                "relay host": TestHost(name: "relay host", namespace: relayNamespace),
+                "connector host": try TestHost.make(
+                    name: "connector host", namespace: connectorNamespace, root: work.file("connector-host"), targets: ["/etc/sallyport", "/var/lib/sallyport"]
+                ),
             ]
 
             // The internal app, on the connector host's loopback.
@@ -139,7 +125,9 @@ extension EndToEnd {
                         let service = try ServiceUnit(path: "\(Self.units)/sallyport-relay.service")
                         #expect(service.list("Requires").contains("sallyport-relay.socket"))
                         let sockets = try ServiceUnit(path: "\(Self.units)/sallyport-relay.socket")
-                        services["relay"] = try host.start(service, sockets: sockets, log: work.file("relay.log"))
+                        services["relay"] = try host.start(
+                            service, sockets: sockets, socketHolder: ["/usr/bin/python3", "-u", EndToEnd.resource("socket_unit.py")], log: work.file("relay.log")
+                        )
                         try await services["relay"]!.waitForLog(containing: "relay listening", timeout: .seconds(60))
                     case "enable --now sallyport-connector":
                         let service = try ServiceUnit(path: "\(Self.units)/sallyport-connector.service")
