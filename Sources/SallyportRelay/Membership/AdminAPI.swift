@@ -29,24 +29,11 @@ struct AdminAPI: Sendable {
         var apps: [AppHealth]
     }
 
-    struct AppHealth: Codable, Sendable, Equatable {
-        var name: String
-        /// `ok`, `no-connector` (no active connector in its group) or `backend-unreachable`.
-        var health: String
-        /// For `backend-unreachable`: the connectors (names) whose last request to the backend failed.
-        var unreachableFrom: [String]
-    }
-
     func health() async throws -> Health {
         let snapshot = self.catalog.snapshot
-        let groups = try await self.membership.groups(apps: snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) })
-        let active = Set(groups.filter { !$0.activeConnectors.isEmpty }.map(\.name))
-        let names = Dictionary(try await self.membership.status().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
-        let apps = snapshot.apps.map { app in
-            let failing = self.reachability.failing(app: app.name).map { names[$0] ?? $0 }.sorted()
-            let health = !active.contains(app.connectorGroup) ? "no-connector" : failing.isEmpty ? "ok" : "backend-unreachable"
-            return AppHealth(name: app.name, health: health, unreachableFrom: failing)
-        }
+        let connectors = try await self.membership.status()
+        let groups = try await self.membership.groups(apps: snapshot.apps.map { (name: $0.name, group: $0.connectorGroup) }, connectors: connectors)
+        let apps = AppHealth.of(snapshot.apps, groups: groups, connectors: connectors, reachability: self.reachability)
         return Health(rejected: self.catalog.lastErrors.map { "\($0)" }, apps: apps)
     }
 

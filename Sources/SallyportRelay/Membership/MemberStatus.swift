@@ -35,6 +35,26 @@ struct GroupStatus: Codable, Sendable, Equatable {
     var warning: String?
 }
 
+/// How an app fares, as the status page and `GET /v1/health` (`sallyport doctor --relay`) say it.
+struct AppHealth: Codable, Sendable, Equatable {
+    var name: String
+    /// `ok`, `no-connector` (no active connector in its group: it answers 502) or `backend-unreachable`.
+    var health: String
+    /// For `backend-unreachable`: the connectors (names) whose last request to the backend failed. Red from a
+    /// failed request until a request through that connector succeeds, not only while it is avoided.
+    var unreachableFrom: [String]
+
+    static func of(_ apps: [AppConfig], groups: [GroupStatus], connectors: [ConnectorStatus], reachability: Reachability) -> [AppHealth] {
+        let active = Set(groups.filter { !$0.activeConnectors.isEmpty }.map(\.name))
+        let names = Dictionary(connectors.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        return apps.map { app in
+            let failing = reachability.failing(app: app.name).map { names[$0] ?? $0 }.sorted()
+            let health = !active.contains(app.connectorGroup) ? "no-connector" : failing.isEmpty ? "ok" : "backend-unreachable"
+            return AppHealth(name: app.name, health: health, unreachableFrom: failing)
+        }
+    }
+}
+
 extension Membership {
     /// Every registered connector with its live state.
     func status(now: Date = Date()) async throws -> [ConnectorStatus] {
@@ -88,7 +108,11 @@ extension Membership {
 
     /// Every group named by the store, an app or a connector, with its apps and active connectors.
     func groups(apps: [(name: String, group: String)], now: Date = Date()) async throws -> [GroupStatus] {
-        let connectors = try await self.status(now: now)
+        try await self.groups(apps: apps, connectors: try await self.status(now: now))
+    }
+
+    /// The same, from `connectors` as ``status(now:)`` just gave them.
+    func groups(apps: [(name: String, group: String)], connectors: [ConnectorStatus]) async throws -> [GroupStatus] {
         var names = Set(try await self.store.groups().map(\.name))
         names.formUnion(apps.map(\.group))
         names.formUnion(connectors.map(\.group))

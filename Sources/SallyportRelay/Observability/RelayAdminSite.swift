@@ -79,9 +79,7 @@ struct RelayAdminSite: Sendable {
     func statusPage(now: Date = Date()) async -> StatusPage {
         let snapshot = self.catalog.snapshot
         let statuses = (try? await self.membership.status(now: now)) ?? []
-        let groups = (try? await self.membership.groups(apps: snapshot.apps.map { ($0.name, $0.connectorGroup) }, now: now)) ?? []
-        let activeGroups = Set(groups.filter { !$0.activeConnectors.isEmpty }.map(\.name))
-        let names = Dictionary(statuses.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let groups = (try? await self.membership.groups(apps: snapshot.apps.map { ($0.name, $0.connectorGroup) }, connectors: statuses)) ?? []
 
         let groupRows: [[StatusPage.Cell]] = groups.map { group in
             [
@@ -100,18 +98,17 @@ struct RelayAdminSite: Sendable {
                 .init(expiry?.text ?? "", tone: expiry?.tone ?? .plain),
             ]
         }
-        let appRows: [[StatusPage.Cell]] = snapshot.apps.map { app in
-            // Red from a failed request until a request through that connector succeeds: not only while it is avoided.
-            let avoided = self.reachability.failing(app: app.name)
-            let health: StatusPage.Cell =
-                !activeGroups.contains(app.connectorGroup)
-                ? .init("no connector: answers 502", tone: .bad)
-                : avoided.isEmpty
-                    ? .init("ok", tone: .good)
-                    : .init("backend unreachable from \(avoided.map { names[$0] ?? $0 }.sorted().joined(separator: ", "))", tone: .warn)
+        let health = AppHealth.of(snapshot.apps, groups: groups, connectors: statuses, reachability: self.reachability)
+        let appRows: [[StatusPage.Cell]] = zip(snapshot.apps, health).map { app, health in
+            let cell: StatusPage.Cell =
+                switch health.health {
+                case "no-connector": .init("no connector: answers 502", tone: .bad)
+                case "ok": .init("ok", tone: .good)
+                default: .init("backend unreachable from \(health.unreachableFrom.joined(separator: ", "))", tone: .warn)
+                }
             return [
                 .init(app.name), .init(app.externalURL.string), .init(app.connectorGroup), .init(Self.preAuthentication(app)),
-                .init(app.sso.handler), health,
+                .init(app.sso.handler), cell,
             ]
         }
         let certificateRows: [[StatusPage.Cell]] = self.certificates.facts().map { listener, file, facts in
