@@ -399,6 +399,9 @@ let package = Package(
             dependencies: [
                 "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportTunnel", "SallyportWire",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             swiftSettings: swiftSettings
         ),

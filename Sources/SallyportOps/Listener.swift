@@ -55,7 +55,8 @@ public struct Listener<Accepted: Sendable>: Sendable {
     public var channel: any Channel { self.server.channel }
 
     /// Binds `address` and accepts with `initializer`; `keepalive` turns on TCP keep-alive for every accepted
-    /// connection (set on the listening socket, which accepted sockets inherit on Linux).
+    /// connection (set on the listening socket, which accepted sockets inherit on Linux). Failures are logged at
+    /// most once per `failureLogInterval`.
     public static func bind(
         _ name: String,
         at address: Address,
@@ -63,9 +64,10 @@ public struct Listener<Accepted: Sendable>: Sendable {
         keepalive: Bool = false,
         group: any EventLoopGroup,
         logger: Logger,
+        failureLogInterval: Duration = .seconds(1),
         initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Accepted>
     ) async throws -> Listener {
-        let report = FailureReport(listener: name, logger: logger)
+        let report = FailureReport(listener: name, logger: logger, interval: failureLogInterval)
         let handoff = Handoff<Connection>()
         let watch = AcceptWatch(report: report, handoff: handoff)
         var bootstrap = ServerBootstrap(group: group)
@@ -210,8 +212,8 @@ final class Handoff<Connection: Sendable>: Sendable {
     }
 }
 
-/// Logs a listener's failures: one line per failed connection with its cause, but at most one a second, so a
-/// storm of them (a scan, a full file table) says how many it left out instead of filling the log.
+/// Logs a listener's failures: one line per failed connection with its cause, but at most one per `interval` (a
+/// second), so a storm of them (a scan, a full file table) says how many it left out instead of filling the log.
 final class FailureReport: Sendable {
     private struct State {
         var lastLogged: ContinuousClock.Instant?
@@ -220,11 +222,13 @@ final class FailureReport: Sendable {
 
     let listener: String
     let logger: Logger
+    let interval: Duration
     private let state = Mutex(State())
 
-    init(listener: String, logger: Logger) {
+    init(listener: String, logger: Logger, interval: Duration) {
         self.listener = listener
         self.logger = logger
+        self.interval = interval
     }
 
     func connectionFailed(_ error: any Error, peer: SocketAddress?) {
@@ -242,7 +246,7 @@ final class FailureReport: Sendable {
     private func log(_ message: String, cause: any Error, metadata: Logger.Metadata) {
         let now = ContinuousClock.now
         let suppressed: Int? = self.state.withLock { state in
-            if let last = state.lastLogged, now - last < .seconds(1) {
+            if let last = state.lastLogged, now - last < self.interval {
                 state.suppressed += 1
                 return nil
             }

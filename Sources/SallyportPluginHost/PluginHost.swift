@@ -14,8 +14,10 @@ import Synchronization
 /// The connector talks to the host over a socket (``HostProtocol``). When the host dies (a crash, an abort, a
 /// kill) the calls it was answering end at once, so only the requests it was working on fail (with a clear
 /// page); the log names the plugin and what the process printed about its end (Swift's `Fatal error: … at
-/// file:line`, or the crash backtrace). The host is started again after a backoff (0.5 s doubling to 30 s) and
-/// every handler it held is made again; calls that arrive meanwhile wait for it within their deadline. A host
+/// file:line`, or the crash backtrace). The host is started again as soon as it reports a crash (its process
+/// finishes its backtrace meanwhile, and is reaped apart), after a backoff when it keeps ending (0.5 s doubling
+/// to 30 s; reset once a host lived 60 s), and every handler it held is made again; calls that arrive meanwhile
+/// wait for it within their deadline. A host
 /// that stops answering pings for 10 s (its threads all blocked) or leaves more than ``maximumPendingCalls``
 /// calls unanswered is killed and started again.
 public final class PluginHost: Sendable {
@@ -70,6 +72,8 @@ public final class PluginHost: Sendable {
         var next: UInt64 = 1
         /// Calls failed when the host reported its crash, before it exited (for the log line of its end).
         var failedEarly = 0
+        /// Crashed hosts still writing their crash report: killed on ``stop()`` or after ``reportAllowance``.
+        var lingering: Set<pid_t> = []
         var stopped = false
         var hello: Hello?
 
@@ -189,12 +193,13 @@ public final class PluginHost: Sendable {
 
     /// Stops the host: it sees its socket close and exits; one that does not is killed.
     public func stop() {
-        let (connection, waiting) = self.state.withLock { state in
+        let (connection, waiting, lingering) = self.state.withLock { state in
             state.stopped = true
             defer { state.waiting = [] }
-            return (state.connection, state.waiting)
+            return (state.connection, state.waiting, state.lingering)
         }
         for waiter in waiting { waiter.resume(returning: nil) }
+        for pid in lingering { kill(pid, SIGKILL) }
         guard let connection else { return }
         connection.send.finish()
         let pid = connection.pid
@@ -210,8 +215,18 @@ public final class PluginHost: Sendable {
         var output: [String]
     }
 
+    /// What the supervisor hears of a host process: a crash reported on its output (it answers nothing more,
+    /// though its backtracer may take seconds before it exits), then its exit.
+    enum HostEvent: Sendable {
+        case crashReported(pid: pid_t, output: [String])
+        case exited(Exit)
+    }
+
+    /// How long a crashed host may take to finish its report before it is killed.
+    static let reportAllowance = Duration.seconds(30)
+
     /// Starts a host process and waits for its first message.
-    private func launch() async -> Result<(Hello, AsyncStream<Exit>), PluginLoader.Failure> {
+    private func launch() async -> Result<(Hello, AsyncStream<HostEvent>), PluginLoader.Failure> {
         var sockets: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sockets) == 0 else {
             return .failure(.init(path: self.library, reason: "cannot make a socket for its plugin host: \(String(cString: strerror(errno)))"))
@@ -228,13 +243,13 @@ public final class PluginHost: Sendable {
         process.standardOutput = output
         process.standardError = output
         let tail = OutputTail()
-        let (exits, exited) = AsyncStream<Exit>.makeStream()
+        let (exits, exited) = AsyncStream<HostEvent>.makeStream()
         process.terminationHandler = { process in
             let how = process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus) (\(Self.signalName(process.terminationStatus)))" : "exit status \(process.terminationStatus)"
             // The output reader gets the last lines a moment to arrive.
             Task {
                 await tail.closed()
-                exited.yield(Exit(description: how, output: tail.lines))
+                exited.yield(.exited(Exit(description: how, output: tail.lines)))
                 exited.finish()
             }
         }
@@ -249,7 +264,7 @@ public final class PluginHost: Sendable {
         let readEnd = dup(output.fileHandleForReading.fileDescriptor)
         try? output.fileHandleForWriting.close()
         try? output.fileHandleForReading.close()
-        self.readOutput(readEnd, into: tail, pid: process.processIdentifier)
+        self.readOutput(readEnd, into: tail, pid: process.processIdentifier, events: exited)
 
         let channel: HostChannel
         do {
@@ -306,7 +321,9 @@ public final class PluginHost: Sendable {
             return .failure(.init(path: self.library, reason: reason))
         default:
             var ended = "its plugin host ended before saying which plugin it runs"
-            for await exit in exits { ended += " (\(exit.description)): \(exit.output.suffix(8).joined(separator: " | "))" }
+            for await event in exits {
+                if case .exited(let exit) = event { ended += " (\(exit.description)): \(exit.output.suffix(8).joined(separator: " | "))" }
+            }
             return .failure(.init(path: self.library, reason: ended))
         }
     }
@@ -381,14 +398,19 @@ public final class PluginHost: Sendable {
         }
     }
 
-    /// Waits for the host to end, reports it, fails its unanswered calls, and starts it again after a backoff.
-    private func supervise(exited: AsyncStream<Exit>) async {
-        var exits = exited
-        var delay = Duration.milliseconds(500)
+    /// Waits for the host to crash or end, reports it, fails its unanswered calls, and starts it again: at once
+    /// after a host that served for a minute, else after a backoff.
+    private func supervise(exited: AsyncStream<HostEvent>) async {
+        var events = exited
+        var delay = Duration.zero
         while true {
             let started = ContinuousClock.now
-            var exit: Exit?
-            for await ended in exits { exit = ended }
+            var end: HostEvent?
+            var iterator = events.makeAsyncIterator()
+            while let event = await iterator.next() {
+                end = event
+                if case .crashReported = event { break }
+            }
             let (unanswered, requests, pongs, stopped) = self.state.withLock { state in
                 let requests = state.pending.count + state.failedEarly
                 defer { (state.pongs, state.failedEarly) = ([:], 0) }
@@ -396,29 +418,68 @@ public final class PluginHost: Sendable {
             }
             for waiter in unanswered { waiter.resume(returning: nil) }
             for waiter in pongs.values { waiter.resume(returning: false) }
+            if ContinuousClock.now - started > .seconds(60) { delay = .zero }
+            let how: String
+            let output: [String]
+            switch end {
+            case .crashReported(let pid, let lines)?:
+                // Its backtracer finishes apart; the plugin's apps need not wait for it.
+                how = "crashed (pid \(pid) still writing its report)"
+                output = lines
+                self.reap(pid: pid, rest: iterator)
+            case .exited(let exit)?:
+                (how, output) = (exit.description, exit.output)
+            case nil:
+                (how, output) = ("unknown", [])
+            }
             if stopped { return }
-            if ContinuousClock.now - started > .seconds(60) { delay = .milliseconds(500) }
             self.logger.error(
                 "plugin host ended; the requests it was answering got 502, and it starts again",
                 metadata: [
-                    "plugin": "\(self.pluginName)", "library": "\(self.library)", "exit": "\(exit?.description ?? "unknown")",
-                    "requests": "\(requests)", "restartIn": "\(delay)", "output": "\(Self.crashSite(exit?.output ?? []))",
+                    "plugin": "\(self.pluginName)", "library": "\(self.library)", "exit": "\(how)",
+                    "requests": "\(requests)", "restartIn": "\(delay)", "output": "\(Self.crashSite(output))",
                 ]
             )
             while true {
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(30))
+                if delay > .zero { try? await Task.sleep(for: delay) }
+                delay = min(max(delay * 2, .milliseconds(500)), .seconds(30))
                 if self.state.withLock({ $0.stopped }) { return }
                 switch await self.launch() {
                 case .success(let (_, next)):
                     self.logger.notice("plugin host started again", metadata: ["plugin": "\(self.pluginName)"])
-                    exits = next
+                    events = next
                 case .failure(let failure):
                     self.logger.error("plugin host did not start again; trying later", metadata: ["plugin": "\(self.pluginName)", "reason": "\(failure.reason)"])
                     continue
                 }
                 break
             }
+        }
+    }
+
+    /// A crashed host finishing its report: its exit and the report's first frames are logged when it ends;
+    /// it is killed if it takes longer than ``reportAllowance``, or when the plugin stops.
+    private func reap(pid: pid_t, rest: sending AsyncStream<HostEvent>.AsyncIterator) {
+        self.state.withLock { _ = $0.lingering.insert(pid) }
+        let logger = self.logger
+        let plugin = self.pluginName
+        Task {
+            var rest = rest
+            let killer = Task {
+                guard (try? await Task.sleep(for: Self.reportAllowance)) != nil else { return }
+                kill(pid, SIGKILL)
+            }
+            var exit: Exit?
+            while let event = await rest.next() { if case .exited(let ended) = event { exit = ended } }
+            killer.cancel()
+            self.state.withLock { _ = $0.lingering.remove(pid) }
+            logger.notice(
+                "crashed plugin host exited",
+                metadata: [
+                    "plugin": "\(plugin)", "pid": "\(pid)", "exit": "\(exit?.description ?? "unknown")",
+                    "output": "\(Self.crashSite(exit?.output ?? []))",
+                ]
+            )
         }
     }
 
@@ -451,7 +512,7 @@ public final class PluginHost: Sendable {
     }
 
     /// Reads what the host prints, line by line: logged at debug, the last lines kept for a crash report.
-    private func readOutput(_ descriptor: CInt, into tail: OutputTail, pid: pid_t) {
+    private func readOutput(_ descriptor: CInt, into tail: OutputTail, pid: pid_t, events: AsyncStream<HostEvent>.Continuation) {
         let logger = self.logger
         let library = self.library
         Task {
@@ -465,7 +526,10 @@ public final class PluginHost: Sendable {
                 try await channel.executeThenClose { inbound, _ in
                     for try await line in inbound {
                         let text = String(buffer: line)
-                        if tail.add(text) { self.crashing() }
+                        if tail.add(text) {
+                            self.crashing()
+                            events.yield(.crashReported(pid: pid, output: tail.lines))
+                        }
                         logger.debug("plugin host output", metadata: ["library": "\(library)", "pid": "\(pid)", "line": "\(text)"])
                     }
                 }

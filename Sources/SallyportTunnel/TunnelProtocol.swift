@@ -97,4 +97,13 @@ public enum TunnelProtocol {
     public static let connectionWindow = 4 * 1024 * 1024
     /// Largest header block the tunnel accepts (Negotiate tokens can reach 64 KiB).
     public static let maxHeaderListSize = 256 * 1024
+
+    /// Largest response header block a connector sends: the tunnel's limit less room for the fields it adds.
+    public static let maxResponseHeaderListSize = maxHeaderListSize - 4096
+
+    /// A header block's size as HTTP/2 counts it against SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113, 6.5.2):
+    /// each field's name and value, plus 32.
+    public static func headerListSize(_ fields: HTTPFields) -> Int {
+        fields.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 32 }
+    }
 }

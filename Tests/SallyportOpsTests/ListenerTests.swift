@@ -40,10 +40,13 @@ import Testing
 
     /// A listener on a free loopback port whose initializer fails for the connections `failing` picks (by their
     /// order, from 0); every other connection is answered "served".
-    func listener(lines: Lines, failing: @escaping @Sendable (Int) -> Bool) async throws -> Listener<Connection> {
+    func listener(
+        lines: Lines, logEvery interval: Duration = .seconds(1), failing: @escaping @Sendable (Int) -> Bool
+    ) async throws -> Listener<Connection> {
         let count = Atomic<Int>(0)
         return try await Listener<Connection>.bind(
-            "test", at: .tcp(host: "127.0.0.1", port: 0), group: MultiThreadedEventLoopGroup.singleton, logger: lines.logger()
+            "test", at: .tcp(host: "127.0.0.1", port: 0), group: MultiThreadedEventLoopGroup.singleton, logger: lines.logger(),
+            failureLogInterval: interval
         ) { channel in
             let index = count.add(1, ordering: .relaxed).oldValue
             if failing(index) { return channel.eventLoop.makeFailedFuture(InjectedFailure()) }
@@ -71,21 +74,31 @@ import Testing
         }
     }
 
-    @Test func aFailingInitializerClosesOnlyItsConnection() async throws {
+    /// Six connections, every second one failing, with failures logged at most once per `interval`: the failing
+    /// ones are closed unanswered, the others served, and the log lines of the failures are returned.
+    func failEverySecondConnection(logEvery interval: Duration) async throws -> [String] {
         let lines = Lines()
-        let listener = try await self.listener(lines: lines) { $0 % 2 == 1 }
+        let listener = try await self.listener(lines: lines, logEvery: interval) { $0 % 2 == 1 }
         let running = self.serve(listener)
         let port = try #require(listener.channel.localAddress?.port)
         var answers: [String] = []
         for _ in 0..<6 { answers.append(try await self.ask(port)) }
         #expect(answers == ["served", "", "served", "", "served", ""])
-        // Logged with its cause, at most once a second however many fail.
-        let failures = lines.all.filter { $0.contains("connection closed: it could not be set up") }
-        #expect(failures.count == 1, "\(lines.all)")
-        #expect(failures.first?.contains("error=injected failure") == true, "\(failures)")
-        #expect(failures.first?.contains("listener=test") == true, "\(failures)")
         await listener.close()
         try await running.value
+        return lines.all.filter { $0.contains("connection closed: it could not be set up") }
+    }
+
+    @Test func aFailingInitializerClosesOnlyItsConnection() async throws {
+        // Logged with its cause, once per interval however many fail (an hour: the three fall in one).
+        let failures = try await self.failEverySecondConnection(logEvery: .seconds(3600))
+        #expect(failures.count == 1, "\(failures)")
+        #expect(failures.first?.contains("error=injected failure") == true, "\(failures)")
+        #expect(failures.first?.contains("listener=test") == true, "\(failures)")
+        // Without the limit each failure has a line of its own, and none was left out.
+        let each = try await self.failEverySecondConnection(logEvery: .zero)
+        #expect(each.count == 3, "\(each)")
+        #expect(each.allSatisfy { !$0.contains("not_logged_since") }, "\(each)")
     }
 
     @Test func acceptErrorsNeverEndTheListener() async throws {

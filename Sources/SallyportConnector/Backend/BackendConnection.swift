@@ -6,6 +6,7 @@ import NIOHTTPTypesHTTP1
 import NIOPosix
 import NIOSSL
 import SallyportConfig
+import Synchronization
 import SallyportHTTP
 
 /// One HTTP/1.1 connection to a backend.
@@ -23,19 +24,32 @@ final class BackendConnection: @unchecked Sendable {
     let channel: any Channel
     let writer: Writer
     var iterator: Iterator
+    /// Shared with the handlers that bound its silence (``BackendConnectionGuard``).
+    let signals: BackendConnectionSignals
 
-    private init(key: BackendKey, channel: any Channel, inbound: NIOAsyncChannelInboundStream<HTTPResponsePart>, writer: Writer) {
+    private init(
+        key: BackendKey, channel: any Channel, inbound: NIOAsyncChannelInboundStream<HTTPResponsePart>, writer: Writer, signals: BackendConnectionSignals
+    ) {
         self.key = key
         self.channel = channel
         self.iterator = inbound.makeAsyncIterator()
         self.writer = writer
+        self.signals = signals
     }
+
+    /// Before an exchange's request head is written: the longest silence while it streams (`timeouts.idle`).
+    func beginExchange(idleTimeout: Duration) {
+        self.signals.exchangeTimeout.store(TimeAmount(idleTimeout).nanoseconds, ordering: .relaxed)
+    }
+
+    /// Whether the connection was closed because it stayed silent too long.
+    var closedForSilence: Bool { self.signals.closedForSilence.load(ordering: .relaxed) }
 
     var isUsable: Bool { self.channel.isActive }
 
     func close() { self.channel.close(promise: nil) }
 
-    /// Connects (TCP, then TLS for https) within `timeout`.
+    /// Connects (TCP, then TLS for https) within `timeout`. `idleTimeout`: how long it may stay idle in the pool.
     static func connect(
         key: BackendKey,
         tls: NIOSSLContext?,
@@ -44,6 +58,7 @@ final class BackendConnection: @unchecked Sendable {
         idleTimeout: Duration,
         group: any EventLoopGroup
     ) async throws -> BackendConnection {
+        let signals = BackendConnectionSignals(exchangeTimeout: idleTimeout)
         let asyncChannel = try await ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(timeout))
             .connect(host: key.host, port: key.port) { channel in
@@ -54,11 +69,12 @@ final class BackendConnection: @unchecked Sendable {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                     }
                     // Silence in both directions: a long upload the backend reads without answering is not idle.
-                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(idleTimeout)))
-                    try sync.addHandler(CloseOnIdleHandler())
+                    let silence = BackendSilenceHandler(signals: signals)
+                    try sync.addHandler(silence)
                     try sync.addHandler(FlushCoalescer())
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())
+                    try sync.addHandler(BackendConnectionGuard(silence: silence, pooledTimeout: idleTimeout, signals: signals))
                     return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)
                 }
             }
@@ -68,7 +84,9 @@ final class BackendConnection: @unchecked Sendable {
             Task {
                 do {
                     try await asyncChannel.executeThenClose { inbound, outbound in
-                        continuation.resume(returning: BackendConnection(key: key, channel: asyncChannel.channel, inbound: inbound, writer: outbound))
+                        continuation.resume(
+                            returning: BackendConnection(key: key, channel: asyncChannel.channel, inbound: inbound, writer: outbound, signals: signals)
+                        )
                         try await asyncChannel.channel.closeFuture.get()
                     }
                 } catch {}

@@ -122,7 +122,7 @@ final class BackendPool: Sendable {
             tls: try self.tlsContext(for: app),
             serverName: app.backendTLS?.serverName ?? app.internalURL.host,
             timeout: app.timeouts.connect,
-            idleTimeout: max(app.timeouts.idle, self.idleTimeout),
+            idleTimeout: self.idleTimeout,
             // On the loop of the tunnel stream that asks (its task runs there): no thread between the two.
             group: MultiThreadedEventLoopGroup.currentEventLoop ?? self.group
         )

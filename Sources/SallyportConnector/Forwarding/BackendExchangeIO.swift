@@ -1,6 +1,7 @@
 import HTTPTypes
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import SallyportConfig
 import SallyportHTTP
@@ -22,6 +23,9 @@ struct BackendExchangeIO {
         case sent(BackendExchange.Outcome)
         /// The handler refused the response; it was discarded and the connection closed.
         case refused(Refusal)
+        /// The backend's response is one the relay cannot carry or no HTTP at all (`reason`, `detail` for the
+        /// log); discarded, the connection closed, the request never sent again.
+        case unusable(reason: String, detail: String)
     }
 
     let request: HTTPRequest
@@ -46,6 +50,7 @@ struct BackendExchangeIO {
         defer { timer.answered() }
         let requestResult: BodyPump.Outcome
         let response: ResponseResult
+        connection.beginExchange(idleTimeout: self.app.timeouts.idle)
         do {
             try await connection.writer.write(.head(self.request))
             (requestResult, response) = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
@@ -66,6 +71,7 @@ struct BackendExchangeIO {
                 return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
             }
             self.logger.debug("exchange aborted", metadata: ["error": "\(error)"])
+            self.noteIncomplete(connection: connection, writer: writer, error: error)
             return (.sent(.answered), .close)
         }
         let clean = requestResult == .complete && self.upgrade == nil
@@ -77,14 +83,26 @@ struct BackendExchangeIO {
         case .upgradeEnded:
             return (.sent(.answered), .close)
         case .truncated:
-            self.logger.warning("backend response ended early")
+            self.noteIncomplete(connection: connection, writer: writer, error: nil)
             return (.sent(.answered), .close)
         case .refused(let refusal):
             return (.refused(refusal), .close)
+        case .unusable(let reason, let detail):
+            return (.unusable(reason: reason, detail: detail), .close)
         case .noResponse:
             self.logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
             return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
         }
+    }
+
+    /// A response whose status went out but whose body did not come whole: its access log line says why.
+    private func noteIncomplete(connection: BackendConnection, writer: Writer, error: (any Error)?) {
+        let reason = connection.closedForSilence ? "backend-idle-timeout" : "backend-response-incomplete"
+        writer.meter.note(reason: reason)
+        var metadata: Logger.Metadata = ["reason": "\(reason)", "backend": "\(self.app.internalURL.string)"]
+        if connection.closedForSilence { metadata["idleTimeout"] = "\(self.app.timeouts.idle)" }
+        if let error { metadata["error"] = "\(error)" }
+        self.logger.warning("backend response ended early", metadata: metadata)
     }
 
     /// A connection the user authenticated with NTLM or Negotiate is theirs alone (bound to their client
@@ -104,6 +122,9 @@ struct BackendExchangeIO {
         case retryRequested(keepAlive: Bool)
         /// The inspector refused the response; nothing was read further.
         case refused(Refusal)
+        /// A head larger than the tunnel carries (``TunnelProtocol/maxHeaderListSize``), or bytes that are no
+        /// HTTP response; nothing was read further.
+        case unusable(reason: String, detail: String)
     }
 
     private func pumpResponse(connection: BackendConnection, to writer: Writer, timer: ResponseTimer, headWritten: OnceFlag) async throws -> ResponseResult {
@@ -151,6 +172,15 @@ struct BackendExchangeIO {
                     HopByHop.strip(&response.headerFields)
                     TunnelProtocol.removeReserved(&response.headerFields)
                     if self.connectorAuthenticated { BackendHead.removeConnectorAuthentication(&response.headerFields) }
+                    // The relay would refuse it (its stream reset, the request perhaps sent again): refuse it here, once.
+                    let bytes = TunnelProtocol.headerListSize(response.headerFields)
+                    if bytes > TunnelProtocol.maxResponseHeaderListSize {
+                        connection.close()
+                        return .unusable(
+                            reason: "backend-head-too-large",
+                            detail: "\(response.headerFields.count) header fields, \(bytes) bytes as HTTP/2 counts them; the tunnel carries \(TunnelProtocol.maxResponseHeaderListSize)"
+                        )
+                    }
                     headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true
@@ -166,6 +196,10 @@ struct BackendExchangeIO {
                     return .complete(keepAlive: keepAlive)
                 }
             }
+        } catch let error as HTTPParserError where !headSent {
+            // Not an HTTP response (or a head past the decoder's limits): sending the request again would not help.
+            connection.close()
+            return .unusable(reason: "backend-bad-response", detail: "\(error)")
         } catch where !headSent {
             return .noResponse
         }

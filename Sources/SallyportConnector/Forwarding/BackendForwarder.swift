@@ -135,6 +135,13 @@ struct BackendForwarder: Sendable {
                     logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
                     await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
                     return
+                case .unusable(let reason, let detail):
+                    logger.warning(
+                        "the backend's response cannot be delivered; the user gets 502 and the request is not sent again",
+                        metadata: ["reason": "\(reason)", "detail": "\(detail)", "backend": "\(app.internalURL.string)"]
+                    )
+                    await Self.answer(Self.unusableResponse, reason: reason, head: head, writer: writer)
+                    return
                 }
             case .fail(let timedOut):
                 await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
@@ -222,6 +229,13 @@ struct BackendForwarder: Sendable {
 
     /// What an inspector returns when the handler missed its deadline (answered 504, "sso-timeout").
     static let handlerTimedOut = Refusal(status: 504, message: "", reason: "sso-timeout")
+
+    /// The backend's answer cannot be delivered (a head too large for the tunnel, or no HTTP).
+    static let unusableResponse = ErrorPage(
+        status: .badGateway,
+        title: "Bad gateway",
+        detail: "The application answered with a response that cannot be delivered. Contact your administrator."
+    )
 
     /// The app's SSO handler cannot run on this connector.
     static let ssoUnavailable = ErrorPage(

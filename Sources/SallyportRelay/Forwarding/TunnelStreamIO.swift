@@ -79,6 +79,7 @@ struct TunnelStreamIO: Sendable {
                         if upgraded || requestResult != .complete || self.closesConnection { return .finished(.close) }
                         return .finished(.keepAlive)
                     case .truncated:
+                        writer.meter.note(reason: "response-incomplete")
                         logger.warning("tunnel stream ended before the response was complete")
                         return .finished(.close)
                     case .noResponse(let failure):
@@ -88,6 +89,8 @@ struct TunnelStreamIO: Sendable {
             }
         } catch {
             logger.debug("request aborted", metadata: ["error": "\(error)"])
+            // The user's status is logged already; the line must say the body did not come whole.
+            if answered.isSet { writer.meter.note(reason: "response-incomplete") }
             return answered.isSet ? .finished(.close) : .failed(Failover.failure(of: error), sourceEnded: false)
         }
     }
