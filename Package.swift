@@ -129,12 +129,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "sallyport-fuzz", dependencies: ["SallyportFuzzTargets"], swiftSettings: swiftSettings),
+        // Certificates and keys from files into TLS contexts, for the edge, backends and the tunnel alike.
+        .target(
+            name: "SallyportTLS",
+            dependencies: [
+                "SallyportPKI",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The tunnel wire protocol: mTLS, HTTP/2 settings, stream metadata, control messages.
         .target(
             name: "SallyportTunnel",
             dependencies: [
                 "SallyportWire",
                 "SallyportPKI",
+                "SallyportTLS",
                 .product(name: "X509", package: "swift-certificates"),
                 "SallyportConfig",
                 "SallyportPluginAPI",
@@ -166,6 +177,7 @@ let package = Package(
             name: "SallyportRelay",
             dependencies: [
                 "SallyportConfig",
+                "SallyportTLS",
                 "SallyportSSO",
                 "SallyportAuth",
                 "SallyportPluginAPI",
@@ -211,6 +223,7 @@ let package = Package(
             name: "SallyportConnector",
             dependencies: [
                 "SallyportConfig",
+                "SallyportTLS",
                 "SallyportSSO",
                 "SallyportKCD",
                 "SallyportKerberos",
@@ -387,7 +400,7 @@ let package = Package(
         .testTarget(
             name: "SallyportRelayTests",
             dependencies: [
-                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportWire", "SallyportHTTP", "SallyportPluginAPI", "SallyportState", "SallyportPKI",
+                "SallyportRelay", "SallyportConfig", "SallyportTunnel", "SallyportTLS", "SallyportWire", "SallyportHTTP", "SallyportPluginAPI", "SallyportState", "SallyportPKI",
                 .product(name: "Logging", package: "swift-log"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -30,8 +30,6 @@ public enum AuthDecision: Sendable {
 /// Provider set-up is in `Providers.swift`, sessions in `Sessions.swift`, the sign-in flow in `SignIn.swift`,
 /// and the relay's own paths in `RelayRoutes.swift`.
 public final class PreAuthenticator: Sendable {
-    /// Paths under this prefix belong to the relay on every published host; they never reach an app.
-    public static let reservedPathPrefix = "/.sallyport/"
     /// Where the provider sends the browser back; register `https://APP-HOST/.sallyport/auth/callback`.
     public static let callbackPath = "/.sallyport/auth/callback"
     /// Ends the sessions on this host.

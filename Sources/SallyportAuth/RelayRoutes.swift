@@ -6,10 +6,7 @@ public import SallyportHTTP
 /// The relay's own paths under `/.sallyport/` on every published host: health, the sign-in callback and
 /// sign-out. They never reach an app.
 extension PreAuthenticator {
-    /// Where load balancers check that the relay is up; answered on every host without authentication.
-    public static let healthPath = "/.sallyport/health"
-
-    /// Answers a request under ``reservedPathPrefix``. `providers` are those of the apps on this host.
+    /// Answers a request under `RelayNamespace.pathPrefix`. `providers` are those of the apps on this host.
     public func handleReserved(_ request: HTTPRequest, authority: String, providers: Set<String>, logger: Logger) async -> ErrorPage {
         let path = request.path ?? "/"
         let route = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path

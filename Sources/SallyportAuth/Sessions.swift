@@ -1,5 +1,5 @@
 import Foundation
-public import HTTPTypes
+import HTTPTypes
 import Logging
 import SallyportConfig
 import SallyportHTTP
@@ -19,32 +19,7 @@ extension PreAuthenticator {
         "\(purpose)|\(cookie)|\(authority.lowercased())"
     }
 
-    static func sessionCookie(_ provider: String) -> String { "\(cookiePrefix)\(provider)" }
-
-    /// Every cookie the relay sets starts with this.
-    static let cookiePrefix = "__Host-sallyport-"
-
-    /// Removes the relay's cookies (sessions, sign-in state) from the `Cookie` fields of a request that
-    /// goes on to a backend; other cookies stay as they were.
-    /// Removes every `Set-Cookie` of a backend's response that would plant or clear one of the relay's own
-    /// cookies (any case of the prefix): only the relay sets those.
-    public static func removeRelayCookies(fromResponse fields: inout HTTPFields) {
-        let values = fields[values: .setCookie]
-        guard values.contains(where: { $0.lowercased().contains(cookiePrefix.lowercased()) }) else { return }
-        fields[values: .setCookie] = values.filter { value in
-            !value.drop { $0 == " " }.lowercased().hasPrefix(cookiePrefix.lowercased())
-        }
-    }
-
-    public static func removeRelayCookies(from fields: inout HTTPFields) {
-        let values = fields[values: .cookie]
-        guard values.contains(where: { $0.contains(cookiePrefix) }) else { return }
-        let kept = values.compactMap { value -> String? in
-            let pairs = value.split(separator: ";").map { $0.drop { $0 == " " } }.filter { !$0.hasPrefix(cookiePrefix) }
-            return pairs.isEmpty ? nil : pairs.joined(separator: "; ")
-        }
-        fields[values: .cookie] = kept
-    }
+    static func sessionCookie(_ provider: String) -> String { "\(RelayNamespace.cookiePrefix)\(provider)" }
 }
 
 /// The session cookie of an OIDC provider: the user it names while it is within its lifetimes; its idle clock

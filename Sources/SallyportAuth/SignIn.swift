@@ -65,13 +65,13 @@ extension PreAuthenticator {
         return !accept.contains("json")
     }
 
-    static func loginCookie(state: String) -> String { "__Host-sallyport-login-\(state.prefix(16))" }
+    static func loginCookie(state: String) -> String { "\(RelayNamespace.cookiePrefix)login-\(state.prefix(16))" }
 
     static func redirectURI(_ authority: String) -> String { "https://\(authority.lowercased())\(callbackPath)" }
 
     /// A path on this host to come back to: never another host (`//evil`, `/\evil`), never the relay's own paths.
     static func safeReturnPath(_ path: String) -> String {
-        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasPrefix("/\\"), !path.hasPrefix(reservedPathPrefix) else { return "/" }
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasPrefix("/\\"), !path.hasPrefix(RelayNamespace.pathPrefix) else { return "/" }
         return path
     }
 

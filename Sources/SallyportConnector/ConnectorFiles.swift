@@ -2,6 +2,7 @@ import Foundation
 public import SallyportConfig
 import SallyportPKI
 import SallyportTunnel
+import SallyportTLS
 
 /// Every file connector.yaml names, checked as the connector will use it: its certificate with its key (match,
 /// clientAuth, expiry), the relay CA, the plugins directory, the keytab. `sallyport config validate --connector`
@@ -11,7 +12,7 @@ public enum ConnectorFiles {
         var errors: [String] = []
         var warnings: [String] = []
         do {
-            warnings += try TunnelTLS.checkedPair(
+            warnings += try TLSFiles.checkedPair(
                 certificate: config.certificate, key: config.key, certificateRole: "certificate", keyRole: "key", purpose: .client, checkExpiry: true
             ).warnings
         } catch {

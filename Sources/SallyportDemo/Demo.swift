@@ -7,6 +7,7 @@ import SallyportConfig
 import SallyportConnector
 import SallyportRelay
 import SallyportTunnel
+import SallyportWire
 public import ServiceLifecycle
 import Synchronization
 

@@ -4,6 +4,7 @@ public import SallyportConfig
 import SallyportPKI
 import SallyportTunnel
 import X509
+import SallyportTLS
 
 /// Every file relay.yaml names, checked as the relay will use it: certificates with their keys (match, usage,
 /// names, expiry), CAs, the session key, client secrets. `sallyport config validate --relay` prints all of it;
@@ -14,7 +15,7 @@ public enum RelayFiles {
         var warnings: [String] = []
         func pair(_ certificate: String, _ key: String, _ certificateRole: String, _ keyRole: String, names: [String]) {
             do {
-                let checked = try TunnelTLS.checkedPair(
+                let checked = try TLSFiles.checkedPair(
                     certificate: certificate, key: key, certificateRole: certificateRole, keyRole: keyRole, purpose: .server, names: names,
                     checkExpiry: checkExpiry
                 )

@@ -7,6 +7,7 @@ import SallyportConfig
 import SallyportConnector
 import SallyportRelay
 import SallyportTunnel
+import SallyportWire
 
 // `sallyport relay init`, `sallyport connector register`, `sallyport connectors …` and `sallyport groups list`.
 // The last two talk to the running relay's admin API (a Unix socket only the relay's user can open).

@@ -165,7 +165,7 @@ struct SignInDecisionTests {
         fields.append(HTTPField(name: .cookie, value: "theme=dark; __Host-sallyport-corp=1~abc; lang=en"))
         fields.append(HTTPField(name: .cookie, value: "__Host-sallyport-corp.1=def"))
         fields.append(HTTPField(name: .cookie, value: "a=b"))
-        PreAuthenticator.removeRelayCookies(from: &fields)
+        RelayNamespace.removeCookies(fromRequest: &fields)
         #expect(fields[values: .cookie] == ["theme=dark; lang=en", "a=b"])
     }
 

@@ -110,7 +110,7 @@ import Testing
         let before = try second.readInbound(as: HTTPResponsePart.self)
         _ = try second.readInbound(as: HTTPResponsePart.self)
         #expect(before != nil)
-        try? second.writeInbound(Self.ok)
+        _ = try? second.writeInbound(Self.ok)
         #expect(!second.isActive)
         #expect(try second.readInbound(as: HTTPResponsePart.self) == nil)
     }

@@ -2,6 +2,7 @@ import Foundation
 import SallyportPKI
 import SallyportTunnel
 import Testing
+import SallyportTLS
 
 /// Certificate and key files: each way they go wrong gets a message that names the key and file and says what
 /// to do, never a TLS library's internals.
@@ -34,7 +35,7 @@ final class CredentialFilesTests {
 
     func problem(_ certificate: String, _ key: String, purpose: CredentialFiles.Purpose = .server, names: [String] = []) -> String {
         do {
-            let checked = try TunnelTLS.checkedPair(
+            let checked = try TLSFiles.checkedPair(
                 certificate: certificate, key: key, certificateRole: "tunnel.certificate", keyRole: "tunnel.key", purpose: purpose, names: names, checkExpiry: true
             )
             return checked.warnings.joined(separator: "\n")

@@ -119,8 +119,8 @@ import Testing
             var head = HTTPRequest(method: .get, scheme: "https", authority: "wiki.example.com", path: "/ws")
             head.headerFields[.connection] = "keep-alive, Upgrade"
             head.headerFields[.upgrade] = "websocket"
-            head.headerFields[TunnelHead.webSocketKey] = "dGhlIHNhbXBsZSBub25jZQ=="
-            head.headerFields[TunnelHead.webSocketVersion] = "13"
+            head.headerFields[WebSocketHandshake.keyField] = "dGhlIHNhbXBsZSBub25jZQ=="
+            head.headerFields[WebSocketHandshake.versionField] = "13"
             edit(&head)
             switch TunnelHead.upgrade(of: head, isHTTP1: isHTTP1, app: app) {
             case .none: return "none"
@@ -137,9 +137,9 @@ import Testing
         #expect(decision { $0.headerFields[.upgrade] = "foo/1, TLS/1.3" } == "ignored")
         #expect(decision { $0.headerFields[.upgrade] = "WebSocket" } == "websocket")
         // An invalid handshake: 400.
-        #expect(decision { $0.headerFields[TunnelHead.webSocketVersion] = "8" } == "400")
-        #expect(decision { $0.headerFields[TunnelHead.webSocketKey] = nil } == "400")
-        #expect(decision { $0.headerFields[TunnelHead.webSocketKey] = "c2hvcnQ=" } == "400")
+        #expect(decision { $0.headerFields[WebSocketHandshake.versionField] = "8" } == "400")
+        #expect(decision { $0.headerFields[WebSocketHandshake.keyField] = nil } == "400")
+        #expect(decision { $0.headerFields[WebSocketHandshake.keyField] = "c2hvcnQ=" } == "400")
         #expect(decision { $0.method = .post } == "400")
         #expect(decision { $0.headerFields[.connection] = "keep-alive" } == "400")
         app.allowWebSocket = false

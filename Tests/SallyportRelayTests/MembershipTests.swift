@@ -5,6 +5,7 @@ import SallyportPKI
 @testable import SallyportRelay
 import SallyportState
 import SallyportTunnel
+import SallyportWire
 import Testing
 import X509
 

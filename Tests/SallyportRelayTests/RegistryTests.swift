@@ -3,6 +3,7 @@ import NIOHTTP2
 import SallyportConfig
 import SallyportHTTP
 import Synchronization
+import SallyportWire
 import Testing
 
 @testable import SallyportRelay
@@ -234,7 +235,7 @@ final class FakeTunnel: TunnelCandidate {
         for method in [HTTPRequest.Method.post, .patch] {
             #expect(!Failover.mayRetry(method: method, failure: .lost, bodyReplayable: true), "\(method)")
             #expect(Failover.mayRetry(method: method, failure: .refused, bodyReplayable: true))
-            #expect(Failover.mayRetry(method: method, failure: .notForwarded(status: .badGateway, reason: "backend-refused"), bodyReplayable: true))
+            #expect(Failover.mayRetry(method: method, failure: .notForwarded(status: .badGateway, reason: .backendRefused), bodyReplayable: true))
         }
         // A body that was not kept cannot be sent again, whatever the method.
         #expect(!Failover.mayRetry(method: .put, failure: .refused, bodyReplayable: false))
@@ -247,7 +248,7 @@ final class FakeTunnel: TunnelCandidate {
         #expect(Failover.page(for: .timedOut, method: .get).status == .gatewayTimeout)
         #expect(!Failover.mayRetry(method: .get, failure: .timedOut, bodyReplayable: true))
         #expect(RequestForwarder.responseHeadTimeout(AppTimeouts(connect: .seconds(10), response: .seconds(60), sso: .seconds(5))) == .seconds(95))
-        #expect(Failover.page(for: .notForwarded(status: .gatewayTimeout, reason: "backend-connect-timeout"), method: .post).status == .gatewayTimeout)
+        #expect(Failover.page(for: .notForwarded(status: .gatewayTimeout, reason: .backendConnectTimeout), method: .post).status == .gatewayTimeout)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .refusedStream)) == .refused)
         #expect(Failover.failure(of: NIOHTTP2Errors.streamClosed(streamID: 3, errorCode: .cancel)) == .lost)
     }

@@ -1,4 +1,5 @@
 import SallyportTunnel
+import SallyportWire
 import Testing
 
 @Suite("Registration token")

@@ -4,8 +4,8 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SallyportConfig
-import SallyportTunnel
 import Synchronization
+import SallyportTLS
 
 /// Backend connections for reuse, per scheme, host, port, TLS settings and binding (see ``BackendPoolState``
 /// for the rules). A connection is lent for one exchange at a time (``withConnection(_:exchange:)``) and
@@ -151,10 +151,10 @@ final class BackendPool: Sendable {
         configuration.applicationProtocols = ["http/1.1"]
         var roots: [NIOSSLCertificate] = []
         do {
-            if let file = settings.caFile { roots += try TunnelTLS.loadChain(file, role: "app \(app.name) (\(app.source.file)): backendTLS.caFile") }
+            if let file = settings.caFile { roots += try TLSFiles.loadChain(file, role: "app \(app.name) (\(app.source.file)): backendTLS.caFile") }
             if let pem = settings.caPEM {
                 guard let parsed = try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)), !parsed.isEmpty else {
-                    throw TunnelTLS.FileError(description: "app \(app.name) (\(app.source.file)): backendTLS.caPEM holds no readable PEM certificate")
+                    throw TLSFiles.FileError(description: "app \(app.name) (\(app.source.file)): backendTLS.caPEM holds no readable PEM certificate")
                 }
                 roots += parsed
             }
@@ -164,7 +164,7 @@ final class BackendPool: Sendable {
         if !roots.isEmpty { configuration.trustRoots = .certificates(roots) }
         let context: NIOSSLContext
         do {
-            context = try TunnelTLS.context(configuration, for: "app \(app.name): backendTLS")
+            context = try TLSFiles.context(configuration, for: "app \(app.name): backendTLS")
         } catch {
             throw BackendError.tlsConfiguration("\(error)")
         }

@@ -196,14 +196,14 @@ public struct ConnectorDoctor: Sendable {
             return DoctorStep(name, .ok, "\(app.internalURL.string) reachable from this host\(app.internalURL.scheme == "https" ? ", TLS verified" : "")")
         } catch {
             let (_, reason) = BackendForwarder.classify(connectError: error)
-            let fixes = [
-                "backend-dns": "the backend's name does not resolve on this host: check internalURL and this host's DNS",
-                "backend-connect-timeout": "no answer: a firewall between this host and the backend drops the connection",
-                "backend-tls-configuration": "check backendTLS in the app's file",
+            let fixes: [ConnectorErrorReason: String] = [
+                .backendDNS: "the backend's name does not resolve on this host: check internalURL and this host's DNS",
+                .backendConnectTimeout: "no answer: a firewall between this host and the backend drops the connection",
+                .backendTLSConfiguration: "check backendTLS in the app's file",
             ]
             let tls = error as? NIOSSLError
             return DoctorStep(
-                name, .fail, "\(app.internalURL.string): \(tls == nil ? reason : "TLS handshake failed (certificate not trusted, or a name mismatch)")",
+                name, .fail, "\(app.internalURL.string): \(tls == nil ? reason.rawValue : "TLS handshake failed (certificate not trusted, or a name mismatch)")",
                 fix: tls != nil
                     ? "set backendTLS.caFile (or serverName) in the app's file to what the backend's certificate needs"
                     : fixes[reason] ?? "is the backend running, and does it listen on that port for this host?"

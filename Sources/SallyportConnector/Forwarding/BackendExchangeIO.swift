@@ -8,14 +8,12 @@ import SallyportHTTP
 import SallyportOps
 import SallyportPluginAPI
 import SallyportTunnel
+import SallyportWire
 import Synchronization
 
 /// One request/response exchange on one backend connection: the request body is pumped by the calling task,
 /// the response by a child task, both with back-pressure; the SSO handler sees the response head first.
 struct BackendExchangeIO {
-    /// Asks the SSO handler about a response head; `.retry` only when a retry is possible.
-    /// The SSO handler's look at a response head: its decision, and the head it may have rewritten.
-    typealias Inspector = @Sendable (HTTPResponse) async -> (ResponseDecision, HTTPResponse)
     typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
     typealias Writer = MeteredWriter
 
@@ -25,13 +23,14 @@ struct BackendExchangeIO {
         case refused(Refusal)
         /// The backend's response is one the relay cannot carry or no HTTP at all (`reason`, `detail` for the
         /// log); discarded, the connection closed, the request never sent again.
-        case unusable(reason: String, detail: String)
+        case unusable(reason: ConnectorErrorReason, detail: String)
     }
 
     let request: HTTPRequest
     let app: ConnectorApp
     let upgrade: String?
-    let inspector: Inspector?
+    /// The SSO step's look at the response head; nil without a handler.
+    let inspector: ResponseInspector?
     /// The handler added the `Authorization`: the backend's reply to it is not for the user.
     let connectorAuthenticated: Bool
     /// The user's client connection, to bind the backend connection to if the user authenticates it.
@@ -124,7 +123,7 @@ struct BackendExchangeIO {
         case refused(Refusal)
         /// A head larger than the tunnel carries (``TunnelProtocol/maxHeaderListSize``), or bytes that are no
         /// HTTP response; nothing was read further.
-        case unusable(reason: String, detail: String)
+        case unusable(reason: ConnectorErrorReason, detail: String)
     }
 
     private func pumpResponse(connection: BackendConnection, to writer: Writer, timer: ResponseTimer, headWritten: OnceFlag) async throws -> ResponseResult {
@@ -153,7 +152,7 @@ struct BackendExchangeIO {
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
                     let decision: ResponseDecision
                     if let inspector = self.inspector {
-                        (decision, response) = await inspector(response)
+                        (decision, response) = await inspector.inspect(response)
                     } else {
                         decision = .deliver
                     }
@@ -177,7 +176,7 @@ struct BackendExchangeIO {
                     if bytes > TunnelProtocol.maxResponseHeaderListSize {
                         connection.close()
                         return .unusable(
-                            reason: "backend-head-too-large",
+                            reason: .backendHeadTooLarge,
                             detail: "\(response.headerFields.count) header fields, \(bytes) bytes as HTTP/2 counts them; the tunnel carries \(TunnelProtocol.maxResponseHeaderListSize)"
                         )
                     }
@@ -199,7 +198,7 @@ struct BackendExchangeIO {
         } catch let error as HTTPParserError where !headSent {
             // Not an HTTP response (or a head past the decoder's limits): sending the request again would not help.
             connection.close()
-            return .unusable(reason: "backend-bad-response", detail: "\(error)")
+            return .unusable(reason: .backendBadResponse, detail: "\(error)")
         } catch where !headSent {
             return .noResponse
         }

@@ -53,7 +53,7 @@ struct BackendForwarder: Sendable {
         logger[metadataKey: "app"] = "\(head.headerFields[TunnelProtocol.Field.app] ?? "")"
         guard let (app, pipeline) = entry else {
             logger.error("request for an app this connector does not know; is its configuration still arriving?")
-            await Self.answer(.badGateway, reason: "unknown-app", head: head, writer: writer)
+            await Self.answer(.badGateway, reason: .unknownApp, head: head, writer: writer)
             return
         }
         let handler: SSOStep?
@@ -64,7 +64,7 @@ struct BackendForwarder: Sendable {
             handler = step
         case .unavailable(let errors):
             logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(errors.map(\.description).joined(separator: "; "))"])
-            await Self.answer(Self.ssoUnavailable, reason: "sso-unavailable", head: head, writer: writer)
+            await Self.answer(SSOPages.unavailable, reason: .ssoUnavailable, head: head, writer: writer)
             return
         }
         let upgrade = head.headerFields[TunnelProtocol.Field.upgrade]
@@ -85,12 +85,12 @@ struct BackendForwarder: Sendable {
 
         var exchange = BackendExchange(hasBody: hasBody, upgrading: upgrade != nil, handlerAttempts: handler?.maximumAttempts)
         var action = exchange.start()
-        var prepared = Prepared(request: request)
+        var prepared = SSOStep.Prepared(request: request)
         while true {
             switch action {
             case .prepare(let attempt):
                 guard let handler else { preconditionFailure("only a handler prepares") }
-                switch await self.prepare(request, step: handler, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger) {
+                switch await handler.prepare(request, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger) {
                 case .ready(let ready):
                     prepared = ready
                     action = exchange.prepared()
@@ -114,7 +114,7 @@ struct BackendForwarder: Sendable {
                     }
                 } catch {
                     let (page, reason) = Self.classify(connectError: error)
-                    self.metrics.backendConnectError(app: app.name, reason: reason)
+                    self.metrics.backendConnectError(app: app.name, reason: reason.rawValue)
                     logger.warning("backend connection failed", metadata: ["backend": "\(app.internalURL.string)", "error": "\(error)"])
                     await Self.answer(page, reason: reason, head: head, writer: writer)
                     return
@@ -128,12 +128,12 @@ struct BackendForwarder: Sendable {
                         logger.debug("a reused backend connection closed before answering; sending the request again on a new one")
                     }
                     action = exchange.sent(result)
-                case .refused(let refusal) where refusal == Self.handlerTimedOut:
-                    await Self.answer(.gatewayTimeout, reason: "sso-timeout", head: head, writer: writer)
+                case .refused(let refusal) where refusal == SSOPages.handlerTimedOut:
+                    await Self.answer(.gatewayTimeout, reason: .ssoTimeout, head: head, writer: writer)
                     return
                 case .refused(let refusal):
                     logger.warning("the SSO handler refused the backend's response", metadata: ["status": "\(refusal.status)", "reason": "\(refusal.reason)"])
-                    await Self.answer(Self.page(for: refusal), reason: "sso-refused-response", head: head, writer: writer)
+                    await Self.answer(SSOPages.page(for: refusal), reason: .ssoRefusedResponse, head: head, writer: writer)
                     return
                 case .unusable(let reason, let detail):
                     logger.warning(
@@ -144,7 +144,7 @@ struct BackendForwarder: Sendable {
                     return
                 }
             case .fail(let timedOut):
-                await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? "backend-timeout" : "backend-closed", head: head, writer: writer)
+                await Self.answer(timedOut ? .gatewayTimeout : .badGateway, reason: timedOut ? .backendTimeout : .backendClosed, head: head, writer: writer)
                 return
             case .finish:
                 if handler != nil { record.set("sso_outcome", exchange.attempt > 1 ? "applied-after-\(exchange.attempt)-attempts" : "applied") }
@@ -153,83 +153,6 @@ struct BackendForwarder: Sendable {
         }
     }
 
-    /// A request the SSO handler let go: what to send, the connection binding it asks for, and who inspects
-    /// the answer.
-    struct Prepared {
-        var request: HTTPRequest
-        var affinity: String? = nil
-        var inspector: BackendExchangeIO.Inspector? = nil
-    }
-
-    enum Preparation {
-        case ready(Prepared)
-        case refused(ErrorPage, reason: String)
-    }
-
-    /// The handler's step before a send.
-    private func prepare(
-        _ request: HTTPRequest,
-        step: SSOStep,
-        identity: Identity?,
-        attempt: Int,
-        exchange: BackendExchange,
-        upgrade: String?,
-        logger: Logger
-    ) async -> Preparation {
-        let canRetry = exchange.retryPossible
-        let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: canRetry)
-        guard let (decision, pluginRequest) = await step.prepare(offered, identity: identity, attempt: attempt) else {
-            logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "prepare", "timeout": "\(step.deadline ?? .zero)"])
-            return .refused(.gatewayTimeout, reason: "sso-timeout")
-        }
-        switch decision {
-        case .refuse(let refusal):
-            logger.warning("the SSO handler refused the request", metadata: ["handler": "\(step.name)", "status": "\(refusal.status)", "reason": "\(refusal.reason)"])
-            return .refused(Self.page(for: refusal), reason: "sso-refused")
-        case .proceed:
-            break
-        }
-        guard var changed = PluginRequest.apply(pluginRequest, to: request) else {
-            logger.error("the SSO handler produced a request HTTP cannot carry (bad method, path or header)", metadata: ["handler": "\(step.name)"])
-            return .refused(Self.ssoUnavailable, reason: "sso-bad-request")
-        }
-        if let upgrade {
-            changed.headerFields[.connection] = "Upgrade"
-            changed.headerFields[.upgrade] = upgrade
-        }
-        var handed = pluginRequest
-        (handed.hasBody, handed.canRetry) = (offered.hasBody, offered.canRetry)
-        let sent = handed
-        return .ready(
-            Prepared(request: changed, affinity: pluginRequest.connectionAffinity) { response in
-                let seen = PluginRequest.response(response)
-                guard let (decision, rewritten) = await step.inspect(seen, request: sent, identity: identity, attempt: attempt) else {
-                    logger.warning("the SSO handler did not decide in time; the request gets 504", metadata: ["handler": "\(step.name)", "call": "inspect", "timeout": "\(step.deadline ?? .zero)"])
-                    return (.refuse(Self.handlerTimedOut), response)
-                }
-                var head = response
-                if rewritten.headers != seen.headers {
-                    guard let applied = PluginRequest.apply(rewritten, to: response) else {
-                        logger.error("the SSO handler set a response header HTTP cannot carry", metadata: ["handler": "\(step.name)"])
-                        return (.refuse(Refusal(status: 502, message: Self.ssoUnavailable.detail, reason: "bad response header from the handler")), response)
-                    }
-                    head = applied
-                }
-                if decision == .retry, !canRetry {
-                    logger.warning(
-                        "the SSO handler asked to send the request again, which cannot be done; the response is delivered",
-                        metadata: ["handler": "\(step.name)", "why": "\(exchange.retryImpossibility ?? "")"]
-                    )
-                    return (.deliver, head)
-                }
-                return (decision, head)
-            }
-        )
-    }
-
-    /// What an inspector returns when the handler missed its deadline (answered 504, "sso-timeout").
-    static let handlerTimedOut = Refusal(status: 504, message: "", reason: "sso-timeout")
-
     /// The backend's answer cannot be delivered (a head too large for the tunnel, or no HTTP).
     static let unusableResponse = ErrorPage(
         status: .badGateway,
@@ -237,47 +160,25 @@ struct BackendForwarder: Sendable {
         detail: "The application answered with a response that cannot be delivered. Contact your administrator."
     )
 
-    /// The app's SSO handler cannot run on this connector.
-    static let ssoUnavailable = ErrorPage(
-        status: .badGateway,
-        title: "Sign-in unavailable",
-        detail: "Single sign-on to this application is not working right now. Contact your administrator."
-    )
-
-    /// The page for a handler's refusal: its status (3xx for redirects, 4xx, 5xx; anything else is 502),
-    /// message and extra fields (those HTTP or Sallyport reserve are dropped).
-    static func page(for refusal: Refusal) -> ErrorPage {
-        let status = (300...599).contains(refusal.status) ? HTTPResponse.Status(code: refusal.status) : .badGateway
-        var fields = HTTPFields()
-        for field in refusal.headers {
-            guard let name = HTTPField.Name(field.name), HTTPField.isValidValue(field.value) else { continue }
-            fields.append(HTTPField(name: name, value: field.value))
-        }
-        HopByHop.strip(&fields)
-        TunnelProtocol.removeReserved(&fields)
-        for name in [HTTPField.Name.contentLength, .contentType, .setCookie] { fields[values: name] = [] }
-        return ErrorPage(status: status, title: status.reasonPhrase.isEmpty ? "Refused" : status.reasonPhrase, detail: refusal.message, headerFields: fields)
-    }
-
     /// Maps a connect failure to the page the user sees and a reason code for the relay's log.
-    static func classify(connectError error: any Error) -> (ErrorPage, String) {
-        if let error = error as? ChannelError, case .connectTimeout = error { return (.gatewayTimeout, "backend-connect-timeout") }
+    static func classify(connectError error: any Error) -> (ErrorPage, ConnectorErrorReason) {
+        if let error = error as? ChannelError, case .connectTimeout = error { return (.gatewayTimeout, .backendConnectTimeout) }
         if let error = error as? NIOConnectionError {
             if error.connectionErrors.contains(where: { ($0.error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false }) {
-                return (.gatewayTimeout, "backend-connect-timeout")
+                return (.gatewayTimeout, .backendConnectTimeout)
             }
-            return (.badGateway, error.dnsAError != nil && error.connectionErrors.isEmpty ? "backend-dns" : "backend-refused")
+            return (.badGateway, error.dnsAError != nil && error.connectionErrors.isEmpty ? .backendDNS : .backendRefused)
         }
-        if case BackendError.tlsConfiguration = error { return (.badGateway, "backend-tls-configuration") }
-        return (.badGateway, "backend-refused")
+        if case BackendError.tlsConfiguration = error { return (.badGateway, .backendTLSConfiguration) }
+        return (.badGateway, .backendRefused)
     }
 
     /// Answers into the tunnel stream with one of Sallyport's pages.
-    static func answer(_ page: ErrorPage, reason: String, head: HTTPRequest, writer: Writer) async {
-        writer.meter.note(reason: reason)
+    static func answer(_ page: ErrorPage, reason: ConnectorErrorReason, head: HTTPRequest, writer: Writer) async {
+        writer.meter.note(reason: reason.rawValue)
         let requestID = head.headerFields[TunnelProtocol.Field.requestID] ?? "-"
         var (response, body) = page.render(requestID: requestID, allocator: ByteBufferAllocator())
-        response.headerFields[TunnelProtocol.Field.error] = reason
+        response.headerFields[TunnelProtocol.Field.error] = reason.rawValue
         try? await writer.write(contentsOf: [.head(response), .body(body), .end(nil)])
     }
 }

@@ -5,6 +5,7 @@ import SallyportPKI
 import SallyportTunnel
 import Synchronization
 import X509
+import SallyportTLS
 
 /// The connector's certificate and key as it uses them now, and their renewal: a new key and request, the
 /// relay's certificate for it, both written to the configured files (the key 0600) and a new TLS context for
@@ -107,7 +108,7 @@ public final class Credentials: Sendable {
         do {
             pem = try String(contentsOfFile: file, encoding: .utf8)
         } catch {
-            throw TunnelTLS.FileError(description: "certificate: cannot read \(file): \(error.localizedDescription)")
+            throw TLSFiles.FileError(description: "certificate: cannot read \(file): \(error.localizedDescription)")
         }
         return try CertificateFacts(certificate: CertificateFacts.certificates(pem: pem, source: file)[0])
     }

@@ -8,8 +8,8 @@ import X509
 import NIOSSL
 public import SallyportConfig
 import SallyportPKI
-public import SallyportTunnel
-import SallyportWire
+import SallyportTunnel
+public import SallyportWire
 
 /// `sallyport connector register`: turns a one-time token into this connector's key, certificate, the relay's
 /// CA and a minimal connector.yaml. Nothing is written unless the relay accepted the registration.

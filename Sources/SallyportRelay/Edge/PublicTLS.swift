@@ -2,7 +2,7 @@ import NIOCore
 import NIOSSL
 import SallyportConfig
 import SallyportPKI
-import SallyportTunnel
+import SallyportTLS
 
 /// The public listener's TLS: TLS 1.2+, ALPN `h2` and `http/1.1`, and a certificate chosen per host by SNI.
 enum PublicTLS {
@@ -18,7 +18,7 @@ enum PublicTLS {
         var entries: [Entry] = []
         for (index, config) in certificates.enumerated() {
             do {
-                let (chain, key, _) = try TunnelTLS.checkedPair(
+                let (chain, key, _) = try TLSFiles.checkedPair(
                     certificate: config.certificate, key: config.key, certificateRole: "public.certificates[\(index)].certificate",
                     keyRole: "public.certificates[\(index)].key", purpose: .server
                 )
@@ -27,9 +27,9 @@ enum PublicTLS {
                 problems.append("\(error)")
             }
         }
-        guard problems.isEmpty else { throw TunnelTLS.FileError(description: problems.joined(separator: "\n")) }
+        guard problems.isEmpty else { throw TLSFiles.FileError(description: problems.joined(separator: "\n")) }
         guard let fallback = entries.first(where: { $0.hosts.isEmpty }) ?? entries.first else {
-            throw TunnelTLS.FileError(description: "public.certificates: at least one certificate is required")
+            throw TLSFiles.FileError(description: "public.certificates: at least one certificate is required")
         }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: fallback.chain.map { .certificate($0) },
@@ -48,7 +48,7 @@ enum PublicTLS {
                 promise.succeed(override)
             }
         }
-        return try TunnelTLS.context(configuration, for: "public.certificates")
+        return try TLSFiles.context(configuration, for: "public.certificates")
     }
 
     /// Exact names first, then the longest matching wildcard (`*.example.com` covers one label).

@@ -2,6 +2,7 @@ import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
 import SallyportConfig
+import SallyportHTTP
 
 /// How long the relay may wait for more of a request body, as a value: time counts only while the relay is
 /// ready to read (it has asked for more), so a backend that reads slowly never makes its client look slow.
@@ -89,7 +90,7 @@ final class RequestFlowGuard: ChannelDuplexHandler {
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             // A WebSocket handshake's bytes after its head are WebSocket's, once the backend agrees.
-            self.clock.headArrived(bodyFollows: !TunnelHead.isValidWebSocketHandshake(head))
+            self.clock.headArrived(bodyFollows: !WebSocketHandshake.isValid(head))
         case .body(let buffer):
             self.clock.bodyArrived(bytes: buffer.readableBytes, at: .now)
             self.cancelReadTimer()

@@ -1,5 +1,4 @@
 import HTTPTypes
-import SallyportAuth
 import SallyportConfig
 import SallyportHTTP
 
@@ -50,8 +49,8 @@ enum Admission {
         // Routed and forwarded as the backend will read it: no dot segments, no runs of slashes.
         guard let normalized = RequestPath.normalize(target) else { return .answer(.badRequest("The request has no path.")) }
         let path = normalized.target
-        if path.hasPrefix(PreAuthenticator.reservedPathPrefix) {
-            if path == PreAuthenticator.healthPath { return .health }
+        if path.hasPrefix(RelayNamespace.pathPrefix) {
+            if path == RelayNamespace.healthPath { return .health }
             guard let providers = routes.providers(onHost: authority) else { return .answer(.notFound) }
             return .relayRoute(authority: authority, providers: providers)
         }

@@ -4,6 +4,7 @@ import NIOHTTP2
 import NIOHTTPTypes
 import SallyportHTTP
 import SallyportTunnel
+import SallyportWire
 
 /// When a request that failed on one connector may go to another (RFC 9110 §9.2.2 and the tunnel's own
 /// signals), as a pure function of what is known about the failure.
@@ -13,17 +14,13 @@ enum Failover {
         /// The connector refused the stream (HTTP/2 REFUSED_STREAM, GOAWAY): it never processed it.
         case refused
         /// The connector answered that it could not reach the backend: the request never left it.
-        case notForwarded(status: HTTPResponse.Status, reason: String)
+        case notForwarded(status: HTTPResponse.Status, reason: ConnectorErrorReason)
         /// The stream or the tunnel died before a response: the backend may or may not have the request.
         case lost
         /// The connector sent no response head within the app's backend timeouts and a margin: a connector
         /// that answers nothing is not waited for forever. Never retried: the backend may be working on it.
         case timedOut
     }
-
-    /// The connector's `sallyport-error` reasons for a backend it could not reach (connect refused or timed
-    /// out, DNS, TLS set-up): the request was never sent.
-    static let notForwardedReasons: Set<String> = ["backend-refused", "backend-connect-timeout", "backend-dns", "backend-tls-configuration"]
 
     /// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
     static func isIdempotent(_ method: HTTPRequest.Method) -> Bool {

@@ -1,6 +1,4 @@
-import Foundation
 import HTTPTypes
-import SallyportAuth
 import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
@@ -44,7 +42,7 @@ enum TunnelHead {
             tunnelHead.headerFields = HTTPFields(tunnelHead.headerFields.filter { !Self.isClientForwarding($0.name) })
         }
         // The relay's session cookies are credentials for the relay: the backend never sees them.
-        PreAuthenticator.removeRelayCookies(from: &tunnelHead.headerFields)
+        RelayNamespace.removeCookies(fromRequest: &tunnelHead.headerFields)
         tunnelHead.headerFields[.expect] = nil
         tunnelHead.headerFields[TunnelProtocol.Field.app] = app
         tunnelHead.headerFields[TunnelProtocol.Field.clientAddress] = context.clientAddress
@@ -72,31 +70,13 @@ enum TunnelHead {
     /// bypasses routing and pre-authentication for whatever follows, so nothing else gets one.
     static func upgrade(of head: HTTPRequest, isHTTP1: Bool, app: AppConfig) -> UpgradeDecision {
         guard isHTTP1, let upgrade = head.headerFields[.upgrade] else { return .none }
-        guard Self.namesWebSocket(upgrade) else { return .ignored }
+        guard WebSocketHandshake.namesWebSocket(upgrade) else { return .ignored }
         guard app.allowWebSocket else {
             return .refused(.badRequest("This application does not accept WebSocket connections (allowWebSocket: false).", status: .forbidden))
         }
-        guard Self.isValidWebSocketHandshake(head) else {
+        guard WebSocketHandshake.isValid(head) else {
             return .refused(.badRequest("The WebSocket handshake is invalid: it needs GET, Connection: Upgrade, a 16-byte Sec-WebSocket-Key and Sec-WebSocket-Version: 13."))
         }
         return .webSocket
     }
-
-    /// An HTTP/1.1 WebSocket opening handshake with everything RFC 6455 §4.1 requires of it.
-    static func isValidWebSocketHandshake(_ head: HTTPRequest) -> Bool {
-        guard head.method == .get, let upgrade = head.headerFields[.upgrade], Self.namesWebSocket(upgrade),
-            HopByHop.connectionTokens(head.headerFields).contains("upgrade"),
-            head.headerFields[Self.webSocketVersion] == "13",
-            let key = head.headerFields[Self.webSocketKey], key.utf8.count == 24, Data(base64Encoded: key)?.count == 16
-        else { return false }
-        return true
-    }
-
-    /// Whether an `Upgrade` value lists `websocket` (any case) among its protocols.
-    static func namesWebSocket(_ upgrade: String) -> Bool {
-        upgrade.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "websocket" }
-    }
-
-    static let webSocketKey = HTTPField.Name("Sec-WebSocket-Key")!
-    static let webSocketVersion = HTTPField.Name("Sec-WebSocket-Version")!
 }

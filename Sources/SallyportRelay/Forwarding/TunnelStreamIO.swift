@@ -2,10 +2,10 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOHTTPTypes
-import SallyportAuth
 import SallyportHTTP
 import SallyportOps
 import SallyportTunnel
+import SallyportWire
 
 /// One request on one tunnel stream: the head goes first, then the request body is pumped by the calling task
 /// (it owns the user's connection's iterator) while a child task pumps the response back, so both directions
@@ -122,13 +122,14 @@ struct TunnelStreamIO: Sendable {
                 case .head(var response):
                     if response.status.kind == .informational { continue }
                     // The backend may not plant or clear the relay's own cookies; the relay's come after.
-                    PreAuthenticator.removeRelayCookies(fromResponse: &response.headerFields)
+                    RelayNamespace.removeCookies(fromResponse: &response.headerFields)
                     for cookie in self.setCookies { response.headerFields.append(HTTPField(name: .setCookie, value: cookie)) }
                     if let reason = response.headerFields[TunnelProtocol.Field.error] {
                         writer.meter.note(reason: reason)
                         logger.warning("connector answered for the backend", metadata: ["status": "\(response.status.code)", "reason": "\(reason)"])
-                        if Failover.notForwardedReasons.contains(reason) {
-                            return .noResponse(.notForwarded(status: response.status, reason: reason))
+                        // The connector could not reach the backend (ConnectorErrorReason.requestNotSent).
+                        if let known = ConnectorErrorReason(rawValue: reason), known.requestNotSent {
+                            return .noResponse(.notForwarded(status: response.status, reason: known))
                         }
                     }
                     answered.set()

@@ -11,6 +11,7 @@ import SallyportHTTP
 import SallyportOps
 import SallyportState
 import SallyportTunnel
+import SallyportWire
 
 /// The admin API: HTTP/JSON on a Unix socket that only the relay's user can open (mode 0600 in a 0700
 /// directory). `sallyport connectors …` and `sallyport groups list` use it; so can automation. Never on the

@@ -4,6 +4,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import SallyportTunnel
+import SallyportWire
 
 /// A client of the relay's admin API over its Unix socket: what `sallyport connectors …` and the demo use.
 public struct AdminClient: Sendable {

@@ -3,6 +3,7 @@ import HTTPTypes
 import Logging
 import SallyportHTTP
 import SallyportTunnel
+import SallyportWire
 
 /// The JSON flavour of ``SmallHTTPServer``: the registration service on the tunnel listener and the admin API
 /// share it. Replies are JSON, and a refusal says what went wrong in `Registration.Refusal`'s shape.
