@@ -410,7 +410,7 @@ let package = Package(
         .testTarget(
             name: "SallyportConnectorTests",
             dependencies: [
-                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportTunnel", "SallyportWire",
+                "SallyportConnector", "SallyportConfig", "SallyportSSO", "SallyportPluginAPI", "SallyportPluginHost", "SallyportTunnel", "SallyportWire",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

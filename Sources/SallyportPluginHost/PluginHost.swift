@@ -59,7 +59,8 @@ public final class PluginHost: Sendable {
     }
 
     private struct State {
-        var connection: Connection?
+        /// Which host serves, whether one is starting, and when a host that ended starts again.
+        var life = PluginHostLife<Connection>()
         var waiting: [CheckedContinuation<Connection?, Never>] = []
         var pending: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
         var makes: [UInt64: CheckedContinuation<HostProtocol.ToConnector?, Never>] = [:]
@@ -74,16 +75,17 @@ public final class PluginHost: Sendable {
         var failedEarly = 0
         /// Crashed hosts still writing their crash report: killed on ``stop()`` or after ``reportAllowance``.
         var lingering: Set<pid_t> = []
-        var stopped = false
         var hello: Hello?
+
+        /// The live host, if one serves.
+        var connection: Connection? { self.life.connection }
 
         /// The handler a log line or metric from the host belongs to, made or being made.
         func handler(_ id: UInt64) -> Made? { self.made[id] ?? self.making[id] }
 
-        /// Forgets the live host and takes the calls and makes it was answering, to end them unanswered (their
-        /// requests get 502); new calls wait for the next host.
-        mutating func abandon() -> [CheckedContinuation<HostProtocol.ToConnector?, Never>] {
-            self.connection = nil
+        /// Takes the calls and makes the ended host was answering, to end them unanswered (their requests get
+        /// 502); new calls wait for the next host.
+        mutating func takeUnanswered() -> [CheckedContinuation<HostProtocol.ToConnector?, Never>] {
             defer { (self.pending, self.makes) = ([:], [:]) }
             return Array(self.pending.values) + Array(self.makes.values)
         }
@@ -118,7 +120,7 @@ public final class PluginHost: Sendable {
         await withCheckedContinuation { continuation in
             let ready: Connection?? = self.state.withLock { state in
                 if let connection = state.connection { return .some(connection) }
-                if state.stopped { return .some(nil) }
+                if state.life.isStopped { return .some(nil) }
                 state.waiting.append(continuation)
                 return nil
             }
@@ -184,9 +186,9 @@ public final class PluginHost: Sendable {
         switch await self.launch() {
         case .failure(let failure):
             return .failure(failure)
-        case .success(let (hello, exited)):
+        case .success(let (hello, exited, connection)):
             self.state.withLock { $0.hello = hello }
-            Task { await self.supervise(exited: exited) }
+            Task { await self.supervise(connection, exited: exited) }
             return .success(hello)
         }
     }
@@ -194,9 +196,8 @@ public final class PluginHost: Sendable {
     /// Stops the host: it sees its socket close and exits; one that does not is killed.
     public func stop() {
         let (connection, waiting, lingering) = self.state.withLock { state in
-            state.stopped = true
             defer { state.waiting = [] }
-            return (state.connection, state.waiting, state.lingering)
+            return (state.life.stop(), state.waiting, state.lingering)
         }
         for waiter in waiting { waiter.resume(returning: nil) }
         for pid in lingering { kill(pid, SIGKILL) }
@@ -226,7 +227,7 @@ public final class PluginHost: Sendable {
     static let reportAllowance = Duration.seconds(30)
 
     /// Starts a host process and waits for its first message.
-    private func launch() async -> Result<(Hello, AsyncStream<HostEvent>), PluginLoader.Failure> {
+    private func launch() async -> Result<(Hello, AsyncStream<HostEvent>, Connection), PluginLoader.Failure> {
         var sockets: [Int32] = [0, 0]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sockets) == 0 else {
             return .failure(.init(path: self.library, reason: "cannot make a socket for its plugin host: \(String(cString: strerror(errno)))"))
@@ -315,8 +316,13 @@ public final class PluginHost: Sendable {
         for await message in firsts { firstMessage = message }
         switch firstMessage {
         case .hello(let plugin, let version, let handlers)?:
-            self.goLive(connection)
-            return .success((Hello(plugin: plugin, version: version, handlers: handlers), exits))
+            guard self.goLive(connection) else {
+                // Stopped while it started.
+                connection.send.finish()
+                kill(connection.pid, SIGKILL)
+                return .failure(.init(path: self.library, reason: "the plugin was stopped while its host started"))
+            }
+            return .success((Hello(plugin: plugin, version: version, handlers: handlers), exits, connection))
         case .refused(let reason)?:
             return .failure(.init(path: self.library, reason: reason))
         default:
@@ -329,17 +335,20 @@ public final class PluginHost: Sendable {
     }
 
     /// Makes a started host the live one: handlers it must hold are made again first, then waiting calls go.
-    private func goLive(_ connection: Connection) {
-        let (remake, waiting) = self.state.withLock { state in
-            state.connection = connection
+    /// False when the plugin was stopped meanwhile.
+    private func goLive(_ connection: Connection) -> Bool {
+        let live: (remake: [(key: UInt64, value: Made)], waiting: [CheckedContinuation<Connection?, Never>])? = self.state.withLock { state in
+            guard state.life.started(connection, at: .now) else { return nil }
             defer { state.waiting = [] }
             return (state.made.sorted { $0.key < $1.key }, state.waiting)
         }
+        guard let (remake, waiting) = live else { return false }
         for (id, made) in remake {
             connection.send.yield(.make(id: id, handler: made.handler, app: made.app, settings: made.settings, logLevel: made.logLevel))
         }
         for waiter in waiting { waiter.resume(returning: connection) }
         Task { await self.watch(connection) }
+        return true
     }
 
     /// Routes one message from the host.
@@ -398,27 +407,25 @@ public final class PluginHost: Sendable {
         }
     }
 
-    /// Waits for the host to crash or end, reports it, fails its unanswered calls, and starts it again: at once
-    /// after a host that served for a minute, else after a backoff.
-    private func supervise(exited: AsyncStream<HostEvent>) async {
-        var events = exited
-        var delay = Duration.zero
+    /// Waits for the live host to crash or end, reports it, fails its unanswered calls, and starts another when
+    /// ``PluginHostLife`` says (at once after a host that served, later when hosts keep ending).
+    private func supervise(_ first: Connection, exited: AsyncStream<HostEvent>) async {
+        var (live, events) = (first, exited)
         while true {
-            let started = ContinuousClock.now
             var end: HostEvent?
             var iterator = events.makeAsyncIterator()
             while let event = await iterator.next() {
                 end = event
                 if case .crashReported = event { break }
             }
-            let (unanswered, requests, pongs, stopped) = self.state.withLock { state in
+            let (unanswered, requests, pongs, action) = self.state.withLock { state in
+                _ = state.life.hostEnded(live, at: .now)
                 let requests = state.pending.count + state.failedEarly
                 defer { (state.pongs, state.failedEarly) = ([:], 0) }
-                return (state.abandon(), requests, state.pongs, state.stopped)
+                return (state.takeUnanswered(), requests, state.pongs, state.life.restart())
             }
             for waiter in unanswered { waiter.resume(returning: nil) }
             for waiter in pongs.values { waiter.resume(returning: false) }
-            if ContinuousClock.now - started > .seconds(60) { delay = .zero }
             let how: String
             let output: [String]
             switch end {
@@ -432,7 +439,7 @@ public final class PluginHost: Sendable {
             case nil:
                 (how, output) = ("unknown", [])
             }
-            if stopped { return }
+            guard case .start(var delay) = action else { return }
             self.logger.error(
                 "plugin host ended; the requests it was answering got 502, and it starts again",
                 metadata: [
@@ -442,14 +449,18 @@ public final class PluginHost: Sendable {
             )
             while true {
                 if delay > .zero { try? await Task.sleep(for: delay) }
-                delay = min(max(delay * 2, .milliseconds(500)), .seconds(30))
-                if self.state.withLock({ $0.stopped }) { return }
+                if self.state.withLock({ $0.life.isStopped }) { return }
                 switch await self.launch() {
-                case .success(let (_, next)):
+                case .success(let (_, next, connection)):
                     self.logger.notice("plugin host started again", metadata: ["plugin": "\(self.pluginName)"])
-                    events = next
+                    (live, events) = (connection, next)
                 case .failure(let failure):
-                    self.logger.error("plugin host did not start again; trying later", metadata: ["plugin": "\(self.pluginName)", "reason": "\(failure.reason)"])
+                    guard case .start(let next) = self.state.withLock({ $0.life.startFailed() }) else { return }
+                    self.logger.error(
+                        "plugin host did not start again; trying later",
+                        metadata: ["plugin": "\(self.pluginName)", "reason": "\(failure.reason)", "restartIn": "\(next)"]
+                    )
+                    delay = next
                     continue
                 }
                 break
@@ -527,7 +538,7 @@ public final class PluginHost: Sendable {
                     for try await line in inbound {
                         let text = String(buffer: line)
                         if tail.add(text) {
-                            self.crashing()
+                            self.crashing(pid: pid)
                             events.yield(.crashReported(pid: pid, output: tail.lines))
                         }
                         logger.debug("plugin host output", metadata: ["library": "\(library)", "pid": "\(pid)", "line": "\(text)"])
@@ -541,10 +552,11 @@ public final class PluginHost: Sendable {
     /// The host reported a crash: it will answer nothing more, however long its backtrace takes before it exits
     /// (seconds on a busy machine). Its calls get their 502 now rather than at their deadline, and new calls wait
     /// for the restart.
-    private func crashing() {
-        let unanswered = self.state.withLock { state in
+    private func crashing(pid: pid_t) {
+        let unanswered = self.state.withLock { state -> [CheckedContinuation<HostProtocol.ToConnector?, Never>] in
+            guard let live = state.connection, live.pid == pid, state.life.hostEnded(live, at: .now) else { return [] }
             state.failedEarly += state.pending.count
-            return state.abandon()
+            return state.takeUnanswered()
         }
         for waiter in unanswered { waiter.resume(returning: nil) }
     }
