@@ -418,6 +418,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The relay and connectors in the test process: the forwarding layer tested in seconds, not processes.
+        .testTarget(
+            name: "InProcessTests",
+            dependencies: [
+                "SallyportRelay", "SallyportConnector", "SallyportConfig", "SallyportWire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SallyportSSOTests",
             dependencies: ["SallyportSSO", "SallyportKCD", "SallyportConfig", "SallyportPluginAPI", "SallyportKerberos"],

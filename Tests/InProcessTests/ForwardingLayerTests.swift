@@ -1,0 +1,163 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Synchronization
+import Testing
+
+/// The forwarding layer of relay and connector, in one process on loopback: what only end-to-end tests covered,
+/// in about a second each.
+@Suite struct ForwardingLayerTests {
+    @Test func aRequestBodyAndItsAnswerCrossBothHopsWhole() async throws {
+        try await withSallyport(backend: { exchange in
+            let body = try await exchange.body()
+            try await exchange.respond(.ok, "\(exchange.head.method.rawValue) \(exchange.head.path ?? "") \(body.readableBytes)")
+        }) { sallyport, backend in
+            var request = HTTPClientRequest(url: sallyport.url("/app/upload?x=1"))
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(repeating: 7, count: 3 << 20))
+            let response = try await sallyport.client.execute(request, timeout: .seconds(30))
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            #expect(response.status == .ok)
+            #expect(text == "POST /app/upload?x=1 \(3 << 20)")
+            // The connector told the backend who asked, and nothing the relay keeps for itself went on.
+            let seen = try #require(backend.requests.first)
+            #expect(seen.headerFields[HTTPField.Name("X-Forwarded-For")!] == "127.0.0.1")
+            #expect(!seen.headerFields.contains { $0.name.canonicalName.hasPrefix("sallyport-") })
+        }
+    }
+
+    @Test func aUserWhoStopsReadingHoldsTheBackendBack() async throws {
+        let written = Atomic<Int>(0)
+        try await withSallyport(backend: { exchange in
+            var head = HTTPResponse(status: .ok)
+            head.headerFields[.contentLength] = "\(1 << 30)"
+            try await exchange.outbound.write(.head(head))
+            let chunk = ByteBuffer(repeating: 1, count: 64 << 10)
+            while written.load(ordering: .relaxed) < 1 << 30 {
+                try await exchange.outbound.write(.body(chunk))
+                written.add(chunk.readableBytes, ordering: .relaxed)
+            }
+        }) { sallyport, _ in
+            let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/app/big")), timeout: .seconds(60))
+            var iterator = response.body.makeAsyncIterator()
+            var read = 0
+            while read < 1 << 20, let chunk = try await iterator.next() { read += chunk.readableBytes }
+            // The user reads no more: what the backend could write is what the buffers on the way hold, the
+            // kernel's for two TCP connections (loopback grows a receive buffer up to tcp_rmem's maximum) and
+            // what relay, connector and client hold in memory (measured at up to about 30 MiB together). Without
+            // back-pressure it would be most of the gigabyte.
+            try await Task.sleep(for: .seconds(2))
+            let held = written.load(ordering: .relaxed)
+            try await Task.sleep(for: .milliseconds(500))
+            let later = written.load(ordering: .relaxed)
+            let bound = 2 * (Self.kernelMaximum("tcp_rmem") + Self.kernelMaximum("tcp_wmem")) + (64 << 20)
+            #expect(held < bound, "the backend wrote \(held >> 20) MiB to a user who read 1 MiB (bound \(bound >> 20) MiB)")
+            #expect(later == held, "the backend kept writing: \(held) then \(later) bytes")
+            // Reading again lets it go on.
+            while written.load(ordering: .relaxed) == held, read < held + (64 << 20), let chunk = try await iterator.next() { read += chunk.readableBytes }
+            #expect(written.load(ordering: .relaxed) > held)
+        }
+    }
+
+    /// The largest buffer Linux grows a TCP socket's to (the third value of `net.ipv4.<name>`).
+    static func kernelMaximum(_ name: String) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8)) ?? ""
+        return text.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } ?? (6 << 20)
+    }
+
+    @Test func aBackendThatNeverAnswersIsA504AfterTheResponseTimeout() async throws {
+        try await withSallyport(extra: "timeouts:\n  response: 1s\n", backend: { exchange in
+            _ = try await exchange.body()
+            try await Task.sleep(for: .seconds(30))
+        }) { sallyport, _ in
+            let asked = ContinuousClock.now
+            let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/app/slow")), timeout: .seconds(20))
+            #expect(response.status == .gatewayTimeout)
+            #expect(ContinuousClock.now - asked < .seconds(10))
+        }
+    }
+
+    @Test func aBodyThatFallsSilentIsCutAfterTheIdleTimeout() async throws {
+        try await withSallyport(extra: "timeouts:\n  idle: 1s\n", backend: { exchange in
+            var head = HTTPResponse(status: .ok)
+            head.headerFields[.contentLength] = "1000"
+            try await exchange.outbound.write(contentsOf: [.head(head), .body(ByteBuffer(repeating: 3, count: 10))])
+            try await Task.sleep(for: .seconds(30))
+        }) { sallyport, _ in
+            let asked = ContinuousClock.now
+            let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/app/drip")), timeout: .seconds(20))
+            #expect(response.status == .ok)
+            // The user learns the body broke off (10 of 1,000 bytes), seconds after it fell silent.
+            await #expect(throws: (any Error).self) { _ = try await response.body.collect(upTo: 1 << 20) }
+            #expect(ContinuousClock.now - asked < .seconds(10))
+        }
+    }
+
+    @Test func aGetThatMeetsAPooledConnectionTheBackendJustClosedGoesAgainOnANewOne() async throws {
+        let count = Atomic<Int>(0)
+        try await withSallyport(backend: { exchange in
+            // The second request arrives on the connection the first left in the pool: closed unanswered, as a
+            // backend closing an idle keep-alive connection does.
+            if count.add(1, ordering: .relaxed).newValue == 2 { throw HarnessFailure("closed without an answer") }
+            try await exchange.respond(.ok, "served \(exchange.head.path ?? "")")
+        }) { sallyport, backend in
+            for path in ["/app/first", "/app/second"] {
+                let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url(path)), timeout: .seconds(10))
+                #expect(response.status == .ok)
+                #expect(String(buffer: try await response.body.collect(upTo: 1 << 20)) == "served \(path)")
+            }
+            #expect(backend.requests.map(\.path) == ["/app/first", "/app/second", "/app/second"])
+        }
+    }
+
+    @Test func aUserWhoGoesAwayEndsTheBackendExchange() async throws {
+        let ended = AsyncStream<Void>.makeStream()
+        try await withSallyport(backend: { exchange in
+            var head = HTTPResponse(status: .ok)
+            head.headerFields[.contentLength] = "\(1 << 30)"
+            try await exchange.outbound.write(.head(head))
+            do {
+                while true {
+                    try await exchange.outbound.write(.body(ByteBuffer(repeating: 2, count: 16 << 10)))
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            } catch {
+                ended.continuation.yield()
+                throw error
+            }
+        }) { sallyport, _ in
+            let task = Task {
+                let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/app/stream")), timeout: .seconds(60))
+                for try await _ in response.body {}
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            task.cancel()
+            // The backend's connection is closed under it, instead of streaming to nobody.
+            let noticed = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    var iterator = ended.stream.makeAsyncIterator()
+                    return await iterator.next() != nil
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(10))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(noticed, "the backend was still streaming 10 s after the user left")
+        }
+    }
+
+    @Test func aPathNoAppPublishesIsAnsweredByTheRelay() async throws {
+        try await withSallyport(backend: { exchange in try await exchange.respond(.ok, "backend") }) { sallyport, backend in
+            let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/elsewhere/")), timeout: .seconds(10))
+            #expect(response.status == .notFound)
+            #expect(backend.requests.isEmpty)
+        }
+    }
+}
