@@ -1,7 +1,6 @@
 import HTTPTypes
 public import NIOCore
 public import NIOHTTPTypes
-import Synchronization
 
 /// Copies a request body from one async channel to another with back-pressure: the relay from the user's
 /// connection into a tunnel stream, the connector from the tunnel stream to the backend.
@@ -50,18 +49,4 @@ public enum BodyPump {
             return .aborted
         }
     }
-}
-
-/// A flag set once, from any thread or event loop, and read by others.
-public final class OnceFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-
-    /// Creates an unset flag.
-    public init() {}
-
-    /// Sets the flag.
-    public func set() { self.value.store(true, ordering: .releasing) }
-
-    /// Whether ``set()`` was called.
-    public var isSet: Bool { self.value.load(ordering: .acquiring) }
 }

@@ -41,37 +41,27 @@ struct BackendExchangeIO {
     func run(
         on connection: BackendConnection, reused: Bool, first: HTTPRequestPart?, iterator: inout Iterator, writer: Writer
     ) async -> (Outcome, BackendPool.Return) {
-        let timedOut = OnceFlag()
-        let headWritten = OnceFlag()
         // The response timeout runs from the end of the request (a long upload is not a slow backend) to the
         // response head; silence while the body streams is the idle timeout's business.
-        let timer = ResponseTimer(timeout: self.app.timeouts.response, channel: connection.channel, timedOut: timedOut)
-        defer { timer.answered() }
-        let requestResult: BodyPump.Outcome
-        let response: ResponseResult
+        let clock = ExchangeClock(timeout: self.app.timeouts.response, channel: connection.channel)
+        defer { clock.finished() }
         connection.beginExchange(idleTimeout: self.app.timeouts.idle)
         do {
             try await connection.writer.write(.head(self.request))
-            (requestResult, response) = try await withThrowingTaskGroup(of: ResponseResult.self) { group in
-                group.addTask {
-                    try await self.pumpResponse(connection: connection, to: writer, timer: timer, headWritten: headWritten)
-                }
-                if self.upgrade != nil { timer.arm() }
-                let requestResult = await BodyPump.copyRequest(first: first, from: &iterator, to: connection.writer, upgrading: self.upgrade != nil)
-                if requestResult == .complete { timer.arm() }
-                // The relay reset the stream (user gone): end the backend exchange too.
-                if requestResult == .aborted { connection.close() }
-                return (requestResult, try await group.next()!)
-            }
         } catch {
-            guard headWritten.isSet else {
-                // Failed before the backend answered (TLS handshake, reset while sending).
-                self.logger.warning("backend exchange failed", metadata: ["backend": "\(self.app.internalURL.string)", "error": "\(error)"])
-                return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
-            }
-            self.logger.debug("exchange aborted", metadata: ["error": "\(error)"])
-            self.noteIncomplete(connection: connection, writer: writer, error: error)
-            return (.sent(.answered), .close)
+            // Failed before the backend answered (TLS handshake, a reset).
+            self.logger.warning("backend exchange failed", metadata: ["backend": "\(self.app.internalURL.string)", "error": "\(error)"])
+            return (.sent(.failedBeforeAnswer(timedOut: clock.timedOut, reused: reused)), .close)
+        }
+        let (requestResult, response) = await withTaskGroup(of: ResponseResult.self) { group in
+            group.addTask { await self.pumpResponse(connection: connection, to: writer, clock: clock) }
+            // A protocol switch waits for its answer from the moment its head is out.
+            if self.upgrade != nil { clock.requestEnded() }
+            let requestResult = await BodyPump.copyRequest(first: first, from: &iterator, to: connection.writer, upgrading: self.upgrade != nil)
+            if requestResult == .complete { clock.requestEnded() }
+            // The relay reset the stream (user gone): end the backend exchange too.
+            if requestResult == .aborted { connection.close() }
+            return (requestResult, await group.next()!)
         }
         let clean = requestResult == .complete && self.upgrade == nil
         switch response {
@@ -81,16 +71,19 @@ struct BackendExchangeIO {
             return (.sent(.retryRequested), clean && keepAlive ? self.returnAfterCleanExchange() : .close)
         case .upgradeEnded:
             return (.sent(.answered), .close)
-        case .truncated:
-            self.noteIncomplete(connection: connection, writer: writer, error: nil)
+        case .truncated(let error):
+            if let error { self.logger.debug("exchange aborted", metadata: ["error": "\(error)"]) }
+            self.noteIncomplete(connection: connection, writer: writer, error: error)
             return (.sent(.answered), .close)
         case .refused(let refusal):
             return (.refused(refusal), .close)
         case .unusable(let reason, let detail):
             return (.unusable(reason: reason, detail: detail), .close)
-        case .noResponse:
-            self.logger.warning("backend gave no response", metadata: ["timedOut": "\(timedOut.isSet)"])
-            return (.sent(.failedBeforeAnswer(timedOut: timedOut.isSet, reused: reused)), .close)
+        case .noResponse(let error):
+            var metadata: Logger.Metadata = ["timedOut": "\(clock.timedOut)", "backend": "\(self.app.internalURL.string)"]
+            if let error { metadata["error"] = "\(error)" }
+            self.logger.warning("backend gave no response", metadata: metadata)
+            return (.sent(.failedBeforeAnswer(timedOut: clock.timedOut, reused: reused)), .close)
         }
     }
 
@@ -115,8 +108,10 @@ struct BackendExchangeIO {
     enum ResponseResult {
         case complete(keepAlive: Bool)
         case upgradeEnded
-        case noResponse
-        case truncated
+        /// Nothing reached the user (the error, if one ended the wait).
+        case noResponse((any Error)?)
+        /// The head reached the user, the body did not come whole (the error, if one broke it off).
+        case truncated((any Error)?)
         /// The inspector wants the request again; the body was read and dropped.
         case retryRequested(keepAlive: Bool)
         /// The inspector refused the response; nothing was read further.
@@ -126,7 +121,7 @@ struct BackendExchangeIO {
         case unusable(reason: ConnectorErrorReason, detail: String)
     }
 
-    private func pumpResponse(connection: BackendConnection, to writer: Writer, timer: ResponseTimer, headWritten: OnceFlag) async throws -> ResponseResult {
+    private func pumpResponse(connection: BackendConnection, to writer: Writer, clock: ExchangeClock) async -> ResponseResult {
         var headSent = false
         var discarding = false
         var upgraded = false
@@ -136,19 +131,18 @@ struct BackendExchangeIO {
                 switch part {
                 case .head(var response):
                     if let upgrade = self.upgrade, response.status == .switchingProtocols {
-                        timer.answered()
+                        guard clock.headArrived() else { return .noResponse(nil) }
                         try await connection.switchToRawBytes()
                         HopByHop.strip(&response.headerFields)
                         response.status = .ok
                         response.headerFields[TunnelProtocol.Field.upgraded] = upgrade
-                        headWritten.set()
                         try await writer.write(.head(response))
                         headSent = true
                         upgraded = true
                         continue
                     }
                     if response.status.kind == .informational { continue }
-                    timer.answered()
+                    guard clock.headArrived() else { return .noResponse(nil) }
                     keepAlive = !HopByHop.connectionTokens(response.headerFields).contains("close")
                     let decision: ResponseDecision
                     if let inspector = self.inspector {
@@ -180,17 +174,16 @@ struct BackendExchangeIO {
                             detail: "\(response.headerFields.count) header fields, \(bytes) bytes as HTTP/2 counts them; the tunnel carries \(TunnelProtocol.maxResponseHeaderListSize)"
                         )
                     }
-                    headWritten.set()
                     try await writer.write(.head(response))
                     headSent = true
                 case .body(let buffer):
                     if discarding { continue }
-                    guard headSent else { return .noResponse }
+                    guard headSent else { return .noResponse(nil) }
                     try await writer.write(.body(buffer))
                 case .end(let trailers):
                     if upgraded { continue }
                     if discarding { return .retryRequested(keepAlive: keepAlive) }
-                    guard headSent else { return .noResponse }
+                    guard headSent else { return .noResponse(nil) }
                     try await writer.write(.end(trailers))
                     return .complete(keepAlive: keepAlive)
                 }
@@ -200,56 +193,15 @@ struct BackendExchangeIO {
             connection.close()
             return .unusable(reason: .backendBadResponse, detail: "\(error)")
         } catch where !headSent {
-            return .noResponse
+            return .noResponse(error)
+        } catch {
+            return .truncated(error)
         }
         if upgraded {
             // The backend closed the upgraded connection: end the stream after the bytes already sent.
             try? await writer.write(.end(nil))
             return .upgradeEnded
         }
-        return headSent ? .truncated : .noResponse
-    }
-}
-
-/// The response timeout of one exchange: armed once the request is sent, disarmed by the response head.
-/// A head that comes before the request ends (an early 413, say) disarms it for good.
-final class ResponseTimer: Sendable {
-    private enum State {
-        case waiting
-        case armed(Scheduled<Void>)
-        case answered
-    }
-
-    private let state = Mutex(State.waiting)
-    private let timeout: Duration
-    private let channel: any Channel
-    private let timedOut: OnceFlag
-
-    init(timeout: Duration, channel: any Channel, timedOut: OnceFlag) {
-        self.timeout = timeout
-        self.channel = channel
-        self.timedOut = timedOut
-    }
-
-    func arm() {
-        self.state.withLock { state in
-            guard case .waiting = state else { return }
-            let (channel, timedOut) = (self.channel, self.timedOut)
-            state = .armed(
-                channel.eventLoop.scheduleTask(in: TimeAmount(self.timeout)) {
-                    timedOut.set()
-                    channel.close(promise: nil)
-                }
-            )
-        }
-    }
-
-    func answered() {
-        let scheduled = self.state.withLock { state -> Scheduled<Void>? in
-            defer { state = .answered }
-            if case .armed(let scheduled) = state { return scheduled }
-            return nil
-        }
-        scheduled?.cancel()
+        return headSent ? .truncated(nil) : .noResponse(nil)
     }
 }

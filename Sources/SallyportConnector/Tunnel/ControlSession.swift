@@ -79,7 +79,7 @@ struct ControlSession {
                     try await ControlFraming.send(.refresh, on: writer)
                 }
             }
-            let drainSent = OnceFlag()
+            let drainSent = DrainNoticeSent()
             group.addTask { [logger] in
                 // On SIGTERM, or when a replacement connection serves: tell the relay. The relay stops choosing this
                 // connection and ends its side of the control stream; the loop below then closes the connection.
@@ -173,4 +173,12 @@ final class ProbeSink: Sendable {
     func welcomed(_ welcome: ControlMessage.Welcome, at time: Date) { self.state.withLock { $0.welcome = welcome; $0.welcomedAt = time } }
     func configured(_ apps: ControlMessage.AppSet) { self.state.withLock { $0.apps = apps } }
     func refused(_ text: String) { self.state.withLock { $0.refusal = text } }
+}
+
+/// Whether this connection told the relay it drains: set by the task that sends the notice, read when the relay
+/// ends the control stream.
+private final class DrainNoticeSent: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { self.value.store(true, ordering: .releasing) }
+    var isSet: Bool { self.value.load(ordering: .acquiring) }
 }

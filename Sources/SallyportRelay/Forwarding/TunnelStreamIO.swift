@@ -41,9 +41,9 @@ struct TunnelStreamIO: Sendable {
     /// `iterator`, and is kept in `replay` for a further attempt.
     func run(iterator: inout Iterator, writer: Writer, replay: inout ReplayBuffer) async -> Attempt {
         let (stream, logger, upgradeProtocol) = (self.stream, self.logger, self.upgradeProtocol)
-        let requestDone = OnceFlag()
-        let answered = OnceFlag()
-        let timedOut = OnceFlag()
+        // The connector owes a response head within responseHeadTimeout of the request's end.
+        let clock = ExchangeClock(timeout: self.responseHeadTimeout, channel: stream.channel)
+        defer { clock.finished() }
         let started = ContinuousClock.now
         do {
             return try await stream.executeThenClose { tunnelIn, tunnelOut in
@@ -54,23 +54,17 @@ struct TunnelStreamIO: Sendable {
                 }
                 return try await withThrowingTaskGroup(of: ResponseResult.self) { group in
                     group.addTask {
-                        try await self.pumpResponse(from: tunnelIn, to: writer, requestDone: requestDone, answered: answered, started: started)
+                        try await self.pumpResponse(from: tunnelIn, to: writer, clock: clock, started: started)
                     }
                     let requestResult = await replay.send(to: tunnelOut, from: &iterator, upgrading: upgradeProtocol != nil)
-                    var headTimer: Scheduled<Void>?
                     if requestResult == .complete {
-                        requestDone.set()
-                        headTimer = stream.channel.eventLoop.scheduleTask(in: TimeAmount(self.responseHeadTimeout)) {
-                            guard !answered.isSet else { return }
-                            timedOut.set()
-                            stream.channel.close(promise: nil)
-                        }
-                    } else if requestResult == .sourceEnded || answered.isSet {
+                        clock.requestEnded()
+                    } else if requestResult == .sourceEnded || clock.answered {
                         // The client is gone, or the answer is under way: stop waiting for the rest of the answer.
                         stream.channel.close(promise: nil)
                     }
                     let response = try await group.next()!
-                    headTimer?.cancel()
+                    clock.finished()
                     switch response {
                     case .completed(let upgraded):
                         if requestResult == .complete {
@@ -83,15 +77,15 @@ struct TunnelStreamIO: Sendable {
                         logger.warning("tunnel stream ended before the response was complete")
                         return .finished(.close)
                     case .noResponse(let failure):
-                        return .failed(timedOut.isSet ? .timedOut : failure, sourceEnded: requestResult == .sourceEnded)
+                        return .failed(clock.timedOut ? .timedOut : failure, sourceEnded: requestResult == .sourceEnded)
                     }
                 }
             }
         } catch {
             logger.debug("request aborted", metadata: ["error": "\(error)"])
             // The user's status is logged already; the line must say the body did not come whole.
-            if answered.isSet { writer.meter.note(reason: "response-incomplete") }
-            return answered.isSet ? .finished(.close) : .failed(Failover.failure(of: error), sourceEnded: false)
+            if clock.answered { writer.meter.note(reason: "response-incomplete") }
+            return clock.answered ? .finished(.close) : .failed(Failover.failure(of: error), sourceEnded: false)
         }
     }
 
@@ -104,8 +98,7 @@ struct TunnelStreamIO: Sendable {
 
     /// Copies the connector's response to the client.
     func pumpResponse(
-        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, requestDone: OnceFlag, answered: OnceFlag,
-        started: ContinuousClock.Instant
+        from tunnel: NIOAsyncChannelInboundStream<HTTPResponsePart>, to writer: Writer, clock: ExchangeClock, started: ContinuousClock.Instant
     ) async throws -> ResponseResult {
         let (context, upgradeProtocol, logger) = (self.context, self.upgradeProtocol, self.logger)
         let isHEAD = self.head.method == .head
@@ -132,7 +125,8 @@ struct TunnelStreamIO: Sendable {
                             return .noResponse(.notForwarded(status: response.status, reason: known))
                         }
                     }
-                    answered.set()
+                    // Past the deadline the stream is being closed: the connector's late answer is not taken.
+                    guard clock.headArrived() else { return .noResponse(.timedOut) }
                     self.observeLatency(ContinuousClock.now - started)
                     if let upgradeProtocol, response.headerFields[TunnelProtocol.Field.upgraded] != nil {
                         TunnelProtocol.removeReserved(&response.headerFields)
@@ -166,11 +160,11 @@ struct TunnelStreamIO: Sendable {
                     guard headSent else { return .noResponse(.lost) }
                     // After an upgrade the end carries no trailers; it only marks when the last bytes are out.
                     if !endedEarly { try await writer.write(.end(upgraded ? nil : trailers)) }
-                    if context.isHTTP1, !requestDone.isSet {
+                    if context.isHTTP1, !clock.requestSent {
                         // The answer is complete but the client is still sending: give it a moment, then close.
                         let channel = context.channel
                         channel.eventLoop.scheduleTask(in: .seconds(5)) {
-                            if !requestDone.isSet { channel.close(promise: nil) }
+                            if !clock.requestSent { channel.close(promise: nil) }
                         }
                     }
                     return .completed(upgraded: upgraded)
