@@ -60,7 +60,7 @@ final class InProcessSallyport: Sendable {
 
     /// Starts a relay and `connectorCount` connectors with `apps` (name → file text), and waits until every
     /// connector holds every app.
-    static func start(apps: [String: String], connectors connectorCount: Int = 1) async throws -> InProcessSallyport {
+    static func start(apps: [String: String], connectors connectorCount: Int = 1, client protocol: ClientProtocol = .http2) async throws -> InProcessSallyport {
         let directory = (NSTemporaryDirectory() as NSString).appendingPathComponent("sallyport-inprocess-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let relayDirectory = (directory as NSString).appendingPathComponent("relay")
@@ -114,7 +114,9 @@ final class InProcessSallyport: Sendable {
         }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(initialised.trialPublicCA ?? "")
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.httpVersion = `protocol` == .http1 ? .http1Only : .automatic
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let sallyport = InProcessSallyport(
             directory: directory, relay: relay, relayConfig: relayConfig, connectors: connectors, publicPort: publicPort, client: client,
             services: connectorGroup, running: running
@@ -147,12 +149,15 @@ struct HarnessFailure: Error, CustomStringConvertible {
 /// Runs `body` with a backend serving `handler` and an in-process relay and connector publishing it as `app`,
 /// then stops everything.
 func withSallyport<T>(
-    app name: String = "app", extra: String = "", connectors: Int = 1, backend handler: @escaping TestBackend.Handler,
+    app name: String = "app", extra: String = "", connectors: Int = 1, client: ClientProtocol = .http2,
+    backend handler: @escaping TestBackend.Handler,
     _ body: (InProcessSallyport, TestBackend) async throws -> T
 ) async throws -> T {
     let backend = try await TestBackend.start(handler)
     let serving = Task { try await backend.run() }
-    let sallyport = try await InProcessSallyport.start(apps: [name: InProcessSallyport.app(name, backend: backend.port, extra: extra)], connectors: connectors)
+    let sallyport = try await InProcessSallyport.start(
+        apps: [name: InProcessSallyport.app(name, backend: backend.port, extra: extra)], connectors: connectors, client: client
+    )
     func stop() async {
         await sallyport.stop()
         await backend.close()
@@ -168,4 +173,11 @@ func withSallyport<T>(
         await stop()
         throw error
     }
+}
+
+/// How the test's client speaks to the relay.
+enum ClientProtocol: String, Sendable, CaseIterable, CustomStringConvertible {
+    case http1 = "HTTP/1.1"
+    case http2 = "HTTP/2"
+    var description: String { self.rawValue }
 }

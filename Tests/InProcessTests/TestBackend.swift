@@ -57,29 +57,37 @@ final class TestBackend: Sendable {
 
     let channel: NIOAsyncChannel<Connection, Never>
     let handler: Handler
+    let counter: SentBytesCounter
     /// Requests seen, in order of arrival.
     let seen = Mutex<[HTTPRequest]>([])
 
     var port: Int { self.channel.channel.localAddress?.port ?? 0 }
     var requests: [HTTPRequest] { self.seen.withLock { $0 } }
 
-    private init(channel: NIOAsyncChannel<Connection, Never>, handler: @escaping Handler) {
+    private init(channel: NIOAsyncChannel<Connection, Never>, handler: @escaping Handler, counter: SentBytesCounter) {
         self.channel = channel
         self.handler = handler
+        self.counter = counter
     }
+
+    /// Bytes the kernel took from the backend's connections: what really left it, unlike what a handler handed
+    /// to its writer (which may wait in the connection's buffer).
+    var bytesSent: Int { self.counter.total.load(ordering: .relaxed) }
 
     /// Listens on a free loopback port; `run()` serves.
     static func start(_ handler: @escaping Handler) async throws -> TestBackend {
+        let counter = SentBytesCounter()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(counter)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
                     try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
             }
-        return TestBackend(channel: channel, handler: handler)
+        return TestBackend(channel: channel, handler: handler, counter: counter)
     }
 
     /// Serves connections until the listener closes; each request goes to the handler in turn.
@@ -108,5 +116,19 @@ final class TestBackend: Sendable {
 
     func close() async {
         try? await self.channel.channel.close()
+    }
+}
+
+/// Counts the bytes the kernel took from a connection (its writes' promises succeeded).
+final class SentBytesCounter: ChannelOutboundHandler, Sendable {
+    typealias OutboundIn = ByteBuffer
+    let total = Atomic<Int>(0)
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let count = self.unwrapOutboundIn(data).readableBytes
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenSuccess { self.total.add(count, ordering: .relaxed) }
+        written.futureResult.cascade(to: promise)
+        context.write(data, promise: written)
     }
 }
