@@ -158,4 +158,42 @@ import Testing
             #expect(backend.requests.isEmpty)
         }
     }
+
+    @Test(arguments: ClientProtocol.allCases) func aConnectorThatDrainsUnderLoadCostsNoRequest(_ client: ClientProtocol) async throws {
+        try await withSallyport(connectors: 2, client: client, backend: { exchange in
+            let body = try await exchange.body()
+            try await Task.sleep(for: .milliseconds(20))
+            try await exchange.respond(.ok, "\(body.readableBytes)")
+        }) { sallyport, _ in
+            let tally = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        for request in 0..<40 {
+                            var asked = HTTPClientRequest(url: sallyport.url("/app/\(worker)/\(request)"))
+                            if request % 2 == 1 {
+                                asked.method = .POST
+                                asked.body = .bytes(ByteBuffer(repeating: 5, count: 10_000))
+                            }
+                            let response = try await sallyport.client.execute(asked, timeout: .seconds(20))
+                            _ = try await response.body.collect(upTo: 1 << 20)
+                            tally.count(response.status)
+                        }
+                    }
+                }
+                // One connector of the group leaves while requests are under way, as on SIGTERM.
+                try await Task.sleep(for: .milliseconds(300))
+                await sallyport.stopConnector(0)
+                try await group.waitForAll()
+            }
+            #expect(tally.statuses == [200: 160], "\(tally.statuses)")
+        }
+    }
+}
+
+/// Statuses of responses, counted from several tasks.
+final class Tally: Sendable {
+    private let counts = Mutex<[UInt: Int]>([:])
+    func count(_ status: HTTPResponseStatus) { self.counts.withLock { $0[status.code, default: 0] += 1 } }
+    var statuses: [UInt: Int] { self.counts.withLock { $0 } }
 }

@@ -20,12 +20,13 @@ final class InProcessSallyport: Sendable {
     let connectors: [ConnectorService]
     let publicPort: Int
     let client: HTTPClient
-    private let services: ServiceGroup
+    private let connectorGroups: [ServiceGroup]
+    private let connectorsRunning: [Task<Void, any Error>]
     private let running: Task<Void, any Error>
 
     private init(
         directory: String, relay: RelayService, relayConfig: RelayConfig, connectors: [ConnectorService], publicPort: Int, client: HTTPClient,
-        services: ServiceGroup, running: Task<Void, any Error>
+        connectorGroups: [ServiceGroup], connectorsRunning: [Task<Void, any Error>], running: Task<Void, any Error>
     ) {
         self.directory = directory
         self.relay = relay
@@ -33,7 +34,8 @@ final class InProcessSallyport: Sendable {
         self.connectors = connectors
         self.publicPort = publicPort
         self.client = client
-        self.services = services
+        self.connectorGroups = connectorGroups
+        self.connectorsRunning = connectorsRunning
         self.running = running
     }
 
@@ -103,14 +105,13 @@ final class InProcessSallyport: Sendable {
             ).run()
             connectors.append(ConnectorService(config: try ConfigLoader.loadConnector(file: registered.configFile), logger: Self.logger))
         }
-        let connectorGroup = ServiceGroup(services: connectors, gracefulShutdownSignals: [], logger: Self.logger)
+        // A group each, so that a test can stop one connector (draining, as SIGTERM does).
+        let connectorGroups = connectors.map { ServiceGroup(services: [$0], gracefulShutdownSignals: [], logger: Self.logger) }
+        let connectorsRunning = connectorGroups.map { group in Task { try await group.run() } }
         let running = Task {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await connectorGroup.run() }
-                try await group.next()
-                await relayGroup.triggerGracefulShutdown()
-                try await relayRunning.value
-            }
+            for connector in connectorsRunning { _ = try? await connector.value }
+            await relayGroup.triggerGracefulShutdown()
+            try await relayRunning.value
         }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(initialised.trialPublicCA ?? "")
@@ -119,7 +120,7 @@ final class InProcessSallyport: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let sallyport = InProcessSallyport(
             directory: directory, relay: relay, relayConfig: relayConfig, connectors: connectors, publicPort: publicPort, client: client,
-            services: connectorGroup, running: running
+            connectorGroups: connectorGroups, connectorsRunning: connectorsRunning, running: running
         )
         let deadline = ContinuousClock.now + .seconds(20)
         while !connectors.allSatisfy({ connector in apps.keys.allSatisfy { connector.apps.app(named: $0) != nil } }) {
@@ -132,10 +133,17 @@ final class InProcessSallyport: Sendable {
     /// The public URL of `path` (which starts with the app's `/name/`).
     func url(_ path: String) -> String { "https://127.0.0.1:\(self.publicPort)\(path)" }
 
+    /// Stops connector `index` as SIGTERM does (it drains: the relay stops choosing it, its requests finish) and
+    /// waits until it has stopped.
+    func stopConnector(_ index: Int) async {
+        await self.connectorGroups[index].triggerGracefulShutdown()
+        _ = try? await self.connectorsRunning[index].value
+    }
+
     /// Stops the connectors (draining), then the relay, and removes the files.
     func stop() async {
         try? await self.client.shutdown()
-        await self.services.triggerGracefulShutdown()
+        for group in self.connectorGroups { await group.triggerGracefulShutdown() }
         _ = try? await self.running.value
         try? FileManager.default.removeItem(atPath: self.directory)
     }
