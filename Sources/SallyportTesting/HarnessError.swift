@@ -35,9 +35,16 @@ public struct HarnessError: Error, Hashable, CustomStringConvertible {
     public var description: String { "\(code): \(message)" }
 }
 
-/// The last `lines` lines of `text`, for error messages.
+/// The last `lines` lines of `text`, for error messages; for a crash report (Swift's backtracer), its start
+/// instead, with the lines logged before it: what crashed and where matters, not the registers and images at its
+/// end.
 func tail(_ text: String, lines: Int = 40) -> String {
     let all = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    if let start = all.firstIndex(where: { $0.contains("Program crashed") || $0.contains("Fatal error") }), all.count - start > lines {
+        let before = all[max(all.startIndex, start - 10)..<start]
+        let report = all[start..<min(start + lines, all.endIndex)]
+        return (before + report + ["…"] + all.suffix(4)).joined(separator: "\n")
+    }
     return all.suffix(lines).joined(separator: "\n")
 }
 

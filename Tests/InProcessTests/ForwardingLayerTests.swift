@@ -112,11 +112,13 @@ import Testing
     }
 
     @Test(arguments: ClientProtocol.allCases) func aUserWhoGoesAwayEndsTheBackendExchange(_ client: ClientProtocol) async throws {
+        let streaming = AsyncStream<Void>.makeStream()
         let ended = AsyncStream<Void>.makeStream()
         try await withSallyport(client: client, backend: { exchange in
             var head = HTTPResponse(status: .ok)
             head.headerFields[.contentLength] = "\(1 << 30)"
             try await exchange.outbound.write(.head(head))
+            streaming.continuation.yield()
             do {
                 while true {
                     try await exchange.outbound.write(.body(ByteBuffer(repeating: 2, count: 16 << 10)))
@@ -131,23 +133,29 @@ import Testing
                 let response = try await sallyport.client.execute(HTTPClientRequest(url: sallyport.url("/app/stream")), timeout: .seconds(60))
                 for try await _ in response.body {}
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Once the backend streams (however long a loaded machine takes to get there), the user leaves.
+            #expect(await Self.first(of: streaming.stream, within: .seconds(20)), "the request never reached the backend")
+            try await Task.sleep(for: .milliseconds(100))
             task.cancel()
             // The backend's connection is closed under it, instead of streaming to nobody.
-            let noticed = await withTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    var iterator = ended.stream.makeAsyncIterator()
-                    return await iterator.next() != nil
-                }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(10))
-                    return false
-                }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
+            #expect(await Self.first(of: ended.stream, within: .seconds(10)), "the backend was still streaming 10 s after the user left")
+        }
+    }
+
+    /// Whether `stream` yields within `limit`.
+    static func first(of stream: AsyncStream<Void>, within limit: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var iterator = stream.makeAsyncIterator()
+                return await iterator.next() != nil
             }
-            #expect(noticed, "the backend was still streaming 10 s after the user left")
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
     }
 
