@@ -15,9 +15,6 @@ import ServiceLifecycle
 /// processes. Apps are published at `https://127.0.0.1:PORT/<name>/`, routed by path prefix.
 final class InProcessSallyport: Sendable {
     let directory: String
-    let relay: RelayService
-    let relayConfig: RelayConfig
-    let connectors: [ConnectorService]
     let publicPort: Int
     let client: HTTPClient
     private let connectorGroups: [ServiceGroup]
@@ -25,13 +22,10 @@ final class InProcessSallyport: Sendable {
     private let running: Task<Void, any Error>
 
     private init(
-        directory: String, relay: RelayService, relayConfig: RelayConfig, connectors: [ConnectorService], publicPort: Int, client: HTTPClient,
+        directory: String, publicPort: Int, client: HTTPClient,
         connectorGroups: [ServiceGroup], connectorsRunning: [Task<Void, any Error>], running: Task<Void, any Error>
     ) {
         self.directory = directory
-        self.relay = relay
-        self.relayConfig = relayConfig
-        self.connectors = connectors
         self.publicPort = publicPort
         self.client = client
         self.connectorGroups = connectorGroups
@@ -119,7 +113,7 @@ final class InProcessSallyport: Sendable {
         configuration.httpVersion = `protocol` == .http1 ? .http1Only : .automatic
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let sallyport = InProcessSallyport(
-            directory: directory, relay: relay, relayConfig: relayConfig, connectors: connectors, publicPort: publicPort, client: client,
+            directory: directory, publicPort: publicPort, client: client,
             connectorGroups: connectorGroups, connectorsRunning: connectorsRunning, running: running
         )
         let deadline = ContinuousClock.now + .seconds(20)

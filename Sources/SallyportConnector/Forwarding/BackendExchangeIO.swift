@@ -89,10 +89,11 @@ struct BackendExchangeIO {
 
     /// A response whose status went out but whose body did not come whole: its access log line says why.
     private func noteIncomplete(connection: BackendConnection, writer: Writer, error: (any Error)?) {
-        let reason = connection.closedForSilence ? "backend-idle-timeout" : "backend-response-incomplete"
+        let silent = connection.closedForSilence
+        let reason = silent ? "backend-idle-timeout" : "backend-response-incomplete"
         writer.meter.note(reason: reason)
         var metadata: Logger.Metadata = ["reason": "\(reason)", "backend": "\(self.app.internalURL.string)"]
-        if connection.closedForSilence { metadata["idleTimeout"] = "\(self.app.timeouts.idle)" }
+        if silent { metadata["idleTimeout"] = "\(self.app.timeouts.idle)" }
         if let error { metadata["error"] = "\(error)" }
         self.logger.warning("backend response ended early", metadata: metadata)
     }
