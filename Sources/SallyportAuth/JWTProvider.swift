@@ -58,23 +58,26 @@ struct JWTProvider: Sendable {
     /// Issuer, audience and lifetime are checked on every request; the signature once per token and key set
     /// (for at most ``VerifiedTokens/maximumAge``).
     func authenticate(token: String) async throws(AuthFailure) -> Identity {
-        let claims: TokenClaims
-        if let known = self.verified.entry(of: token), let keys = known.claims.string("iss").flatMap({ keysByIssuer[$0] }),
-            known.generation == keys.generation.load(ordering: .acquiring)
-        {
-            claims = known.claims
-        } else {
-            // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
-            let issuer = Self.unverifiedIssuer(token)
-            guard let issuer else { throw .malformed }
-            guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
-            // Read before verifying: a set fetched meanwhile makes the next request verify again.
-            let generation = keys.generation.load(ordering: .acquiring)
-            claims = try await keys.verify(token)
-            self.verified.remember(claims, of: token, generation: generation)
-        }
+        if let identity = try self.authenticateKnown(token: token) { return identity }
+        // Which issuer's keys to use comes from the (still unverified) payload; the signature then decides.
+        guard let issuer = Self.unverifiedIssuer(token) else { throw .malformed }
+        guard let keys = keysByIssuer[issuer] else { throw .wrongIssuer(issuer) }
+        // Read before verifying: a set fetched meanwhile makes the next request verify again.
+        let generation = keys.generation.load(ordering: .acquiring)
+        let claims = try await keys.verify(token)
+        self.verified.remember(claims, of: token, generation: generation)
         try verifier.check(claims)
         return try verifier.identity(from: claims)
+    }
+
+    /// The identity of a token whose signature was verified before with the issuer's current keys (its claims
+    /// checked again now), without waiting; nil when its signature must be verified.
+    func authenticateKnown(token: String) throws(AuthFailure) -> Identity? {
+        guard let known = self.verified.entry(of: token), let keys = known.claims.string("iss").flatMap({ keysByIssuer[$0] }),
+            known.generation == keys.generation.load(ordering: .acquiring)
+        else { return nil }
+        try verifier.check(known.claims)
+        return try verifier.identity(from: known.claims)
     }
 
     /// The `iss` of a token whose signature is not checked yet.

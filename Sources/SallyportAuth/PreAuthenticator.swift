@@ -112,6 +112,23 @@ public final class PreAuthenticator: Sendable {
         return .answer(Pages.unauthorized(realm: authority, error: nil))
     }
 
+    /// ``authenticate(_:app:authority:logger:)`` when every authenticator it asks decides without I/O (a
+    /// passthrough app, a token verified before, a session cookie); nil when it must wait.
+    public func authenticateImmediately(_ request: HTTPRequest, app: AppConfig, authority: String, logger: Logger) -> AuthDecision? {
+        guard let policy = app.preAuthentication.policy else { return .forward(identity: nil, setCookies: []) }
+        guard let chain = self.chains[policy.provider ?? ""] else { return nil }
+        let attempt = AuthenticationRequest(head: request, authority: authority, logger: logger)
+        for authenticator in chain {
+            switch authenticator.authenticateImmediately(attempt) {
+            case nil: return nil
+            case .success(let found?)?: return Self.admit(found, policy: policy, logger: logger)
+            case .success(nil)?: continue
+            case .failure(let answer)?: return .answer(answer.page)
+            }
+        }
+        return .answer(Pages.unauthorized(realm: authority, error: nil))
+    }
+
     /// The app's access rules.
     static func admit(_ found: Authenticated, policy: AccessPolicy, logger: Logger) -> AuthDecision {
         let identity = found.identity

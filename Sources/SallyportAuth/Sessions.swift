@@ -30,6 +30,14 @@ struct SessionAuthenticator: Authenticator {
     let sessions: SessionConfig
 
     func authenticate(_ request: AuthenticationRequest) async throws(AuthenticationAnswer) -> Authenticated? {
+        self.session(of: request)
+    }
+
+    func authenticateImmediately(_ request: AuthenticationRequest) -> Result<Authenticated?, AuthenticationAnswer>? {
+        .success(self.session(of: request))
+    }
+
+    private func session(of request: AuthenticationRequest) -> Authenticated? {
         let name = PreAuthenticator.sessionCookie(self.provider)
         let context = PreAuthenticator.sealingContext("session", cookie: name, authority: request.authority)
         let now = Date().timeIntervalSince1970

@@ -130,6 +130,15 @@ public struct RelayService: Service {
                     "systemd passed sockets on \(sockets.sockets.map(\.address).joined(separator: ", ")) that relay.yaml does not listen on (public.listen \(self.config.publicListen), tunnel.listen \(self.config.tunnelListen.map { "\($0)" } ?? "none")): make sallyport-relay.socket's ListenStream= lines and relay.yaml agree (systemctl edit sallyport-relay.socket)"
             )
         }
+        let reachability = Reachability()
+        var accessLogger = Logger(label: "sallyport.access")
+        accessLogger.logLevel = self.logger.logLevel
+        var forwarder = RequestForwarder(
+            catalog: self.catalog, registry: self.registry, reachability: reachability, authenticator: authenticator, limits: self.config.limits,
+            logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
+        )
+        // After a restart, users' requests wait for the connectors that were connected a moment ago.
+        forwarder.awaitsConnectors = { group in membership.awaitsConnectors(of: group) }
         let publicServer = try await Self.listening(on: "\(publicAddress)", key: "public.listen") {
             try await PublicListener.bind(
                 at: publicAddress,
@@ -138,6 +147,7 @@ public struct RelayService: Service {
                 drainTimeout: self.config.drainTimeout,
                 tracker: publicConnections,
                 tunnel: sharedTunnel,
+                forwarder: forwarder,
                 group: self.group,
                 logger: self.logger
             )
@@ -173,16 +183,7 @@ public struct RelayService: Service {
         membership.tunnelBound(port: tunnelPort)
         self.onListening?(publicPort, tunnelPort)
 
-        let reachability = Reachability()
-        var accessLogger = Logger(label: "sallyport.access")
-        accessLogger.logLevel = self.logger.logLevel
-        var forwarder = RequestForwarder(
-            catalog: self.catalog, registry: self.registry, reachability: reachability, authenticator: authenticator, limits: self.config.limits,
-            logger: self.logger, metrics: self.metrics, accessLogger: accessLogger
-        )
-        // After a restart, users' requests wait for the connectors that were connected a moment ago.
-        forwarder.awaitsConnectors = { group in membership.awaitsConnectors(of: group) }
-        let edge = PublicListener(forwarder: forwarder, logger: self.logger)
+        let edge = PublicListener(logger: self.logger)
         let catalog = self.catalog
         let shared = if case .postgres = self.config.store { true } else { false }
         let relays = RelayDirectory(

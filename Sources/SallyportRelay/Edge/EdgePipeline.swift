@@ -8,13 +8,12 @@ import SallyportHTTP
 
 /// The public HTTP/1.1 connection pipeline and its protocol switch.
 enum EdgePipeline {
-    typealias Connection = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
     /// The edge's own handlers of NIOHTTP1 parts: a protocol switch removes them with the codec.
     static var http1Handlers: [any RemovableChannelHandler.Type] { [EdgeProtocolErrorHandler.self, AbsoluteFormRewriter.self] }
 
-    /// TLS is already in place; adds HTTP/1.1 with the edge's limits and timeouts.
-    static func configureHTTP1(_ channel: any Channel, limits: EdgeLimits) throws -> Connection {
+    /// TLS is already in place; adds HTTP/1.1 with the edge's limits and timeouts (the caller adds the handler of requests).
+    static func configureHTTP1(_ channel: any Channel, limits: EdgeLimits) throws {
         let sync = channel.pipeline.syncOperations
         let timeouts = EdgeTimeoutHandler(headerReadTimeout: TimeAmount(limits.headerReadTimeout), idleTimeout: TimeAmount(limits.idleTimeout))
         try sync.addHandler(timeouts.byteObserver)
@@ -37,7 +36,5 @@ enum EdgePipeline {
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: true, splitCookie: false))
         try sync.addHandler(RequestFlowGuard(limits))
         try sync.addHandler(timeouts)
-        try sync.addHandler(EndWriteTracker<HTTPResponsePart>())
-        return try Connection(wrappingChannelSynchronously: channel)
     }
 }

@@ -21,12 +21,12 @@ struct NoClientHello: Error, CustomStringConvertible {
     var description: String { "no TLS ClientHello within public.limits.handshakeTimeout" }
 }
 
-/// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and hands each request to the forwarder.
+/// The public HTTPS listener: negotiates HTTP/1.1 or HTTP/2 and ends each connection's pipeline (each HTTP/2
+/// stream's) in an ``ExchangeHandler``, which carries its requests.
 struct PublicListener {
-    typealias StreamChannel = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
-    typealias Negotiated = NIONegotiatedHTTPVersion<EdgePipeline.Connection, (any Channel, NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>)>
+    /// The connection, once its HTTP version is set up.
+    typealias Negotiated = NIONegotiatedHTTPVersion<any Channel, any Channel>
 
-    let forwarder: RequestForwarder
     let logger: Logger
 
     /// What a public connection turned out to be: users' HTTPS, or (with `tunnel.onPublicPort`) a connector.
@@ -54,20 +54,20 @@ struct PublicListener {
         drainTimeout: Duration,
         tracker: ChannelTracker,
         tunnel: SharedTunnel? = nil,
+        forwarder: RequestForwarder,
         group: any EventLoopGroup,
         logger: Logger
     ) async throws -> Listener<EventLoopFuture<Accepted>> {
+        let users = Users(tls: tls, limits: limits, drainTimeout: drainTimeout, tracker: tracker, forwarder: forwarder)
         // TCP_NODELAY: NIO sets it on the listening socket, which accepted ones inherit.
-        try await Listener.bind("public", at: address, backlog: 1024, group: group, logger: logger) { channel in
+        return try await Listener.bind("public", at: address, backlog: 1024, group: group, logger: logger) { channel in
                 guard tracker.add(channel) else {
                     // Over `maxConnections` or the client's `maxConnectionsPerClient`: closed before TLS, costing
                     // nothing more. (Failing the initializer instead would end the listener's accept loop.)
-                    return channel.close().map { channel.eventLoop.makeFailedFuture(ConnectionLimitReached()) }
+                    return channel.close().map { channel.eventLoop.makeFailedFuture(ConnectionLimitReached()) as EventLoopFuture<Accepted> }
                 }
                 guard let tunnel else {
-                    return Self.configureUsers(channel, tls: tls, limits: limits, drainTimeout: drainTimeout, tracker: tracker).map {
-                        channel.eventLoop.makeSucceededFuture(Accepted.users($0))
-                    }
+                    return users.configure(channel).map { channel.eventLoop.makeSucceededFuture(Accepted.users($0)) }
                 }
                 // One port for both: the name the client asks for in its TLS ClientHello decides, before any TLS.
                 let decided = channel.eventLoop.makePromise(of: Accepted.self)
@@ -85,9 +85,7 @@ struct PublicListener {
                         )
                         return channel.eventLoop.makeSucceededVoidFuture()
                     }
-                    return Self.configureUsers(channel, tls: tls, limits: limits, drainTimeout: drainTimeout, tracker: tracker).map {
-                        decided.succeed(.users($0))
-                    }
+                    return users.configure(channel).map { decided.succeed(.users($0)) }
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(sni))
@@ -96,53 +94,78 @@ struct PublicListener {
             }
     }
 
-    /// The users' pipeline on an accepted connection: TLS with the public certificates, then HTTP/1.1 or
-    /// HTTP/2 by ALPN.
-    static func configureUsers(
-        _ channel: any Channel, tls: ReloadableTLS, limits: EdgeLimits, drainTimeout: Duration, tracker: ChannelTracker
-    ) -> EventLoopFuture<EventLoopFuture<Negotiated>> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
-            try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
-        }.flatMap {
-            channel.configureHTTP2AsyncSecureUpgrade(
-                http1ConnectionInitializer: { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
-                        let connection = try EdgePipeline.configureHTTP1(channel, limits: limits)
-                        tracker.joinQuiescing(channel)
-                        return connection
-                    }
-                },
-                http2ConnectionInitializer: { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let resets = ConnectionResetBudget(connection: channel)
-                        try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
-                        let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
-                            mode: .server,
-                            connectionManagerConfiguration: .init(
-                                maxIdleTime: TimeAmount(limits.idleTimeout),
-                                maxAge: nil,
-                                maxGraceTime: TimeAmount(drainTimeout),
-                                keepalive: nil
-                            ),
-                            http2HandlerConfiguration: Self.http2Configuration(limits)
-                        ) { stream in
-                            stream.eventLoop.makeCompletedFuture {
-                                let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
-                                try stream.pipeline.syncOperations.addHandler(StreamResetWatcher(budget: resets, stream: id))
-                                try stream.pipeline.syncOperations.addHandler(EndStreamCoalescer())
-                                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                                try stream.pipeline.syncOperations.addHandler(RequestFlowGuard(limits))
-                                try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
-                                return try StreamChannel(wrappingChannelSynchronously: stream)
-                            }
+    /// What sets up users' connections.
+    struct Users: Sendable {
+        let tls: ReloadableTLS
+        let limits: EdgeLimits
+        let drainTimeout: Duration
+        let tracker: ChannelTracker
+        let forwarder: RequestForwarder
+
+        /// The users' pipeline on an accepted connection: TLS with the public certificates, then HTTP/1.1 or
+        /// HTTP/2 by ALPN, each ending in an ``ExchangeHandler``.
+        func configure(_ channel: any Channel) -> EventLoopFuture<EventLoopFuture<Negotiated>> {
+            let (limits, tracker) = (self.limits, self.tracker)
+            let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
+            let connectionID = RequestID.make()
+            return channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: self.tls.context))
+                try channel.pipeline.syncOperations.addHandler(HandshakeTimeoutHandler(timeout: TimeAmount(limits.handshakeTimeout)))
+            }.flatMap {
+                channel.configureHTTP2AsyncSecureUpgrade(
+                    http1ConnectionInitializer: { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
+                            try EdgePipeline.configureHTTP1(channel, limits: limits)
+                            try channel.pipeline.syncOperations.addHandler(
+                                ExchangeHandler(forwarder: self.forwarder, clientAddress: clientAddress, connectionID: connectionID, isHTTP1: true)
+                            )
+                            tracker.joinQuiescing(channel)
+                            return channel
                         }
-                        tracker.joinQuiescing(channel)
-                        return (channel, multiplexer)
+                    },
+                    http2ConnectionInitializer: { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try self.configureHTTP2(channel, clientAddress: clientAddress, connectionID: connectionID)
+                            tracker.joinQuiescing(channel)
+                            return channel
+                        }
                     }
-                }
+                )
+            }
+        }
+
+        private func configureHTTP2(_ channel: any Channel, clientAddress: String, connectionID: String) throws {
+            let (limits, forwarder) = (self.limits, self.forwarder)
+            let resets = ConnectionResetBudget(connection: channel)
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(FlushCoalescer())
+            let manager = NIOHTTP2ServerConnectionManagementHandler(
+                eventLoop: channel.eventLoop,
+                configuration: .init(
+                    maxIdleTime: TimeAmount(limits.idleTimeout), maxAge: nil, maxGraceTime: TimeAmount(self.drainTimeout), keepalive: nil
+                )
             )
+            let configuration = PublicListener.http2Configuration(limits)
+            let http2 = NIOHTTP2Handler(
+                mode: .server,
+                eventLoop: channel.eventLoop,
+                connectionConfiguration: configuration.connection,
+                streamConfiguration: configuration.stream,
+                streamDelegate: manager.http2StreamDelegate
+            ) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    let id = try? stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+                    let sync = stream.pipeline.syncOperations
+                    try sync.addHandler(StreamResetWatcher(budget: resets, stream: id))
+                    try sync.addHandler(EndStreamCoalescer())
+                    try sync.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                    try sync.addHandler(RequestFlowGuard(limits))
+                    try sync.addHandler(ExchangeHandler(forwarder: forwarder, clientAddress: clientAddress, connectionID: connectionID, isHTTP1: false))
+                }
+            }
+            try sync.addHandler(http2)
+            try sync.addHandler(manager)
         }
     }
 
@@ -173,62 +196,17 @@ struct PublicListener {
         return configuration
     }
 
-    /// Serves one accepted connection until it closes.
+    /// Waits until an accepted connection closes: its handlers carry its requests.
     func serve(_ negotiation: EventLoopFuture<Negotiated>) async {
         do {
+            let channel: any Channel
             switch try await negotiation.get() {
-            case .http1_1(let connection):
-                await self.serveHTTP1(connection)
-            case .http2(let (channel, multiplexer)):
-                await self.serveHTTP2(channel: channel, multiplexer: multiplexer)
+            case .http1_1(let connection): channel = connection
+            case .http2(let connection): channel = connection
             }
+            try await channel.closeFuture.get()
         } catch {
             self.logger.debug("public connection failed before a request", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func serveHTTP1(_ connection: EdgePipeline.Connection) async {
-        let context = EdgeRequestContext(
-            channel: connection.channel,
-            clientAddress: connection.channel.remoteAddress?.ipAddress ?? "unknown",
-            connectionID: RequestID.make(),
-            isHTTP1: true
-        )
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var iterator = inbound.makeAsyncIterator()
-                while let part = try await iterator.next() {
-                    guard case .head(let head) = part else { continue }
-                    let outcome = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
-                    if case .close = outcome { break }
-                }
-                await GracefulClose.waitForEnd(of: connection.channel, part: HTTPResponsePart.self)
-            }
-        } catch {
-            self.logger.debug("HTTP/1.1 connection ended", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func serveHTTP2(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>) async {
-        let clientAddress = channel.remoteAddress?.ipAddress ?? "unknown"
-        let connectionID = RequestID.make()
-        do {
-            try await withThrowingDiscardingTaskGroup { group in
-                for try await stream in multiplexer.inbound {
-                    group.addTask {
-                        let context = EdgeRequestContext(channel: stream.channel, clientAddress: clientAddress, connectionID: connectionID, isHTTP1: false)
-                        try? await stream.executeThenClose { inbound, outbound in
-                            var iterator = inbound.makeAsyncIterator()
-                            if case .head(let head) = try await iterator.next() {
-                                _ = await self.forwarder.forward(head: head, iterator: &iterator, writer: outbound, context: context)
-                            }
-                            await GracefulClose.waitForEnd(of: stream.channel, part: HTTPResponsePart.self)
-                        }
-                    }
-                }
-            }
-        } catch {
-            self.logger.debug("HTTP/2 connection ended", metadata: ["error": "\(error)"])
         }
     }
 }

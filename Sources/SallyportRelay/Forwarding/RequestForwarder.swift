@@ -22,20 +22,11 @@ struct EdgeRequestContext: Sendable {
     let isHTTP1: Bool
 }
 
-/// What the connection does after a request.
-enum ForwardOutcome: Sendable {
-    case keepAlive
-    case close
-}
-
-/// One public request, top to bottom: ``Admission`` (limits, the relay's own paths, routing) → the app's
-/// pre-authentication chain (`SallyportAuth`) → the tunnel head (``TunnelHead``) → a connection of the app's
-/// group (``ConnectorRegistry``) → the exchange on a tunnel stream (``TunnelStreamIO``). Whatever the relay
-/// answers itself never reaches a connector.
+/// The relay's decisions about one public request, top to bottom: ``Admission`` (limits, the relay's own paths,
+/// routing) → the app's pre-authentication chain (`SallyportAuth`) → the tunnel head (``TunnelHead``) → a
+/// connection of the app's group (``ConnectorRegistry``). It does no I/O: ``ExchangeHandler`` carries the
+/// request, and asks here what to do. Whatever the relay answers itself never reaches a connector.
 struct RequestForwarder: Sendable {
-    typealias Iterator = NIOAsyncChannelInboundStream<HTTPRequestPart>.AsyncIterator
-    typealias Writer = MeteredWriter
-
     let catalog: AppCatalog
     let registry: ConnectorRegistry
     /// Connectors that cannot reach an app's backend, learnt from their answers.
@@ -56,27 +47,6 @@ struct RequestForwarder: Sendable {
     /// How long a request of an app that no connector has yet may wait for its configuration to arrive.
     static let configurationWait: Duration = .seconds(3)
 
-    /// Forwards one request and accounts for it: its access log line and its app's metrics.
-    func forward(
-        head: HTTPRequest, iterator: inout Iterator, writer base: NIOAsyncChannelOutboundWriter<HTTPResponsePart>, context: EdgeRequestContext
-    ) async -> ForwardOutcome {
-        let writer = MeteredWriter(base)
-        var trace = RequestTrace(record: AccessRecord(requestID: RequestID.make(), method: head.method.rawValue, target: head.path ?? ""))
-        let outcome = await self.forward(head: head, iterator: &iterator, writer: writer, context: context, trace: &trace)
-        let instruments = trace.instruments ?? self.metrics.app(RelayMetrics.noApp)
-        trace.record.status = writer.meter.status
-        trace.record.bytesOut = writer.meter.bytes
-        instruments.requests.record(status: trace.record.status, duration: ContinuousClock.now - trace.record.started)
-        instruments.bytesIn.increment(by: Int64(trace.record.bytesIn))
-        instruments.bytesOut.increment(by: Int64(trace.record.bytesOut))
-        if trace.logged {
-            trace.record.set("client", context.clientAddress)
-            if let reason = writer.meter.reason { trace.record.set("error", reason) }
-            trace.record.log(to: self.accessLogger)
-        }
-        return outcome
-    }
-
     /// What one request's accounting gathers on its way: the app's instruments, the access log record.
     struct RequestTrace {
         var record: AccessRecord
@@ -87,51 +57,105 @@ struct RequestForwarder: Sendable {
         var requestID: String { self.record.requestID }
     }
 
-    private func forward(head received: HTTPRequest, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext, trace: inout RequestTrace) async -> ForwardOutcome {
-        var head = received
-        let requestID = trace.requestID
-        var logger = self.logger
-        logger[metadataKey: "request.id"] = "\(requestID)"
-        let snapshot = self.catalog.snapshot
+    /// A request the relay sends to a connector of its app's group.
+    struct Plan: Sendable {
+        let app: AppConfig
+        /// What crosses the tunnel (``TunnelHead``).
+        let tunnelHead: HTTPRequest
+        /// The relay's cookies from pre-authentication, added to the response.
+        let setCookies: [String]
+        /// `websocket` for a protocol switch the app allows.
+        let upgradeProtocol: String?
+        /// The connection closes after the answer (an `Upgrade` that is ignored).
+        let closeAfter: Bool
+        /// An HTTP/1.1 `Expect: 100-continue` to answer before the body is read.
+        let sendContinue: Bool
+        /// The app's configuration generation a connector must have applied.
+        let version: AppCatalog.AppVersion
+        /// How long after the request's end the connector may take to send a response head.
+        let responseHeadTimeout: Duration
+    }
 
+    /// What the relay does with a request, once it is known.
+    enum Step: Sendable {
+        /// The relay answers itself.
+        case answer(ErrorPage)
+        /// Sent to a connector.
+        case forward(Plan)
+        /// Pre-authentication must wait for I/O (a provider's keys, an OIDC code exchange): ``authenticate(_:)``,
+        /// then ``conclude(_:_:edge:trace:logger:)`` on the channel's loop.
+        case authenticate(Pending)
+        /// One of the relay's own paths on a published host (sign-in callback, sign-out): ``handleReserved(_:)``.
+        case reserved(Reserved)
+    }
+
+    struct Pending: Sendable {
+        let head: HTTPRequest
         let app: AppConfig
         let authority: String
-        switch Admission.decide(head, routes: snapshot.routes, limits: self.limits, isHTTP1: context.isHTTP1) {
+        let logger: Logger
+    }
+
+    struct Reserved: Sendable {
+        let head: HTTPRequest
+        let authority: String
+        let providers: Set<String>
+        let logger: Logger
+    }
+
+    /// Admission and, when it needs no I/O, pre-authentication. `logger` gains the request's metadata.
+    func admit(_ received: HTTPRequest, edge: EdgeRequestContext, trace: inout RequestTrace, logger: inout Logger) -> Step {
+        var head = received
+        logger[metadataKey: "request.id"] = "\(trace.requestID)"
+        switch Admission.decide(head, routes: self.catalog.snapshot.routes, limits: self.limits, isHTTP1: edge.isHTTP1) {
         case .answer(let page):
             if page.status == .notFound { logger.debug("no app for request", metadata: ["host": "\(head.authority ?? "")"]) }
-            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return .answer(page)
         case .health:
             trace.logged = false
-            return await self.answerLocally(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."), head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return .answer(ErrorPage(status: .ok, title: "OK", detail: "The relay is up."))
         case .relayRoute(let host, let providers):
-            let page = await self.authenticator.handleReserved(head, authority: host, providers: providers, logger: logger)
-            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
-        case .forward(let routed, let host, let target):
-            (app, authority) = (routed, host)
+            return .reserved(Reserved(head: head, authority: host, providers: providers, logger: logger))
+        case .forward(let app, let authority, let target):
             head.path = target
             // HTTP/2's `host` field, equal to `:authority` (Admission checked): the backend gets one Host.
             head.headerFields[values: Admission.hostField] = []
+            logger[metadataKey: "app"] = "\(app.name)"
+            let instruments = self.metrics.app(app.name)
+            trace.instruments = instruments
+            trace.logged = app.accessLog
+            trace.record.keepQuery = app.accessLogQuery
+            trace.record.set("app", app.name)
+            instruments.inFlight.increment()
+            // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
+            guard let decision = self.authenticator.authenticateImmediately(head, app: app, authority: authority, logger: logger) else {
+                return .authenticate(Pending(head: head, app: app, authority: authority, logger: logger))
+            }
+            return self.conclude(decision, Pending(head: head, app: app, authority: authority, logger: logger), edge: edge, trace: &trace, logger: &logger)
         }
-        logger[metadataKey: "app"] = "\(app.name)"
-        let instruments = self.metrics.app(app.name)
-        trace.instruments = instruments
-        trace.logged = app.accessLog
-        trace.record.keepQuery = app.accessLogQuery
-        trace.record.set("app", app.name)
-        instruments.inFlight.increment()
-        defer { instruments.inFlight.decrement() }
+    }
 
-        // Pre-authentication: unless the app is passthrough, nothing goes on until the user is known and allowed.
+    /// Pre-authentication that waits for I/O; runs off the event loop.
+    func authenticate(_ pending: Pending) async -> AuthDecision {
+        await self.authenticator.authenticate(pending.head, app: pending.app, authority: pending.authority, logger: pending.logger)
+    }
+
+    /// The relay's own paths; runs off the event loop.
+    func handleReserved(_ reserved: Reserved) async -> ErrorPage {
+        await self.authenticator.handleReserved(reserved.head, authority: reserved.authority, providers: reserved.providers, logger: reserved.logger)
+    }
+
+    /// What pre-authentication's decision means for the request.
+    func conclude(_ decision: AuthDecision, _ pending: Pending, edge: EdgeRequestContext, trace: inout RequestTrace, logger: inout Logger) -> Step {
+        let (head, app) = (pending.head, pending.app)
         let identity: Identity?
         let setCookies: [String]
-        // RFC 9112 §9.6: after the response to a request with `Connection: close`, the connection closes.
-        var closeAfter = context.isHTTP1 && Self.asksToClose(received)
-        switch await self.authenticator.authenticate(head, app: app, authority: authority, logger: logger) {
+        switch decision {
         case .answer(let page):
             let outcome = Self.preAuthenticationOutcome(page.status)
             self.metrics.preAuthentication(app: app.name, outcome: outcome)
             trace.record.set("preauth", outcome)
-            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return .answer(page)
         case .forward(let user, let cookies):
             identity = user
             setCookies = cookies
@@ -141,9 +165,9 @@ struct RequestForwarder: Sendable {
                 self.metrics.preAuthentication(app: app.name, outcome: "allowed")
             }
         }
-
         let upgradeProtocol: String?
-        switch TunnelHead.upgrade(of: head, isHTTP1: context.isHTTP1, app: app) {
+        var closeAfter = false
+        switch TunnelHead.upgrade(of: head, isHTTP1: edge.isHTTP1, app: app) {
         case .none: upgradeProtocol = nil
         case .webSocket: upgradeProtocol = "websocket"
         case .ignored:
@@ -151,80 +175,70 @@ struct RequestForwarder: Sendable {
             upgradeProtocol = nil
             closeAfter = true
         case .refused(let page):
-            return await self.answerLocally(page, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
+            return .answer(page)
         }
         if app.sso.handler != "passthrough" { trace.record.set("sso", app.sso.handler) }
-        let tunnelHead = TunnelHead.make(from: head, app: app.name, identity: identity, upgrade: upgradeProtocol, requestID: requestID, context: context)
+        let snapshot = self.catalog.snapshot
+        return .forward(
+            Plan(
+                app: app,
+                tunnelHead: TunnelHead.make(
+                    from: head, app: app.name, identity: identity, upgrade: upgradeProtocol, requestID: trace.requestID, context: edge
+                ),
+                setCookies: setCookies,
+                upgradeProtocol: upgradeProtocol,
+                closeAfter: closeAfter,
+                sendContinue: edge.isHTTP1 && upgradeProtocol == nil && head.headerFields[.expect]?.lowercased() == "100-continue",
+                version: snapshot.appVersions[app.name] ?? AppCatalog.AppVersion(changed: snapshot.generation, introduced: snapshot.generation),
+                responseHeadTimeout: Self.responseHeadTimeout(app.timeouts)
+            )
+        )
+    }
 
-        if head.headerFields[.expect]?.lowercased() == "100-continue", context.isHTTP1, upgradeProtocol == nil {
-            try? await writer.write(.head(HTTPResponse(status: .continue)))
+    /// A connection of the plan's group for the next attempt, chosen without waiting when one can take it.
+    enum Choice {
+        case chosen(TunnelConnection)
+        /// None now, but one may come (configuration on its way, a relay just started): ``chooseLater``.
+        case wait(Duration, awaitFirst: Bool)
+        case none
+    }
+
+    func choose(for plan: Plan, excluding tried: [UInt64], near loop: any EventLoop) -> Choice {
+        let group = plan.app.connectorGroup
+        let awaitFirst = tried.isEmpty && self.awaitsConnectors(group)
+        let outcome = self.registry.pickNow(
+            group: group, app: plan.version, excluding: tried, avoiding: self.reachability.avoided(app: plan.app.name), near: ObjectIdentifier(loop)
+        )
+        switch outcome {
+        case .chosen(let connection): return .chosen(connection)
+        case .configurationPending: return .wait(awaitFirst ? Self.startWait : Self.configurationWait, awaitFirst: awaitFirst)
+        case .none: return awaitFirst && self.registry.connections(group: group).isEmpty ? .wait(Self.startWait, awaitFirst: true) : .none
         }
-        // A connector of the app's group that has this app's configuration. When an attempt fails before anything
-        // reached the user, another connection takes the request if ``Failover`` allows it.
-        let version = snapshot.appVersions[app.name] ?? AppCatalog.AppVersion(changed: snapshot.generation, introduced: snapshot.generation)
-        var tried: [UInt64] = []
-        var replay = ReplayBuffer()
-        var lastFailure: Failover.Failure?
-        let avoiding = self.reachability.avoided(app: app.name)
-        while tried.count < Self.maxAttempts,
-            let connection = await self.registry.pick(
-                group: app.connectorGroup, app: version, excluding: tried, avoiding: avoiding,
-                near: ObjectIdentifier(context.channel.eventLoop),
-                wait: tried.isEmpty && self.awaitsConnectors(app.connectorGroup) ? Self.startWait : Self.configurationWait,
-                awaitFirst: tried.isEmpty && self.awaitsConnectors(app.connectorGroup)
-            )
-        {
-            tried.append(connection.id)
-            trace.record.set("connector", connection.connector)
-            trace.record.set("attempts", "\(tried.count)")
-            var attemptLogger = logger
-            attemptLogger[metadataKey: "connector"] = "\(connection.connector)"
-            let stream: TunnelConnection.Stream
-            do {
-                stream = try await connection.openStream()
-            } catch {
-                attemptLogger.warning("could not open a tunnel stream; trying another connection", metadata: ["error": "\(error)"])
-                lastFailure = .refused
-                continue
-            }
-            let io = TunnelStreamIO(
-                stream: stream, head: tunnelHead, upgradeProtocol: upgradeProtocol, closesConnection: closeAfter || upgradeProtocol != nil,
-                setCookies: setCookies, context: context, requestID: requestID,
-                logger: attemptLogger, responseHeadTimeout: Self.responseHeadTimeout(app.timeouts),
-                observeLatency: { connection.observe(latency: $0) }
-            )
-            let attempt = await io.run(iterator: &iterator, writer: writer, replay: &replay)
-            trace.record.bytesIn = replay.received
-            connection.finished()
-            switch attempt {
-            case .finished(let outcome):
-                if self.reachability.succeeded(connectorID: connection.connectorID, app: app.name) {
-                    attemptLogger.notice("connector reaches the app's backend again")
-                }
-                return outcome
-            case .failed(_, sourceEnded: true):
-                return .close
-            case .failed(let failure, sourceEnded: false):
-                lastFailure = failure
-                if case .notForwarded(_, let reason) = failure, let backoff = self.reachability.failed(connectorID: connection.connectorID, app: app.name) {
-                    attemptLogger.warning(
-                        "connector cannot reach the app's backend; the app's requests go to other connectors of the group meanwhile",
-                        metadata: ["reason": "\(reason)", "for": "\(backoff)", "backend": "\(app.internalURL.string)"]
-                    )
-                }
-                guard Failover.mayRetry(method: head.method, failure: failure, bodyReplayable: replay.isReplayable) else {
-                    attemptLogger.warning("request failed on a connector and cannot be sent again", metadata: ["failure": "\(failure)"])
-                    return await self.answerAfterFailure(failure, method: head.method, requestID: requestID, writer: writer, context: context)
-                }
-                attemptLogger.warning("request failed before an answer; sending it to another connection", metadata: ["failure": "\(failure)"])
-            }
-        }
-        guard let lastFailure else {
-            logger.warning("no connector available for the app's group", metadata: ["group": "\(app.connectorGroup)"])
-            return await self.answerLocally(.noConnector, head: head, requestID: requestID, iterator: &iterator, writer: writer, context: context)
-        }
-        logger.warning("no further connection could take the request", metadata: ["failure": "\(lastFailure)", "attempts": "\(tried.count)"])
-        return await self.answerAfterFailure(lastFailure, method: head.method, requestID: requestID, writer: writer, context: context)
+    }
+
+    /// Waits for a connection (see ``Choice/wait(_:awaitFirst:)``); runs off the event loop.
+    func chooseLater(for plan: Plan, excluding tried: [UInt64], near loop: any EventLoop, wait: Duration, awaitFirst: Bool) async -> TunnelConnection? {
+        await self.registry.pick(
+            group: plan.app.connectorGroup, app: plan.version, excluding: tried, avoiding: self.reachability.avoided(app: plan.app.name),
+            near: ObjectIdentifier(loop), wait: wait, awaitFirst: awaitFirst
+        )
+    }
+
+    /// Writes the request's access log line and its app's metrics.
+    func account(_ trace: RequestTrace, exchange: RelayExchange, clientAddress: String) {
+        var record = trace.record
+        let instruments = trace.instruments ?? self.metrics.app(RelayMetrics.noApp)
+        record.status = exchange.status
+        record.bytesOut = exchange.bytesOut
+        record.bytesIn = exchange.bytesIn
+        instruments.requests.record(status: record.status, duration: ContinuousClock.now - record.started)
+        instruments.bytesIn.increment(by: Int64(record.bytesIn))
+        instruments.bytesOut.increment(by: Int64(record.bytesOut))
+        if trace.instruments != nil { instruments.inFlight.decrement() }
+        guard trace.logged else { return }
+        record.set("client", clientAddress)
+        if let reason = exchange.reason { record.set("error", reason) }
+        record.log(to: self.accessLogger)
     }
 
     /// How long the relay waits for a response head after a request's end: the connector's own timeouts (it
@@ -244,52 +258,8 @@ struct RequestForwarder: Sendable {
         }
     }
 
-    /// Connections a request is tried on at most.
-    static let maxAttempts = 3
-
-    /// The page for a request no connection could answer; an HTTP/1.1 connection closes (its body may be unread).
-    /// HTTP/2 has no `Connection: close`: a response carrying it is malformed, and clients reset the stream.
-    func answerAfterFailure(
-        _ failure: Failover.Failure, method: HTTPRequest.Method, requestID: String, writer: Writer, context: EdgeRequestContext
-    ) async -> ForwardOutcome {
-        _ = try? await Self.writePage(Failover.page(for: failure, method: method), requestID: requestID, writer: writer, close: context.isHTTP1)
-        return .close
-    }
-
-    /// Answers from the relay itself, without waiting for the request's body: a client the relay turns away
-    /// (unauthenticated, unrouted, malformed) must not hold it while it sends a body slowly, or never.
-    ///
-    /// HTTP/1.1 stays open only for a request with no body, whose end came with its head, and that did not ask
-    /// to close (`Connection: close`). Otherwise the answer
-    /// says `Connection: close`, and what the client still sends is read and dropped for a moment (at most
-    /// ``lingerTime`` and ``lingerBytes``), so that closing does not reset the connection before the client
-    /// has read the answer.
-    func answerLocally(
-        _ page: ErrorPage, head: HTTPRequest, requestID: String, iterator: inout Iterator, writer: Writer, context: EdgeRequestContext
-    ) async -> ForwardOutcome {
-        guard context.isHTTP1 else {
-            _ = try? await Self.writePage(page, requestID: requestID, writer: writer, close: false)
-            return .close
-        }
-        if !Self.mayHaveBody(head), !Self.asksToClose(head), case .end = try? await iterator.next() {
-            do {
-                try await Self.writePage(page, requestID: requestID, writer: writer, close: false)
-                return .keepAlive
-            } catch {
-                return .close
-            }
-        }
-        guard (try? await Self.writePage(page, requestID: requestID, writer: writer, close: true)) != nil else { return .close }
-        let channel = context.channel
-        channel.eventLoop.scheduleTask(in: Self.lingerTime) { channel.close(promise: nil) }
-        var dropped = 0
-        while dropped < Self.lingerBytes, let part = try? await iterator.next() {
-            if case .body(let buffer) = part { dropped += buffer.readableBytes }
-            if case .end = part { break }
-        }
-        return .close
-    }
-
+    /// A local answer lingers at most this long, reading and dropping what the client still sends, before its
+    /// connection closes: closing at once could reset the connection before the client has read the answer.
     static let lingerTime: TimeAmount = .seconds(2)
     static let lingerBytes = 256 * 1024
 
@@ -303,11 +273,6 @@ struct RequestForwarder: Sendable {
         if head.method == .connect || head.headerFields[.upgrade] != nil || head.headerFields[.transferEncoding] != nil { return true }
         guard let length = head.headerFields[.contentLength] else { return false }
         return length != "0"
-    }
-
-    static func writePage(_ page: ErrorPage, requestID: String, writer: Writer, close: Bool) async throws {
-        let (head, body) = page.render(requestID: requestID, allocator: ByteBufferAllocator(), close: close)
-        try await writer.write(contentsOf: [.head(head), .body(body), .end(nil)])
     }
 }
 

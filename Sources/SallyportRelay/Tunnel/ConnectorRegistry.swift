@@ -28,7 +28,8 @@ final class TunnelConnection: Sendable {
     let remoteAddress: String
 
     let channel: any Channel
-    let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
+    /// Opens request streams (``openStream(_:)``).
+    let streams: NIOHTTP2Handler.StreamMultiplexer
     /// Whether the connector still answers (``TunnelLivenessHandler``).
     let health: TunnelHealth
     private let inFlight = Atomic<Int>(0)
@@ -39,7 +40,7 @@ final class TunnelConnection: Sendable {
 
     init(
         id: UInt64, connectorID: String, connector: String, group: String, remoteAddress: String, channel: any Channel,
-        multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, health: TunnelHealth, outbox: AsyncStream<ControlMessage>.Continuation
+        streams: NIOHTTP2Handler.StreamMultiplexer, health: TunnelHealth, outbox: AsyncStream<ControlMessage>.Continuation
     ) {
         self.id = id
         self.connectorID = connectorID
@@ -48,7 +49,7 @@ final class TunnelConnection: Sendable {
         self.group = group
         self.remoteAddress = remoteAddress
         self.channel = channel
-        self.multiplexer = multiplexer
+        self.streams = streams
         self.health = health
     }
 
@@ -75,24 +76,26 @@ final class TunnelConnection: Sendable {
     /// Queues a control message to the connector (sent by the connection's control loop).
     func send(_ message: ControlMessage) { self.outbox.yield(message) }
 
-    /// Opens a request stream. The caller must call ``finished()`` once the stream is done.
-    func openStream() async throws -> Stream {
+    /// Opens a request stream whose pipeline ends in `handler` (made on the connection's event loop). The
+    /// caller must call ``finished()`` once the stream is done, also when opening it failed.
+    func openStream<Handler: ChannelHandler>(
+        _ handler: @escaping @Sendable () -> Handler
+    ) -> EventLoopFuture<(channel: any Channel, handler: NIOLoopBound<Handler>)> {
         self.inFlight.add(1, ordering: .relaxed)
-        do {
-            return try await self.multiplexer.openStream { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPClientCodec())
-                    try channel.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPRequestPart>())
-                    return try Stream(wrappingChannelSynchronously: channel)
-                }
+        let promise = self.channel.eventLoop.makePromise(of: (any Channel).self)
+        self.streams.createStreamChannel(promise: promise) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPClientCodec())
+                try channel.pipeline.syncOperations.addHandler(handler())
             }
-        } catch {
-            self.inFlight.subtract(1, ordering: .relaxed)
-            throw error
+        }
+        // On the connection's event loop, which is its streams'.
+        return promise.futureResult.flatMapThrowing { channel in
+            (channel, NIOLoopBound(try channel.pipeline.syncOperations.handler(type: Handler.self), eventLoop: channel.eventLoop))
         }
     }
 
-    /// Balances ``openStream()``.
+    /// Balances ``openStream(_:)``.
     func finished() { self.inFlight.subtract(1, ordering: .relaxed) }
 
     /// Records how long the connector took to start answering a request.
@@ -171,12 +174,7 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
     ) async -> Connection? {
         let deadline = ContinuousClock.now + wait
         while true {
-            let (outcome, seen, empty) = self.state.withLock { state -> (TunnelChoice.Outcome<Connection>, UInt64, Bool) in
-                let candidates = state.groups[group] ?? []
-                state.cursor &+= 1
-                let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, near: near, start: state.cursor)
-                return (outcome, state.changes, candidates.isEmpty)
-            }
+            let (outcome, seen, empty) = self.choose(group: group, app: version, excluding: excluding, avoiding: avoiding, near: near)
             switch outcome {
             case .chosen(let connection):
                 return connection
@@ -188,6 +186,25 @@ final class TunnelRegistry<Connection: TunnelCandidate>: Sendable {
                 guard ContinuousClock.now < deadline, !Task.isCancelled else { return nil }
                 await self.waitForChange(after: seen, until: deadline)
             }
+        }
+    }
+
+    /// ``pick(group:app:excluding:avoiding:near:wait:awaitFirst:)`` without waiting: what the group's connections
+    /// offer now.
+    func pickNow(
+        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64] = [], avoiding: Set<String> = [], near: ObjectIdentifier? = nil
+    ) -> TunnelChoice.Outcome<Connection> {
+        self.choose(group: group, app: version, excluding: excluding, avoiding: avoiding, near: near).outcome
+    }
+
+    private func choose(
+        group: String, app version: AppCatalog.AppVersion, excluding: [UInt64], avoiding: Set<String>, near: ObjectIdentifier?
+    ) -> (outcome: TunnelChoice.Outcome<Connection>, seen: UInt64, empty: Bool) {
+        self.state.withLock { state in
+            let candidates = state.groups[group] ?? []
+            state.cursor &+= 1
+            let outcome = TunnelChoice.choose(among: candidates, app: version, excluding: excluding, avoiding: avoiding, near: near, start: state.cursor)
+            return (outcome, state.changes, candidates.isEmpty)
         }
     }
 

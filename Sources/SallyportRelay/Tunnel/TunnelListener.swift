@@ -22,7 +22,10 @@ import SallyportWire
 struct TunnelListener {
     /// What one accepted connection turned out to be.
     enum Accepted: Sendable {
-        case tunnel(channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?, health: TunnelHealth)
+        case tunnel(
+            channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, streams: NIOHTTP2Handler.StreamMultiplexer,
+            certificate: [UInt8]?, health: TunnelHealth
+        )
         case registration(JSONEndpoint.Connection)
     }
 
@@ -75,7 +78,8 @@ struct TunnelListener {
                         })
                         // Pings go through HTTP/2, so they start once it is in place.
                         watch.start()
-                        return .tunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
+                        let streams = try sync.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+                        return .tunnel(channel: channel, multiplexer: multiplexer, streams: streams, certificate: certificate, health: health)
                     }
                     // Registration: a few small requests, so a silent client is closed soon (and no pings).
                     sync.removeHandler(watch, promise: nil)
@@ -96,8 +100,8 @@ struct TunnelListener {
     /// Serves one accepted connection until it closes.
     func serve(_ accepted: EventLoopFuture<Accepted>) async {
         switch try? await accepted.get() {
-        case .tunnel(let channel, let multiplexer, let certificate, let health)?:
-            await self.serveTunnel(channel: channel, multiplexer: multiplexer, certificate: certificate, health: health)
+        case .tunnel(let channel, let multiplexer, let streams, let certificate, let health)?:
+            await self.serveTunnel(channel: channel, multiplexer: multiplexer, streams: streams, certificate: certificate, health: health)
         case .registration(let connection)?:
             await self.registration.serve(connection)
         case nil:
@@ -106,7 +110,8 @@ struct TunnelListener {
     }
 
     private func serveTunnel(
-        channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, certificate: [UInt8]?, health: TunnelHealth
+        channel: any Channel, multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<Void>, streams: NIOHTTP2Handler.StreamMultiplexer,
+        certificate: [UInt8]?, health: TunnelHealth
     ) async {
         let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
         var logger = self.logger
@@ -157,7 +162,7 @@ struct TunnelListener {
                     group: identity.group,
                     remoteAddress: remote,
                     channel: channel,
-                    multiplexer: multiplexer,
+                    streams: streams,
                     health: health,
                     outbox: mailbox
                 )
