@@ -24,7 +24,7 @@ public struct HeaderHandlerFactory: SSOHandlerFactory {
 }
 
 /// Sets identity headers from templates.
-public struct HeaderHandler: SSOHandler {
+public struct HeaderHandler: ImmediateSSOHandler {
     public typealias Header = HeaderSettings.Header
     public typealias Part = HeaderSettings.Part
 
@@ -43,6 +43,14 @@ public struct HeaderHandler: SSOHandler {
     }
 
     public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision {
+        self.decide(&request, identity: identity)
+    }
+
+    public func prepareImmediately(_ request: inout BackendRequest, identity: Identity?, attempt: Int) -> RequestDecision? {
+        self.decide(&request, identity: identity)
+    }
+
+    private func decide(_ request: inout BackendRequest, identity: Identity?) -> RequestDecision {
         guard let identity else {
             return .refuse(Refusal(status: 502, message: "The application's sign-in is misconfigured.", reason: "the header handler got no identity; is the app passthrough at the relay?"))
         }

@@ -21,7 +21,8 @@ public struct PassthroughHandlerFactory: SSOHandlerFactory {
 }
 
 /// Forwards requests unchanged. The connector skips it entirely on the request path.
-public struct PassthroughHandler: SSOHandler {
+public struct PassthroughHandler: ImmediateSSOHandler {
     public init() {}
     public func prepare(_ request: inout BackendRequest, identity: Identity?, attempt: Int) async -> RequestDecision { .proceed }
+    public func prepareImmediately(_ request: inout BackendRequest, identity: Identity?, attempt: Int) -> RequestDecision? { .proceed }
 }

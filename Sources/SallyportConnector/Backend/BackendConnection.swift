@@ -9,31 +9,35 @@ import SallyportConfig
 import Synchronization
 import SallyportHTTP
 
-/// One HTTP/1.1 connection to a backend.
-///
-/// Owned by exactly one exchange at a time (``BackendPool/withConnection(_:exchange:)`` lends it and takes it
-/// back), so its single inbound iterator is never used by two tasks at once. That iterator is why the class is
-/// `@unchecked Sendable`: the exchange's response pump reads it from a child task, and an async iterator can
-/// neither be shared nor held in a lock across an `await`.
-final class BackendConnection: @unchecked Sendable {
-    typealias Iterator = NIOAsyncChannelInboundStream<HTTPResponsePart>.AsyncIterator
-    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPRequestPart>
+/// What happens on a backend connection, as the exchange that borrowed it hears it.
+enum BackendEvent: Sendable {
+    case part(HTTPResponsePart)
+    /// The end of a batch of reads: time to flush what was written into the tunnel.
+    case readComplete
+    /// The connection can take more of the request (or cannot for now).
+    case writable(Bool)
+    /// An error (a reset, bytes that are no HTTP response); the first one only.
+    case failed(any Error)
+    case closed
+}
 
+/// One HTTP/1.1 connection to a backend, lent to one exchange at a time (``BackendPool``): the exchange hears
+/// its events through the ``BackendLink`` that ends its pipeline, and writes request parts to its channel.
+///
+/// `@unchecked Sendable` for ``key``, which only the exchange holding the connection changes (when it binds
+/// the connection to a user on giving it back).
+final class BackendConnection: @unchecked Sendable {
     /// Where it is pooled; a binding, once set, stays.
     var key: BackendKey
     let channel: any Channel
-    let writer: Writer
-    var iterator: Iterator
+    let link: NIOLoopBound<BackendLink>
     /// Shared with the handlers that bound its silence (``BackendConnectionGuard``).
     let signals: BackendConnectionSignals
 
-    private init(
-        key: BackendKey, channel: any Channel, inbound: NIOAsyncChannelInboundStream<HTTPResponsePart>, writer: Writer, signals: BackendConnectionSignals
-    ) {
+    private init(key: BackendKey, channel: any Channel, link: NIOLoopBound<BackendLink>, signals: BackendConnectionSignals) {
         self.key = key
         self.channel = channel
-        self.iterator = inbound.makeAsyncIterator()
-        self.writer = writer
+        self.link = link
         self.signals = signals
     }
 
@@ -49,19 +53,34 @@ final class BackendConnection: @unchecked Sendable {
 
     func close() { self.channel.close(promise: nil) }
 
-    /// Connects (TCP, then TLS for https) within `timeout`. `idleTimeout`: how long it may stay idle in the pool.
+    func write(_ part: HTTPRequestPart) { self.channel.write(part, promise: nil) }
+
+    func flush() { self.channel.flush() }
+
+    /// Runs `body` with the link on the connection's event loop.
+    func withLink(_ body: @escaping @Sendable (BackendLink) -> Void) {
+        let link = self.link
+        if self.channel.eventLoop.inEventLoop {
+            body(link.value)
+        } else {
+            self.channel.eventLoop.execute { body(link.value) }
+        }
+    }
+
+    /// Connects (TCP, then TLS for https) on `loop` within `timeout`. `idleTimeout`: how long it may stay idle in
+    /// the pool.
     static func connect(
         key: BackendKey,
         tls: NIOSSLContext?,
         serverName: String?,
         timeout: Duration,
         idleTimeout: Duration,
-        group: any EventLoopGroup
-    ) async throws -> BackendConnection {
+        on loop: any EventLoop
+    ) -> EventLoopFuture<BackendConnection> {
         let signals = BackendConnectionSignals(exchangeTimeout: idleTimeout)
-        let asyncChannel = try await ClientBootstrap(group: group)
+        return ClientBootstrap(group: loop)
             .connectTimeout(TimeAmount(timeout))
-            .connect(host: key.host, port: key.port) { channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
@@ -75,34 +94,100 @@ final class BackendConnection: @unchecked Sendable {
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
                     try sync.addHandler(HTTP1ToHTTPClientCodec())
                     try sync.addHandler(BackendConnectionGuard(silence: silence, pooledTimeout: idleTimeout, signals: signals))
-                    return try NIOAsyncChannel<HTTPResponsePart, HTTPRequestPart>(wrappingChannelSynchronously: channel)
+                    try sync.addHandler(BackendLink())
                 }
             }
-        // Keep the channel's scoped owner alive for as long as the connection lives; it closes the channel
-        // at the end, whatever happens to the pool.
-        return try await withCheckedThrowingContinuation { continuation in
-            Task {
-                do {
-                    try await asyncChannel.executeThenClose { inbound, outbound in
-                        continuation.resume(
-                            returning: BackendConnection(key: key, channel: asyncChannel.channel, inbound: inbound, writer: outbound, signals: signals)
-                        )
-                        try await asyncChannel.channel.closeFuture.get()
-                    }
-                } catch {}
+            .connect(host: key.host, port: key.port)
+            .flatMapThrowing { channel in
+                let link = try channel.pipeline.syncOperations.handler(type: BackendLink.self)
+                return BackendConnection(key: key, channel: channel, link: NIOLoopBound(link, eventLoop: channel.eventLoop), signals: signals)
+            }
+    }
+
+    /// After a 101 from the backend: raw bytes from here on. Not at once: the decoder that just passed the 101 on
+    /// passes its end next, and only then may it go (with the bytes it holds after the head).
+    func switchToRawBytes() {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            do {
+                try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .client)
+            } catch {
+                channel.close(promise: nil)
             }
         }
     }
 
-    /// After a 101 from the backend: raw bytes from here on.
-    func switchToRawBytes() async throws {
-        try await self.channel.eventLoop.submit { [channel] in
-            try RawBytes.switchToRawBytes(channel.pipeline.syncOperations, side: .client)
-        }.get()
-    }
-
     static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// The end of a backend connection's pipeline: passes what the backend sends to the exchange that borrowed the
+/// connection (nothing while it is pooled: ``BackendConnectionGuard`` closes a connection that speaks out of
+/// turn), and reads only while that exchange can take more.
+final class BackendLink: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPResponsePart
+    typealias OutboundIn = HTTPRequestPart
+    typealias OutboundOut = HTTPRequestPart
+
+    private var context: ChannelHandlerContext?
+    private var sink: (@Sendable (BackendEvent) -> Void)?
+    private var readable = true
+    private var reads = ReadGate()
+    private var failed = false
+    private var inactive = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Lends the connection: its events go to `sink` until ``detach()``.
+    func attach(_ sink: @escaping @Sendable (BackendEvent) -> Void) {
+        self.sink = sink
+        self.failed = false
+        self.setReadable(true)
+        // Closed between the pool's check and now: the borrower hears it, as it would have.
+        if self.inactive || self.context?.channel.isActive != true { sink(.closed) }
+    }
+
+    /// Back in the pool: reads go on, so that a backend that closes is noticed.
+    func detach() {
+        self.sink = nil
+        self.setReadable(true)
+    }
+
+    /// Whether the borrower can take more of the response now.
+    func setReadable(_ readable: Bool) {
+        self.readable = readable
+        if self.reads.reopen(open: readable) { self.context?.read() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.sink?(.part(self.unwrapInboundIn(data)))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.sink?(.readComplete)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.sink?(.writable(context.channel.isWritable))
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard !self.failed else { return }
+        self.failed = true
+        self.sink?(.failed(error))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.inactive = true
+        self.sink?(.closed)
+        context.fireChannelInactive()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.reads.read(open: self.readable) { context.read() }
     }
 }
 

@@ -8,8 +8,8 @@ import Synchronization
 import SallyportTLS
 
 /// Backend connections for reuse, per scheme, host, port, TLS settings and binding (see ``BackendPoolState``
-/// for the rules). A connection is lent for one exchange at a time (``withConnection(_:exchange:)``) and
-/// goes back to the pool only when the exchange ended cleanly.
+/// for the rules). A connection is lent for one exchange at a time (``lendIdle(_:near:)`` or
+/// ``connect(_:on:)``) and goes back to the pool (``giveBack(_:_:)``) only when the exchange ended cleanly.
 final class BackendPool: Sendable {
     private struct State {
         var connections: BackendPoolState<BackendConnection>
@@ -67,24 +67,72 @@ final class BackendPool: Sendable {
         BackendKey(scheme: app.internalURL.scheme, host: app.internalURL.host, port: app.internalURL.port, tls: app.backendTLS, affinity: affinity)
     }
 
-    /// Runs `exchange` on a connection for `lease` (an idle one when there is one, else a new one; `reused`
-    /// tells which), then pools or closes it as `exchange` says. Connect failures are thrown.
-    func withConnection<Result>(
-        _ lease: Lease,
-        exchange: (_ connection: BackendConnection, _ reused: Bool) async -> (Result, Return)
-    ) async throws -> Result {
-        let (connection, reused) = try await self.lend(lease)
-        let (result, after) = await exchange(connection, reused)
-        switch after {
-        case .close:
-            connection.close()
-        case .keep:
-            self.park(connection, key: connection.key)
-        case .keepBound(let binding):
-            connection.key.affinity = binding
-            self.park(connection, key: connection.key)
+    /// An idle connection for `lease`, one on `loop` first, without waiting; nil when a new one must be made.
+    func lendIdle(_ lease: Lease, near loop: any EventLoop) -> BackendConnection? {
+        guard !lease.fresh else { return nil }
+        // A client's bound connection first, then one of the shared (or handler-bound) ones.
+        var keys = [Self.key(for: lease.app, affinity: lease.affinity)]
+        if lease.affinity == nil, let binding = lease.clientBinding { keys.insert(Self.key(for: lease.app, affinity: binding), at: 0) }
+        let now = ContinuousClock.now
+        let near = ObjectIdentifier(loop)
+        let (found, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
+            var stale = state.sweep(now: now)
+            for key in keys {
+                let (reuse, expired) = state.connections.lease(key, now: now) { ObjectIdentifier($0.channel.eventLoop) == near }
+                stale += expired
+                if let reuse, reuse.isUsable { return (reuse, stale) }
+                if let reuse { stale.append(reuse) }
+            }
+            return (nil, stale)
         }
-        return result
+        for connection in stale { connection.close() }
+        return found
+    }
+
+    /// A new connection for `lease`, on `loop` (the tunnel stream's that asks: no thread between the two).
+    func connect(_ lease: Lease, on loop: any EventLoop) -> EventLoopFuture<BackendConnection> {
+        let app = lease.app
+        let tls: NIOSSLContext?
+        do {
+            tls = try self.tlsContext(for: app)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return BackendConnection.connect(
+            key: Self.key(for: app, affinity: lease.affinity),
+            tls: tls,
+            serverName: app.backendTLS?.serverName ?? app.internalURL.host,
+            timeout: app.timeouts.connect,
+            idleTimeout: self.idleTimeout,
+            on: loop
+        ).map { connection in
+            // However it closes (the backend, an idle timeout, the pool), it is no longer offered.
+            connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.connections.closed(connection) } }
+            return connection
+        }
+    }
+
+    /// After an exchange: pools or closes the connection as `after` says. On the connection's event loop, its
+    /// link is detached first: no later borrower can be lent it before that (its events would go nowhere).
+    func giveBack(_ connection: BackendConnection, _ after: Return) {
+        connection.withLink { link in
+            link.detach()
+            switch after {
+            case .close:
+                connection.close()
+            case .keep:
+                self.park(connection, key: connection.key)
+            case .keepBound(let binding):
+                connection.key.affinity = binding
+                self.park(connection, key: connection.key)
+            }
+        }
+    }
+
+    /// Opens a connection for `lease` and closes it (the doctor's check that the backend answers).
+    func checkConnect(_ lease: Lease) async throws {
+        let connection = try await self.connect(lease, on: self.group.next()).get()
+        connection.close()
     }
 
     /// Closes every idle connection.
@@ -94,42 +142,6 @@ final class BackendPool: Sendable {
 
     /// Idle connections now (for tests).
     var idleCount: Int { self.state.withLock { $0.connections.idleCount } }
-
-    private func lend(_ lease: Lease) async throws -> (BackendConnection, reused: Bool) {
-        let shared = Self.key(for: lease.app, affinity: lease.affinity)
-        if !lease.fresh {
-            // A client's bound connection first, then one of the shared (or handler-bound) ones.
-            var keys = [shared]
-            if lease.affinity == nil, let binding = lease.clientBinding { keys.insert(Self.key(for: lease.app, affinity: binding), at: 0) }
-            let now = ContinuousClock.now
-            let loop = MultiThreadedEventLoopGroup.currentEventLoop.map(ObjectIdentifier.init)
-            let (found, stale) = self.state.withLock { state -> (BackendConnection?, [BackendConnection]) in
-                var stale = state.sweep(now: now)
-                for key in keys {
-                    let (reuse, expired) = state.connections.lease(key, now: now) { ObjectIdentifier($0.channel.eventLoop) == loop }
-                    stale += expired
-                    if let reuse, reuse.isUsable { return (reuse, stale) }
-                    if let reuse { stale.append(reuse) }
-                }
-                return (nil, stale)
-            }
-            for connection in stale { connection.close() }
-            if let found { return (found, true) }
-        }
-        let app = lease.app
-        let connection = try await BackendConnection.connect(
-            key: shared,
-            tls: try self.tlsContext(for: app),
-            serverName: app.backendTLS?.serverName ?? app.internalURL.host,
-            timeout: app.timeouts.connect,
-            idleTimeout: self.idleTimeout,
-            // On the loop of the tunnel stream that asks (its task runs there): no thread between the two.
-            group: MultiThreadedEventLoopGroup.currentEventLoop ?? self.group
-        )
-        // However it closes (the backend, an idle timeout, the pool), it is no longer offered.
-        connection.channel.closeFuture.whenComplete { _ in self.state.withLock { $0.connections.closed(connection) } }
-        return (connection, false)
-    }
 
     private func park(_ connection: BackendConnection, key: BackendKey) {
         guard connection.isUsable else { return }

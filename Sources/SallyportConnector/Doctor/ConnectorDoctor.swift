@@ -192,7 +192,7 @@ public struct ConnectorDoctor: Sendable {
         defer { pool.closeAll() }
         let name = "app \(app.name)"
         do {
-            try await pool.withConnection(BackendPool.Lease(app: app, affinity: nil, clientBinding: nil, fresh: true)) { _, _ in ((), .close) }
+            try await pool.checkConnect(BackendPool.Lease(app: app, affinity: nil, clientBinding: nil, fresh: true))
             return DoctorStep(name, .ok, "\(app.internalURL.string) reachable from this host\(app.internalURL.scheme == "https" ? ", TLS verified" : "")")
         } catch {
             let (_, reason) = BackendForwarder.classify(connectError: error)

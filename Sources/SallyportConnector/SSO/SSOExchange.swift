@@ -28,9 +28,27 @@ extension SSOStep {
     func prepare(
         _ request: HTTPRequest, identity: Identity?, attempt: Int, exchange: BackendExchange, upgrade: String?, logger: Logger
     ) async -> Preparation {
-        let canRetry = exchange.retryPossible
-        let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: canRetry)
-        guard let (decision, pluginRequest) = await self.prepare(offered, identity: identity, attempt: attempt) else {
+        let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: exchange.retryPossible)
+        let called = await self.prepare(offered, identity: identity, attempt: attempt)
+        return self.conclude(called, offered: offered, request, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger)
+    }
+
+    /// ``prepare(_:identity:attempt:exchange:upgrade:logger:)`` when the handler decides without waiting; nil
+    /// when it must wait.
+    func prepareImmediately(
+        _ request: HTTPRequest, identity: Identity?, attempt: Int, exchange: BackendExchange, upgrade: String?, logger: Logger
+    ) -> Preparation? {
+        let offered = PluginRequest.make(request, hasBody: exchange.hasBody, canRetry: exchange.retryPossible)
+        guard let called = self.prepareImmediately(offered, identity: identity, attempt: attempt) else { return nil }
+        return self.conclude(called, offered: offered, request, identity: identity, attempt: attempt, exchange: exchange, upgrade: upgrade, logger: logger)
+    }
+
+    /// What the handler's decision (nil: past its deadline) means for the send.
+    private func conclude(
+        _ called: (RequestDecision, BackendRequest)?, offered: BackendRequest, _ request: HTTPRequest, identity: Identity?, attempt: Int,
+        exchange: BackendExchange, upgrade: String?, logger: Logger
+    ) -> Preparation {
+        guard let (decision, pluginRequest) = called else {
             logger.warning(
                 "the SSO handler did not decide in time; the request gets 504",
                 metadata: ["handler": "\(self.name)", "call": "prepare", "timeout": "\(self.deadline ?? .zero)"]
@@ -76,7 +94,20 @@ struct ResponseInspector: Sendable {
     /// refuses with ``SSOPages/handlerTimedOut``.
     func inspect(_ response: HTTPResponse) async -> (ResponseDecision, HTTPResponse) {
         let seen = PluginRequest.response(response)
-        guard let (decision, rewritten) = await self.step.inspect(seen, request: self.sent, identity: self.identity, attempt: self.attempt) else {
+        let called = await self.step.inspect(seen, request: self.sent, identity: self.identity, attempt: self.attempt)
+        return self.conclude(called, seen: seen, response)
+    }
+
+    /// ``inspect(_:)`` when the handler decides without waiting; nil when it must wait.
+    func inspectImmediately(_ response: HTTPResponse) -> (ResponseDecision, HTTPResponse)? {
+        let seen = PluginRequest.response(response)
+        guard let called = self.step.inspectImmediately(seen, request: self.sent, identity: self.identity, attempt: self.attempt) else { return nil }
+        return self.conclude(called, seen: seen, response)
+    }
+
+    /// What the handler's decision (nil: past its deadline) means for the response.
+    private func conclude(_ called: (ResponseDecision, BackendResponse)?, seen: BackendResponse, _ response: HTTPResponse) -> (ResponseDecision, HTTPResponse) {
+        guard let (decision, rewritten) = called else {
             self.logger.warning(
                 "the SSO handler did not decide in time; the request gets 504",
                 metadata: ["handler": "\(self.step.name)", "call": "inspect", "timeout": "\(self.step.deadline ?? .zero)"]

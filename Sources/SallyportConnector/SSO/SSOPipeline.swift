@@ -83,6 +83,24 @@ struct SSOStep: Sendable {
         }
     }
 
+    /// ``prepare(_:identity:attempt:)`` for a built-in handler that decides without waiting; nil when the call
+    /// must wait.
+    func prepareImmediately(_ request: BackendRequest, identity: Identity?, attempt: Int) -> (RequestDecision, BackendRequest)? {
+        guard self.deadline == nil, let handler = self.handler as? any ImmediateSSOHandler else { return nil }
+        var request = request
+        guard let decision = handler.prepareImmediately(&request, identity: identity, attempt: attempt) else { return nil }
+        return (decision, request)
+    }
+
+    /// ``inspect(_:request:identity:attempt:)`` for a built-in handler that decides without waiting; nil when the
+    /// call must wait.
+    func inspectImmediately(_ response: BackendResponse, request: BackendRequest, identity: Identity?, attempt: Int) -> (ResponseDecision, BackendResponse)? {
+        guard self.deadline == nil, let handler = self.handler as? any ImmediateSSOHandler else { return nil }
+        var response = response
+        guard let decision = handler.inspectImmediately(&response, request: request, identity: identity, attempt: attempt) else { return nil }
+        return (decision, response)
+    }
+
     /// The call within the deadline (nil past it), or simply the call for a built-in handler.
     private func bounded<T: Sendable>(_ call: @escaping @Sendable () async -> T) async -> T? {
         guard let deadline = self.deadline else { return await call() }

@@ -162,9 +162,12 @@ struct TunnelSession: Sendable {
         let dialer = self.dialer
         // The proxy's CONNECT (if any) goes first, once TCP is up; TLS and HTTP/2 only once the pipe is open.
         let channel = try await dialer.connect(group: self.group)
-        let multiplexer: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>
+        // Request streams are carried by their handlers; the relay's control stream goes to a control session.
+        let (controls, arrived) = AsyncStream<StreamChannel>.makeStream()
+        let forwarder = self.forwarder
+        let failure = FirstError()
         do {
-            multiplexer = try await channel.eventLoop.submit {
+            try await channel.eventLoop.submit {
                 let sync = channel.pipeline.syncOperations
                 let hostname = BackendConnection.isIPAddress(serverName) ? nil : serverName
                 // First, before TLS: any bytes are a sign of life, and a dead connection closes without a TLS goodbye.
@@ -180,53 +183,72 @@ struct TunnelSession: Sendable {
                 try sync.addHandler(FlushCoalescer())
                 // The connection manager turns a quiesce (drain) into GOAWAY and a close once the streams are
                 // done; liveness is the handler's above, not the manager's keepalive.
-                let multiplexer = try sync.configureAsyncHTTP2Pipeline(
-                    mode: .server,
-                    connectionManagerConfiguration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: .seconds(60), keepalive: nil),
-                    http2HandlerConfiguration: TunnelProtocol.http2Configuration()
+                let manager = NIOHTTP2ServerConnectionManagementHandler(
+                    eventLoop: channel.eventLoop, configuration: .init(maxIdleTime: nil, maxAge: nil, maxGraceTime: .seconds(60), keepalive: nil)
+                )
+                let configuration = TunnelProtocol.http2Configuration()
+                let http2 = NIOHTTP2Handler(
+                    mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: configuration.connection,
+                    streamConfiguration: configuration.stream, streamDelegate: manager.http2StreamDelegate
                 ) { stream in
                     stream.eventLoop.makeCompletedFuture {
                         try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                        try stream.pipeline.syncOperations.addHandler(EndWriteTracker<HTTPResponsePart>())
-                        return try StreamChannel(wrappingChannelSynchronously: stream)
+                        try stream.pipeline.syncOperations.addHandler(
+                            StreamExchangeHandler(forwarder: forwarder) { control in
+                                arrived.yield(try StreamChannel(wrappingChannelSynchronously: control))
+                            }
+                        )
                     }
                 }
+                try sync.addHandler(http2)
+                try sync.addHandler(manager)
                 try sync.addHandler(TunnelGoAwayHandler { code in
                     logger.warning("the relay ended the tunnel with an error; dialling again", metadata: ["code": "\(code)"])
                 })
+                try sync.addHandler(failure.recorder())
                 watch.start()
-                return multiplexer
             }.get()
         } catch {
             channel.close(promise: nil)
             throw error
         }
+        channel.closeFuture.whenComplete { _ in arrived.finish() }
         logger.info("tunnel connected", metadata: dialer.proxy.map { ["relay": "\(dialer.relay)", "proxy": "\($0)"] } ?? ["relay": "\(dialer.relay)"])
         defer { channel.close(promise: nil) }
         try await withThrowingDiscardingTaskGroup { group in
-            for try await stream in multiplexer.inbound {
-                group.addTask(executorPreference: EventLoopExecutor(stream.channel.eventLoop)) {
-                    await self.serve(stream, connection: channel, drain: drain, ready: ready, roll: roll, logger: logger)
+            for await control in controls {
+                group.addTask(executorPreference: EventLoopExecutor(control.channel.eventLoop)) {
+                    try? await control.executeThenClose { inbound, outbound in
+                        let session = ControlSession(session: self, writer: outbound, connection: channel, logger: logger)
+                        try await session.run(iterator: inbound.makeAsyncIterator(), drain: drain, ready: ready, roll: roll)
+                    }
                 }
             }
         }
+        // A connection that failed (a TLS handshake the relay refused, a reset) says why to the caller.
+        if let error = failure.error { throw error }
         logger.info("tunnel closed")
     }
+}
 
-    private func serve(
-        _ stream: StreamChannel, connection: any Channel, drain: AsyncStream<Void>, ready: @escaping @Sendable () -> Void,
-        roll: @escaping @Sendable (String) -> Void, logger: Logger
-    ) async {
-        try? await stream.executeThenClose { inbound, outbound in
-            var iterator = inbound.makeAsyncIterator()
-            guard case .head(let head) = try await iterator.next() else { return }
-            if head.path == TunnelProtocol.controlPath {
-                let control = ControlSession(session: self, writer: outbound, connection: connection, logger: logger)
-                try await control.run(iterator: iterator, drain: drain, ready: ready, roll: roll)
-            } else {
-                await self.forwarder.handle(head: head, iterator: &iterator, writer: outbound)
-                await GracefulClose.waitForEnd(of: stream.channel, part: HTTPResponsePart.self)
-            }
+/// The first error that reached the end of a connection's pipeline.
+final class FirstError: Sendable {
+    private let first = Mutex<(any Error)?>(nil)
+
+    var error: (any Error)? { self.first.withLock { $0 } }
+
+    /// The handler that records it; put it last.
+    func recorder() -> Recorder { Recorder(self) }
+
+    final class Recorder: ChannelInboundHandler {
+        typealias InboundIn = NIOAny
+        private let owner: FirstError
+
+        init(_ owner: FirstError) { self.owner = owner }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // Fatal errors (a refused TLS handshake, a reset) close the connection on their own.
+            self.owner.first.withLock { if $0 == nil { $0 = error } }
         }
     }
 }

@@ -58,7 +58,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var queued = CircularBuffer<HTTPRequestPart>()
     /// Bumped for every attempt and every request: events of older streams and tasks are ignored.
     private var attempt: UInt64 = 0
-    private var pendingRead = false
+    private var reads = ReadGate()
     private var tunnelWritable = true
     /// The last response end written: the connection (or stream) closes only after it is out.
     private var lastEnd: EventLoopFuture<Void>?
@@ -115,18 +115,15 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             current.exchange.userClosed()
             if current.exchange.phase == .responding, !current.exchange.responseEnded { current.exchange.note(reason: "response-incomplete") }
             self.current = current
-            self.current?.stream?.close()
+            // finish() resets the tunnel stream unless both ends were sent (HTTP/2 closes a stream as its answer's
+            // end goes out).
             self.finish(context: context, close: true)
         }
         context.fireChannelInactive()
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.mayRead {
-            context.read()
-        } else {
-            self.pendingRead = true
-        }
+        if self.reads.read(open: self.mayRead) { context.read() }
     }
 
     private var mayRead: Bool {
@@ -136,10 +133,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func readIfWanted(context: ChannelHandlerContext) {
-        if self.pendingRead, self.mayRead {
-            self.pendingRead = false
-            context.read()
-        }
+        if self.reads.reopen(open: self.mayRead) { context.read() }
     }
 
     // MARK: A request begins
@@ -187,17 +181,11 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let attempt = self.attempt
-        let loop = context.eventLoop
-        let then = NIOLoopBound(then, eventLoop: loop)
-        // Unstructured: the work belongs to this request, which lives in the channel's handler rather than in a
-        // task; its result comes back to the loop, where an ended request ignores it.
-        Task {
-            let value = await work()
-            loop.execute {
-                let handler = handler.value
-                guard handler.attempt == attempt, let context = handler.context else { return }
-                then.value(handler, value, context)
-            }
+        let then = NIOLoopBound(then, eventLoop: context.eventLoop)
+        OffLoop.run(work, thenOn: context.eventLoop) { value in
+            let handler = handler.value
+            guard handler.attempt == attempt, let context = handler.context else { return }
+            then.value(handler, value, context)
         }
     }
 
@@ -396,6 +384,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .sendWithEnd(let buffer):
                 context.write(self.wrapOutboundOut(.body(buffer)), promise: nil)
                 self.responseEnded(trailers: nil, context: context)
+                if self.current?.exchange.isComplete == true { self.finish(context: context, close: true) }
             case .drop: break
             case .failed(let failure): self.attemptFailed(failure, context: context)
             }
@@ -550,15 +539,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if close || !self.isHTTP1 || current.exchange.closesConnection {
             self.queued.removeAll()
             guard !self.closed else { return }
-            // The last write first: closing at once would cut the answer's tail (HTTP/2: RST_STREAM). A client that
-            // never reads it is not waited for long.
-            let channel = context.channel
-            let last = self.lastEnd ?? context.eventLoop.makeSucceededVoidFuture()
-            let timer = channel.eventLoop.scheduleTask(in: .seconds(30)) { channel.close(promise: nil) }
-            last.whenComplete { _ in
-                timer.cancel()
-                channel.close(promise: nil)
-            }
+            GracefulClose.close(context.channel, after: self.lastEnd)
             return
         }
         // Keep-alive: the next request, if a pipelining client sent it already.

@@ -273,6 +273,7 @@ struct RelayExchange {
             self.remaining = left - buffer.readableBytes
             if left == buffer.readableBytes {
                 self.endedEarly = true
+                self.responseEnded = true
                 return .sendWithEnd(buffer)
             }
         }
@@ -295,10 +296,10 @@ struct RelayExchange {
         case .responding, .upgraded: break
         default: return .drop
         }
+        if self.endedEarly { return .alreadySent }
         self.responseEnded = true
         // The answer is complete while the user is still sending: the connection cannot be reused.
         if !self.userEnded || self.phase == .upgraded { self.closesConnection = self.isHTTP1 }
-        if self.endedEarly { return .alreadySent }
         // After an upgrade the end carries no trailers; it only marks when the last bytes are out.
         return .send(self.phase == .upgraded ? nil : trailers)
     }

@@ -1,6 +1,7 @@
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import SallyportHTTP
 
 /// What happens on a request's tunnel stream, as its ``ExchangeHandler`` hears it.
 enum TunnelStreamEvent: Sendable {
@@ -25,7 +26,7 @@ final class TunnelStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let sink: ExchangeHandler.Sink
     private var context: ChannelHandlerContext?
     private var userWritable = true
-    private var pendingRead = false
+    private var reads = ReadGate()
     private var error: (any Error)?
 
     init(sink: ExchangeHandler.Sink) {
@@ -58,20 +59,13 @@ final class TunnelStreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.userWritable {
-            context.read()
-        } else {
-            self.pendingRead = true
-        }
+        if self.reads.read(open: self.userWritable) { context.read() }
     }
 
     /// The user's channel can take more of the response (or cannot for now).
     func userWritabilityChanged(_ writable: Bool) {
         self.userWritable = writable
-        if writable, self.pendingRead, let context {
-            self.pendingRead = false
-            context.read()
-        }
+        if self.reads.reopen(open: writable) { self.context?.read() }
     }
 }
 
