@@ -22,6 +22,17 @@ public struct ReadGate {
     }
 }
 
+extension EventLoop {
+    /// Runs `task` at once when called on this loop, else queues it there (in order with other queued work).
+    public func executeNowOrLater(_ task: @escaping @Sendable () -> Void) {
+        if self.inEventLoop {
+            task()
+        } else {
+            self.execute(task)
+        }
+    }
+}
+
 /// Work of a channel's handler that must wait for I/O (a provider's keys, a plugin's call).
 public enum OffLoop {
     /// Runs `work` in a task, then `then` with its value on `loop`.

@@ -1,5 +1,4 @@
 import HTTPTypes
-import NIOEmbedded
 import SallyportConfig
 import SallyportHTTP
 import SallyportPluginAPI
@@ -95,8 +94,7 @@ import Testing
             ("Trailer", "X-T"), ("Expect", "100-continue"), ("Cookie", "__Host-sallyport-corp=sealed; theme=dark"), ("X-Kept", "yes"),
         ]
         for (name, value) in spoofed { head.headerFields.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
-        let channel = EmbeddedChannel()
-        let context = EdgeRequestContext(channel: channel, clientAddress: "203.0.113.7", connectionID: "c1", isHTTP1: true)
+        let context = EdgeRequestContext(clientAddress: "203.0.113.7", connectionID: "c1", isHTTP1: true)
         let identity = Identity(userPrincipalName: "alice@corp.example", subject: "s", issuer: "https://idp", provider: "corp")
         let tunnel = TunnelHead.make(from: head, app: "wiki", identity: identity, upgrade: nil, requestID: "r1", context: context)
         let fields = Dictionary(tunnel.headerFields.map { ($0.name.canonicalName, $0.value) }, uniquingKeysWith: { a, b in a + "," + b })
@@ -110,7 +108,6 @@ import Testing
         #expect(fields["sallyport-client-connection"] == "c1")
         #expect(fields["sallyport-request-id"] == "r1")
         #expect(fields["sallyport-identity"].flatMap(IdentityField.decode)?.userPrincipalName == "alice@corp.example")
-        _ = try? channel.finish()
     }
 
     @Test func onlyValidWebSocketHandshakesMaySwitch() throws {

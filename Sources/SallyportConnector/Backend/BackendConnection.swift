@@ -60,11 +60,7 @@ final class BackendConnection: @unchecked Sendable {
     /// Runs `body` with the link on the connection's event loop.
     func withLink(_ body: @escaping @Sendable (BackendLink) -> Void) {
         let link = self.link
-        if self.channel.eventLoop.inEventLoop {
-            body(link.value)
-        } else {
-            self.channel.eventLoop.execute { body(link.value) }
-        }
+        self.channel.eventLoop.executeNowOrLater { body(link.value) }
     }
 
     /// Connects (TCP, then TLS for https) on `loop` within `timeout`. `idleTimeout`: how long it may stay idle in

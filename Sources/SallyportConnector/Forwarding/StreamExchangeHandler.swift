@@ -38,6 +38,8 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         let identity: Identity?
         let clientBinding: String?
         var prepared: SSOStep.Prepared?
+        /// What the next send carries: the handler's request, or the backend's head as it is.
+        var sending: SSOStep.Prepared? { self.prepared ?? self.request.map { SSOStep.Prepared(request: $0) } }
         /// Request parts read and not yet written to a backend connection.
         var held: [HTTPRequestPart] = []
         /// The request's end came from the relay.
@@ -105,9 +107,9 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             if let attempt = request.attempt, attempt.ending == .complete, attempt.requestComplete {
                 // Closed as the answer's end went out (HTTP/2 closes a stream both sides ended): nothing was cut.
                 self.settleIfDone(context: context)
-            } else if let connection = request.connection {
+            } else if request.connection != nil {
                 // The relay reset the stream (the user is gone) or the tunnel closed: end the backend exchange too.
-                self.abandon(connection)
+                self.abandon()
             }
             self.finish(context: context)
         }
@@ -151,7 +153,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
         record.set("app", appName)
         guard let (app, pipeline) = self.forwarder.apps.entry(named: appName) else {
             logger.error("request for an app this connector does not know; is its configuration still arriving?")
-            self.answerAlone(.badGateway, reason: .unknownApp, head: head, record: record, context: context)
+            self.answerAlone(.badGateway, reason: .unknownApp, record: record, context: context)
             return
         }
         record.keepQuery = app.accessLogQuery ?? false
@@ -163,7 +165,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
             step = handler
         case .unavailable(let errors):
             logger.error("the app's SSO handler is unavailable; its requests get 502", metadata: ["error": "\(errors.map(\.description).joined(separator: "; "))"])
-            self.answerAlone(SSOPages.unavailable, reason: .ssoUnavailable, head: head, record: record, app: app, context: context)
+            self.answerAlone(SSOPages.unavailable, reason: .ssoUnavailable, record: record, app: app, context: context)
             return
         }
         // Decoded only when a handler runs: passthrough apps never look at it.
@@ -212,7 +214,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func perform(_ action: BackendExchange.Action, context: ChannelHandlerContext) {
-        guard let request = self.request, let exchange = request.exchange, let backendRequest = request.request else { return }
+        guard let request = self.request, let exchange = request.exchange, let backendRequest = request.request, let sending = request.sending else { return }
         switch action {
         case .prepare(let attempt):
             guard let step = request.step else { preconditionFailure("only a handler prepares") }
@@ -227,8 +229,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
                 }
             }
         case .send(let fresh):
-            let prepared = request.prepared ?? SSOStep.Prepared(request: backendRequest)
-            let lease = BackendPool.Lease(app: request.app, affinity: prepared.affinity, clientBinding: request.clientBinding, fresh: fresh)
+            let lease = BackendPool.Lease(app: request.app, affinity: sending.affinity, clientBinding: request.clientBinding, fresh: fresh)
             if let connection = self.forwarder.pool.lendIdle(lease, near: context.eventLoop) {
                 self.send(on: connection, reused: true, context: context)
                 return
@@ -295,7 +296,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: One send
 
     private func send(on connection: BackendConnection, reused: Bool, context: ChannelHandlerContext) {
-        guard var request = self.request, let prepared = request.prepared ?? request.request.map({ SSOStep.Prepared(request: $0) }) else { return }
+        guard var request = self.request, let prepared = request.sending else { return }
         self.serial &+= 1
         let serial = self.serial
         let attempt = BackendAttempt(
@@ -330,13 +331,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private static func sink(loop: any EventLoop, handler: NIOLoopBound<StreamExchangeHandler>, serial: UInt64) -> @Sendable (BackendEvent) -> Void {
-        { event in
-            if loop.inEventLoop {
-                handler.value.backendEvent(event, serial: serial)
-            } else {
-                loop.execute { handler.value.backendEvent(event, serial: serial) }
-            }
-        }
+        { event in loop.executeNowOrLater { handler.value.backendEvent(event, serial: serial) } }
     }
 
     private func requestEnded(context: ChannelHandlerContext) {
@@ -554,7 +549,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     /// The relay gave up: the backend exchange ends too, and its connection is not reused.
-    private func abandon(_ connection: BackendConnection) {
+    private func abandon() {
         self.request?.attempt?.requestAbandoned()
         self.release(close: true)
     }
@@ -562,7 +557,7 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// A connection the user authenticated with NTLM or Negotiate is theirs alone (bound to their client
     /// connection); any other goes back as it came.
     private func returnAfterCleanExchange(connectorAuthenticated: Bool) -> BackendPool.Return {
-        guard let request = self.request, let sent = request.prepared?.request ?? request.request else { return .close }
+        guard let request = self.request, let sent = request.sending?.request else { return .close }
         guard !connectorAuthenticated, BackendHead.carriesConnectionAuthentication(sent) else { return .keep }
         guard let binding = request.clientBinding else { return .close }
         return .keepBound(binding)
@@ -578,32 +573,30 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     /// Answers into the tunnel with one of Sallyport's pages; the exchange is over.
     private func answer(_ page: ErrorPage, reason: ConnectorErrorReason, context: ChannelHandlerContext) {
-        guard var request = self.request else { return }
-        request.reason = reason.rawValue
-        request.status = page.status.code
-        var (response, body) = page.render(requestID: request.record.requestID, allocator: context.channel.allocator)
-        request.bytesOut += body.readableBytes
-        response.headerFields[TunnelProtocol.Field.error] = reason.rawValue
-        self.request = request
-        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(body)), promise: nil)
-        self.writeEnd(nil, context: context)
+        guard let request = self.request else { return }
+        let bytes = self.writePage(page, reason: reason, requestID: request.record.requestID, context: context)
+        self.request?.reason = reason.rawValue
+        self.request?.status = page.status.code
+        self.request?.bytesOut += bytes
         self.finish(context: context)
     }
 
     /// A page for a request that never became an exchange (its app is unknown here, or cannot be served).
-    private func answerAlone(
-        _ page: ErrorPage, reason: ConnectorErrorReason, head: HTTPRequest, record: AccessRecord, app: ConnectorApp? = nil,
-        context: ChannelHandlerContext
-    ) {
+    private func answerAlone(_ page: ErrorPage, reason: ConnectorErrorReason, record: AccessRecord, app: ConnectorApp? = nil, context: ChannelHandlerContext) {
         self.done = true
-        var (response, body) = page.render(requestID: record.requestID, allocator: context.channel.allocator)
+        let bytes = self.writePage(page, reason: reason, requestID: record.requestID, context: context)
+        self.account(record, status: page.status.code, bytesOut: bytes, reason: reason.rawValue, app: app)
+        GracefulClose.close(context.channel, after: self.lastEnd)
+    }
+
+    /// Writes one of Sallyport's pages into the tunnel, marked with `reason` for the relay; returns its body's size.
+    private func writePage(_ page: ErrorPage, reason: ConnectorErrorReason, requestID: String, context: ChannelHandlerContext) -> Int {
+        var (response, body) = page.render(requestID: requestID, allocator: context.channel.allocator)
         response.headerFields[TunnelProtocol.Field.error] = reason.rawValue
         context.write(self.wrapOutboundOut(.head(response)), promise: nil)
         context.write(self.wrapOutboundOut(.body(body)), promise: nil)
         self.writeEnd(nil, context: context)
-        self.account(record, status: page.status.code, bytesOut: body.readableBytes, reason: reason.rawValue, app: app)
-        GracefulClose.close(context.channel, after: self.lastEnd)
+        return body.readableBytes
     }
 
     // MARK: The end

@@ -27,12 +27,8 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let attempt: UInt64
 
         func deliver(_ event: TunnelStreamEvent) {
-            if self.loop.inEventLoop {
-                self.handler.value.tunnelEvent(event, attempt: self.attempt)
-            } else {
-                let (handler, attempt) = (self.handler, self.attempt)
-                self.loop.execute { handler.value.tunnelEvent(event, attempt: attempt) }
-            }
+            let (handler, attempt) = (self.handler, self.attempt)
+            self.loop.executeNowOrLater { handler.value.tunnelEvent(event, attempt: attempt) }
         }
     }
 
@@ -49,9 +45,8 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let forwarder: RequestForwarder
-    private let clientAddress: String
-    private let connectionID: String
-    private let isHTTP1: Bool
+    private let edge: EdgeRequestContext
+    private var isHTTP1: Bool { self.edge.isHTTP1 }
     private var context: ChannelHandlerContext?
     private var current: Current?
     /// HTTP/1.1 parts that came after the current request's end (a pipelining client): taken once it is answered.
@@ -66,13 +61,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     init(forwarder: RequestForwarder, clientAddress: String, connectionID: String, isHTTP1: Bool) {
         self.forwarder = forwarder
-        self.clientAddress = clientAddress
-        self.connectionID = connectionID
-        self.isHTTP1 = isHTTP1
-    }
-
-    private var edge: EdgeRequestContext {
-        EdgeRequestContext(channel: self.context!.channel, clientAddress: self.clientAddress, connectionID: self.connectionID, isHTTP1: self.isHTTP1)
+        self.edge = EdgeRequestContext(clientAddress: clientAddress, connectionID: connectionID, isHTTP1: isHTTP1)
     }
 
     // MARK: Channel events
@@ -128,7 +117,6 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var mayRead: Bool {
         guard let current else { return self.queued.isEmpty }
-        if current.exchange.phase == .finished { return false }
         return current.exchange.wantsRequestBytes && (current.stream == nil || self.tunnelWritable || current.exchange.phase == .answering)
     }
 
@@ -296,10 +284,10 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         current.trace.record.set("attempts", "\(current.exchange.tried.count)")
         current.logger[metadataKey: "connector"] = "\(connection.connector)"
         self.current = current
-        let sink = Sink(loop: context.eventLoop, handler: NIOLoopBound(self, eventLoop: context.eventLoop), attempt: self.attempt)
-        let opened = connection.openStream { TunnelStreamHandler(sink: sink) }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let attempt = self.attempt
+        let sink = Sink(loop: context.eventLoop, handler: handler, attempt: attempt)
+        let opened = connection.openStream { TunnelStreamHandler(sink: sink) }
         opened.hop(to: context.eventLoop).whenComplete { result in
             let handler = handler.value
             guard handler.attempt == attempt, let context = handler.context else {
@@ -466,18 +454,12 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch action {
         case .none:
             if current.exchange.isComplete { self.finish(context: context, close: current.exchange.closesConnection) }
-        case .retry:
-            self.releaseStream()
-            self.connect(context: context)
-        case .answer(let failure):
-            self.releaseStream()
-            current.logger.warning("request failed on a connector and cannot be sent again", metadata: ["failure": "\(failure)"])
-            self.answerAfterFailure(failure, context: context)
-        case .abandon:
-            self.finish(context: context, close: true)
         case .truncated:
             current.logger.warning("tunnel stream ended before the response was complete")
             self.finish(context: context, close: true)
+        case .retry, .answer, .abandon:
+            self.releaseStream()
+            self.afterFailedAttempt(action, failure: failure, context: context)
         }
     }
 
@@ -497,6 +479,13 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let action = current.exchange.attemptFailed(failure)
         self.current = current
         self.releaseStream()
+        self.afterFailedAttempt(action, failure: failure, context: context)
+    }
+
+    /// What follows an attempt that failed before anything reached the user (its stream released): another
+    /// connection, the relay's page, or nothing when the user is gone.
+    private func afterFailedAttempt(_ action: RelayExchange.StreamClosedAction, failure: Failover.Failure, context: ChannelHandlerContext) {
+        guard let current = self.current else { return }
         switch action {
         case .retry:
             current.logger.warning("request failed before an answer; sending it to another connection", metadata: ["failure": "\(failure)"])
@@ -535,7 +524,7 @@ final class ExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.current = nil
         self.tunnelWritable = true
-        self.forwarder.account(current.trace, exchange: current.exchange, clientAddress: self.clientAddress)
+        self.forwarder.account(current.trace, exchange: current.exchange, clientAddress: self.edge.clientAddress)
         if close || !self.isHTTP1 || current.exchange.closesConnection {
             self.queued.removeAll()
             guard !self.closed else { return }

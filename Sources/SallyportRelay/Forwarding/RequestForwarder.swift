@@ -12,8 +12,6 @@ import SallyportTunnel
 
 /// Where a public request came from.
 struct EdgeRequestContext: Sendable {
-    /// The public channel: an HTTP/1.1 connection or one HTTP/2 stream.
-    let channel: any Channel
     /// The user's address.
     let clientAddress: String
     /// An id of the user's connection (HTTP/1.1 or HTTP/2), for the connector's connection binding.

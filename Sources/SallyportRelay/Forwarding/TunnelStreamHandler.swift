@@ -92,10 +92,6 @@ struct TunnelStreamLink: Sendable {
 
     func userWritabilityChanged(_ writable: Bool) {
         let handler = self.handler
-        if self.channel.eventLoop.inEventLoop {
-            handler.value.userWritabilityChanged(writable)
-        } else {
-            self.channel.eventLoop.execute { handler.value.userWritabilityChanged(writable) }
-        }
+        self.channel.eventLoop.executeNowOrLater { handler.value.userWritabilityChanged(writable) }
     }
 }
