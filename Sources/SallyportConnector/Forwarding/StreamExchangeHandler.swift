@@ -574,29 +574,35 @@ final class StreamExchangeHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Answers into the tunnel with one of Sallyport's pages; the exchange is over.
     private func answer(_ page: ErrorPage, reason: ConnectorErrorReason, context: ChannelHandlerContext) {
         guard let request = self.request else { return }
-        let bytes = self.writePage(page, reason: reason, requestID: request.record.requestID, context: context)
+        let (head, body) = Self.render(page, reason: reason, requestID: request.record.requestID, allocator: context.channel.allocator)
+        // Noted before the write: the stream may close as its end goes out, and the access line is written then.
         self.request?.reason = reason.rawValue
         self.request?.status = page.status.code
-        self.request?.bytesOut += bytes
+        self.request?.bytesOut += body.readableBytes
+        self.write(head, body, context: context)
         self.finish(context: context)
     }
 
     /// A page for a request that never became an exchange (its app is unknown here, or cannot be served).
     private func answerAlone(_ page: ErrorPage, reason: ConnectorErrorReason, record: AccessRecord, app: ConnectorApp? = nil, context: ChannelHandlerContext) {
         self.done = true
-        let bytes = self.writePage(page, reason: reason, requestID: record.requestID, context: context)
-        self.account(record, status: page.status.code, bytesOut: bytes, reason: reason.rawValue, app: app)
+        let (head, body) = Self.render(page, reason: reason, requestID: record.requestID, allocator: context.channel.allocator)
+        self.write(head, body, context: context)
+        self.account(record, status: page.status.code, bytesOut: body.readableBytes, reason: reason.rawValue, app: app)
         GracefulClose.close(context.channel, after: self.lastEnd)
     }
 
-    /// Writes one of Sallyport's pages into the tunnel, marked with `reason` for the relay; returns its body's size.
-    private func writePage(_ page: ErrorPage, reason: ConnectorErrorReason, requestID: String, context: ChannelHandlerContext) -> Int {
-        var (response, body) = page.render(requestID: requestID, allocator: context.channel.allocator)
+    /// One of Sallyport's pages, marked with `reason` for the relay.
+    private static func render(_ page: ErrorPage, reason: ConnectorErrorReason, requestID: String, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
+        var (response, body) = page.render(requestID: requestID, allocator: allocator)
         response.headerFields[TunnelProtocol.Field.error] = reason.rawValue
-        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
+        return (response, body)
+    }
+
+    private func write(_ head: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         context.write(self.wrapOutboundOut(.body(body)), promise: nil)
         self.writeEnd(nil, context: context)
-        return body.readableBytes
     }
 
     // MARK: The end
